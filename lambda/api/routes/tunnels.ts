@@ -1,0 +1,116 @@
+/** Tunnel routes: every one scoped to the caller's workspace by its API key. */
+import { createHash } from 'node:crypto';
+import { Hono } from 'hono';
+import type { Tunnel } from '../../../shared/schemas';
+import {
+  CreateTunnelSchema,
+  ListQuerySchema,
+  PatchTunnelSchema,
+  RotateKeySchema,
+} from '../../../shared/schemas';
+import { statusOnRead } from '../../../shared/status';
+import type { TunnelStore } from '../../../shared/store/tunnel-store';
+import type { TunnelRecord } from '../../../shared/tunnel';
+import { type GatewayInfo, toTunnel } from '../../../shared/tunnel-view';
+import { type AuthEnv, apiKeyAuth } from '../auth';
+import { parseWith, readJson } from '../body';
+import type { RateLimiter } from '../rate-limit';
+import type { TunnelResult, TunnelService } from '../tunnel-service';
+
+export interface TunnelRouteDeps {
+  service: TunnelService;
+  store: TunnelStore;
+  gateway: GatewayInfo;
+  bindHost: string;
+  limiter: RateLimiter;
+  now: () => Date;
+}
+
+/** A filtered listing reads at most this many store pages per request, then hands back a cursor. */
+const MAX_PAGES_PER_LIST = 10;
+const EVENTS_LIMIT = 100;
+
+export function tunnelRoutes(deps: TunnelRouteDeps): Hono<AuthEnv> {
+  const { service, store, gateway, bindHost } = deps;
+  const app = new Hono<AuthEnv>();
+  app.use(apiKeyAuth(store, deps.limiter, () => deps.now().getTime()));
+
+  const render = async (records: TunnelRecord[]): Promise<Tunnel[]> => {
+    const states = await store.getStates(records.map((r) => r.id));
+    return records.map((r) => toTunnel(r, statusOnRead(r, states.get(r.id), bindHost), gateway));
+  };
+  const renderResult = async ({ record, privateKey }: TunnelResult): Promise<Tunnel> => {
+    const [tunnel] = await render([record]);
+    if (!tunnel) throw new Error('render lost a tunnel');
+    // The generated reverse private key is returned here once and never stored.
+    return privateKey === undefined ? tunnel : { ...tunnel, privateKey };
+  };
+
+  app.post('/', async (c) => {
+    const body = await readJson(c, CreateTunnelSchema);
+    return c.json(await renderResult(await service.create(c.get('workspaceId'), body)), 201);
+  });
+
+  app.get('/', async (c) => {
+    const query = parseWith(ListQuerySchema, c.req.query());
+    const items: Tunnel[] = [];
+    let cursor = query.cursor;
+    for (let page = 0; page < MAX_PAGES_PER_LIST && items.length < query.limit; page++) {
+      const result = await store.listTunnels(c.get('workspaceId'), {
+        limit: query.limit - items.length,
+        cursor,
+      });
+      const tunnels = await render(result.items);
+      items.push(...(query.state ? tunnels.filter((t) => t.status.state === query.state) : tunnels));
+      cursor = result.cursor;
+      if (!cursor) break;
+    }
+    return c.json(cursor ? { items, nextCursor: cursor } : { items });
+  });
+
+  app.get('/:id', async (c) => {
+    return c.json(await renderResult({ record: await service.get(c.get('workspaceId'), c.req.param('id')) }));
+  });
+
+  app.patch('/:id', async (c) => {
+    const body = await readJson(c, PatchTunnelSchema);
+    return c.json(
+      await renderResult({ record: await service.patch(c.get('workspaceId'), c.req.param('id'), body) }),
+    );
+  });
+
+  app.delete('/:id', async (c) => {
+    await service.delete(c.get('workspaceId'), c.req.param('id'));
+    return c.body(null, 204);
+  });
+
+  app.post('/:id/rotate-key', async (c) => {
+    const body = await readJson(c, RotateKeySchema, { optional: true });
+    return c.json(await renderResult(await service.rotateKey(c.get('workspaceId'), c.req.param('id'), body)));
+  });
+
+  app.get('/:id/status', async (c) => {
+    const [tunnel] = await render([await service.get(c.get('workspaceId'), c.req.param('id'))]);
+    if (!tunnel) throw new Error('render lost a tunnel');
+    const body = JSON.stringify(tunnel.status);
+    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+    c.header('ETag', etag);
+    c.header('Cache-Control', 'no-cache');
+    if (matchesEtag(c.req.header('If-None-Match'), etag)) return c.body(null, 304);
+    return c.body(body, 200, { 'Content-Type': 'application/json' });
+  });
+
+  app.get('/:id/events', async (c) => {
+    const record = await service.get(c.get('workspaceId'), c.req.param('id'));
+    return c.json({ items: await store.listEvents(record.id, EVENTS_LIMIT) });
+  });
+
+  return app;
+}
+
+/** RFC 9110 If-None-Match: `*`, or a list of (possibly weak) tags compared weakly. */
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
+}

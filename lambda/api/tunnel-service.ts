@@ -1,0 +1,237 @@
+/**
+ * What the tunnel routes do, apart from HTTP: keys and secrets handled in the right order so a
+ * failure never leaves a tunnel without its secret, and never a secret in a response or log.
+ */
+import type { z } from 'zod';
+import type { PortRange } from '../../shared/config';
+import { ConflictError, NotFoundError, ValidationError } from '../../shared/errors';
+import { newTunnelId, TUNNEL_ID_PATTERN } from '../../shared/ids';
+import { generateKeyPair, type KeyType, parsePrivateKey, parsePublicKey } from '../../shared/keys';
+import type { Logger } from '../../shared/logger';
+import type {
+  CreateReverseTunnelSchema,
+  CreateStandardTunnelSchema,
+  PatchTunnelSchema,
+  RotateKeySchema,
+} from '../../shared/schemas';
+import type { SecretStore } from '../../shared/secrets/secret-store';
+import type { TunnelStore } from '../../shared/store/tunnel-store';
+import {
+  type TunnelRecord,
+  type TunnelSecret,
+  TunnelSecretSchema,
+  tunnelSecretName,
+} from '../../shared/tunnel';
+
+type CreateStandard = z.infer<typeof CreateStandardTunnelSchema>;
+type CreateReverse = z.infer<typeof CreateReverseTunnelSchema>;
+type Patch = z.infer<typeof PatchTunnelSchema>;
+type RotateKey = z.infer<typeof RotateKeySchema>;
+
+/** A stored tunnel, plus the private key we generated for a reverse tunnel (returned once). */
+export interface TunnelResult {
+  record: TunnelRecord;
+  privateKey?: string;
+}
+
+/** Optimistic updates that lose a race re-read and re-apply a few times before giving up. */
+const UPDATE_ATTEMPTS = 3;
+
+export class TunnelService {
+  constructor(
+    private readonly store: TunnelStore,
+    private readonly secrets: SecretStore,
+    private readonly logger: Logger,
+    private readonly portRange: PortRange,
+    private readonly now: () => Date,
+  ) {}
+
+  async create(workspaceId: string, body: CreateStandard | CreateReverse): Promise<TunnelResult> {
+    const id = newTunnelId();
+    const at = this.now().toISOString();
+    const base = { id, workspaceId, name: body.name, enabled: true, createdAt: at, updatedAt: at };
+    if (body.type === 'reverse') {
+      const key = await this.reverseKey(id, body.publicKey);
+      const record = await this.store.createTunnel(
+        {
+          ...base,
+          type: 'reverse',
+          service: body.service,
+          publicKey: key.publicKey,
+          publicKeyFingerprint: key.fingerprint,
+        },
+        this.portRange,
+      );
+      this.logger.info('tunnel created', { tunnelId: id, workspaceId, type: 'reverse', port: record.port });
+      return key.privateKey === undefined ? { record } : { record, privateKey: key.privateKey };
+    }
+
+    const auth = body.auth ?? { method: 'generated', keyType: 'ed25519' };
+    const secret = await this.standardSecret(id, auth);
+    const [current] = secret.keys;
+    if (!current) throw new Error('standard tunnel secret without a key');
+    // The secret goes first: a tunnel item must never exist without the credentials it names.
+    await this.secrets.put(tunnelSecretName(id), JSON.stringify(secret));
+    try {
+      const record = await this.store.createTunnel(
+        {
+          ...base,
+          type: 'standard',
+          service: body.service,
+          ssh: body.ssh,
+          authMethod: auth.method,
+          publicKey: current.publicKey,
+          publicKeyFingerprint: current.fingerprint,
+        },
+        this.portRange,
+      );
+      this.logger.info('tunnel created', { tunnelId: id, workspaceId, type: 'standard', port: record.port });
+      return { record };
+    } catch (err) {
+      await this.deleteSecretQuietly(id);
+      throw err;
+    }
+  }
+
+  async get(workspaceId: string, id: string): Promise<TunnelRecord> {
+    // Anything that is not a tunnel id cannot name a tunnel: answer without a read.
+    if (!TUNNEL_ID_PATTERN.test(id)) throw new NotFoundError('tunnel', id.slice(0, 40));
+    const record = await this.store.getTunnel(workspaceId, id);
+    if (!record) throw new NotFoundError('tunnel', id);
+    return record;
+  }
+
+  async patch(workspaceId: string, id: string, body: Patch): Promise<TunnelRecord> {
+    return this.update(workspaceId, id, (record) => {
+      if (body.ssh && record.type === 'reverse') {
+        throw ValidationError.field(
+          'ssh',
+          'applies to standard tunnels only; a reverse tunnel has no bastion',
+        );
+      }
+      const next: TunnelRecord = { ...record };
+      if (body.name !== undefined) next.name = body.name;
+      if (body.enabled !== undefined) next.enabled = body.enabled;
+      if (body.service) next.service = { ...record.service, ...definedFields(body.service) };
+      if (body.ssh && record.ssh) {
+        const ssh = { ...record.ssh, ...definedFields(body.ssh) };
+        const moved = ssh.host !== record.ssh.host || ssh.port !== record.ssh.port;
+        // A new bastion has a new host key: keep the old pin only while host and port stay the same.
+        if (moved && body.ssh.hostKeyFingerprint === undefined) delete ssh.hostKeyFingerprint;
+        next.ssh = ssh;
+      }
+      return next;
+    });
+  }
+
+  async rotateKey(workspaceId: string, id: string, body: RotateKey): Promise<TunnelResult> {
+    const record = await this.get(workspaceId, id);
+    if (record.type === 'reverse') {
+      const key = await this.reverseKey(id, body.publicKey);
+      const updated = await this.update(workspaceId, id, (r) => ({
+        ...r,
+        previousPublicKey: r.publicKey,
+        publicKey: key.publicKey,
+        publicKeyFingerprint: key.fingerprint,
+      }));
+      this.logger.info('tunnel key rotated', { tunnelId: id, workspaceId, fingerprint: key.fingerprint });
+      return key.privateKey === undefined
+        ? { record: updated }
+        : { record: updated, privateKey: key.privateKey };
+    }
+
+    if (body.publicKey !== undefined) {
+      throw ValidationError.field(
+        'publicKey',
+        'standard tunnels rotate to a key pair we generate; omit publicKey',
+      );
+    }
+    const old = TunnelSecretSchema.parse(JSON.parse(await this.secrets.get(tunnelSecretName(id))));
+    const pair = await generateKeyPair(keyTypeOf(record.publicKey), `tunnelkeeper-${id}`);
+    // Both keys stay valid until the gateway has connected with the new one and retires the old.
+    const secret: TunnelSecret = {
+      ...old,
+      keys: [
+        { privateKey: pair.privateKey, publicKey: pair.publicKey, fingerprint: pair.fingerprint },
+        ...old.keys.slice(0, 1),
+      ],
+    };
+    await this.secrets.put(tunnelSecretName(id), JSON.stringify(secret));
+    const updated = await this.update(workspaceId, id, (r) => ({
+      ...r,
+      authMethod: r.authMethod === 'password' ? 'password' : 'generated',
+      previousPublicKey: r.publicKey,
+      publicKey: pair.publicKey,
+      publicKeyFingerprint: pair.fingerprint,
+    }));
+    this.logger.info('tunnel key rotated', { tunnelId: id, workspaceId, fingerprint: pair.fingerprint });
+    return { record: updated };
+  }
+
+  async delete(workspaceId: string, id: string): Promise<void> {
+    const record = await this.get(workspaceId, id);
+    await this.store.deleteTunnel(record);
+    if (record.type === 'standard') await this.deleteSecretQuietly(id);
+    this.logger.info('tunnel deleted', { tunnelId: id, workspaceId, port: record.port });
+  }
+
+  private async update(
+    workspaceId: string,
+    id: string,
+    change: (record: TunnelRecord) => TunnelRecord,
+  ): Promise<TunnelRecord> {
+    for (let attempt = 1; ; attempt++) {
+      const record = await this.get(workspaceId, id);
+      try {
+        return await this.store.updateTunnel({ ...change(record), updatedAt: this.now().toISOString() });
+      } catch (err) {
+        if (!(err instanceof ConflictError) || attempt >= UPDATE_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  private async reverseKey(
+    id: string,
+    publicKey: string | undefined,
+  ): Promise<{ publicKey: string; fingerprint: string; privateKey?: string }> {
+    if (publicKey !== undefined) {
+      const parsed = parsePublicKey(publicKey, 'publicKey');
+      return { publicKey: parsed.publicKey, fingerprint: parsed.fingerprint };
+    }
+    const pair = await generateKeyPair('ed25519', `tunnelkeeper-${id}`);
+    return { publicKey: pair.publicKey, fingerprint: pair.fingerprint, privateKey: pair.privateKey };
+  }
+
+  private async standardSecret(id: string, auth: NonNullable<CreateStandard['auth']>): Promise<TunnelSecret> {
+    if (auth.method === 'private_key') {
+      const key = parsePrivateKey(auth.privateKey, auth.passphrase, 'auth.privateKey');
+      const entry = { privateKey: key.privateKey, publicKey: key.publicKey, fingerprint: key.fingerprint };
+      return { keys: [auth.passphrase === undefined ? entry : { ...entry, passphrase: auth.passphrase }] };
+    }
+    // Password tunnels get a key pair too, so the customer can move to key auth without a new tunnel.
+    const pair = await generateKeyPair(
+      auth.method === 'generated' ? auth.keyType : 'ed25519',
+      `tunnelkeeper-${id}`,
+    );
+    const keys = [{ privateKey: pair.privateKey, publicKey: pair.publicKey, fingerprint: pair.fingerprint }];
+    return auth.method === 'password' ? { keys, password: auth.password } : { keys };
+  }
+
+  private async deleteSecretQuietly(id: string): Promise<void> {
+    try {
+      await this.secrets.delete(tunnelSecretName(id));
+    } catch (err) {
+      this.logger.warn('tunnel secret left behind', { tunnelId: id, err });
+    }
+  }
+}
+
+function definedFields<T extends object>(patch: T): Partial<T> {
+  return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function keyTypeOf(publicKey: string): KeyType {
+  if (publicKey.startsWith('ssh-rsa')) return 'rsa';
+  if (publicKey.startsWith('ecdsa-')) return 'ecdsa';
+  return 'ed25519';
+}

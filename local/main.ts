@@ -1,0 +1,45 @@
+/** `npm start`: the whole system on this machine. Stops cleanly on SIGINT/SIGTERM within 10 s. */
+import { parseEnv } from '../shared/config';
+import { createLogger } from '../shared/logger';
+import { startLocalStack } from './stack';
+
+const SHUTDOWN_DEADLINE_MS = 9_000;
+
+async function main(): Promise<void> {
+  const env = parseEnv(process.env);
+  const logger = createLogger(env.LOG_LEVEL);
+  const stack = await startLocalStack(env, logger, (credentials) => {
+    // Deliberately outside the redacting logger: shown once, on first start, for the operator.
+    process.stdout.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'first start: save these credentials, they are not shown again', ...credentials })}\n`,
+    );
+  });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { signal });
+    setTimeout(() => {
+      logger.error('shutdown deadline passed; exiting', { deadlineMs: SHUTDOWN_DEADLINE_MS });
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS).unref();
+    stack.stop().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err) => {
+        logger.error('shutdown failed', { err });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`tunnelkeeper: failed to start: ${message}\n`);
+  process.exit(1);
+});

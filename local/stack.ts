@@ -1,0 +1,138 @@
+/**
+ * The local all-in-one behind `npm start`: DynamoDB Local, the file secret store and the same API
+ * app the Lambda serves. Later capabilities (gateway, sweeper) join this composition.
+ */
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import { createApp } from '../lambda/api/app';
+import type { Env } from '../shared/config';
+import { ensureHostKey } from '../shared/host-key';
+import { newAdminToken, newApiKey, sha256Hex } from '../shared/ids';
+import type { Logger } from '../shared/logger';
+import { FileSecretStore } from '../shared/secrets/file-secret-store';
+import { createDynamoClients } from '../shared/store/dynamo-client';
+import { DynamoTunnelStore } from '../shared/store/dynamo-tunnel-store';
+import { ensureTable } from '../shared/store/table';
+import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local';
+
+export const DEFAULT_WORKSPACE_ID = 'default';
+
+export interface LocalStack {
+  apiPort: number;
+  stop(): Promise<void>;
+}
+
+/** Credentials shown once on first start; `print` writes them where the operator sees them. */
+export type PrintCredentials = (credentials: { ADMIN_TOKEN?: string; BOOTSTRAP_API_KEY?: string }) => void;
+
+export async function startLocalStack(
+  env: Env,
+  logger: Logger,
+  print: PrintCredentials,
+): Promise<LocalStack> {
+  await mkdir(env.DATA_DIR, { recursive: true, mode: 0o700 });
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch((err) => logger.error('stop failed', { err }));
+  };
+  try {
+    let dynamo: DynamoDbLocal | undefined;
+    let endpoint = env.DYNAMODB_ENDPOINT;
+    if (!endpoint) {
+      const dbDir = join(env.DATA_DIR, 'dynamodb');
+      await mkdir(dbDir, { recursive: true, mode: 0o700 });
+      dynamo = await startDynamoDbLocal({ dataDir: dbDir, port: env.DYNAMODB_LOCAL_PORT });
+      stops.push(() => dynamo?.stop() ?? Promise.resolve());
+      endpoint = dynamo.endpoint;
+      logger.info('dynamodb local started', { endpoint });
+    }
+    const { client, doc } = createDynamoClients({ region: env.AWS_REGION, endpoint });
+    stops.push(async () => client.destroy());
+    await ensureTable(client, env.TABLE_NAME);
+    const store = new DynamoTunnelStore(doc, env.TABLE_NAME);
+    const secrets = new FileSecretStore(join(env.DATA_DIR, 'secrets'));
+
+    const shown: Parameters<PrintCredentials>[0] = {};
+    const admin = await adminToken(env);
+    if (admin.isNew) shown.ADMIN_TOKEN = admin.token;
+    const bootstrap = await bootstrapApiKey(env, store);
+    if (bootstrap) shown.BOOTSTRAP_API_KEY = bootstrap;
+    if (Object.keys(shown).length > 0) print(shown);
+
+    const hostKey = await ensureHostKey(secrets);
+    const app = createApp({
+      store,
+      secrets,
+      logger,
+      bindHost: env.TUNNEL_BIND_HOST,
+      portRange: env.TUNNEL_PORT_RANGE,
+      adminTokenHash: sha256Hex(admin.token),
+      gateway: {
+        sshHost: env.PUBLIC_SSH_HOST,
+        sshPort: env.PUBLIC_SSH_PORT ?? env.SSH_PORT,
+        hostPublicKey: hostKey.publicKey,
+        keepaliveIntervalSec: Math.max(1, Math.round(env.SSH_KEEPALIVE_INTERVAL_MS / 1000)),
+      },
+    });
+
+    const server = serve({ fetch: app.fetch, hostname: env.HOST, port: env.PORT });
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+    stops.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // Keep-alive sockets would hold close() open until they time out.
+          if ('closeIdleConnections' in server) server.closeIdleConnections();
+        }),
+    );
+    const apiPort = (server.address() as AddressInfo).port;
+    logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
+    return { apiPort, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** `ADMIN_TOKEN`, or the token kept in `DATA_DIR/admin-token`, generated on first start. */
+async function adminToken(env: Env): Promise<{ token: string; isNew: boolean }> {
+  if (env.ADMIN_TOKEN) return { token: env.ADMIN_TOKEN, isNew: false };
+  const file = join(env.DATA_DIR, 'admin-token');
+  try {
+    return { token: (await readFile(file, 'utf8')).trim(), isNew: false };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const token = newAdminToken();
+  await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  await chmod(file, 0o600);
+  return { token, isNew: true };
+}
+
+/**
+ * Makes sure the `default` workspace exists with an API key: `BOOTSTRAP_API_KEY` if set, else one
+ * generated on first start (returned to be printed once; only its hash is stored).
+ */
+async function bootstrapApiKey(env: Env, store: DynamoTunnelStore): Promise<string | undefined> {
+  const workspace = { id: DEFAULT_WORKSPACE_ID, name: 'default', createdAt: new Date().toISOString() };
+  if (env.BOOTSTRAP_API_KEY) {
+    await store.ensureWorkspace(workspace, sha256Hex(env.BOOTSTRAP_API_KEY));
+    return undefined;
+  }
+  const marker = join(env.DATA_DIR, 'bootstrapped');
+  try {
+    await readFile(marker);
+    return undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const apiKey = newApiKey();
+  await store.ensureWorkspace(workspace, sha256Hex(apiKey));
+  await writeFile(marker, `${workspace.createdAt}\n`, { mode: 0o600 });
+  return apiKey;
+}

@@ -1,0 +1,76 @@
+/**
+ * The commands a customer runs for a reverse tunnel, rendered from one argument list so `ssh`,
+ * `autossh`, the systemd unit and the crontab line can never drift apart.
+ */
+
+export interface ReverseCommandInput {
+  tunnelId: string;
+  sshHost: string;
+  sshPort: number;
+  remotePort: number;
+  service: { host: string; port: number };
+  keepaliveIntervalSec: number;
+}
+
+export interface ReverseCommands {
+  ssh: string;
+  autossh: string;
+  systemd: string;
+  crontab: string;
+}
+
+const bracketIpv6 = (host: string) => (host.includes(':') ? `[${host}]` : host);
+
+/** ssh options shared by every form; ExitOnForwardFailure makes a refused -R fatal so supervisors retry. */
+function sshArgs(input: ReverseCommandInput, keyPath: string): string[] {
+  return [
+    '-N',
+    '-T',
+    '-i',
+    keyPath,
+    '-p',
+    String(input.sshPort),
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'ExitOnForwardFailure=yes',
+    '-o',
+    `ServerAliveInterval=${input.keepaliveIntervalSec}`,
+    '-o',
+    'ServerAliveCountMax=3',
+    '-R',
+    `${input.remotePort}:${bracketIpv6(input.service.host)}:${input.service.port}`,
+    `${input.tunnelId}@${input.sshHost}`,
+  ];
+}
+
+/** Renders all four commands. Every interpolated value is validated (ids, host names, numbers): no quoting needed. */
+export function renderReverseCommands(input: ReverseCommandInput): ReverseCommands {
+  const keyFile = `.ssh/tunnelkeeper_${input.tunnelId}`;
+  const ssh = ['ssh', ...sshArgs(input, `~/${keyFile}`)].join(' ');
+  // -M 0: rely on ServerAlive keepalives instead of autossh's monitor port; GATETIME=0 retries even a first failure.
+  const autossh = ['AUTOSSH_GATETIME=0', 'autossh', '-M', '0', ...sshArgs(input, `~/${keyFile}`)].join(' ');
+  const unit = `tunnelkeeper-${input.tunnelId}`;
+  const systemd = [
+    `# Save as ~/.config/systemd/user/${unit}.service, then: systemctl --user enable --now ${unit}`,
+    '# (and loginctl enable-linger $USER so it runs without a login session)',
+    '[Unit]',
+    `Description=Tunnelkeeper reverse tunnel ${input.tunnelId}`,
+    'After=network-online.target',
+    'Wants=network-online.target',
+    'StartLimitIntervalSec=0',
+    '',
+    '[Service]',
+    `ExecStart=/usr/bin/ssh ${sshArgs(input, `%h/${keyFile}`).join(' ')}`,
+    'Restart=always',
+    'RestartSec=5',
+    '',
+    '[Install]',
+    'WantedBy=default.target',
+    '',
+  ].join('\n');
+  const crontab = `@reboot ${['AUTOSSH_GATETIME=0', 'autossh', '-M', '0', '-f', ...sshArgs(input, `~/${keyFile}`)].join(' ')}`;
+  return { ssh, autossh, systemd, crontab };
+}

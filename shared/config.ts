@@ -1,0 +1,65 @@
+/**
+ * Configuration from the environment, parsed once per runtime by the entry points. No other module
+ * reads `process.env`: they receive the parts of `Config` they need.
+ */
+import { z } from 'zod';
+import { ConfigError } from './errors';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const durationMs = z.coerce.number().int().min(1);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const portRange = z
+  .string()
+  .regex(/^\d{1,5}-\d{1,5}$/, 'expected FROM-TO, e.g. 20000-29999')
+  .transform((v, ctx) => {
+    const [from, to] = v.split('-').map(Number) as [number, number];
+    if (from < 1 || to > 65535 || from > to) {
+      ctx.addIssue({ code: 'custom', message: 'expected 1 <= FROM <= TO <= 65535' });
+      return z.NEVER;
+    }
+    return { from, to };
+  });
+
+const envSchema = z.object({
+  PORT: port.default(8787),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  SSH_PORT: port.default(2222),
+  DATA_DIR: z.string().min(1).default('.data'),
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  BOOTSTRAP_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  PUBLIC_SSH_HOST: z.string().min(1).default('localhost'),
+  /** Port customers dial; in AWS the NLB's 22, locally `SSH_PORT`. */
+  PUBLIC_SSH_PORT: port.optional(),
+  TUNNEL_BIND_HOST: z.string().min(1).default('127.0.0.1'),
+  TUNNEL_PORT_RANGE: portRange.default({ from: 20000, to: 29999 }),
+  HEARTBEAT_INTERVAL_MS: durationMs.default(15_000),
+  SWEEP_INTERVAL_MS: durationMs.default(60_000),
+  DOWN_GRACE_MS: z.coerce.number().int().min(0).default(120_000),
+  SSH_KEEPALIVE_INTERVAL_MS: durationMs.default(15_000),
+  ALERT_WEBHOOK_URL: z.url().optional(),
+  ALLOW_PRIVATE_SSH_HOSTS: bool.optional(),
+  DYNAMODB_ENDPOINT: z.url().optional(),
+  DYNAMODB_LOCAL_PORT: port.optional(),
+  TABLE_NAME: z.string().min(3).default('tunnelkeeper'),
+  SECRET_PREFIX: z.string().min(1).default('tunnelkeeper'),
+  AWS_REGION: z.string().min(1).default('us-east-1'),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+export type LogLevel = Env['LOG_LEVEL'];
+export type PortRange = { from: number; to: number };
+
+/** Parses the environment; throws `ConfigError` naming every bad variable. Unset or empty means default. */
+export function parseEnv(env: Record<string, string | undefined>): Env {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = envSchema.safeParse(present);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  return result.data;
+}

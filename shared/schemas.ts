@@ -1,0 +1,236 @@
+/**
+ * zod schemas for every request and response of the public contract (../shared/CONTRACT.md).
+ * Types come from them; the OpenAPI document is generated from them.
+ */
+import { isIP } from 'node:net';
+import { z } from '@hono/zod-openapi';
+
+// RFC 1123 host name labels; underscores tolerated because internal DNS uses them.
+const HOSTNAME =
+  /^(?=.{1,253}\.?$)[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?(?:\.[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?)*\.?$/;
+
+export const HostSchema = z
+  .string()
+  .max(253, 'must be at most 253 characters')
+  .refine((h) => isIP(h) !== 0 || HOSTNAME.test(h), {
+    message: 'must be a DNS name or an IP address, without spaces, port, scheme or shell characters',
+  })
+  .openapi({ example: 'db.internal.example.com' });
+
+export const PortSchema = z
+  .number({ error: 'must be a number' })
+  .int('must be a whole number')
+  .min(1, 'must be between 1 and 65535')
+  .max(65535, 'must be between 1 and 65535');
+
+export const NameSchema = z
+  .string()
+  .max(100, 'must be at most 100 characters')
+  .refine((s) => s.trim().length > 0, { message: 'must not be empty or blank' })
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), { message: 'must not contain control characters' })
+  .openapi({ example: 'analytics-db' });
+
+export const SshUserSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(64, 'must be at most 64 characters')
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.@-]*$/, 'may contain only letters, digits, and _ . @ -');
+
+export const FingerprintSchema = z
+  .string()
+  .regex(
+    /^SHA256:[A-Za-z0-9+/]{43}$/,
+    'must be an OpenSSH SHA256 fingerprint, e.g. SHA256:abc... (43 chars)',
+  );
+
+const PublicKeyLine = z.string().min(1, 'must not be empty').max(16_384, 'is too long for a public key');
+
+export const ServiceSchema = z
+  .strictObject({ host: HostSchema, port: PortSchema })
+  .openapi('Service', { description: 'The private service (e.g. a database) the tunnel reaches.' });
+
+export const SshTargetInputSchema = z.strictObject({
+  host: HostSchema,
+  port: PortSchema.default(22),
+  user: SshUserSchema,
+  hostKeyFingerprint: FingerprintSchema.optional(),
+});
+
+export const KeyTypeSchema = z.enum(['ed25519', 'rsa', 'ecdsa']);
+
+export const AuthInputSchema = z
+  .discriminatedUnion('method', [
+    z.strictObject({ method: z.literal('generated'), keyType: KeyTypeSchema.default('ed25519') }),
+    z.strictObject({
+      method: z.literal('private_key'),
+      privateKey: z.string().min(1, 'must not be empty').max(32_768, 'is too long for a private key'),
+      passphrase: z.string().max(1024, 'is too long').optional(),
+    }),
+    z.strictObject({
+      method: z.literal('password'),
+      password: z.string().min(1, 'must not be empty').max(1024, 'is too long'),
+    }),
+  ])
+  .openapi('Auth');
+
+export const CreateStandardTunnelSchema = z.strictObject({
+  type: z.literal('standard'),
+  name: NameSchema,
+  ssh: SshTargetInputSchema,
+  service: ServiceSchema,
+  auth: AuthInputSchema.optional(),
+});
+
+export const CreateReverseTunnelSchema = z.strictObject({
+  type: z.literal('reverse'),
+  name: NameSchema,
+  service: ServiceSchema,
+  publicKey: PublicKeyLine.optional(),
+});
+
+export const CreateTunnelSchema = z
+  .discriminatedUnion('type', [CreateStandardTunnelSchema, CreateReverseTunnelSchema])
+  .openapi('CreateTunnel');
+
+/** PATCH merges: fields left out keep their value. */
+export const PatchTunnelSchema = z
+  .strictObject({
+    name: NameSchema.optional(),
+    enabled: z.boolean({ error: 'must be true or false' }).optional(),
+    service: z.strictObject({ host: HostSchema.optional(), port: PortSchema.optional() }).optional(),
+    ssh: z
+      .strictObject({
+        host: HostSchema.optional(),
+        port: PortSchema.optional(),
+        user: SshUserSchema.optional(),
+        hostKeyFingerprint: FingerprintSchema.optional(),
+      })
+      .optional(),
+  })
+  .refine((b) => Object.keys(b).length > 0, { message: 'give at least one of name, enabled, service, ssh' })
+  .openapi('PatchTunnel');
+
+export const RotateKeySchema = z.strictObject({ publicKey: PublicKeyLine.optional() }).openapi('RotateKey');
+
+export const CreateWorkspaceSchema = z.strictObject({ name: NameSchema }).openapi('CreateWorkspace');
+
+export const WorkspaceCreatedSchema = z
+  .object({ id: z.string(), name: z.string(), apiKey: z.string() })
+  .openapi('WorkspaceCreated');
+
+export const StatusErrorCodeSchema = z.enum([
+  'customer_not_connected',
+  'customer_timeout',
+  'ssh_dns_failed',
+  'ssh_unreachable',
+  'ssh_refused',
+  'ssh_host_forbidden',
+  'host_key_mismatch',
+  'auth_failed',
+  'forward_denied',
+  'service_unreachable',
+  'connection_lost',
+  'worker_lost',
+]);
+export type StatusErrorCode = z.infer<typeof StatusErrorCodeSchema>;
+
+export const TunnelStateNameSchema = z.enum(['pending', 'up', 'down', 'disabled']);
+export type TunnelStateName = z.infer<typeof TunnelStateNameSchema>;
+
+export const StatusErrorSchema = z.object({
+  code: StatusErrorCodeSchema,
+  message: z.string(),
+  hint: z.string(),
+});
+export type StatusError = z.infer<typeof StatusErrorSchema>;
+
+export const StatusSchema = z
+  .object({
+    state: TunnelStateNameSchema,
+    since: z.string(),
+    lastSeenAt: z.string().optional(),
+    error: StatusErrorSchema.optional(),
+  })
+  .openapi('Status');
+export type Status = z.infer<typeof StatusSchema>;
+
+export const ConnectSchema = z.object({ host: z.string(), port: z.number().int() }).nullable();
+
+export const TunnelSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    type: z.enum(['standard', 'reverse']),
+    enabled: z.boolean(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    service: z.object({ host: z.string(), port: z.number().int() }),
+    ssh: z
+      .object({
+        host: z.string(),
+        port: z.number().int(),
+        user: z.string(),
+        hostKeyFingerprint: z.string().optional(),
+      })
+      .optional(),
+    publicKey: z.string(),
+    publicKeyFingerprint: z.string(),
+    authorizedKeysLine: z.string().optional(),
+    reverse: z
+      .object({
+        sshHost: z.string(),
+        sshPort: z.number().int(),
+        sshUser: z.string(),
+        remotePort: z.number().int(),
+        knownHostsLine: z.string(),
+        commands: z.object({
+          ssh: z.string(),
+          autossh: z.string(),
+          systemd: z.string(),
+          crontab: z.string(),
+        }),
+      })
+      .optional(),
+    connect: ConnectSchema,
+    status: StatusSchema,
+    privateKey: z.string().optional(),
+  })
+  .openapi('Tunnel');
+export type Tunnel = z.infer<typeof TunnelSchema>;
+
+export const TunnelListSchema = z
+  .object({ items: z.array(TunnelSchema), nextCursor: z.string().optional() })
+  .openapi('TunnelList');
+
+export const ListQuerySchema = z.object({
+  state: TunnelStateNameSchema.optional(),
+  limit: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be between 1 and 100')
+    .max(100, 'must be between 1 and 100')
+    .default(50),
+  cursor: z.string().max(2048, 'is too long').optional(),
+});
+
+export const EventSchema = z
+  .object({
+    at: z.string(),
+    from: TunnelStateNameSchema,
+    to: TunnelStateNameSchema,
+    error: StatusErrorSchema.optional(),
+  })
+  .openapi('Event');
+export type TunnelEvent = z.infer<typeof EventSchema>;
+export const EventListSchema = z.object({ items: z.array(EventSchema) }).openapi('EventList');
+
+export const ErrorBodySchema = z
+  .object({
+    error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+  })
+  .openapi('Error');
+
+export const TunnelIdParamSchema = z.object({
+  id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'tun_abcdefghijklmnop' }),
+});

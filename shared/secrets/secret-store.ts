@@ -1,0 +1,13 @@
+/**
+ * Where private keys, passwords and the gateway host key live. Values are opaque strings (the
+ * callers store JSON); names are slash-separated, e.g. `tunnels/tun_abc`. Adapters translate their
+ * backend's failures into the named errors of `shared/errors.ts`.
+ */
+export interface SecretStore {
+  /** Creates or replaces the secret. */
+  put(name: string, value: string): Promise<void>;
+  /** Throws `SecretNotFoundError` when there is no such secret. */
+  get(name: string): Promise<string>;
+  /** Deleting a missing secret is not an error. */
+  delete(name: string): Promise<void>;
+}

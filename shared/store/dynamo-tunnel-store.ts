@@ -1,0 +1,331 @@
+/**
+ * `TunnelStore` on one DynamoDB table (keys in `table.ts`). Writes that must not race are
+ * conditional: tunnel creation and its port claim are one transaction, updates carry the version
+ * they read, deletes free the port only if it still belongs to the tunnel.
+ */
+import { createHash, randomInt } from 'node:crypto';
+import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import {
+  BatchGetCommand,
+  type BatchGetCommandOutput,
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  TransactWriteCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import type { PortRange } from '../config';
+import { ConflictError, NotFoundError, PortsExhaustedError, ValidationError } from '../errors';
+import { EventSchema, type TunnelEvent } from '../schemas';
+import { type TunnelStateItem, TunnelStateItemSchema } from '../status';
+import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
+import { EVENT_SK_PREFIX, GSI1, keys, SHARD_COUNT } from './table';
+import type { TunnelPage, TunnelStore, Workspace } from './tunnel-store';
+
+/** Ports looked up per batch read while searching for a free one (BatchGetItem's maximum). */
+const PORT_WINDOW = 100;
+/** Creates that lose a port race retry with a fresh candidate; bounded so exhaustion surfaces. */
+const MAX_PORT_ATTEMPTS = 20;
+
+const CursorSchema = z.object({ pk: z.string(), sk: z.string(), gsi1pk: z.string(), gsi1sk: z.string() });
+const ApiKeyItemSchema = z.object({ workspaceId: z.string() });
+
+export class DynamoTunnelStore implements TunnelStore {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async createWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void> {
+    await this.db.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          {
+            Put: {
+              TableName: this.tableName,
+              Item: { ...keys.workspace(workspace.id), ...workspace },
+              ConditionExpression: 'attribute_not_exists(pk)',
+            },
+          },
+          {
+            Put: {
+              TableName: this.tableName,
+              Item: { ...keys.apiKey(apiKeyHash), workspaceId: workspace.id, createdAt: workspace.createdAt },
+              ConditionExpression: 'attribute_not_exists(pk)',
+            },
+          },
+        ],
+      }),
+    );
+  }
+
+  async ensureWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void> {
+    // The key first: if it already belongs elsewhere, nothing is written.
+    await this.putIfAbsent({
+      ...keys.apiKey(apiKeyHash),
+      workspaceId: workspace.id,
+      createdAt: workspace.createdAt,
+    });
+    const owner = await this.findWorkspaceIdByApiKeyHash(apiKeyHash);
+    if (owner !== workspace.id) throw new ConflictError('API key already belongs to another workspace');
+    await this.putIfAbsent({ ...keys.workspace(workspace.id), ...workspace });
+  }
+
+  async findWorkspaceIdByApiKeyHash(apiKeyHash: string): Promise<string | undefined> {
+    const { Item } = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: keys.apiKey(apiKeyHash) }),
+    );
+    return Item ? ApiKeyItemSchema.parse(Item).workspaceId : undefined;
+  }
+
+  async createTunnel(
+    tunnel: Omit<TunnelRecord, 'port' | 'version'>,
+    range: PortRange,
+  ): Promise<TunnelRecord> {
+    for (let attempt = 0; attempt < MAX_PORT_ATTEMPTS; attempt++) {
+      const port = await this.findFreePort(range);
+      const record: TunnelRecord = { ...tunnel, port, version: 1 };
+      try {
+        await this.db.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                Put: {
+                  TableName: this.tableName,
+                  Item: this.tunnelItem(record),
+                  ConditionExpression: 'attribute_not_exists(pk)',
+                },
+              },
+              {
+                Put: {
+                  TableName: this.tableName,
+                  Item: { ...keys.port(port), tunnelId: record.id, workspaceId: record.workspaceId },
+                  ConditionExpression: 'attribute_not_exists(pk)',
+                },
+              },
+            ],
+          }),
+        );
+        return record;
+      } catch (err) {
+        // Another create claimed the port between our read and our write: try another one.
+        if (cancelledBy(err, 1)) continue;
+        if (cancelledBy(err, 0))
+          throw new ConflictError(`tunnel ${record.id} already exists`, { cause: err });
+        throw err;
+      }
+    }
+    throw new ConflictError(`could not claim a tunnel port after ${MAX_PORT_ATTEMPTS} attempts; retry`);
+  }
+
+  async getTunnel(workspaceId: string, id: string): Promise<TunnelRecord | undefined> {
+    const { Item } = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: keys.tunnel(id), ConsistentRead: true }),
+    );
+    if (!Item) return undefined;
+    const record = TunnelRecordSchema.parse(Item);
+    return record.workspaceId === workspaceId ? record : undefined;
+  }
+
+  async listTunnels(workspaceId: string, page: { limit: number; cursor?: string }): Promise<TunnelPage> {
+    const partition = `WS#${workspaceId}`;
+    const startKey = page.cursor === undefined ? undefined : decodeCursor(page.cursor, partition);
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: GSI1,
+        KeyConditionExpression: 'gsi1pk = :ws',
+        ExpressionAttributeValues: { ':ws': partition },
+        ScanIndexForward: false,
+        Limit: page.limit,
+        ExclusiveStartKey: startKey,
+      }),
+    );
+    const items = (out.Items ?? []).map((item) => TunnelRecordSchema.parse(item));
+    const result: TunnelPage = { items };
+    if (out.LastEvaluatedKey) result.cursor = encodeCursor(CursorSchema.parse(out.LastEvaluatedKey));
+    return result;
+  }
+
+  async updateTunnel(next: TunnelRecord): Promise<TunnelRecord> {
+    const written: TunnelRecord = { ...next, version: next.version + 1 };
+    try {
+      await this.db.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: this.tunnelItem(written),
+          ConditionExpression: 'attribute_exists(pk) AND version = :v AND workspaceId = :ws',
+          ExpressionAttributeValues: { ':v': next.version, ':ws': next.workspaceId },
+        }),
+      );
+    } catch (err) {
+      if (isConditionalFailure(err)) {
+        throw new ConflictError(`tunnel ${next.id} was changed by another request; retry`, { cause: err });
+      }
+      throw err;
+    }
+    return written;
+  }
+
+  async deleteTunnel(tunnel: TunnelRecord): Promise<void> {
+    try {
+      await this.db.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Delete: {
+                TableName: this.tableName,
+                Key: keys.tunnel(tunnel.id),
+                ConditionExpression: 'attribute_exists(pk) AND workspaceId = :ws',
+                ExpressionAttributeValues: { ':ws': tunnel.workspaceId },
+              },
+            },
+            {
+              Delete: {
+                TableName: this.tableName,
+                Key: keys.port(tunnel.port),
+                ConditionExpression: 'tunnelId = :id',
+                ExpressionAttributeValues: { ':id': tunnel.id },
+              },
+            },
+            { Delete: { TableName: this.tableName, Key: keys.tunnelState(tunnel.id) } },
+            { Delete: { TableName: this.tableName, Key: keys.tunnelStatus(tunnel.id) } },
+          ],
+        }),
+      );
+    } catch (err) {
+      if (cancelledBy(err, 0)) throw new NotFoundError('tunnel', tunnel.id, { cause: err });
+      throw err;
+    }
+  }
+
+  async getStates(ids: string[]): Promise<Map<string, TunnelStateItem>> {
+    const states = new Map<string, TunnelStateItem>();
+    for (const item of await this.batchGet(ids.map((id) => keys.tunnelState(id)))) {
+      const id = String(item.pk).slice('TUNNEL#'.length);
+      states.set(id, TunnelStateItemSchema.parse(item));
+    }
+    return states;
+  }
+
+  async listEvents(id: string, limit: number): Promise<TunnelEvent[]> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': keys.tunnel(id).pk, ':prefix': EVENT_SK_PREFIX },
+        ScanIndexForward: false,
+        Limit: limit,
+      }),
+    );
+    return (out.Items ?? []).map((item) => EventSchema.parse(item));
+  }
+
+  private tunnelItem(record: TunnelRecord) {
+    return {
+      ...keys.tunnel(record.id),
+      gsi1pk: `WS#${record.workspaceId}`,
+      gsi1sk: `${record.createdAt}#${record.id}`,
+      gsi2pk: `SHARD#${shardOf(record.id)}`,
+      gsi2sk: record.id,
+      ...record,
+    };
+  }
+
+  private async putIfAbsent(item: Record<string, unknown>): Promise<void> {
+    try {
+      await this.db.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+    } catch (err) {
+      if (!isConditionalFailure(err)) throw err;
+    }
+  }
+
+  /**
+   * Picks a free port: reads windows of PORT# items from a random offset until one has a gap,
+   * then a random gap of it, so concurrent creates rarely collide and a full range is detected.
+   */
+  private async findFreePort(range: PortRange): Promise<number> {
+    const size = range.to - range.from + 1;
+    const start = randomInt(size);
+    for (let scanned = 0; scanned < size; scanned += PORT_WINDOW) {
+      const window: number[] = [];
+      for (let i = scanned; i < Math.min(scanned + PORT_WINDOW, size); i++) {
+        window.push(range.from + ((start + i) % size));
+      }
+      const taken = new Set(
+        (await this.batchGet(window.map((p) => keys.port(p)))).map((item) =>
+          Number(String(item.pk).slice(5)),
+        ),
+      );
+      const free = window.filter((p) => !taken.has(p));
+      const pick = free[randomInt(free.length || 1)];
+      if (pick !== undefined) return pick;
+    }
+    throw new PortsExhaustedError(`${range.from}-${range.to}`);
+  }
+
+  /** BatchGetItem in chunks of 100, retrying unprocessed keys with backoff. */
+  private async batchGet(allKeys: Record<string, string>[]): Promise<Record<string, unknown>[]> {
+    const found: Record<string, unknown>[] = [];
+    for (let i = 0; i < allKeys.length; i += 100) {
+      let pending: Record<string, unknown>[] | undefined = allKeys.slice(i, i + 100);
+      for (let attempt = 0; pending && pending.length > 0; attempt++) {
+        if (attempt > 0) await backoff(attempt);
+        if (attempt > 8) throw new Error('DynamoDB left keys unprocessed after 8 retries');
+        const out: BatchGetCommandOutput = await this.db.send(
+          new BatchGetCommand({
+            RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } },
+          }),
+        );
+        found.push(...(out.Responses?.[this.tableName] ?? []));
+        pending = out.UnprocessedKeys?.[this.tableName]?.Keys;
+      }
+    }
+    return found;
+  }
+}
+
+/** Stable shard of a tunnel, for the sweeper's parallel reads. */
+export function shardOf(id: string): number {
+  return createHash('sha256').update(id).digest().readUInt16BE(0) % SHARD_COUNT;
+}
+
+function encodeCursor(key: z.infer<typeof CursorSchema>): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+function decodeCursor(cursor: string, partition: string): z.infer<typeof CursorSchema> {
+  let key: z.infer<typeof CursorSchema>;
+  try {
+    key = CursorSchema.parse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
+  } catch (err) {
+    throw ValidationError.field('cursor', 'is not a cursor returned by this listing', { cause: err });
+  }
+  // A cursor names a position in one workspace's listing; never let it point into another's.
+  if (key.gsi1pk !== partition)
+    throw ValidationError.field('cursor', 'is not a cursor returned by this listing');
+  return key;
+}
+
+function cancelledBy(err: unknown, index: number): boolean {
+  return (
+    err instanceof TransactionCanceledException &&
+    err.CancellationReasons?.[index]?.Code === 'ConditionalCheckFailed'
+  );
+}
+
+function isConditionalFailure(err: unknown): boolean {
+  return err instanceof Error && err.name === 'ConditionalCheckFailedException';
+}
+
+function backoff(attempt: number): Promise<void> {
+  const cap = Math.min(1000, 25 * 2 ** attempt);
+  return new Promise((resolve) => setTimeout(resolve, randomInt(cap / 2, cap + 1)));
+}

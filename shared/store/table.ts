@@ -1,0 +1,81 @@
+/**
+ * The single DynamoDB table: key names, item keys and its definition. The CDK stack declares the
+ * same keys and indexes.
+ */
+import {
+  CreateTableCommand,
+  type CreateTableCommandInput,
+  type DynamoDBClient,
+  ResourceInUseException,
+  UpdateTimeToLiveCommand,
+  waitUntilTableExists,
+} from '@aws-sdk/client-dynamodb';
+
+/** GSI1: a workspace's tunnels, newest first. GSI2: tunnels by shard, for the sweeper's fan-out. */
+export const GSI1 = 'gsi1';
+export const GSI2 = 'gsi2';
+export const SHARD_COUNT = 16;
+export const TTL_ATTRIBUTE = 'expiresAt';
+
+export const keys = {
+  workspace: (id: string) => ({ pk: `WS#${id}`, sk: 'META' }),
+  apiKey: (hash: string) => ({ pk: `APIKEY#${hash}`, sk: 'META' }),
+  tunnel: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'META' }),
+  tunnelState: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATE' }),
+  tunnelStatus: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATUS' }),
+  port: (port: number) => ({ pk: `PORT#${port}`, sk: 'META' }),
+};
+
+export const EVENT_SK_PREFIX = 'EVENT#';
+
+export function tableDefinition(tableName: string): CreateTableCommandInput {
+  const s = (name: string) => ({ AttributeName: name, AttributeType: 'S' as const });
+  return {
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [s('pk'), s('sk'), s('gsi1pk'), s('gsi1sk'), s('gsi2pk'), s('gsi2sk')],
+    KeySchema: [
+      { AttributeName: 'pk', KeyType: 'HASH' },
+      { AttributeName: 'sk', KeyType: 'RANGE' },
+    ],
+    GlobalSecondaryIndexes: [
+      {
+        IndexName: GSI1,
+        KeySchema: [
+          { AttributeName: 'gsi1pk', KeyType: 'HASH' },
+          { AttributeName: 'gsi1sk', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+      {
+        IndexName: GSI2,
+        KeySchema: [
+          { AttributeName: 'gsi2pk', KeyType: 'HASH' },
+          { AttributeName: 'gsi2sk', KeyType: 'RANGE' },
+        ],
+        Projection: { ProjectionType: 'ALL' },
+      },
+    ],
+  };
+}
+
+/** Creates the table (and its TTL setting) unless it exists; waits until it is active. */
+export async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  try {
+    await client.send(new CreateTableCommand(tableDefinition(tableName)));
+  } catch (err) {
+    if (!(err instanceof ResourceInUseException)) throw err;
+  }
+  await waitUntilTableExists({ client, maxWaitTime: 60 }, { TableName: tableName });
+  await client
+    .send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true },
+      }),
+    )
+    .catch((err: unknown) => {
+      // Setting TTL twice is rejected ("already enabled"); that is the state we want.
+      if (!(err instanceof Error && /already enabled/i.test(err.message))) throw err;
+    });
+}

@@ -1,0 +1,42 @@
+/**
+ * Storage port for workspaces, API keys and tunnels. Every tunnel query is scoped to a workspace:
+ * another workspace's tunnel is indistinguishable from a missing one.
+ */
+import type { PortRange } from '../config';
+import type { TunnelEvent } from '../schemas';
+import type { TunnelStateItem } from '../status';
+import type { TunnelRecord } from '../tunnel';
+
+export interface Workspace {
+  id: string;
+  name: string;
+  createdAt: string;
+}
+
+export interface TunnelPage {
+  items: TunnelRecord[];
+  /** Opaque; pass back to get the next page. Absent on the last page. */
+  cursor?: string;
+}
+
+export interface TunnelStore {
+  /** Creates the workspace and its first API key (by hash) atomically. */
+  createWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void>;
+  /** Idempotent: creates the workspace if missing and maps the key hash to it. */
+  ensureWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void>;
+  findWorkspaceIdByApiKeyHash(apiKeyHash: string): Promise<string | undefined>;
+
+  /** Stores the tunnel and allocates a free port from `range` in one transaction. */
+  createTunnel(tunnel: Omit<TunnelRecord, 'port' | 'version'>, range: PortRange): Promise<TunnelRecord>;
+  getTunnel(workspaceId: string, id: string): Promise<TunnelRecord | undefined>;
+  listTunnels(workspaceId: string, page: { limit: number; cursor?: string }): Promise<TunnelPage>;
+  /** Writes `next` if the stored version is still `next.version`; returns it with the version bumped. */
+  updateTunnel(next: TunnelRecord): Promise<TunnelRecord>;
+  /** Deletes the tunnel with its state and frees its port. */
+  deleteTunnel(tunnel: TunnelRecord): Promise<void>;
+
+  /** State items of the given tunnels, by tunnel id (one batch read, not one read per tunnel). */
+  getStates(ids: string[]): Promise<Map<string, TunnelStateItem>>;
+  /** Status history, newest first. */
+  listEvents(id: string, limit: number): Promise<TunnelEvent[]>;
+}

@@ -1,0 +1,48 @@
+/**
+ * The stored shape of a tunnel's configuration (the `TUNNEL#<id>/META` item without its keys) and
+ * of the secret that goes with a standard tunnel.
+ */
+import { z } from 'zod';
+
+const Endpoint = z.object({ host: z.string(), port: z.number().int() });
+
+export const TunnelRecordSchema = z.object({
+  id: z.string(),
+  workspaceId: z.string(),
+  name: z.string(),
+  type: z.enum(['standard', 'reverse']),
+  enabled: z.boolean(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  /** Optimistic-concurrency counter: every write is conditional on the version it read. */
+  version: z.number().int(),
+  /** The allocated port: reverse `remotePort`, and `connect.port` for both types. */
+  port: z.number().int(),
+  service: Endpoint,
+  ssh: Endpoint.extend({ user: z.string(), hostKeyFingerprint: z.string().optional() }).optional(),
+  authMethod: z.enum(['generated', 'private_key', 'password']).optional(),
+  publicKey: z.string(),
+  publicKeyFingerprint: z.string(),
+  /** Key still accepted while a rotation completes (the gateway retires it once the new key worked). */
+  previousPublicKey: z.string().optional(),
+});
+export type TunnelRecord = z.infer<typeof TunnelRecordSchema>;
+
+/** A standard tunnel's credentials, kept only in the `SecretStore` under `tunnels/<id>`. */
+export const TunnelSecretSchema = z.object({
+  /** Newest first: after a rotation the pool tries `keys[0]`, then the older one. */
+  keys: z
+    .array(
+      z.object({
+        privateKey: z.string(),
+        passphrase: z.string().optional(),
+        publicKey: z.string(),
+        fingerprint: z.string(),
+      }),
+    )
+    .min(1),
+  password: z.string().optional(),
+});
+export type TunnelSecret = z.infer<typeof TunnelSecretSchema>;
+
+export const tunnelSecretName = (tunnelId: string): string => `tunnels/${tunnelId}`;

@@ -1,0 +1,125 @@
+import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConflictError, NotFoundError, PortsExhaustedError, ValidationError } from '../../../shared/errors';
+import { newTunnelId, newWorkspaceId } from '../../../shared/ids';
+import { keys } from '../../../shared/store/table';
+import type { TunnelRecord } from '../../../shared/tunnel';
+import { createTestTable } from '../../helpers/dynamo';
+
+type Table = Awaited<ReturnType<typeof createTestTable>>;
+
+const tunnel = (workspaceId: string, name = 't'): Omit<TunnelRecord, 'port' | 'version'> => {
+  const at = new Date().toISOString();
+  return {
+    id: newTunnelId(),
+    workspaceId,
+    name,
+    type: 'reverse',
+    enabled: true,
+    createdAt: at,
+    updatedAt: at,
+    service: { host: '127.0.0.1', port: 5432 },
+    publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDY+9r13e3TZdLXjFjGB/VqsT/aJbYWi/3NY9ddIWFTB',
+    publicKeyFingerprint: 'SHA256:VDRTPgM4Qk7gQ5YNZcL6vbRbAHR+ZOtmkYiJbVLIDwo',
+  };
+};
+
+describe('DynamoTunnelStore', () => {
+  let t: Table;
+  beforeAll(async () => {
+    t = await createTestTable();
+  });
+  afterAll(() => t.drop());
+
+  it('gives 50 parallel creates 50 distinct ports, each recorded in a port item', async () => {
+    const ws = newWorkspaceId();
+    const created = await Promise.all(
+      Array.from({ length: 50 }, () => t.store.createTunnel(tunnel(ws), { from: 20000, to: 20099 })),
+    );
+    const ports = created.map((r) => r.port);
+    expect(new Set(ports).size).toBe(50);
+    for (const p of ports) expect(p).toBeGreaterThanOrEqual(20000);
+    for (const r of created.slice(0, 5)) {
+      const { Item } = await t.doc.send(new GetCommand({ TableName: t.tableName, Key: keys.port(r.port) }));
+      expect(Item?.tunnelId).toBe(r.id);
+    }
+  });
+
+  it('fills a small range completely, then reports exhaustion; a delete frees a port for reuse', async () => {
+    const ws = newWorkspaceId();
+    const range = { from: 31000, to: 31004 };
+    const created = await Promise.all(
+      Array.from({ length: 5 }, () => t.store.createTunnel(tunnel(ws), range)),
+    );
+    expect(created.map((r) => r.port).sort()).toEqual([31000, 31001, 31002, 31003, 31004]);
+    await expect(t.store.createTunnel(tunnel(ws), range)).rejects.toBeInstanceOf(PortsExhaustedError);
+
+    const [victim] = created;
+    if (!victim) throw new Error('no tunnel');
+    await t.store.deleteTunnel(victim);
+    const again = await t.store.createTunnel(tunnel(ws), range);
+    expect(again.port).toBe(victim.port);
+    const { Item } = await t.doc.send(
+      new GetCommand({ TableName: t.tableName, Key: keys.tunnel(victim.id) }),
+    );
+    expect(Item).toBeUndefined();
+  });
+
+  it('scopes reads to the workspace', async () => {
+    const a = newWorkspaceId();
+    const b = newWorkspaceId();
+    const record = await t.store.createTunnel(tunnel(a), { from: 32000, to: 32999 });
+    expect(await t.store.getTunnel(a, record.id)).toMatchObject({ id: record.id });
+    expect(await t.store.getTunnel(b, record.id)).toBeUndefined();
+    expect((await t.store.listTunnels(b, { limit: 10 })).items).toEqual([]);
+    await expect(t.store.deleteTunnel({ ...record, workspaceId: b })).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('rejects an update written against a stale version', async () => {
+    const ws = newWorkspaceId();
+    const record = await t.store.createTunnel(tunnel(ws), { from: 33000, to: 33999 });
+    const first = await t.store.updateTunnel({ ...record, name: 'first' });
+    expect(first.version).toBe(record.version + 1);
+    await expect(t.store.updateTunnel({ ...record, name: 'stale' })).rejects.toBeInstanceOf(ConflictError);
+    expect((await t.store.getTunnel(ws, record.id))?.name).toBe('first');
+  });
+
+  it('pages newest first with cursors, and refuses a cursor from another workspace', async () => {
+    const ws = newWorkspaceId();
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = tunnel(ws, `n${i}`);
+      r.createdAt = new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString();
+      ids.push((await t.store.createTunnel(r, { from: 34000, to: 34999 })).id);
+    }
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await t.store.listTunnels(ws, { limit: 2, cursor });
+      seen.push(...page.items.map((r) => r.id));
+      cursor = page.cursor;
+    } while (cursor);
+    expect(seen).toEqual([...ids].reverse());
+
+    const page = await t.store.listTunnels(ws, { limit: 2 });
+    await expect(
+      t.store.listTunnels(newWorkspaceId(), { limit: 2, cursor: page.cursor }),
+    ).rejects.toBeInstanceOf(ValidationError);
+    await expect(t.store.listTunnels(ws, { limit: 2, cursor: 'not-a-cursor' })).rejects.toBeInstanceOf(
+      ValidationError,
+    );
+  });
+
+  it('maps API key hashes to workspaces and keeps ensureWorkspace idempotent', async () => {
+    const ws = { id: newWorkspaceId(), name: 'w', createdAt: new Date().toISOString() };
+    await t.store.ensureWorkspace(ws, 'a'.repeat(64));
+    await t.store.ensureWorkspace(ws, 'a'.repeat(64));
+    expect(await t.store.findWorkspaceIdByApiKeyHash('a'.repeat(64))).toBe(ws.id);
+    expect(await t.store.findWorkspaceIdByApiKeyHash('b'.repeat(64))).toBeUndefined();
+    const other = { ...ws, id: newWorkspaceId() };
+    await expect(t.store.ensureWorkspace(other, 'a'.repeat(64))).rejects.toBeInstanceOf(ConflictError);
+    await expect(t.store.createWorkspace(other, 'a'.repeat(64))).rejects.toThrow();
+    const { Items } = await t.doc.send(new ScanCommand({ TableName: t.tableName }));
+    expect(Items?.filter((i) => i.pk === `WS#${other.id}`)).toEqual([]);
+  });
+});
