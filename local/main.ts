@@ -4,6 +4,7 @@ import { createLogger } from '../shared/logger';
 import { startLocalStack } from './stack';
 
 const SHUTDOWN_DEADLINE_MS = 9_000;
+const PARENT_CHECK_MS = 500;
 
 async function main(): Promise<void> {
   const env = parseEnv(process.env);
@@ -36,6 +37,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // npm does not pass a SIGTERM sent to it on to us; it exits and leaves us orphaned. Notice that.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) shutdown('parent exited');
+  }, PARENT_CHECK_MS).unref();
 }
 
 main().catch((err: unknown) => {

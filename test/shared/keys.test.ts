@@ -84,6 +84,34 @@ function sshMpint(unsigned: Buffer): Buffer {
   return sshString(top & 0x80 ? Buffer.concat([Buffer.from([0]), unsigned]) : unsigned);
 }
 
+/** A DER element (X.690) with definite length, enough for the PKCS#8 headers below. */
+function der(tag: number, ...children: Buffer[]): Buffer {
+  const body = Buffer.concat(children);
+  const length =
+    body.length < 0x80
+      ? Buffer.from([body.length])
+      : Buffer.from([0x82, body.length >> 8, body.length & 0xff]);
+  return Buffer.concat([Buffer.from([tag]), length, body]);
+}
+
+/** An encrypted PKCS#8 key (RFC 5958, PBES2 of RFC 8018) with the given KDF and junk ciphertext. */
+function encryptedPkcs8(kdf: Buffer): string {
+  const oid = (hex: string) => der(0x06, Buffer.from(hex, 'hex'));
+  const aes256Cbc = der(0x30, oid('60864801650304012a'), der(0x04, Buffer.alloc(16)));
+  const pbes2 = der(0x30, oid('2a864886f70d01050d'), der(0x30, kdf, aes256Cbc));
+  const body = der(0x30, pbes2, der(0x04, Buffer.alloc(48, 9))).toString('base64');
+  return `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${body}\n-----END ENCRYPTED PRIVATE KEY-----\n`;
+}
+
+function pbkdf2(iterations: number): Buffer {
+  const count = Buffer.from(iterations.toString(16).padStart(8, '0'), 'hex');
+  return der(
+    0x30,
+    der(0x06, Buffer.from('2a864886f70d01050c', 'hex')),
+    der(0x30, der(0x04, Buffer.alloc(8, 1)), der(0x02, count)),
+  );
+}
+
 function blobLine(...fields: Buffer[]): string {
   return Buffer.concat(fields).toString('base64');
 }
@@ -322,6 +350,14 @@ describe('parsePublicKey', () => {
       /not a valid "ssh-ed25519" key/,
     ],
     [
+      'an ECDSA point that is not on the curve',
+      () => {
+        const point = Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 1)]);
+        return `ecdsa-sha2-nistp256 ${blobLine(sshString('ecdsa-sha2-nistp256'), sshString('nistp256'), sshString(point))}`;
+      },
+      /not a valid ecdsa-sha2-nistp256 key/,
+    ],
+    [
       'an RFC 4716 key',
       () => '---- BEGIN SSH2 PUBLIC KEY ----\nAAAA\n---- END SSH2 PUBLIC KEY ----',
       /RFC 4716.*ssh-keygen -i/,
@@ -478,6 +514,40 @@ describe('parsePrivateKey', () => {
     expect(issue.message).toMatch(message);
     expect(issue.message).not.toContain(PASSPHRASE);
     for (const secret of secretsOf(input)) expect(issue.message).not.toContain(secret);
+  });
+
+  it('rejects an encrypted PKCS#8 key with too many PBKDF2 iterations before running PBKDF2', () => {
+    const hostile = encryptedPkcs8(pbkdf2(0x7fffffff));
+
+    const started = performance.now();
+    const issue = validationError(() => parsePrivateKey(hostile, PASSPHRASE, 'auth.privateKey'));
+
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(issue.message).toMatch(/2147483647 PBKDF2 iterations; at most 1000000/);
+    // Below the cap the same container reaches OpenSSL, which cannot decrypt the junk ciphertext.
+    expect(
+      validationError(() => parsePrivateKey(encryptedPkcs8(pbkdf2(2048)), PASSPHRASE, 'auth.privateKey')),
+    ).toEqual({
+      path: 'auth.passphrase',
+      message: 'is wrong: the private key could not be decrypted with it',
+    });
+  });
+
+  it('rejects an scrypt-encrypted PKCS#8 key', () => {
+    const scrypt = der(
+      0x30,
+      der(0x06, Buffer.from('2b06010401da47040b', 'hex')),
+      der(
+        0x30,
+        der(0x04, Buffer.alloc(8)),
+        der(0x02, Buffer.from([0x7f, 0xff, 0xff])),
+        der(0x02, Buffer.from([8])),
+      ),
+    );
+    const issue = validationError(() =>
+      parsePrivateKey(encryptedPkcs8(scrypt), PASSPHRASE, 'auth.privateKey'),
+    );
+    expect(issue.message).toMatch(/unsupported PKCS#8 encryption/);
   });
 
   it('never throws anything but ValidationError on mangled OpenSSH containers', () => {

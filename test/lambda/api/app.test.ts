@@ -590,7 +590,7 @@ describe('rate limiting', () => {
       }
       expect(statuses).toEqual([200, 200, 200, 429, 429]);
       const res = await app.request('/v1/tunnels', { headers: { Authorization: `Bearer ${ws.apiKey}` } });
-      expect((await res.json()).error.code).toBe('rate_limited');
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('rate_limited');
       expect(Number(res.headers.get('Retry-After'))).toBeGreaterThanOrEqual(1);
     } finally {
       await api.close();

@@ -1,0 +1,107 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { freePort } from '../../local/free-port';
+
+/** A running `npm start`, with its JSON log lines as they arrive. */
+export interface StartedStack {
+  child: ChildProcess;
+  baseUrl: string;
+  lines: Record<string, unknown>[];
+  output: string[];
+  /** Resolves with the first log line matching `predicate`, or rejects at the deadline. */
+  waitForLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+    timeoutMs: number,
+  ): Promise<Record<string, unknown>>;
+  /** Sends `signal` and resolves once every process has exited: how long it took, and whether it logged `stopped`. */
+  stop(signal?: NodeJS.Signals, target?: 'npm' | 'group'): Promise<{ ms: number; stopped: boolean }>;
+}
+
+const REPO_ROOT = new URL('../..', import.meta.url).pathname;
+
+/** Runs `npm start` from the repository root with `env` on top of this process's environment. */
+export async function startStack(
+  env: Record<string, string>,
+  readyTimeoutMs = 30_000,
+): Promise<StartedStack> {
+  const child = spawn('npm', ['start', '--silent'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PORT: '0', SSH_PORT: String(await freePort()), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group, so cleanup can reach DynamoDB Local too
+  });
+  const lines: Record<string, unknown>[] = [];
+  const output: string[] = [];
+  const waiters = new Set<() => void>();
+  const onLine = (line: string) => {
+    output.push(line);
+    try {
+      const parsed: unknown = JSON.parse(line);
+      if (parsed && typeof parsed === 'object') lines.push(parsed as Record<string, unknown>);
+    } catch {
+      // not a log line (npm or Node warnings)
+    }
+    for (const wake of waiters) wake();
+  };
+  if (child.stdout) createInterface({ input: child.stdout }).on('line', onLine);
+  if (child.stderr) createInterface({ input: child.stderr }).on('line', onLine);
+
+  const waitForLog: StartedStack['waitForLog'] = (predicate, timeoutMs) =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = lines.find(predicate);
+        if (hit) {
+          cleanup();
+          resolve(hit);
+        } else if (child.exitCode !== null) {
+          cleanup();
+          reject(new Error(`npm start exited (${child.exitCode}):\n${output.join('\n')}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`no matching log line within ${timeoutMs} ms:\n${output.join('\n')}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        child.off('exit', check);
+      };
+      waiters.add(check);
+      child.on('exit', check);
+      check();
+    });
+
+  const outputClosed = Promise.all([
+    child.stdout ? once(child.stdout, 'close') : Promise.resolve(),
+    child.stderr ? once(child.stderr, 'close') : Promise.resolve(),
+  ]);
+  const stop: StartedStack['stop'] = async (signal = 'SIGTERM', target = 'npm') => {
+    if (child.pid === undefined) throw new Error('npm start has no pid');
+    const started = Date.now();
+    // 'npm' signals npm alone (as a supervisor would); 'group' all of it (as a terminal's Ctrl-C does).
+    process.kill(target === 'group' ? -child.pid : child.pid, signal);
+    // Our pipes close once every process that writes to them (npm and the stack) has exited.
+    await outputClosed;
+    return { ms: Date.now() - started, stopped: lines.some((l) => l.msg === 'stopped') };
+  };
+
+  try {
+    const listening = await waitForLog((l) => l.msg === 'api listening', readyTimeoutMs);
+    return { child, baseUrl: `http://127.0.0.1:${listening.port}`, lines, output, waitForLog, stop };
+  } catch (err) {
+    killGroup(child);
+    throw err;
+  }
+}
+
+/** Last resort after a test: kill the whole process group (npm, tsx, node, java). */
+export function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
