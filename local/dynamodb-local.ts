@@ -62,6 +62,8 @@ export async function startDynamoDbLocal(
   ];
   const child = spawn('sh', ['-c', SUPERVISOR, 'dynamodb-local', ...javaArgs], {
     stdio: ['pipe', 'pipe', 'pipe'],
+    // DynamoDB Local writes a metadata file into its working directory.
+    cwd: options.dataDir === undefined ? tmpdir() : resolve(options.dataDir),
   });
   let output = '';
   const collect = (chunk: Buffer) => {

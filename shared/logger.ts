@@ -28,7 +28,9 @@ export function createLogger(
   const min = LEVELS[level];
   const emit = (lvl: LogLevel, msg: string, fields?: LogFields) => {
     if (LEVELS[lvl] < min) return;
-    const record = { time: new Date().toISOString(), level: lvl, msg, ...base, ...fields };
+    const head = { time: new Date().toISOString(), level: lvl, msg };
+    // The head is spread again last so a field named `level`, `msg` or `time` cannot relabel the line.
+    const record = { ...head, ...base, ...fields, ...head };
     write(`${JSON.stringify(record, redact)}\n`);
   };
   return {

@@ -368,6 +368,22 @@ describe('HTTP API on DynamoDB Local', () => {
     });
 
     it.each([
+      ['DSA', ['-t', 'dsa'], /DSA/],
+      ['RSA 1024', ['-t', 'rsa', '-b', '1024'], /1024/],
+    ])('rejects a %s customer key with 422 and says why', async (_, args, why) => {
+      const dir = mkdtempSync(join(tmpdir(), 'tk-weak-'));
+      try {
+        execFileSync('ssh-keygen', ['-q', ...args, '-N', '', '-f', join(dir, 'k')]);
+        const publicKey = readFileSync(join(dir, 'k.pub'), 'utf8');
+        const res = await api.call('POST', '/v1/tunnels', ws.apiKey, { ...reverseBody, publicKey });
+        expect(res.status).toBe(422);
+        expect(res.json.error.details).toEqual([{ path: 'publicKey', message: expect.stringMatching(why) }]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it.each([
       ['malformed JSON', '{"type": "reverse",'],
       ['empty body', ''],
       ['a bare word', 'reverse'],
@@ -461,6 +477,26 @@ describe('HTTP API on DynamoDB Local', () => {
         { numRuns: 300 },
       );
     });
+  });
+
+  it('gives 50 parallel reverse-tunnel creates 50 distinct ports; a delete frees its port', async () => {
+    const own = await api.newWorkspace('parallel');
+    const created = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        api.call('POST', '/v1/tunnels', own.apiKey, { ...reverseBody, name: `t${i}` }),
+      ),
+    );
+    expect(created.map((r) => r.status)).toEqual(Array(50).fill(201));
+    const ports = created.map((r) => r.json.reverse.remotePort as number);
+    expect(new Set(ports).size).toBe(50);
+    const [first] = created;
+    expect((await api.call('DELETE', `/v1/tunnels/${first?.json.id}`, own.apiKey)).status).toBe(204);
+    const { Items } = await api.table.doc.send(new ScanCommand({ TableName: api.table.tableName }));
+    const claimed = new Set(
+      Items?.filter((i) => String(i.pk).startsWith('PORT#')).map((i) => Number(String(i.pk).slice(5))),
+    );
+    expect(claimed.has(ports[0] ?? -1)).toBe(false);
+    for (const port of ports.slice(1)) expect(claimed.has(port)).toBe(true);
   });
 
   it('isolates workspaces: another workspace gets 404 on every route and never sees the tunnel', async () => {

@@ -1,0 +1,148 @@
+import { describe, expect, it } from 'vitest';
+import { parseEnv } from '../../shared/config';
+import { ConfigError } from '../../shared/errors';
+
+/** Rejects with ConfigError and hands back its message. */
+function configError(env: Record<string, string | undefined>): string {
+  try {
+    parseEnv(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).name).toBe('ConfigError');
+    return (err as ConfigError).message;
+  }
+  return expect.unreachable('expected a ConfigError');
+}
+
+/** CONTRACT.md, "Configuration of npm start": every default, exactly. */
+const CONTRACT_DEFAULTS: [string, unknown][] = [
+  ['PORT', 8787],
+  ['HOST', '127.0.0.1'],
+  ['SSH_PORT', 2222],
+  ['DATA_DIR', '.data'],
+  ['PUBLIC_SSH_HOST', 'localhost'],
+  ['TUNNEL_BIND_HOST', '127.0.0.1'],
+  ['TUNNEL_PORT_RANGE', { from: 20000, to: 29999 }],
+  ['HEARTBEAT_INTERVAL_MS', 15000],
+  ['SWEEP_INTERVAL_MS', 60000],
+  ['DOWN_GRACE_MS', 120000],
+  ['SSH_KEEPALIVE_INTERVAL_MS', 15000],
+  ['LOG_LEVEL', 'info'],
+];
+
+/** Variables that are unset unless given: the runtime decides (generated token, OS port, ...). */
+const UNSET_BY_DEFAULT = [
+  'ADMIN_TOKEN',
+  'BOOTSTRAP_API_KEY',
+  'PUBLIC_SSH_PORT',
+  'ALERT_WEBHOOK_URL',
+  'ALLOW_PRIVATE_SSH_HOSTS',
+  'DYNAMODB_ENDPOINT',
+  'DYNAMODB_LOCAL_PORT',
+];
+
+describe('parseEnv', () => {
+  it.each(CONTRACT_DEFAULTS)('defaults %s to the contract value %j', (name, value) => {
+    expect(parseEnv({})).toHaveProperty([name], value);
+  });
+
+  it.each(CONTRACT_DEFAULTS)('reads an empty %s as its default', (name, value) => {
+    expect(parseEnv({ [name]: '' })).toHaveProperty([name], value);
+  });
+
+  it.each(UNSET_BY_DEFAULT)('leaves %s unset when absent or empty', (name) => {
+    expect(parseEnv({})[name as keyof ReturnType<typeof parseEnv>]).toBeUndefined();
+    expect(parseEnv({ [name]: '' })[name as keyof ReturnType<typeof parseEnv>]).toBeUndefined();
+  });
+
+  it('ignores variables it does not know', () => {
+    expect(parseEnv({ PATH: '/usr/bin', HOME: '/root', NODE_OPTIONS: '--x' }).PORT).toBe(8787);
+  });
+
+  it('parses given values into their types', () => {
+    const env = parseEnv({
+      PORT: '0',
+      HOST: '0.0.0.0',
+      SSH_PORT: '22',
+      PUBLIC_SSH_PORT: '443',
+      TUNNEL_PORT_RANGE: '40000-40009',
+      HEARTBEAT_INTERVAL_MS: '250',
+      DOWN_GRACE_MS: '0',
+      ALERT_WEBHOOK_URL: 'https://hooks.example.com/tunnels',
+      DYNAMODB_ENDPOINT: 'http://127.0.0.1:8000',
+      LOG_LEVEL: 'debug',
+    });
+    expect(env).toMatchObject({
+      PORT: 0,
+      HOST: '0.0.0.0',
+      SSH_PORT: 22,
+      PUBLIC_SSH_PORT: 443,
+      TUNNEL_PORT_RANGE: { from: 40000, to: 40009 },
+      HEARTBEAT_INTERVAL_MS: 250,
+      DOWN_GRACE_MS: 0,
+      ALERT_WEBHOOK_URL: 'https://hooks.example.com/tunnels',
+      DYNAMODB_ENDPOINT: 'http://127.0.0.1:8000',
+      LOG_LEVEL: 'debug',
+    });
+  });
+
+  it.each([
+    ['1-65535', { from: 1, to: 65535 }],
+    ['20000-20000', { from: 20000, to: 20000 }],
+  ])('accepts the port range %s', (value, range) => {
+    expect(parseEnv({ TUNNEL_PORT_RANGE: value }).TUNNEL_PORT_RANGE).toEqual(range);
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['yes', true],
+    ['false', false],
+    ['0', false],
+    ['no', false],
+  ])('reads ALLOW_PRIVATE_SSH_HOSTS=%s as %s', (value, expected) => {
+    expect(parseEnv({ ALLOW_PRIVATE_SSH_HOSTS: value }).ALLOW_PRIVATE_SSH_HOSTS).toBe(expected);
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '70000'],
+    ['PORT', '80.5'],
+    ['SSH_PORT', '-1'],
+    ['DYNAMODB_LOCAL_PORT', 'eight'],
+    ['TUNNEL_PORT_RANGE', '30000-20000'],
+    ['TUNNEL_PORT_RANGE', '20000'],
+    ['TUNNEL_PORT_RANGE', '0-100'],
+    ['TUNNEL_PORT_RANGE', '20000-70000'],
+    ['HEARTBEAT_INTERVAL_MS', '0'],
+    ['SWEEP_INTERVAL_MS', 'soon'],
+    ['DOWN_GRACE_MS', '-5'],
+    ['LOG_LEVEL', 'verbose'],
+    ['ALERT_WEBHOOK_URL', 'notaurl'],
+    ['DYNAMODB_ENDPOINT', 'localhost'],
+    ['ALLOW_PRIVATE_SSH_HOSTS', 'maybe'],
+    ['TABLE_NAME', 'ab'],
+  ])('rejects %s=%s with a ConfigError naming it', (name, value) => {
+    expect(configError({ [name]: value })).toMatch(new RegExp(`\\b${name}: `));
+  });
+
+  it('names every bad variable at once, and no good one', () => {
+    const message = configError({
+      PORT: 'abc',
+      TUNNEL_PORT_RANGE: '30000-20000',
+      LOG_LEVEL: 'verbose',
+      ALERT_WEBHOOK_URL: 'notaurl',
+      SSH_PORT: '2200',
+    });
+    for (const name of ['PORT', 'TUNNEL_PORT_RANGE', 'LOG_LEVEL', 'ALERT_WEBHOOK_URL']) {
+      expect(message).toMatch(new RegExp(`\\b${name}: `));
+    }
+    expect(message).not.toContain('SSH_PORT');
+  });
+
+  it.each(['ADMIN_TOKEN', 'BOOTSTRAP_API_KEY'])('rejects a short %s without echoing it', (name) => {
+    const message = configError({ [name]: 'tk_hunter2' });
+    expect(message).toContain(`${name}: must be at least 16 characters`);
+    expect(message).not.toContain('hunter2');
+  });
+});
