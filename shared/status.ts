@@ -2,19 +2,8 @@
  * Tunnel status as the API shows it, derived from the configuration and the state item the owning
  * gateway worker writes on every transition. Pure: no I/O, time comes in as data.
  */
-import { z } from 'zod';
-import { type Status, StatusErrorCodeSchema } from './schemas';
-
-/** `TUNNEL#<id>/STATE`, written by the worker that holds the tunnel's connection. */
-export const TunnelStateItemSchema = z.object({
-  state: z.enum(['up', 'down']),
-  since: z.string(),
-  lastSeenAt: z.string().optional(),
-  owner: z.string().optional(),
-  connId: z.string().optional(),
-  error: z.object({ code: StatusErrorCodeSchema, message: z.string(), hint: z.string() }).optional(),
-});
-export type TunnelStateItem = z.infer<typeof TunnelStateItemSchema>;
+import type { TunnelStateItem } from './gateway-items';
+import type { Status } from './schemas';
 
 export interface StatusView {
   status: Status;
@@ -33,5 +22,6 @@ export function statusOnRead(
   const status: Status = { state: state.state, since: state.since };
   if (state.lastSeenAt) status.lastSeenAt = state.lastSeenAt;
   if (state.error) status.error = state.error;
-  return { status, connect: state.state === 'up' ? { host: bindHost, port: tunnel.port } : null };
+  const host = state.connectHost ?? bindHost;
+  return { status, connect: state.state === 'up' ? { host, port: tunnel.port } : null };
 }

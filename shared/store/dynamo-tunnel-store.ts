@@ -17,8 +17,8 @@ import {
 import { z } from 'zod';
 import type { PortRange } from '../config';
 import { ConflictError, NotFoundError, PortsExhaustedError, ValidationError } from '../errors';
+import { type TunnelStateItem, TunnelStateItemSchema } from '../gateway-items';
 import { EventSchema, type TunnelEvent } from '../schemas';
-import { type TunnelStateItem, TunnelStateItemSchema } from '../status';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { EVENT_SK_PREFIX, GSI1, keys, SHARD_COUNT } from './table';
 import type { TunnelPage, TunnelStore, Workspace } from './tunnel-store';

@@ -3,8 +3,8 @@
  * another workspace's tunnel is indistinguishable from a missing one.
  */
 import type { PortRange } from '../config';
+import type { TunnelStateItem } from '../gateway-items';
 import type { TunnelEvent } from '../schemas';
-import type { TunnelStateItem } from '../status';
 import type { TunnelRecord } from '../tunnel';
 
 export interface Workspace {

@@ -1,11 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { type TunnelStateItem, TunnelStateItemSchema } from '../../shared/gateway-items';
 import { ConnectSchema, StatusSchema } from '../../shared/schemas';
-import {
-  type StatusView,
-  statusOnRead,
-  type TunnelStateItem,
-  TunnelStateItemSchema,
-} from '../../shared/status';
+import { type StatusView, statusOnRead } from '../../shared/status';
 
 const CREATED = '2026-01-01T00:00:00.000Z';
 const UPDATED = '2026-01-02T00:00:00.000Z';

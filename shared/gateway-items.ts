@@ -1,0 +1,36 @@
+/**
+ * Items the gateway workers write: a tunnel's connection state (on transitions only) and one
+ * heartbeat per worker. The status machine and the API read them; zod checks them on read.
+ */
+import { z } from 'zod';
+import { StatusErrorSchema } from './schemas';
+
+/** `TUNNEL#<id>/STATE`, written by the worker holding the tunnel's connection. */
+export const TunnelStateItemSchema = z.object({
+  state: z.enum(['up', 'down']),
+  /** When this state began. */
+  since: z.string(),
+  lastSeenAt: z.string().optional(),
+  /** Worker id of the writer; its heartbeat tells whether the state is still true. */
+  owner: z.string().optional(),
+  /** The connection that wrote it: a `down` may only replace the `up` of the same connection. */
+  connId: z.string().optional(),
+  /** Start of that connection: a newer connection's `up` replaces an older one's state. */
+  connectedAt: z.string().optional(),
+  /** Where workloads reach the service through this worker (its listener address). */
+  connectHost: z.string().optional(),
+  error: StatusErrorSchema.optional(),
+});
+export type TunnelStateItem = z.infer<typeof TunnelStateItemSchema>;
+
+/** `WORKER#<id>/META`: one per worker every `HEARTBEAT_INTERVAL_MS`, whatever its tunnel count. */
+export const WorkerHeartbeatSchema = z.object({
+  workerId: z.string(),
+  lastBeatAt: z.string(),
+  startedAt: z.string(),
+  /** Address other components use to reach this worker (listeners, control endpoint). */
+  address: z.string(),
+  version: z.string(),
+  counts: z.object({ reverse: z.number().int(), standard: z.number().int() }),
+});
+export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;
