@@ -6,6 +6,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
+import { Gateway, gatewaySettingsFrom } from '../fargate/gateway';
 import { createApp } from '../lambda/api/app';
 import type { Env } from '../shared/config';
 import { ensureHostKey } from '../shared/host-key';
@@ -13,6 +14,7 @@ import { newAdminToken, newApiKey, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
 import { FileSecretStore } from '../shared/secrets/file-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
+import { DynamoGatewayStore } from '../shared/store/dynamo-gateway-store';
 import { DynamoTunnelStore } from '../shared/store/dynamo-tunnel-store';
 import { ensureTable } from '../shared/store/table';
 import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local';
@@ -21,6 +23,7 @@ export const DEFAULT_WORKSPACE_ID = 'default';
 
 export interface LocalStack {
   apiPort: number;
+  sshPort: number;
   stop(): Promise<void>;
 }
 
@@ -61,6 +64,15 @@ export async function startLocalStack(
     if (bootstrap) shown.BOOTSTRAP_API_KEY = bootstrap;
     if (Object.keys(shown).length > 0) print(shown);
 
+    const gateway = new Gateway({
+      store: new DynamoGatewayStore(doc, env.TABLE_NAME),
+      secrets,
+      logger,
+      settings: gatewaySettingsFrom(env),
+    });
+    await gateway.start();
+    stops.push(() => gateway.stop());
+
     const hostKey = await ensureHostKey(secrets);
     const app = createApp({
       store,
@@ -71,10 +83,11 @@ export async function startLocalStack(
       adminTokenHash: sha256Hex(admin.token),
       gateway: {
         sshHost: env.PUBLIC_SSH_HOST,
-        sshPort: env.PUBLIC_SSH_PORT ?? env.SSH_PORT,
+        sshPort: env.PUBLIC_SSH_PORT ?? gateway.sshPort,
         hostPublicKey: hostKey.publicKey,
         keepaliveIntervalSec: Math.max(1, Math.round(env.SSH_KEEPALIVE_INTERVAL_MS / 1000)),
       },
+      onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
     });
 
     const server = serve({ fetch: app.fetch, hostname: env.HOST, port: env.PORT });
@@ -92,7 +105,7 @@ export async function startLocalStack(
     );
     const apiPort = (server.address() as AddressInfo).port;
     logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
-    return { apiPort, stop: stopAll };
+    return { apiPort, sshPort: gateway.sshPort, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -27,6 +27,14 @@ const envSchema = z.object({
   PORT: port.default(8787),
   HOST: z.string().min(1).default('127.0.0.1'),
   SSH_PORT: port.default(2222),
+  /** Address the SSH endpoint binds; defaults to `HOST`. */
+  SSH_HOST: z.string().min(1).optional(),
+  /** From TCP accept to authenticated on the SSH endpoint. */
+  SSH_HANDSHAKE_TIMEOUT_MS: durationMs.default(20_000),
+  /** Concurrent connections through one tunnel. */
+  MAX_CHANNELS_PER_TUNNEL: z.coerce.number().int().min(1).max(100_000).default(256),
+  /** This worker's address as the platform's workloads reach it (`connect.host`); defaults to `TUNNEL_BIND_HOST`. */
+  WORKER_ADDRESS: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).default('.data'),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   BOOTSTRAP_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),

@@ -28,6 +28,8 @@ export interface ApiDeps {
   adminTokenHash: string;
   now?: () => Date;
   rateLimit?: RateLimitSettings;
+  /** Told after a tunnel is changed or deleted, so a co-located gateway applies it at once. */
+  onTunnelChanged?: (tunnelId: string) => void;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -36,7 +38,14 @@ const DEFAULT_RATE_LIMIT: RateLimitSettings = { ratePerSec: 50, burst: 100 };
 export function createApp(deps: ApiDeps): OpenAPIHono {
   const now = deps.now ?? (() => new Date());
   const app = new OpenAPIHono();
-  const service = new TunnelService(deps.store, deps.secrets, deps.logger, deps.portRange, now);
+  const service = new TunnelService(
+    deps.store,
+    deps.secrets,
+    deps.logger,
+    deps.portRange,
+    now,
+    deps.onTunnelChanged,
+  );
   const limiter = new RateLimiter(deps.rateLimit ?? DEFAULT_RATE_LIMIT, () => now().getTime());
 
   app.onError(createErrorHandler(deps.logger));

@@ -44,6 +44,7 @@ export class TunnelService {
     private readonly logger: Logger,
     private readonly portRange: PortRange,
     private readonly now: () => Date,
+    private readonly onChanged: (tunnelId: string) => void = () => {},
   ) {}
 
   async create(workspaceId: string, body: CreateStandard | CreateReverse): Promise<TunnelResult> {
@@ -171,6 +172,7 @@ export class TunnelService {
   async delete(workspaceId: string, id: string): Promise<void> {
     const record = await this.get(workspaceId, id);
     await this.store.deleteTunnel(record);
+    this.onChanged(id);
     if (record.type === 'standard') await this.deleteSecretQuietly(id);
     this.logger.info('tunnel deleted', { tunnelId: id, workspaceId, port: record.port });
   }
@@ -183,7 +185,12 @@ export class TunnelService {
     for (let attempt = 1; ; attempt++) {
       const record = await this.get(workspaceId, id);
       try {
-        return await this.store.updateTunnel({ ...change(record), updatedAt: this.now().toISOString() });
+        const updated = await this.store.updateTunnel({
+          ...change(record),
+          updatedAt: this.now().toISOString(),
+        });
+        this.onChanged(id);
+        return updated;
       } catch (err) {
         if (!(err instanceof ConflictError) || attempt >= UPDATE_ATTEMPTS) throw err;
       }

@@ -15,6 +15,8 @@ export interface GatewayStore {
    * connection owns the state (a stale worker cannot overwrite a newer owner).
    */
   writeState(tunnelId: string, item: TunnelStateItem): Promise<boolean>;
+  /** Forgets a rotated-away key once the new one has logged in; no-op if it changed meanwhile. */
+  retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void>;
   putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void>;
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
 }

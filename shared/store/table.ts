@@ -24,6 +24,7 @@ export const keys = {
   tunnelState: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATE' }),
   tunnelStatus: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATUS' }),
   port: (port: number) => ({ pk: `PORT#${port}`, sk: 'META' }),
+  worker: (id: string) => ({ pk: `WORKER#${id}`, sk: 'META' }),
 };
 
 export const EVENT_SK_PREFIX = 'EVENT#';

@@ -1,0 +1,205 @@
+/**
+ * One gateway worker: the reverse-tunnel SSH endpoint with its per-tunnel listeners, the worker
+ * heartbeat, and the reconciliation that closes sessions of tunnels deleted, disabled or rotated
+ * away. The Fargate entry point and `npm start` both run this.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Env } from '../shared/config';
+import { ensureHostKey } from '../shared/host-key';
+import { parsePublicKey } from '../shared/keys';
+import type { Logger } from '../shared/logger';
+import type { SecretStore } from '../shared/secrets/secret-store';
+import type { GatewayStore } from '../shared/store/gateway-store';
+import type { TunnelRecord } from '../shared/tunnel';
+import { ForwardRegistry } from './reverse/forward-registry';
+import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
+import { DEFAULT_SOURCE_GUARD, type SourceGuardSettings } from './source-guard';
+import { StateWriter } from './state-writer';
+
+export const GATEWAY_VERSION = '0.1.0';
+/** Heartbeat items outlive their worker by this much, then DynamoDB's TTL removes them. */
+const HEARTBEAT_TTL_SECONDS = 24 * 3600;
+const TAKEOVER_DRAIN_MS = 2_000;
+
+export interface GatewaySettings {
+  sshHost: string;
+  sshPort: number;
+  bindHost: string;
+  connectHost: string;
+  heartbeatIntervalMs: number;
+  keepaliveIntervalMs: number;
+  handshakeTimeoutMs: number;
+  maxChannelsPerTunnel: number;
+  guard: SourceGuardSettings;
+  ciphers: string[];
+}
+
+export function gatewaySettingsFrom(env: Env): GatewaySettings {
+  return {
+    sshHost: env.SSH_HOST ?? env.HOST,
+    sshPort: env.SSH_PORT,
+    bindHost: env.TUNNEL_BIND_HOST,
+    connectHost: env.WORKER_ADDRESS ?? env.TUNNEL_BIND_HOST,
+    heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,
+    keepaliveIntervalMs: env.SSH_KEEPALIVE_INTERVAL_MS,
+    handshakeTimeoutMs: env.SSH_HANDSHAKE_TIMEOUT_MS,
+    maxChannelsPerTunnel: env.MAX_CHANNELS_PER_TUNNEL,
+    guard: DEFAULT_SOURCE_GUARD,
+    ciphers: DEFAULT_CIPHERS,
+  };
+}
+
+export interface GatewayDeps {
+  store: GatewayStore;
+  secrets: SecretStore;
+  logger: Logger;
+  settings: GatewaySettings;
+  now?: () => Date;
+}
+
+export class Gateway {
+  readonly workerId = `wk_${randomBytes(6).toString('hex')}`;
+  private readonly startedAt: string;
+  private readonly logger: Logger;
+  private readonly stateWriter: StateWriter;
+  private readonly registry: ForwardRegistry;
+  private server: ReverseServer | undefined;
+  private beatTimer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> = Promise.resolve();
+  private boundSshPort = 0;
+
+  constructor(private readonly deps: GatewayDeps) {
+    const now = deps.now ?? (() => new Date());
+    this.startedAt = now().toISOString();
+    this.logger = deps.logger.child({ workerId: this.workerId });
+    this.stateWriter = new StateWriter(deps.store, this.logger);
+    this.registry = new ForwardRegistry({
+      workerId: this.workerId,
+      bindHost: deps.settings.bindHost,
+      connectHost: deps.settings.connectHost,
+      maxChannelsPerTunnel: deps.settings.maxChannelsPerTunnel,
+      takeoverDrainMs: TAKEOVER_DRAIN_MS,
+      logger: this.logger,
+      stateWriter: this.stateWriter,
+      now,
+    });
+  }
+
+  /** The SSH endpoint's bound port (differs from the setting when that is 0). */
+  get sshPort(): number {
+    return this.boundSshPort;
+  }
+
+  get connectionCount(): number {
+    return this.server?.connectionCount ?? 0;
+  }
+
+  get reverseTunnelCount(): number {
+    return this.registry.size;
+  }
+
+  async start(): Promise<void> {
+    const { settings } = this.deps;
+    const hostKey = await ensureHostKey(this.deps.secrets);
+    this.server = new ReverseServer({
+      store: this.deps.store,
+      registry: this.registry,
+      logger: this.logger,
+      hostKey: hostKey.privateKey,
+      now: this.deps.now ?? (() => new Date()),
+      settings: {
+        listenHost: settings.sshHost,
+        listenPort: settings.sshPort,
+        keepaliveIntervalMs: settings.keepaliveIntervalMs,
+        keepaliveCountMax: 3,
+        handshakeTimeoutMs: settings.handshakeTimeoutMs,
+        maxAuthAttempts: 6,
+        ciphers: settings.ciphers,
+        guard: settings.guard,
+      },
+      onLogin: (tunnel, keyFingerprint) => this.onLogin(tunnel, keyFingerprint),
+    });
+    this.boundSshPort = await this.server.listen();
+    this.logger.info('ssh endpoint listening', { host: settings.sshHost, port: this.boundSshPort });
+    await this.beat();
+    this.beatTimer = setInterval(() => {
+      this.beating = this.beating.then(() => this.beat());
+    }, settings.heartbeatIntervalMs);
+    this.beatTimer.unref();
+  }
+
+  /** Re-checks one tunnel now (after an API change) instead of at the next heartbeat. */
+  notifyTunnelChanged(tunnelId: string): void {
+    if (!this.registry.sessionOf(tunnelId)) return;
+    this.recheck([tunnelId]).catch((err) => this.logger.warn('tunnel recheck failed', { tunnelId, err }));
+  }
+
+  /** Closes the endpoint and every session (their state is written down), then stops beating. */
+  async stop(): Promise<void> {
+    clearInterval(this.beatTimer);
+    await this.beating;
+    await this.server?.close();
+    await this.stateWriter.flush();
+  }
+
+  private async beat(): Promise<void> {
+    const at = (this.deps.now ?? (() => new Date()))().toISOString();
+    try {
+      await this.deps.store.putHeartbeat(
+        {
+          workerId: this.workerId,
+          lastBeatAt: at,
+          startedAt: this.startedAt,
+          address: this.deps.settings.connectHost,
+          version: GATEWAY_VERSION,
+          counts: { reverse: this.registry.size, standard: 0 },
+        },
+        HEARTBEAT_TTL_SECONDS,
+      );
+    } catch (err) {
+      this.logger.error('heartbeat write failed', { err });
+    }
+    try {
+      await this.recheck(this.registry.tunnelIds());
+    } catch (err) {
+      this.logger.warn('tunnel reconciliation failed', { err });
+    }
+  }
+
+  /** Closes sessions whose tunnel was deleted, disabled, or whose login key is no longer valid. */
+  private async recheck(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const records = await this.deps.store.getTunnelsByIds(ids);
+    for (const id of ids) {
+      const session = this.registry.sessionOf(id);
+      if (!session) continue;
+      const record = records.get(id);
+      if (!record) this.registry.closeTunnel(id, 'tunnel deleted');
+      else if (!record.enabled) this.registry.closeTunnel(id, 'tunnel disabled');
+      else if (!acceptedFingerprints(record).includes(session.keyFingerprint)) {
+        this.registry.closeTunnel(id, 'login key was rotated away');
+      }
+    }
+  }
+
+  /** A login with the tunnel's newest key completes a rotation: the previous key is retired. */
+  private onLogin(tunnel: TunnelRecord, keyFingerprint: string): void {
+    if (!tunnel.previousPublicKey || keyFingerprint !== tunnel.publicKeyFingerprint) return;
+    this.deps.store
+      .retirePreviousKey(tunnel.id, tunnel.previousPublicKey)
+      .then(() => this.logger.info('previous tunnel key retired', { tunnelId: tunnel.id }))
+      .catch((err) => this.logger.warn('previous tunnel key not retired', { tunnelId: tunnel.id, err }));
+  }
+}
+
+function acceptedFingerprints(record: TunnelRecord): string[] {
+  const fingerprints = [record.publicKeyFingerprint];
+  if (record.previousPublicKey) {
+    try {
+      fingerprints.push(parsePublicKey(record.previousPublicKey, 'previousPublicKey').fingerprint);
+    } catch {
+      // an unparseable previous key accepts nothing
+    }
+  }
+  return fingerprints;
+}

@@ -1,0 +1,41 @@
+/**
+ * Joins a platform-side TCP socket and an SSH channel: bytes flow both ways with backpressure
+ * (stream.pipe pauses the faster side), half-closes travel as EOF, and an error or close on
+ * either side tears down the other, so nothing is left half-open or buffered without bound.
+ */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+/** What an ssh2 channel offers beyond Duplex: EOF without closing (RFC 4254 §5.3). */
+export interface SshChannel extends Duplex {
+  eof?(): void;
+  close?(): void;
+}
+
+export function joinSocketAndChannel(socket: Socket, channel: SshChannel): void {
+  socket.setNoDelay(true);
+  // end:false: a server-side channel's end() also closes it; eof() keeps our reading side open.
+  socket.pipe(channel, { end: false });
+  socket.once('end', () => {
+    if (channel.eof) channel.eof();
+    else channel.end();
+  });
+  channel.pipe(socket); // channel EOF → socket.end(): a half-close towards the platform client
+
+  const teardown = () => {
+    if (!socket.destroyed) socket.destroy();
+    if (!channel.destroyed) channel.destroy();
+  };
+  socket.once('error', teardown);
+  channel.once('error', teardown);
+  // The socket closes once both directions ended (or on reset); the channel must follow.
+  socket.once('close', () => {
+    if (channel.close) channel.close();
+    else channel.destroy();
+  });
+  // A channel closed by the customer side (or its SSH connection dropping) ends the socket; data
+  // already piped still flushes unless the socket was reset.
+  channel.once('close', () => {
+    if (!socket.writableEnded) socket.destroy();
+  });
+}

@@ -1,0 +1,175 @@
+/**
+ * Which SSH connection carries each reverse tunnel on this worker, and the tunnel's listener.
+ * A newer login of the same tunnel takes the listener over in place (no refused window); the
+ * older connection drains briefly and is closed. State is written on every transition.
+ */
+import type { TunnelStateItem } from '../../shared/gateway-items';
+import type { Logger } from '../../shared/logger';
+import type { StatusError } from '../../shared/schemas';
+import type { TunnelRecord } from '../../shared/tunnel';
+import type { StateWriter } from '../state-writer';
+import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
+
+/** One authenticated customer connection that asked for its tunnel's forward. */
+export interface ForwardingSession {
+  connId: string;
+  tunnelId: string;
+  source: string;
+  connectedAt: string;
+  /** Fingerprint of the key it logged in with (checked again after a rotation). */
+  keyFingerprint: string;
+  open: ChannelOpener;
+  activeChannels(): number;
+  /** Ends the SSH connection. */
+  close(): void;
+}
+
+export interface ForwardRegistryOptions {
+  workerId: string;
+  bindHost: string;
+  /** Advertised as `connect.host` while up (this worker's address as workloads see it). */
+  connectHost: string;
+  maxChannelsPerTunnel: number;
+  /** How long a taken-over connection may keep finishing its open channels. */
+  takeoverDrainMs: number;
+  logger: Logger;
+  stateWriter: StateWriter;
+  now: () => Date;
+}
+
+interface Entry {
+  listener: TunnelListener;
+  session: ForwardingSession;
+}
+
+export class ForwardRegistry {
+  private readonly entries = new Map<string, Entry>();
+  /** Listens in progress, so two logins racing for one tunnel do not both bind the port. */
+  private readonly opening = new Map<string, Promise<Entry | undefined>>();
+
+  constructor(private readonly options: ForwardRegistryOptions) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  tunnelIds(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  sessionOf(tunnelId: string): ForwardingSession | undefined {
+    return this.entries.get(tunnelId)?.session;
+  }
+
+  /** Gives `session` the tunnel's listener; false when the port cannot be bound. */
+  async attach(session: ForwardingSession, tunnel: TunnelRecord): Promise<boolean> {
+    const pending = this.opening.get(tunnel.id);
+    if (pending) await pending;
+    const existing = this.entries.get(tunnel.id);
+    if (existing) {
+      if (existing.session !== session) this.takeOver(existing, session);
+      return true;
+    }
+    const opening = this.openListener(session, tunnel);
+    this.opening.set(tunnel.id, opening);
+    try {
+      const entry = await opening;
+      if (!entry) return false;
+      // A login that arrived while we were binding may already be waiting: the newest wins.
+      this.entries.set(tunnel.id, entry);
+      this.writeUp(session);
+      return true;
+    } finally {
+      this.opening.delete(tunnel.id);
+    }
+  }
+
+  /** The session ended (or cancelled its forward): drops the listener unless taken over. */
+  async detach(session: ForwardingSession, error: StatusError): Promise<void> {
+    const entry = this.entries.get(session.tunnelId);
+    if (!entry || entry.session !== session) return;
+    this.entries.delete(session.tunnelId);
+    await entry.listener.close();
+    const at = this.options.now().toISOString();
+    this.options.stateWriter.write(session.tunnelId, {
+      state: 'down',
+      since: at,
+      lastSeenAt: at,
+      owner: this.options.workerId,
+      connId: session.connId,
+      connectedAt: session.connectedAt,
+      error,
+    });
+  }
+
+  /** Closes the tunnel's connection (deleted, disabled, key retired); its close detaches it. */
+  closeTunnel(tunnelId: string, reason: string): void {
+    const entry = this.entries.get(tunnelId);
+    if (!entry) return;
+    this.options.logger.info('closing reverse tunnel session', {
+      tunnelId,
+      connId: entry.session.connId,
+      reason,
+    });
+    entry.session.close();
+  }
+
+  private async openListener(session: ForwardingSession, tunnel: TunnelRecord): Promise<Entry | undefined> {
+    const { bindHost, maxChannelsPerTunnel, logger } = this.options;
+    const listener = new TunnelListener({
+      tunnelId: tunnel.id,
+      host: bindHost,
+      port: tunnel.port,
+      maxChannels: maxChannelsPerTunnel,
+      logger,
+    });
+    try {
+      await listener.listen();
+    } catch (err) {
+      logger.error('reverse forward refused: tunnel port unavailable', {
+        tunnelId: tunnel.id,
+        host: bindHost,
+        port: tunnel.port,
+        code: (err as NodeJS.ErrnoException).code,
+      });
+      return undefined;
+    }
+    listener.setOpener(session.open);
+    return { listener, session };
+  }
+
+  private takeOver(entry: Entry, next: ForwardingSession): void {
+    const previous = entry.session;
+    entry.listener.setOpener(next.open);
+    entry.session = next;
+    this.writeUp(next);
+    this.options.logger.info('reverse tunnel taken over by a newer login', {
+      tunnelId: next.tunnelId,
+      connId: next.connId,
+      previousConnId: previous.connId,
+    });
+    // Let the old connection finish what it carries, briefly, then close it.
+    const deadline = Date.now() + this.options.takeoverDrainMs;
+    const timer = setInterval(() => {
+      if (previous.activeChannels() === 0 || Date.now() >= deadline) {
+        clearInterval(timer);
+        previous.close();
+      }
+    }, 50);
+    timer.unref();
+  }
+
+  private writeUp(session: ForwardingSession): void {
+    const at = this.options.now().toISOString();
+    const item: TunnelStateItem = {
+      state: 'up',
+      since: at,
+      lastSeenAt: at,
+      owner: this.options.workerId,
+      connId: session.connId,
+      connectedAt: session.connectedAt,
+      connectHost: this.options.connectHost,
+    };
+    this.options.stateWriter.write(session.tunnelId, item);
+  }
+}

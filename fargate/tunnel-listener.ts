@@ -1,0 +1,97 @@
+/**
+ * A tunnel's listener on `TUNNEL_BIND_HOST:<port>`: where the platform's workloads connect. Each
+ * accepted connection becomes one channel through the tunnel's current SSH connection; the target
+ * can be switched without closing the listener, so a takeover refuses no connection.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from '../shared/logger';
+import { joinSocketAndChannel, type SshChannel } from './pipe';
+
+/** Opens a channel for a platform connection; rejects if the tunnel cannot carry it. */
+export type ChannelOpener = (origin: { ip: string; port: number }) => Promise<SshChannel>;
+
+export interface ListenerOptions {
+  tunnelId: string;
+  host: string;
+  port: number;
+  /** Concurrent connections allowed through this tunnel; more are refused at once. */
+  maxChannels: number;
+  logger: Logger;
+}
+
+export class TunnelListener {
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  private opener: ChannelOpener | undefined;
+
+  constructor(private readonly options: ListenerOptions) {
+    // allowHalfOpen: a client that shuts down its sending side still gets the whole answer.
+    this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
+  }
+
+  get activeConnections(): number {
+    return this.sockets.size;
+  }
+
+  /** Starts listening; rejects with EADDRINUSE and the like. */
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen({ host: this.options.host, port: this.options.port, exclusive: true }, () => {
+        this.server.off('error', onError);
+        this.server.on('error', (err) =>
+          this.options.logger.error('tunnel listener failed', { tunnelId: this.options.tunnelId, err }),
+        );
+        resolve();
+      });
+    });
+  }
+
+  /** Routes new connections to `opener` (a new SSH connection after a takeover). */
+  setOpener(opener: ChannelOpener | undefined): void {
+    this.opener = opener;
+  }
+
+  /** Stops accepting and drops every connection still open. */
+  close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(socket: Socket): void {
+    const { tunnelId, maxChannels, logger } = this.options;
+    socket.on('error', () => {}); // errors are handled by the pipe or the destroy below
+    if (this.sockets.size >= maxChannels) {
+      logger.warn('tunnel connection refused: channel limit reached', { tunnelId, maxChannels });
+      socket.destroy();
+      return;
+    }
+    const opener = this.opener;
+    if (!opener) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.pause(); // hold early bytes until the channel exists
+    const origin = { ip: socket.remoteAddress ?? '0.0.0.0', port: socket.remotePort ?? 0 };
+    opener(origin).then(
+      (channel) => {
+        if (socket.destroyed) {
+          channel.destroy();
+          return;
+        }
+        joinSocketAndChannel(socket, channel);
+        socket.resume();
+      },
+      (err: unknown) => {
+        logger.warn('tunnel connection refused: channel could not open', {
+          tunnelId,
+          reason: err instanceof Error ? err.message : String(err),
+        });
+        socket.destroy();
+      },
+    );
+  }
+}
