@@ -4,6 +4,7 @@
  * away. The Fargate entry point and `npm start` both run this.
  */
 import { randomBytes } from 'node:crypto';
+import type { BackoffSettings } from '../shared/backoff';
 import type { Env } from '../shared/config';
 import { ensureHostKey } from '../shared/host-key';
 import { parsePublicKey } from '../shared/keys';
@@ -14,6 +15,7 @@ import type { TunnelRecord } from '../shared/tunnel';
 import { ForwardRegistry } from './reverse/forward-registry';
 import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
 import { DEFAULT_SOURCE_GUARD, type SourceGuardSettings } from './source-guard';
+import { StandardPool } from './standard/standard-pool';
 import { StateWriter } from './state-writer';
 
 export const GATEWAY_VERSION = '0.1.0';
@@ -32,6 +34,10 @@ export interface GatewaySettings {
   maxChannelsPerTunnel: number;
   guard: SourceGuardSettings;
   ciphers: string[];
+  poolPollIntervalMs: number;
+  allowPrivateSshHosts: boolean;
+  bastionReadyTimeoutMs: number;
+  reconnect: BackoffSettings;
 }
 
 export function gatewaySettingsFrom(env: Env): GatewaySettings {
@@ -46,6 +52,15 @@ export function gatewaySettingsFrom(env: Env): GatewaySettings {
     maxChannelsPerTunnel: env.MAX_CHANNELS_PER_TUNNEL,
     guard: DEFAULT_SOURCE_GUARD,
     ciphers: DEFAULT_CIPHERS,
+    poolPollIntervalMs: env.POOL_POLL_INTERVAL_MS,
+    // Off unless configured: the entry points decide (npm start allows private bastions).
+    allowPrivateSshHosts: env.ALLOW_PRIVATE_SSH_HOSTS ?? false,
+    bastionReadyTimeoutMs: env.BASTION_READY_TIMEOUT_MS,
+    reconnect: {
+      initialMs: env.RECONNECT_INITIAL_MS,
+      maxMs: env.RECONNECT_MAX_MS,
+      healthyAfterMs: Math.max(env.RECONNECT_MAX_MS, 10_000),
+    },
   };
 }
 
@@ -64,6 +79,8 @@ export class Gateway {
   private readonly stateWriter: StateWriter;
   private readonly registry: ForwardRegistry;
   private server: ReverseServer | undefined;
+  private readonly pool: StandardPool;
+  private lastOwnBeat = 0;
   private beatTimer: NodeJS.Timeout | undefined;
   private beating: Promise<void> = Promise.resolve();
   private boundSshPort = 0;
@@ -83,6 +100,33 @@ export class Gateway {
       stateWriter: this.stateWriter,
       now,
     });
+    const { settings } = deps;
+    this.pool = new StandardPool({
+      workerId: this.workerId,
+      store: deps.store,
+      logger: this.logger,
+      pollIntervalMs: settings.poolPollIntervalMs,
+      leaseTtlMs: 3 * settings.heartbeatIntervalMs,
+      lastOwnBeat: () => this.lastOwnBeat,
+      now,
+      runner: {
+        stateWriter: this.stateWriter,
+        secrets: deps.secrets,
+        bindHost: settings.bindHost,
+        connectHost: settings.connectHost,
+        maxChannelsPerTunnel: settings.maxChannelsPerTunnel,
+        connect: {
+          allowPrivateHosts: settings.allowPrivateSshHosts,
+          readyTimeoutMs: settings.bastionReadyTimeoutMs,
+          keepaliveIntervalMs: settings.keepaliveIntervalMs,
+          keepaliveCountMax: 3,
+        },
+        backoff: settings.reconnect,
+        keyProbeIntervalMs: Math.max(1_000, settings.heartbeatIntervalMs),
+        drainMs: TAKEOVER_DRAIN_MS,
+        now,
+      },
+    });
   }
 
   /** The SSH endpoint's bound port (differs from the setting when that is 0). */
@@ -96,6 +140,10 @@ export class Gateway {
 
   get reverseTunnelCount(): number {
     return this.registry.size;
+  }
+
+  get standardTunnelCount(): number {
+    return this.pool.size;
   }
 
   async start(): Promise<void> {
@@ -122,6 +170,7 @@ export class Gateway {
     this.boundSshPort = await this.server.listen();
     this.logger.info('ssh endpoint listening', { host: settings.sshHost, port: this.boundSshPort });
     await this.beat();
+    this.pool.start();
     this.beatTimer = setInterval(() => {
       this.beating = this.beating.then(() => this.beat());
     }, settings.heartbeatIntervalMs);
@@ -130,6 +179,7 @@ export class Gateway {
 
   /** Re-checks one tunnel now (after an API change) instead of at the next heartbeat. */
   notifyTunnelChanged(tunnelId: string): void {
+    this.pool.requestPoll();
     if (!this.registry.sessionOf(tunnelId)) return;
     this.recheck([tunnelId]).catch((err) => this.logger.warn('tunnel recheck failed', { tunnelId, err }));
   }
@@ -138,7 +188,7 @@ export class Gateway {
   async stop(): Promise<void> {
     clearInterval(this.beatTimer);
     await this.beating;
-    await this.server?.close();
+    await Promise.all([this.server?.close(), this.pool.stop()]);
     await this.stateWriter.flush();
   }
 
@@ -152,10 +202,11 @@ export class Gateway {
           startedAt: this.startedAt,
           address: this.deps.settings.connectHost,
           version: GATEWAY_VERSION,
-          counts: { reverse: this.registry.size, standard: 0 },
+          counts: { reverse: this.registry.size, standard: this.pool.size },
         },
         HEARTBEAT_TTL_SECONDS,
       );
+      this.lastOwnBeat = Date.parse(at);
     } catch (err) {
       this.logger.error('heartbeat write failed', { err });
     }

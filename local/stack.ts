@@ -24,6 +24,8 @@ export const DEFAULT_WORKSPACE_ID = 'default';
 export interface LocalStack {
   apiPort: number;
   sshPort: number;
+  /** The composed gateway (its counts are what leak checks look at). */
+  gateway: Gateway;
   stop(): Promise<void>;
 }
 
@@ -68,7 +70,8 @@ export async function startLocalStack(
       store: new DynamoGatewayStore(doc, env.TABLE_NAME),
       secrets,
       logger,
-      settings: gatewaySettingsFrom(env),
+      // Locally, bastions on private networks are the norm (a VM, a container, a Tailscale peer).
+      settings: { ...gatewaySettingsFrom(env), allowPrivateSshHosts: env.ALLOW_PRIVATE_SSH_HOSTS ?? true },
     });
     await gateway.start();
     stops.push(() => gateway.stop());
@@ -105,7 +108,7 @@ export async function startLocalStack(
     );
     const apiPort = (server.address() as AddressInfo).port;
     logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
-    return { apiPort, sshPort: gateway.sshPort, stop: stopAll };
+    return { apiPort, sshPort: gateway.sshPort, gateway, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -33,6 +33,13 @@ const envSchema = z.object({
   SSH_HANDSHAKE_TIMEOUT_MS: durationMs.default(20_000),
   /** Concurrent connections through one tunnel. */
   MAX_CHANNELS_PER_TUNNEL: z.coerce.number().int().min(1).max(100_000).default(256),
+  /** How often a worker's standard pool looks for new, changed or orphaned standard tunnels. */
+  POOL_POLL_INTERVAL_MS: durationMs.default(5_000),
+  /** Timeout of one SSH connection attempt to a bastion, TCP connect to authenticated. */
+  BASTION_READY_TIMEOUT_MS: durationMs.default(20_000),
+  /** First and largest delay between reconnect attempts to a bastion (exponential, jittered). */
+  RECONNECT_INITIAL_MS: durationMs.default(1_000),
+  RECONNECT_MAX_MS: durationMs.default(60_000),
   /** This worker's address as the platform's workloads reach it (`connect.host`); defaults to `TUNNEL_BIND_HOST`. */
   WORKER_ADDRESS: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).default('.data'),
@@ -48,6 +55,13 @@ const envSchema = z.object({
   DOWN_GRACE_MS: z.coerce.number().int().min(0).default(120_000),
   SSH_KEEPALIVE_INTERVAL_MS: durationMs.default(15_000),
   ALERT_WEBHOOK_URL: z.url().optional(),
+  /** HMAC-SHA256 key of the webhook signature; `npm start` generates one in `DATA_DIR` when unset. */
+  ALERT_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** SNS topic on-call subscribes to; the sweeper publishes every alert there when set. */
+  ALERT_TOPIC_ARN: z
+    .string()
+    .regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$/, 'must be an SNS topic ARN')
+    .optional(),
   ALLOW_PRIVATE_SSH_HOSTS: bool.optional(),
   DYNAMODB_ENDPOINT: z.url().optional(),
   DYNAMODB_LOCAL_PORT: port.optional(),

@@ -13,12 +13,14 @@ export const TunnelStateItemSchema = z.object({
   lastSeenAt: z.string().optional(),
   /** Worker id of the writer; its heartbeat tells whether the state is still true. */
   owner: z.string().optional(),
-  /** The connection that wrote it: a `down` may only replace the `up` of the same connection. */
+  /** The connection that wrote it (for logs and support). */
   connId: z.string().optional(),
-  /** Start of that connection: a newer connection's `up` replaces an older one's state. */
+  /** Start of that connection (reverse) or of the worker's lease (standard): newer beats older. */
   connectedAt: z.string().optional(),
   /** Where workloads reach the service through this worker (its listener address). */
   connectHost: z.string().optional(),
+  /** Fingerprint of the key the connection authenticated with (tells a rotation's progress). */
+  keyFingerprint: z.string().optional(),
   error: StatusErrorSchema.optional(),
 });
 export type TunnelStateItem = z.infer<typeof TunnelStateItemSchema>;
@@ -34,3 +36,7 @@ export const WorkerHeartbeatSchema = z.object({
   counts: z.object({ reverse: z.number().int(), standard: z.number().int() }),
 });
 export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;
+
+/** `TUNNEL#<id>/LEASE`: which worker serves a standard tunnel. Valid while the owner's heartbeat is fresh. */
+export const LeaseItemSchema = z.object({ owner: z.string(), claimedAt: z.string() });
+export type LeaseItem = z.infer<typeof LeaseItemSchema>;

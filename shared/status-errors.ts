@@ -25,3 +25,72 @@ export const serviceUnreachable = (service: string, reason: string): StatusError
   message: `the service ${service} did not accept a connection from the customer side: ${reason}`,
   hint: 'Check that the service runs and listens on that host and port, as seen from the host running ssh.',
 });
+
+/** `host:port` as customers write it (IPv6 in brackets). */
+export const hostPort = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+
+export const sshDnsFailed = (host: string, reason: string): StatusError => ({
+  code: 'ssh_dns_failed',
+  message: `the bastion host name ${host} does not resolve (${reason})`,
+  hint: 'Check the spelling of ssh.host and that the name is published in public DNS (not only on your internal resolver).',
+});
+
+export const sshUnreachable = (target: string, reason: string): StatusError => ({
+  code: 'ssh_unreachable',
+  message: `no answer from the bastion at ${target} (${reason})`,
+  hint:
+    "Allow inbound TCP to the bastion's SSH port from the platform's egress IPs in its security group or firewall, " +
+    'and check that the bastion is running.',
+});
+
+export const sshRefused = (target: string): StatusError => ({
+  code: 'ssh_refused',
+  message: `the bastion at ${target} refused the TCP connection`,
+  hint: 'Check that sshd runs on the bastion and listens on ssh.port (22 unless you changed it).',
+});
+
+export const sshHostForbidden = (host: string, address: string, kind: string): StatusError => ({
+  code: 'ssh_host_forbidden',
+  message: `the bastion ${host} resolves to ${address}, a ${kind} address, which tunnels may not target`,
+  hint: 'Use the bastion\'s public address; private, loopback and link-local addresses are not reachable from the platform.',
+});
+
+export const hostKeyMismatch = (target: string, pinned: string, presented: string): StatusError => ({
+  code: 'host_key_mismatch',
+  message: `the bastion at ${target} presented host key ${presented}, but ${pinned} is pinned`,
+  hint:
+    'If you replaced or rebuilt the bastion, set ssh.hostKeyFingerprint to the new fingerprint ' +
+    '(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the bastion); otherwise treat this as a possible attack.',
+});
+
+export const authFailed = (user: string, target: string, method: string): StatusError => ({
+  code: 'auth_failed',
+  message: `the bastion at ${target} rejected ${method} authentication for user ${user}`,
+  hint:
+    method === 'password'
+      ? 'Check the user and password, and that PasswordAuthentication is enabled in the bastion\'s sshd_config.'
+      : "Add the tunnel's authorizedKeysLine to ~user/.ssh/authorized_keys on the bastion; check ssh.user, and that " +
+        'the .ssh directory (700) and authorized_keys (600) belong to that user.',
+});
+
+export const forwardDenied = (target: string, service: string): StatusError => ({
+  code: 'forward_denied',
+  message: `the bastion at ${target} refused to forward to ${service} (administratively prohibited)`,
+  hint:
+    'Allow TCP forwarding for this user in sshd_config (AllowTcpForwarding yes, or local) and make sure any ' +
+    `permitopen/PermitOpen names exactly ${service}.`,
+});
+
+export const serviceUnreachableFromBastion = (target: string, service: string, reason: string): StatusError => ({
+  code: 'service_unreachable',
+  message: `the bastion at ${target} could not connect to ${service}: ${reason}`,
+  hint:
+    'Check that the service listens on that address and port as seen from the bastion, and that its security ' +
+    'group or firewall allows the bastion.',
+});
+
+export const connectionLost = (target: string, reason: string): StatusError => ({
+  code: 'connection_lost',
+  message: `the SSH session to the bastion at ${target} ended: ${reason}`,
+  hint: 'The bastion restarted or the network dropped; the tunnel reconnects by itself with backoff.',
+});

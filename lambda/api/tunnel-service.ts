@@ -87,6 +87,7 @@ export class TunnelService {
         this.portRange,
       );
       this.logger.info('tunnel created', { tunnelId: id, workspaceId, type: 'standard', port: record.port });
+      this.onChanged(id);
       return { record };
     } catch (err) {
       await this.deleteSecretQuietly(id);

@@ -1,17 +1,26 @@
 /** `GatewayStore` on the single table (keys in `table.ts`). */
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
+  DeleteCommand,
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
+  QueryCommand,
+  type QueryCommandOutput,
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { type TunnelStateItem, type WorkerHeartbeat, WorkerHeartbeatSchema } from '../gateway-items';
+import {
+  type LeaseItem,
+  LeaseItemSchema,
+  type TunnelStateItem,
+  type WorkerHeartbeat,
+  WorkerHeartbeatSchema,
+} from '../gateway-items';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
 import type { GatewayStore } from './gateway-store';
-import { keys, TTL_ATTRIBUTE } from './table';
+import { GSI2, keys, SHARD_COUNT, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
 
 export class DynamoGatewayStore implements GatewayStore {
   constructor(
@@ -32,15 +41,10 @@ export class DynamoGatewayStore implements GatewayStore {
   }
 
   async writeState(tunnelId: string, item: TunnelStateItem): Promise<boolean> {
-    // up: only over the state of the same or an older connection. down: only over our own
-    // connection's state. Either way only while the tunnel exists, so a late write cannot
-    // resurrect state for a deleted tunnel.
-    const ownership =
-      item.state === 'up'
-        ? 'attribute_not_exists(connectedAt) OR connectedAt <= :connectedAt'
-        : 'attribute_not_exists(connId) OR connId = :connId';
-    const values =
-      item.state === 'up' ? { ':connectedAt': item.connectedAt ?? '' } : { ':connId': item.connId ?? '' };
+    // Only over the state of the same or an older connection (or lease epoch), and only while the
+    // tunnel exists, so neither a stale worker nor a late write can overwrite newer truth.
+    const ownership = 'attribute_not_exists(connectedAt) OR connectedAt <= :connectedAt';
+    const values = { ':connectedAt': item.connectedAt ?? '' };
     try {
       await this.db.send(
         new TransactWriteCommand({
@@ -82,7 +86,7 @@ export class DynamoGatewayStore implements GatewayStore {
         }),
       );
     } catch (err) {
-      if (!(err instanceof Error && err.name === 'ConditionalCheckFailedException')) throw err;
+      if (!isConditionalFailure(err)) throw err;
     }
   }
 
@@ -91,13 +95,116 @@ export class DynamoGatewayStore implements GatewayStore {
     await this.db.send(
       new PutCommand({
         TableName: this.tableName,
-        Item: { ...keys.worker(beat.workerId), ...beat, [TTL_ATTRIBUTE]: expiresAt },
+        Item: {
+          ...keys.worker(beat.workerId),
+          gsi2pk: WORKERS_PARTITION,
+          gsi2sk: beat.workerId,
+          ...beat,
+          [TTL_ATTRIBUTE]: expiresAt,
+        },
       }),
     );
+  }
+
+  async listWorkers(): Promise<WorkerHeartbeat[]> {
+    const items = await this.queryAll(GSI2, 'gsi2pk = :p', { ':p': WORKERS_PARTITION });
+    return items.map((item) => WorkerHeartbeatSchema.parse(item));
+  }
+
+  async listAllTunnels(): Promise<TunnelRecord[]> {
+    const shards = Array.from({ length: SHARD_COUNT }, (_, n) =>
+      this.queryAll(GSI2, 'gsi2pk = :p', { ':p': `SHARD#${n}` }),
+    );
+    return (await Promise.all(shards)).flat().map((item) => TunnelRecordSchema.parse(item));
+  }
+
+  async getLeases(tunnelIds: string[]): Promise<Map<string, LeaseItem>> {
+    const items = await batchGetItems(this.db, this.tableName, tunnelIds.map(keys.tunnelLease));
+    return new Map(items.map((item) => [String(item.pk).slice('TUNNEL#'.length), LeaseItemSchema.parse(item)]));
+  }
+
+  async claimLease(tunnelId: string, owner: string, staleOwner: string | undefined, at: string): Promise<boolean> {
+    try {
+      await this.db.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { ...keys.tunnelLease(tunnelId), owner, claimedAt: at },
+          ConditionExpression:
+            staleOwner === undefined ? 'attribute_not_exists(pk)' : 'attribute_not_exists(pk) OR #owner = :stale',
+          ExpressionAttributeNames: staleOwner === undefined ? undefined : { '#owner': 'owner' },
+          ExpressionAttributeValues: staleOwner === undefined ? undefined : { ':stale': staleOwner },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionalFailure(err)) return false;
+      throw err;
+    }
+  }
+
+  async releaseLease(tunnelId: string, owner: string): Promise<void> {
+    try {
+      await this.db.send(
+        new DeleteCommand({
+          TableName: this.tableName,
+          Key: keys.tunnelLease(tunnelId),
+          ConditionExpression: '#owner = :me',
+          ExpressionAttributeNames: { '#owner': 'owner' },
+          ExpressionAttributeValues: { ':me': owner },
+        }),
+      );
+    } catch (err) {
+      if (!isConditionalFailure(err)) throw err;
+    }
+  }
+
+  async pinHostKey(tunnelId: string, fingerprint: string): Promise<boolean> {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.tunnel(tunnelId),
+          UpdateExpression: 'SET ssh.hostKeyFingerprint = :fp, version = version + :one',
+          ConditionExpression: 'attribute_exists(ssh) AND attribute_not_exists(ssh.hostKeyFingerprint)',
+          ExpressionAttributeValues: { ':fp': fingerprint, ':one': 1 },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionalFailure(err)) return false;
+      throw err;
+    }
+  }
+
+  private async queryAll(
+    index: string,
+    condition: string,
+    values: Record<string, string>,
+  ): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out: QueryCommandOutput = await this.db.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: index,
+          KeyConditionExpression: condition,
+          ExpressionAttributeValues: values,
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      items.push(...(out.Items ?? []));
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return items;
   }
 
   async getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>> {
     const items = await batchGetItems(this.db, this.tableName, [...new Set(workerIds)].map(keys.worker));
     return new Map(items.map((item) => WorkerHeartbeatSchema.parse(item)).map((b) => [b.workerId, b]));
   }
+}
+
+function isConditionalFailure(err: unknown): boolean {
+  return err instanceof Error && err.name === 'ConditionalCheckFailedException';
 }

@@ -2,7 +2,7 @@
  * Storage port of the gateway workers: tunnel lookups across workspaces (SSH logins name a tunnel
  * id, not a workspace), connection state on transitions, and one heartbeat per worker.
  */
-import type { TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
+import type { LeaseItem, TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
 import type { TunnelRecord } from '../tunnel';
 
 export interface GatewayStore {
@@ -10,13 +10,25 @@ export interface GatewayStore {
   /** One batch read for many tunnels (reconciliation of what a worker holds). */
   getTunnelsByIds(ids: string[]): Promise<Map<string, TunnelRecord>>;
   /**
-   * Records a connection's transition. An `up` replaces any state of an older connection; a `down`
-   * replaces only its own connection's state. Returns false, writing nothing, when a newer
-   * connection owns the state (a stale worker cannot overwrite a newer owner).
+   * Records a transition of the connection (reverse) or lease (standard) that began at
+   * `item.connectedAt`. Returns false, writing nothing, when a newer one already wrote: a stale
+   * worker cannot overwrite a newer owner.
    */
   writeState(tunnelId: string, item: TunnelStateItem): Promise<boolean>;
   /** Forgets a rotated-away key once the new one has logged in; no-op if it changed meanwhile. */
   retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void>;
   putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void>;
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
+  /** Every worker's latest heartbeat (fresh or not). */
+  listWorkers(): Promise<WorkerHeartbeat[]>;
+
+  /** Every tunnel, read shard by shard (reads, never writes, grow with the tunnel count). */
+  listAllTunnels(): Promise<TunnelRecord[]>;
+  getLeases(tunnelIds: string[]): Promise<Map<string, LeaseItem>>;
+  /** Takes the lease if it is free or still held by `staleOwner`; false if someone else won. */
+  claimLease(tunnelId: string, owner: string, staleOwner: string | undefined, at: string): Promise<boolean>;
+  /** Gives the lease up if `owner` still holds it. */
+  releaseLease(tunnelId: string, owner: string): Promise<void>;
+  /** Pins the bastion host key seen on the first successful connection; false if one is pinned already. */
+  pinHostKey(tunnelId: string, fingerprint: string): Promise<boolean>;
 }

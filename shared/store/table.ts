@@ -15,6 +15,8 @@ import {
 export const GSI1 = 'gsi1';
 export const GSI2 = 'gsi2';
 export const SHARD_COUNT = 16;
+/** GSI2 partition listing every worker's heartbeat item. */
+export const WORKERS_PARTITION = 'WORKERS';
 export const TTL_ATTRIBUTE = 'expiresAt';
 
 export const keys = {
@@ -23,6 +25,7 @@ export const keys = {
   tunnel: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'META' }),
   tunnelState: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATE' }),
   tunnelStatus: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATUS' }),
+  tunnelLease: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'LEASE' }),
   port: (port: number) => ({ pk: `PORT#${port}`, sk: 'META' }),
   worker: (id: string) => ({ pk: `WORKER#${id}`, sk: 'META' }),
 };

@@ -1,0 +1,314 @@
+/**
+ * Serves one standard tunnel on this worker: its listener, one SSH session to the bastion that
+ * carries every connection, reconnects with backoff, state written on changes, and a zero-
+ * downtime key rotation (keep serving on the old key, switch once the new one logs in).
+ */
+import { randomBytes } from 'node:crypto';
+import { Backoff, type BackoffSettings } from '../../shared/backoff';
+import type { Logger } from '../../shared/logger';
+import type { StatusError } from '../../shared/schemas';
+import type { SecretStore } from '../../shared/secrets/secret-store';
+import { connectionLost, hostPort } from '../../shared/status-errors';
+import type { GatewayStore } from '../../shared/store/gateway-store';
+import {
+  type TunnelRecord,
+  type TunnelSecret,
+  TunnelSecretSchema,
+  tunnelSecretName,
+} from '../../shared/tunnel';
+import type { StateWriter } from '../state-writer';
+import { TunnelListener } from '../tunnel-listener';
+import {
+  type BastionConnection,
+  type BastionConnectOptions,
+  connectToBastion,
+  TunnelFailure,
+} from './bastion-connection';
+
+export interface StandardRunnerDeps {
+  workerId: string;
+  logger: Logger;
+  stateWriter: StateWriter;
+  store: GatewayStore;
+  secrets: SecretStore;
+  bindHost: string;
+  connectHost: string;
+  maxChannelsPerTunnel: number;
+  connect: BastionConnectOptions;
+  backoff: BackoffSettings;
+  /** While serving on a key being rotated away, how often the new key is tried. */
+  keyProbeIntervalMs: number;
+  /** How long a replaced session may finish its open channels. */
+  drainMs: number;
+  now: () => Date;
+}
+
+/** Where and as whom the tunnel connects: what a config change must reconnect for. */
+const connectionShape = (t: TunnelRecord) => JSON.stringify([t.ssh, t.service]);
+
+export class StandardTunnelRunner {
+  private tunnel: TunnelRecord;
+  private running = true;
+  private readonly listener: TunnelListener;
+  private readonly backoff: Backoff;
+  /** Start of this worker's tenure: orders our state writes against other owners'. */
+  private readonly epoch: string;
+  private lastWritten = '';
+  private wake: (() => void) | undefined;
+  private reconnectRequested = false;
+  /** A rotation changed the keys: the live session stays, the new key gets tried. */
+  private keysChanged = false;
+  private loop: Promise<void> = Promise.resolve();
+  private readonly log: Logger;
+
+  constructor(
+    tunnel: TunnelRecord,
+    private readonly deps: StandardRunnerDeps,
+  ) {
+    this.tunnel = tunnel;
+    this.epoch = deps.now().toISOString();
+    this.backoff = new Backoff(deps.backoff);
+    this.log = deps.logger.child({ tunnelId: tunnel.id });
+    this.listener = new TunnelListener({
+      tunnelId: tunnel.id,
+      host: deps.bindHost,
+      port: tunnel.port,
+      maxChannels: deps.maxChannelsPerTunnel,
+      logger: deps.logger,
+    });
+  }
+
+  get id(): string {
+    return this.tunnel.id;
+  }
+
+  /** Binds the listener (rejects if the port is taken) and starts connecting. */
+  async start(): Promise<void> {
+    await this.listener.listen();
+    this.loop = this.run().catch((err) => this.log.error('standard tunnel runner crashed', { err }));
+  }
+
+  /** Applies a changed configuration; reconnects when where or how it connects changed. */
+  update(next: TunnelRecord): void {
+    const reconnect = connectionShape(next) !== connectionShape(this.tunnel);
+    const rotated = next.publicKeyFingerprint !== this.tunnel.publicKeyFingerprint;
+    this.tunnel = next;
+    if (reconnect) {
+      this.log.info('standard tunnel configuration changed; reconnecting');
+      this.reconnectRequested = true;
+      this.wake?.();
+    } else if (rotated) {
+      this.keysChanged = true;
+      this.wake?.();
+    }
+  }
+
+  /** Stops serving: closes the session and the listener. Writes no state (the next owner will). */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    await this.listener.close();
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      this.reconnectRequested = false;
+      const tunnel = this.tunnel;
+      let conn: BastionConnection;
+      let secret: TunnelSecret;
+      try {
+        secret = TunnelSecretSchema.parse(
+          JSON.parse(await this.deps.secrets.get(tunnelSecretName(tunnel.id))),
+        );
+        conn = await this.connectAndProbe(tunnel, secret);
+      } catch (err) {
+        const status =
+          err instanceof TunnelFailure
+            ? err.status
+            : connectionLost(targetOf(tunnel), 'internal error; retrying');
+        if (!(err instanceof TunnelFailure))
+          this.log.error('standard tunnel connect failed internally', { err });
+        this.writeDown(status);
+        if (!this.reconnectRequested) await this.sleep(this.backoff.next());
+        continue;
+      }
+      await this.serve(tunnel, secret, conn);
+    }
+  }
+
+  private async connectAndProbe(tunnel: TunnelRecord, secret: TunnelSecret): Promise<BastionConnection> {
+    if (!tunnel.ssh) throw new Error('standard tunnel without ssh settings');
+    const conn = await connectToBastion(tunnel.ssh, secret, this.deps.connect);
+    try {
+      // A bastion that lets us in but cannot reach the service is not a working tunnel.
+      const probe = await conn.forward(tunnel.service, { ip: '127.0.0.1', port: 0 });
+      probe.destroy();
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+    return conn;
+  }
+
+  /** Carries connections over `conn` until it ends, a reconnect is asked for, or we stop. */
+  private async serve(tunnel: TunnelRecord, secret: TunnelSecret, first: BastionConnection): Promise<void> {
+    let conn = first;
+    let keys = secret;
+    const upSince = Date.now();
+    this.afterConnect(tunnel, keys, conn);
+
+    // While the session runs on an older key, try the newest one now and then; switch when it works.
+    let probeTimer: NodeJS.Timeout | undefined;
+    const armKeyProbe = () => {
+      clearInterval(probeTimer);
+      if (keys.keys.length < 2 || conn.authenticatedWith === keys.keys[0]?.fingerprint) return;
+      this.log.info('serving on the previous key; trying the new one periodically');
+      let probing = false;
+      probeTimer = setInterval(() => {
+        if (probing) return;
+        probing = true;
+        void this.tryNewKey(this.tunnel, keys).then((next) => {
+          probing = false;
+          if (!next) return;
+          if (!this.running || this.reconnectRequested) {
+            next.close();
+            return;
+          }
+          clearInterval(probeTimer);
+          const old = conn;
+          conn = next;
+          this.afterConnect(this.tunnel, keys, conn);
+          this.drainThenClose(old);
+          this.wake?.(); // wait on the new session's end from now on
+        });
+      }, this.deps.keyProbeIntervalMs);
+    };
+    armKeyProbe();
+
+    let ended: StatusError | undefined;
+    while (this.running && !this.reconnectRequested && !ended) {
+      const current = conn;
+      const outcome = await Promise.race([
+        current.closed,
+        new Promise<undefined>((resolve) => {
+          this.wake = () => resolve(undefined);
+        }),
+      ]);
+      if (outcome && current === conn) ended = outcome;
+      if (this.keysChanged && this.running) {
+        this.keysChanged = false;
+        try {
+          keys = TunnelSecretSchema.parse(
+            JSON.parse(await this.deps.secrets.get(tunnelSecretName(tunnel.id))),
+          );
+          armKeyProbe();
+        } catch (err) {
+          this.log.warn('rotated keys could not be read', { err });
+        }
+      }
+    }
+    clearInterval(probeTimer);
+    this.listener.setOpener(undefined);
+    conn.close();
+    if (!this.running) return;
+    if (ended) {
+      this.log.info('standard tunnel session ended', { code: ended.code, reason: ended.message });
+      this.writeDown(ended);
+      this.backoff.connectionEnded(Date.now() - upSince);
+      await this.sleep(this.backoff.next());
+    }
+  }
+
+  private afterConnect(tunnel: TunnelRecord, secret: TunnelSecret, conn: BastionConnection): void {
+    this.listener.setOpener((origin) => conn.forward(this.tunnel.service, origin));
+    const at = this.deps.now().toISOString();
+    this.lastWritten = `up:${conn.authenticatedWith}`;
+    this.deps.stateWriter.write(tunnel.id, {
+      state: 'up',
+      since: at,
+      lastSeenAt: at,
+      owner: this.deps.workerId,
+      connId: `c_${randomBytes(8).toString('hex')}`,
+      connectedAt: this.epoch,
+      connectHost: this.deps.connectHost,
+      keyFingerprint: conn.authenticatedWith,
+    });
+    this.log.info('standard tunnel up', { bastion: conn.target, key: conn.authenticatedWith });
+    if (!tunnel.ssh?.hostKeyFingerprint) {
+      this.deps.store
+        .pinHostKey(tunnel.id, conn.hostKeyFingerprint)
+        .then(
+          (pinned) =>
+            pinned && this.log.info('bastion host key pinned', { fingerprint: conn.hostKeyFingerprint }),
+        )
+        .catch((err) => this.log.warn('bastion host key not pinned', { err }));
+    }
+    const [newest, ...older] = secret.keys;
+    if (newest && older.length > 0 && conn.authenticatedWith === newest.fingerprint)
+      void this.retireOldKeys(tunnel, secret);
+  }
+
+  /** Tries the rotation's new key alone; resolves with a ready session when the bastion accepts it. */
+  private async tryNewKey(
+    tunnel: TunnelRecord,
+    secret: TunnelSecret,
+  ): Promise<BastionConnection | undefined> {
+    const [newest] = secret.keys;
+    if (!newest || !tunnel.ssh) return undefined;
+    try {
+      return await this.connectAndProbe(tunnel, { keys: [newest] });
+    } catch {
+      return undefined; // the customer has not installed the new key yet
+    }
+  }
+
+  /** The new key works: keep only it, in the secret and in the tunnel record. */
+  private async retireOldKeys(tunnel: TunnelRecord, secret: TunnelSecret): Promise<void> {
+    const [newest] = secret.keys;
+    if (!newest) return;
+    try {
+      await this.deps.secrets.put(tunnelSecretName(tunnel.id), JSON.stringify({ ...secret, keys: [newest] }));
+      if (tunnel.previousPublicKey)
+        await this.deps.store.retirePreviousKey(tunnel.id, tunnel.previousPublicKey);
+      this.log.info('previous tunnel key retired', { key: newest.fingerprint });
+    } catch (err) {
+      this.log.warn('previous tunnel key not retired', { err });
+    }
+  }
+
+  private drainThenClose(old: BastionConnection): void {
+    const timer = setTimeout(() => old.close(), this.deps.drainMs);
+    timer.unref();
+  }
+
+  /** Down states are written only when the reason changes: retries do not grow writes. */
+  private writeDown(error: StatusError): void {
+    const key = `down:${error.code}`;
+    if (this.lastWritten === key) return;
+    this.lastWritten = key;
+    const at = this.deps.now().toISOString();
+    this.log.info('standard tunnel down', { code: error.code, reason: error.message });
+    this.deps.stateWriter.write(this.tunnel.id, {
+      state: 'down',
+      since: at,
+      owner: this.deps.workerId,
+      connectedAt: this.epoch,
+      error,
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+function targetOf(tunnel: TunnelRecord): string {
+  return tunnel.ssh ? hostPort(tunnel.ssh.host, tunnel.ssh.port) : 'the bastion';
+}
