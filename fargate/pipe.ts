@@ -17,8 +17,13 @@ export function joinSocketAndChannel(socket: Socket, channel: SshChannel): void 
   // end:false: a server-side channel's end() also closes it; eof() keeps our reading side open.
   socket.pipe(channel, { end: false });
   socket.once('end', () => {
-    if (channel.eof) channel.eof();
-    else channel.end();
+    // ssh2's eof() goes out at once, ahead of data still queued for want of window, and the
+    // channel then drops that data (its _write returns early once not 'open'). An empty write's
+    // callback runs only after every earlier write went out: send EOF from there.
+    channel.write(Buffer.alloc(0), () => {
+      if (channel.eof) channel.eof();
+      else channel.end();
+    });
   });
   channel.pipe(socket); // channel EOF → socket.end(): a half-close towards the platform client
 

@@ -23,6 +23,7 @@ export interface ReverseServerSettings {
   listenHost: string;
   listenPort: number;
   keepaliveIntervalMs: number;
+  /** Keepalive intervals of silence after which the customer is gone (CONTRACT: down within × 3 + heartbeat). */
   keepaliveCountMax: number;
   /** From TCP accept to authenticated: slower clients are dropped. */
   handshakeTimeoutMs: number;
@@ -73,7 +74,9 @@ export class ReverseServer {
         hostKeys: [deps.hostKey],
         ident: 'Tunnelkeeper',
         keepaliveInterval: settings.keepaliveIntervalMs,
-        keepaliveCountMax: settings.keepaliveCountMax,
+        // ssh2 gives up on the tick after countMax unanswered pings, i.e. after countMax + 1 silent
+        // intervals (lib/server.js): one less makes it countMax intervals, inside the contract's bound.
+        keepaliveCountMax: Math.max(0, settings.keepaliveCountMax - 1),
         algorithms: { cipher: settings.ciphers as ssh2.CipherAlgorithm[] },
       },
       (conn, info) => this.onConnection(conn, info),
@@ -167,9 +170,13 @@ export class ReverseServer {
 
     conn.on('error', (err: Error & { level?: string }) => {
       if (err.level === 'client-timeout') {
-        const seconds = Math.round((settings.keepaliveIntervalMs * (settings.keepaliveCountMax + 1)) / 1000);
+        const seconds = Math.round((settings.keepaliveIntervalMs * settings.keepaliveCountMax) / 1000);
         endReason = customerTimeout(seconds, source);
         log('ssh connection timed out', { reason: 'no answer to keepalives' });
+        // ssh2 answers the timeout with end(), a half-close: a peer that is frozen or gone never
+        // sends its FIN, so the socket (and with it the listener and the `up` state) would stay
+        // forever. Destroy it once ssh2 has queued its disconnect.
+        setImmediate(() => pending?.socket.destroy());
       } else {
         log('ssh connection error', { reason: err.message });
       }
@@ -341,7 +348,7 @@ export class ReverseServer {
     if (ctx.method !== 'publickey') return `${ctx.method} authentication is not allowed`;
     if (!TUNNEL_ID_PATTERN.test(ctx.username)) return 'user is not a tunnel id';
     const tunnel = await this.deps.store.getTunnelById(ctx.username);
-    if (!tunnel || tunnel.type !== 'reverse') return 'no such reverse tunnel';
+    if (tunnel?.type !== 'reverse') return 'no such reverse tunnel';
     if (!tunnel.enabled) return 'tunnel is disabled';
     const key = matchingKey(tunnel, ctx.key.algo, ctx.key.data);
     if (!key) return "key is not the tunnel's key";

@@ -156,7 +156,8 @@ export async function connectToBastion(
     username: target.user,
     readyTimeout: options.readyTimeoutMs,
     keepaliveInterval: options.keepaliveIntervalMs,
-    keepaliveCountMax: options.keepaliveCountMax,
+    // ssh2 gives up after countMax + 1 silent intervals; one less keeps OpenSSH's meaning (and the contract's bound).
+    keepaliveCountMax: Math.max(0, options.keepaliveCountMax - 1),
     hostVerifier: (key: Buffer) => {
       presentedHostKey = fingerprintOf(key);
       return !target.hostKeyFingerprint || presentedHostKey === target.hostKeyFingerprint;

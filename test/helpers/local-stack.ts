@@ -20,12 +20,21 @@ export interface StartedStack {
 
 const REPO_ROOT = new URL('../..', import.meta.url).pathname;
 
-/** Runs `npm start` from the repository root with `env` on top of this process's environment. */
+/**
+ * Runs `npm start` from the repository root with `env` on top of this process's environment.
+ * `runner: 'node'` runs what `npm start` runs (`node --import tsx local/main.ts`) without npm, so
+ * `child.pid` is the stack itself (to read its memory from /proc).
+ */
 export async function startStack(
   env: Record<string, string>,
   readyTimeoutMs = 30_000,
+  runner: 'npm' | 'node' = 'npm',
 ): Promise<StartedStack> {
-  const child = spawn('npm', ['start', '--silent'], {
+  const [command, args]: [string, string[]] =
+    runner === 'npm'
+      ? ['npm', ['start', '--silent']]
+      : [process.execPath, ['--import', 'tsx', 'local/main.ts']];
+  const child = spawn(command, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, PORT: '0', SSH_PORT: String(await freePort()), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

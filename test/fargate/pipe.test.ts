@@ -1,0 +1,103 @@
+/**
+ * joinSocketAndChannel with a real ssh2 server and client in process: a platform socket's
+ * half-close must reach the customer side after every byte it sent, even when those bytes are
+ * still waiting for SSH window when the socket ends.
+ */
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
+import ssh2 from 'ssh2';
+import { afterEach, describe, expect, it } from 'vitest';
+import { joinSocketAndChannel, type SshChannel } from '../../fargate/pipe';
+import { withTimeout } from '../helpers/wait-for';
+
+const { Client, Server, utils } = ssh2;
+const MiB = 1024 * 1024;
+
+describe('joinSocketAndChannel', () => {
+  const cleanups: (() => void)[] = [];
+  afterEach(() => {
+    for (const cleanup of cleanups.splice(0)) cleanup();
+  });
+
+  /** An ssh2 server whose first direct-tcpip channel is handed out, and a client connected to it. */
+  async function sshPair() {
+    const hostKey = utils.generateKeyPairSync('ed25519');
+    let resolveChannel: (channel: SshChannel) => void = () => {};
+    const serverChannel = new Promise<SshChannel>((resolve) => {
+      resolveChannel = resolve;
+    });
+    const server = new Server({ hostKeys: [hostKey.private] }, (conn) => {
+      conn.on('error', () => {});
+      conn.on('authentication', (ctx) => ctx.accept());
+      conn.on('tcpip', (accept) => resolveChannel(accept() as unknown as SshChannel));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const client = new Client();
+    cleanups.push(() => {
+      client.end();
+      server.close();
+    });
+    const parsedHostKey = utils.parseKey(hostKey.public);
+    if (parsedHostKey instanceof Error) throw parsedHostKey;
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', () => resolve()).once('error', reject);
+      client.connect({
+        host: '127.0.0.1',
+        port: (server.address() as { port: number }).port,
+        username: 'test',
+        hostVerifier: (key: Buffer) => key.equals(parsedHostKey.getPublicSSH()),
+      });
+    });
+    return { client, serverChannel };
+  }
+
+  /** A connected TCP pair: `platform` (the workload) and `gateway` (accepted by us). */
+  async function tcpPair(): Promise<{ platform: Socket; gateway: Socket }> {
+    const server: NetServer = createServer({ allowHalfOpen: true });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const accepted = once(server, 'connection') as Promise<[Socket]>;
+    const platform = connect({ port: (server.address() as { port: number }).port, host: '127.0.0.1' });
+    const [gateway] = await accepted;
+    cleanups.push(() => {
+      platform.destroy();
+      gateway.destroy();
+      server.close();
+    });
+    return { platform, gateway };
+  }
+
+  it('sends EOF after the data still queued for window, not ahead of it', async () => {
+    const { client, serverChannel } = await sshPair();
+    // The customer side does not read yet: its window (2 MiB, plus one adjustment) fills up.
+    const customerSide = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+      client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, stream) => {
+        if (err) reject(err);
+        else {
+          stream.pause();
+          resolve(stream);
+        }
+      }),
+    );
+    const channel = await serverChannel;
+    const { platform, gateway } = await tcpPair();
+    joinSocketAndChannel(gateway, channel);
+
+    // More than the window lets through, less than the window plus the channel's own buffer: the
+    // socket reads it all and ends while the channel still holds the tail.
+    const payload = randomBytes(3.5 * MiB);
+    const gatewayEnded = once(gateway, 'end');
+    platform.end(payload);
+    await withTimeout(gatewayEnded, 10_000, 'platform half-close reaching the gateway');
+    expect(channel.writableLength).toBeGreaterThan(0);
+
+    const received: Buffer[] = [];
+    customerSide.on('data', (chunk: Buffer) => received.push(chunk));
+    const customerEnded = once(customerSide, 'end');
+    customerSide.resume();
+    await withTimeout(customerEnded, 10_000, 'EOF on the customer side');
+    const all = Buffer.concat(received);
+    expect(all.length).toBe(payload.length);
+    expect(all.equals(payload)).toBe(true);
+  });
+});
