@@ -167,9 +167,10 @@ export class Gateway {
       },
       onLogin: (tunnel, keyFingerprint) => this.onLogin(tunnel, keyFingerprint),
     });
+    // Beat first: a login right after listen() must find its owner alive, not `worker_lost`.
+    await this.beat();
     this.boundSshPort = await this.server.listen();
     this.logger.info('ssh endpoint listening', { host: settings.sshHost, port: this.boundSshPort });
-    await this.beat();
     this.pool.start();
     this.beatTimer = setInterval(() => {
       this.beating = this.beating.then(() => this.beat());

@@ -8,15 +8,19 @@ import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { Gateway, gatewaySettingsFrom } from '../fargate/gateway';
 import { createApp } from '../lambda/api/app';
+import { sweepDepsFromEnv } from '../lambda/sweeper/compose';
+import { startSweeperLoop } from '../lambda/sweeper/sweep';
 import type { Env } from '../shared/config';
 import { ensureHostKey } from '../shared/host-key';
 import { newAdminToken, newApiKey, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
 import { FileSecretStore } from '../shared/secrets/file-secret-store';
+import { statusSettingsFrom } from '../shared/status';
 import { createDynamoClients } from '../shared/store/dynamo-client';
 import { DynamoGatewayStore } from '../shared/store/dynamo-gateway-store';
 import { DynamoTunnelStore } from '../shared/store/dynamo-tunnel-store';
 import { ensureTable } from '../shared/store/table';
+import { ALERT_WEBHOOK_SECRET_FILE, alertWebhookSecret } from './alert-webhook-secret';
 import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local';
 
 export const DEFAULT_WORKSPACE_ID = 'default';
@@ -76,6 +80,18 @@ export async function startLocalStack(
     await gateway.start();
     stops.push(() => gateway.stop());
 
+    const webhook = await alertWebhookSecret(env);
+    if (webhook.isNew && env.ALERT_WEBHOOK_URL) {
+      logger.info('alert webhook signing secret created', {
+        file: join(env.DATA_DIR, ALERT_WEBHOOK_SECRET_FILE),
+      });
+    }
+    const sweeper = startSweeperLoop({
+      ...sweepDepsFromEnv(env, { doc, logger, webhookSecret: webhook.secret }),
+      intervalMs: env.SWEEP_INTERVAL_MS,
+    });
+    stops.push(() => sweeper.stop());
+
     const hostKey = await ensureHostKey(secrets);
     const app = createApp({
       store,
@@ -91,6 +107,7 @@ export async function startLocalStack(
         keepaliveIntervalSec: Math.max(1, Math.round(env.SSH_KEEPALIVE_INTERVAL_MS / 1000)),
       },
       onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
+      statusTiming: statusSettingsFrom(env),
     });
 
     const server = serve({ fetch: app.fetch, hostname: env.HOST, port: env.PORT });

@@ -40,6 +40,12 @@ const envSchema = z.object({
   /** First and largest delay between reconnect attempts to a bastion (exponential, jittered). */
   RECONNECT_INITIAL_MS: durationMs.default(1_000),
   RECONNECT_MAX_MS: durationMs.default(60_000),
+  /** Port of the gateway's health endpoint in AWS (the NLB checks it, apart from the SSH port). */
+  HEALTH_PORT: port.default(8080),
+  /** Set by ECS on Fargate tasks: where the gateway learns its own VPC address. */
+  ECS_CONTAINER_METADATA_URI_V4: z.url().optional(),
+  /** Secrets Manager endpoint override (tests, LocalStack-style setups). */
+  SECRETS_MANAGER_ENDPOINT: z.url().optional(),
   /** This worker's address as the platform's workloads reach it (`connect.host`); defaults to `TUNNEL_BIND_HOST`. */
   WORKER_ADDRESS: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).default('.data'),

@@ -83,3 +83,17 @@ export class SecretThrottledError extends SecretStoreError {
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
+
+/** An alert sink could not deliver an alert; `retryable` says whether a later attempt may succeed. */
+export class AlertDeliveryError extends Error {
+  override name = 'AlertDeliveryError';
+  constructor(
+    readonly sink: string,
+    readonly alertId: string,
+    readonly retryable: boolean,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${sink} could not deliver alert ${alertId}: ${message}`, options);
+  }
+}

@@ -225,6 +225,18 @@ export const EventSchema = z
 export type TunnelEvent = z.infer<typeof EventSchema>;
 export const EventListSchema = z.object({ items: z.array(EventSchema) }).openapi('EventList');
 
+/** What on-call receives (SNS message, webhook body, log line): one per incident edge. */
+export const AlertSchema = z
+  .object({
+    type: z.enum(['tunnel.down', 'tunnel.up']),
+    tunnel: z.object({ id: z.string(), name: z.string(), workspaceId: z.string() }),
+    status: StatusSchema,
+    at: z.string(),
+  })
+  .openapi('Alert');
+export type Alert = z.infer<typeof AlertSchema>;
+export type AlertType = Alert['type'];
+
 export const ErrorBodySchema = z
   .object({
     error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),

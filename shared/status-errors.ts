@@ -27,7 +27,8 @@ export const serviceUnreachable = (service: string, reason: string): StatusError
 });
 
 /** `host:port` as customers write it (IPv6 in brackets). */
-export const hostPort = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+export const hostPort = (host: string, port: number): string =>
+  host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 
 export const sshDnsFailed = (host: string, reason: string): StatusError => ({
   code: 'ssh_dns_failed',
@@ -52,7 +53,7 @@ export const sshRefused = (target: string): StatusError => ({
 export const sshHostForbidden = (host: string, address: string, kind: string): StatusError => ({
   code: 'ssh_host_forbidden',
   message: `the bastion ${host} resolves to ${address}, a ${kind} address, which tunnels may not target`,
-  hint: 'Use the bastion\'s public address; private, loopback and link-local addresses are not reachable from the platform.',
+  hint: "Use the bastion's public address; private, loopback and link-local addresses are not reachable from the platform.",
 });
 
 export const hostKeyMismatch = (target: string, pinned: string, presented: string): StatusError => ({
@@ -68,7 +69,7 @@ export const authFailed = (user: string, target: string, method: string): Status
   message: `the bastion at ${target} rejected ${method} authentication for user ${user}`,
   hint:
     method === 'password'
-      ? 'Check the user and password, and that PasswordAuthentication is enabled in the bastion\'s sshd_config.'
+      ? "Check the user and password, and that PasswordAuthentication is enabled in the bastion's sshd_config."
       : "Add the tunnel's authorizedKeysLine to ~user/.ssh/authorized_keys on the bastion; check ssh.user, and that " +
         'the .ssh directory (700) and authorized_keys (600) belong to that user.',
 });
@@ -81,7 +82,11 @@ export const forwardDenied = (target: string, service: string): StatusError => (
     `permitopen/PermitOpen names exactly ${service}.`,
 });
 
-export const serviceUnreachableFromBastion = (target: string, service: string, reason: string): StatusError => ({
+export const serviceUnreachableFromBastion = (
+  target: string,
+  service: string,
+  reason: string,
+): StatusError => ({
   code: 'service_unreachable',
   message: `the bastion at ${target} could not connect to ${service}: ${reason}`,
   hint:

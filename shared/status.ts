@@ -1,9 +1,15 @@
 /**
- * Tunnel status as the API shows it, derived from the configuration and the state item the owning
- * gateway worker writes on every transition. Pure: no I/O, time comes in as data.
+ * The status machine: one pure function from (tunnel config, STATE item, owner heartbeat, previous
+ * STATUS record, now, settings) to the status the API shows, the record to persist, the transitions
+ * for the history and the alerts to send. The API calls it on every read (ignoring what it would
+ * persist); the sweeper calls it every run and persists the result. No I/O, time comes in as data.
  */
-import type { TunnelStateItem } from './gateway-items';
-import type { Status } from './schemas';
+import { isDeepStrictEqual } from 'node:util';
+import type { Env } from './config';
+import type { TunnelStateItem, WorkerHeartbeat } from './gateway-items';
+import type { Alert, AlertType, Status, StatusError, TunnelEvent, TunnelStateName } from './schemas';
+import { connectionLost, customerNotConnected, hostPort } from './status-errors';
+import type { StatusRecord } from './status-items';
 
 export interface StatusView {
   status: Status;
@@ -11,17 +17,312 @@ export interface StatusView {
   connect: { host: string; port: number } | null;
 }
 
-/** Status on read: disabled beats everything; no state item yet means `pending`. */
-export function statusOnRead(
-  tunnel: { enabled: boolean; createdAt: string; updatedAt: string; port: number },
-  state: TunnelStateItem | undefined,
-  bindHost: string,
-): StatusView {
+export interface StatusSettings {
+  /** `HEARTBEAT_INTERVAL_MS`: how often every worker writes its heartbeat. */
+  heartbeatIntervalMs: number;
+  /** `SSH_KEEPALIVE_INTERVAL_MS`: bounds how late a dead worker may be noticed (contract). */
+  keepaliveIntervalMs: number;
+  /** `DOWN_GRACE_MS`: how long a tunnel stays down before `tunnel.down` is sent. */
+  downGraceMs: number;
+  /** `TUNNEL_BIND_HOST`: `connect.host` unless the worker names its own listener address. */
+  bindHost: string;
+}
+
+/** The status settings of a runtime's configuration. */
+export function statusSettingsFrom(
+  env: Pick<
+    Env,
+    'HEARTBEAT_INTERVAL_MS' | 'SSH_KEEPALIVE_INTERVAL_MS' | 'DOWN_GRACE_MS' | 'TUNNEL_BIND_HOST'
+  >,
+): StatusSettings {
+  return {
+    heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,
+    keepaliveIntervalMs: env.SSH_KEEPALIVE_INTERVAL_MS,
+    downGraceMs: env.DOWN_GRACE_MS,
+    bindHost: env.TUNNEL_BIND_HOST,
+  };
+}
+
+/** The parts of a tunnel's configuration the machine needs (a `TunnelRecord` fits). */
+export interface StatusTunnel {
+  id: string;
+  name: string;
+  workspaceId: string;
+  type: 'standard' | 'reverse';
+  enabled: boolean;
+  createdAt: string;
+  updatedAt: string;
+  port: number;
+  ssh?: { host: string; port: number };
+}
+
+export interface StatusInput {
+  tunnel: StatusTunnel;
+  /** `TUNNEL#<id>/STATE`, absent until a worker first connects the tunnel. */
+  state?: TunnelStateItem;
+  /** Heartbeat of `state.owner`, absent when it has none (never beat, or expired by TTL). */
+  heartbeat?: WorkerHeartbeat;
+  /** The record the sweeper last persisted, absent before its first write. */
+  previous?: StatusRecord;
+  now: Date;
+  settings: StatusSettings;
+}
+
+/** An alert the caller must deliver; `id` is stable for the incident so retries and races agree. */
+export interface PlannedAlert {
+  id: string;
+  body: Alert;
+}
+
+export interface StatusEvaluation extends StatusView {
+  /** The record to persist; absent when it equals the previous one (steady state writes nothing). */
+  next?: StatusRecord;
+  /** History entries, oldest first: usually none or one, two when a run missed a short excursion. */
+  transitions: TunnelEvent[];
+  alerts: PlannedAlert[];
+}
+
+/**
+ * How old the owner's last heartbeat may be before its `up` tunnels count as lost: two missed beats
+ * (one late write is normal), plus a margin for write latency and clock skew between worker and
+ * reader; never later than the contract's bound for noticing a dropped connection (3 keepalives
+ * and one heartbeat), since a dead worker drops every connection it held.
+ */
+export function heartbeatStaleAfterMs(
+  settings: Pick<StatusSettings, 'heartbeatIntervalMs' | 'keepaliveIntervalMs'>,
+): number {
+  const { heartbeatIntervalMs: beat, keepaliveIntervalMs: keepalive } = settings;
+  return Math.min(2 * beat + Math.min(beat, 5_000), 3 * keepalive + beat);
+}
+
+export function evaluateStatus(input: StatusInput): StatusEvaluation {
+  const { tunnel, previous, now, settings } = input;
+  const observed = observe(input);
+  const before: StatusRecord = previous ? recordOf(previous) : { state: 'pending', since: tunnel.createdAt };
+  const status: Status = { ...observed.status };
+
+  const sameState = before.state === status.state;
+  // The same state as before, but through another connection: the opposite state came and went
+  // between two runs (a reconnect, or a connection that came up and was lost again).
+  const excursion = sameState && missedExcursion(before.source, observed.source);
+
+  const transitions: TunnelEvent[] = [];
+  if (sameState && !excursion) {
+    // Still the same state: it began when it first did, whatever the newest item says.
+    status.since = before.since;
+    if (status.error?.code === 'worker_lost' && before.error?.code === 'worker_lost') {
+      // The lost worker's heartbeat may expire meanwhile: keep what was said while it was there.
+      copyOptional(status, before, 'lastSeenAt');
+      status.error = { ...before.error };
+    }
+  } else {
+    // Never before the previous state began, so history stays ordered whatever the clocks said;
+    // and never before a disabled tunnel was enabled again, so the grace starts afresh.
+    status.since = maxIso(status.since, before.since);
+    if (before.state === 'disabled') status.since = maxIso(status.since, tunnel.updatedAt);
+    if (excursion) {
+      const missed: TunnelStateName = status.state === 'up' ? 'down' : 'up';
+      transitions.push({ at: status.since, from: before.state, to: missed });
+      transitions.push(event(missed, status));
+    } else {
+      transitions.push(event(before.state, status));
+    }
+  }
+
+  const alerts: PlannedAlert[] = [];
+  let incident = before.incident;
+  // A missed excursion that interrupted an unannounced down ended that incident: a flap.
+  if (excursion && incident && !incident.alerted) incident = undefined;
+  const alert = (type: AlertType, since: string) =>
+    alerts.push({
+      id: `${type}@${since}`,
+      body: {
+        type,
+        tunnel: { id: tunnel.id, name: tunnel.name, workspaceId: tunnel.workspaceId },
+        status: cloneStatus(status),
+        at: now.toISOString(),
+      },
+    });
+  if (status.state === 'down') {
+    incident ??= { since: status.since, alerted: false };
+    if (!incident.alerted && now.getTime() - Date.parse(incident.since) >= settings.downGraceMs) {
+      alert('tunnel.down', incident.since);
+      incident = { ...incident, alerted: true };
+    }
+  } else if (status.state === 'up') {
+    if (incident?.alerted) alert('tunnel.up', incident.since);
+    incident = undefined;
+  } else if (incident && !incident.alerted) {
+    // Disabled (or pending) before the grace ran out: nothing was said, nothing to resolve. An
+    // announced incident stays open until the tunnel is up again, so downs and ups alternate.
+    incident = undefined;
+  }
+
+  const record: StatusRecord = { state: status.state, since: status.since };
+  copyOptional(record, status, 'lastSeenAt');
+  if (status.error) record.error = { ...status.error };
+  if (observed.source) record.source = observed.source;
+  if (incident) record.incident = { ...incident };
+
+  const evaluation: StatusEvaluation = { status, connect: observed.connect, transitions, alerts };
+  if (!isDeepStrictEqual(record, before)) evaluation.next = record;
+  return evaluation;
+}
+
+interface Observation extends StatusView {
+  source?: NonNullable<StatusRecord['source']>;
+}
+
+/** What the inputs say right now, before history (previous record) is taken into account. */
+function observe({ tunnel, state, heartbeat, now, settings }: StatusInput): Observation {
   if (!tunnel.enabled) return { status: { state: 'disabled', since: tunnel.updatedAt }, connect: null };
   if (!state) return { status: { state: 'pending', since: tunnel.createdAt }, connect: null };
-  const status: Status = { state: state.state, since: state.since };
-  if (state.lastSeenAt) status.lastSeenAt = state.lastSeenAt;
-  if (state.error) status.error = state.error;
-  const host = state.connectHost ?? bindHost;
-  return { status, connect: state.state === 'up' ? { host, port: tunnel.port } : null };
+  const source = sourceOf(state);
+
+  if (state.state === 'down') {
+    const status: Status = { state: 'down', since: state.since };
+    copyOptional(status, state, 'lastSeenAt');
+    status.error = state.error ? { ...state.error } : defaultDownError(tunnel);
+    return { status, connect: null, source };
+  }
+
+  const lost = ownerLost(state, heartbeat, now, settings);
+  if (lost) {
+    const status: Status = { state: 'down', since: maxIso(state.since, lost.since), error: lost.error };
+    const lastSeenAt = lost.lastSeenAt ?? state.lastSeenAt;
+    if (lastSeenAt) status.lastSeenAt = lastSeenAt;
+    return { status, connect: null, source };
+  }
+  const status: Status = { state: 'up', since: state.since };
+  copyOptional(status, state, 'lastSeenAt');
+  return { status, connect: { host: state.connectHost ?? settings.bindHost, port: tunnel.port }, source };
+}
+
+/**
+ * An `up` is only as true as the worker that wrote it: without a recent heartbeat from its owner,
+ * or when the owner restarted after the connection began (the connection died with the process),
+ * the tunnel is down with `worker_lost`.
+ */
+function ownerLost(
+  state: TunnelStateItem,
+  heartbeat: WorkerHeartbeat | undefined,
+  now: Date,
+  settings: StatusSettings,
+): { since: string; lastSeenAt?: string; error: StatusError } | undefined {
+  const hint = WORKER_LOST_HINT;
+  if (!state.owner) {
+    return {
+      since: state.lastSeenAt ?? state.since,
+      error: { code: 'worker_lost', message: 'no gateway worker is recorded as holding the tunnel', hint },
+    };
+  }
+  if (!heartbeat || heartbeat.workerId !== state.owner) {
+    return {
+      since: state.lastSeenAt ?? state.since,
+      error: {
+        code: 'worker_lost',
+        message: `gateway worker ${state.owner} holding the tunnel has no heartbeat`,
+        hint,
+      },
+    };
+  }
+  const connectedAt = state.connectedAt ?? state.since;
+  if (Date.parse(heartbeat.startedAt) > Date.parse(connectedAt)) {
+    return {
+      since: heartbeat.startedAt,
+      error: {
+        code: 'worker_lost',
+        message: `gateway worker ${state.owner} restarted at ${heartbeat.startedAt}, after the tunnel connected at ${connectedAt}`,
+        hint,
+      },
+    };
+  }
+  const staleAfter = heartbeatStaleAfterMs(settings);
+  if (now.getTime() - Date.parse(heartbeat.lastBeatAt) > staleAfter) {
+    return {
+      since: heartbeat.lastBeatAt,
+      lastSeenAt: heartbeat.lastBeatAt,
+      error: {
+        code: 'worker_lost',
+        message: `gateway worker ${state.owner} stopped heartbeating; last heartbeat at ${heartbeat.lastBeatAt} (stale after ${staleAfter} ms)`,
+        hint,
+      },
+    };
+  }
+  return undefined;
+}
+
+const WORKER_LOST_HINT =
+  'Nothing to change on your side: standard tunnels are taken over by another gateway worker, and a ' +
+  'reverse tunnel reconnects by itself when it runs under autossh or the systemd unit from ' +
+  'reverse.commands (a plain ssh must be restarted). If it stays down for minutes, contact support.';
+
+/** A worker that writes `down` names the cause; if it did not, say the most likely one. */
+function defaultDownError(tunnel: StatusTunnel): StatusError {
+  if (tunnel.type === 'reverse' || !tunnel.ssh) return customerNotConnected('no session holds the forward');
+  return connectionLost(hostPort(tunnel.ssh.host, tunnel.ssh.port), 'no cause was recorded');
+}
+
+/**
+ * Whether the newer STATE item shows a state the previous run never saw. Across two items of one
+ * state: another connection means the opposite state happened in between. From `up` to `down` is
+ * always a transition, so only downs matter here: an `up` item (now lost with its worker) or a
+ * `down` naming a connection (only connections that were up write one) says it was up meanwhile;
+ * a `down` without a connection (a standard tunnel still failing, for another reason) does not.
+ */
+function missedExcursion(before: StatusRecord['source'], now: StatusRecord['source']): boolean {
+  if (!before || !now) return false;
+  const another =
+    before.connId !== undefined && now.connId !== undefined
+      ? before.connId !== now.connId
+      : before.since !== now.since || before.state !== now.state;
+  return another && (now.state === 'up' || now.connId !== undefined);
+}
+
+/** Only the record's own fields, so a STATUS item with its outbox compares equal to its record. */
+function recordOf(previous: StatusRecord): StatusRecord {
+  const record: StatusRecord = { state: previous.state, since: previous.since };
+  copyOptional(record, previous, 'lastSeenAt');
+  if (previous.error) record.error = { ...previous.error };
+  if (previous.source) record.source = sourceOf(previous.source);
+  if (previous.incident)
+    record.incident = { since: previous.incident.since, alerted: previous.incident.alerted };
+  return record;
+}
+
+function sourceOf(item: {
+  state: 'up' | 'down';
+  since: string;
+  connId?: string;
+}): NonNullable<StatusRecord['source']> {
+  const source: NonNullable<StatusRecord['source']> = { state: item.state, since: item.since };
+  if (item.connId !== undefined) source.connId = item.connId;
+  return source;
+}
+
+function event(from: TunnelStateName, status: Status): TunnelEvent {
+  const out: TunnelEvent = { at: status.since, from, to: status.state };
+  if (status.error) out.error = { ...status.error };
+  return out;
+}
+
+function cloneStatus(status: Status): Status {
+  const copy: Status = { ...status };
+  if (status.error) copy.error = { ...status.error };
+  return copy;
+}
+
+function copyOptional<K extends 'lastSeenAt'>(
+  to: { [P in K]?: string },
+  from: { [P in K]?: string },
+  key: K,
+): void {
+  const value = from[key];
+  if (value === undefined) delete to[key];
+  else to[key] = value;
+}
+
+/** The later of two ISO timestamps (compared as instants, not as strings). */
+function maxIso(a: string, b: string): string {
+  return Date.parse(b) > Date.parse(a) ? b : a;
 }

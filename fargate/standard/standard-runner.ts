@@ -130,7 +130,7 @@ export class StandardTunnelRunner {
         if (!(err instanceof TunnelFailure))
           this.log.error('standard tunnel connect failed internally', { err });
         this.writeDown(status);
-        if (!this.reconnectRequested) await this.sleep(this.backoff.next());
+        if (!this.reconnectRequested) await this.retryLater();
         continue;
       }
       await this.serve(tunnel, secret, conn);
@@ -216,7 +216,7 @@ export class StandardTunnelRunner {
       this.log.info('standard tunnel session ended', { code: ended.code, reason: ended.message });
       this.writeDown(ended);
       this.backoff.connectionEnded(Date.now() - upSince);
-      await this.sleep(this.backoff.next());
+      await this.retryLater();
     }
   }
 
@@ -296,6 +296,12 @@ export class StandardTunnelRunner {
       connectedAt: this.epoch,
       error,
     });
+  }
+
+  private retryLater(): Promise<void> {
+    const delayMs = this.backoff.next();
+    this.log.debug('standard tunnel reconnect scheduled', { delayMs });
+    return this.sleep(delayMs);
   }
 
   private sleep(ms: number): Promise<void> {

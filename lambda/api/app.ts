@@ -7,6 +7,7 @@ import { bodyLimit } from 'hono/body-limit';
 import type { PortRange } from '../../shared/config';
 import type { Logger } from '../../shared/logger';
 import type { SecretStore } from '../../shared/secrets/secret-store';
+import type { StatusSettings } from '../../shared/status';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
 import type { GatewayInfo } from '../../shared/tunnel-view';
 import { createErrorHandler, errorResponse } from './errors';
@@ -26,6 +27,11 @@ export interface ApiDeps {
   portRange: PortRange;
   /** SHA-256 (hex) of the operator token. */
   adminTokenHash: string;
+  /**
+   * The status machine's timing (`statusSettingsFrom(env)` fits): how old an owner's heartbeat may
+   * be before its tunnels show down. The contract's defaults when absent.
+   */
+  statusTiming?: Pick<StatusSettings, 'heartbeatIntervalMs' | 'keepaliveIntervalMs' | 'downGraceMs'>;
   now?: () => Date;
   rateLimit?: RateLimitSettings;
   /** Told after a tunnel is changed or deleted, so a co-located gateway applies it at once. */
@@ -33,6 +39,9 @@ export interface ApiDeps {
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
+/** The contract's defaults, for compositions that do not pass their configuration. */
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
+const DEFAULT_DOWN_GRACE_MS = 120_000;
 const DEFAULT_RATE_LIMIT: RateLimitSettings = { ratePerSec: 50, burst: 100 };
 
 export function createApp(deps: ApiDeps): OpenAPIHono {
@@ -77,7 +86,13 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
       service,
       store: deps.store,
       gateway: deps.gateway,
-      bindHost: deps.bindHost,
+      statusSettings: {
+        heartbeatIntervalMs: deps.statusTiming?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+        keepaliveIntervalMs:
+          deps.statusTiming?.keepaliveIntervalMs ?? deps.gateway.keepaliveIntervalSec * 1000,
+        downGraceMs: deps.statusTiming?.downGraceMs ?? DEFAULT_DOWN_GRACE_MS,
+        bindHost: deps.bindHost,
+      },
       limiter,
       now,
     }),

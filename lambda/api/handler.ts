@@ -11,6 +11,7 @@ import { newAdminToken, sha256Hex } from '../../shared/ids';
 import { createLogger } from '../../shared/logger';
 import { AwsSecretStore } from '../../shared/secrets/aws-secret-store';
 import type { SecretStore } from '../../shared/secrets/secret-store';
+import { statusSettingsFrom } from '../../shared/status';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { DynamoTunnelStore } from '../../shared/store/dynamo-tunnel-store';
 import { createApp } from './app';
@@ -31,6 +32,7 @@ async function build(): Promise<LambdaHandler> {
     secrets,
     logger,
     bindHost: env.TUNNEL_BIND_HOST,
+    statusTiming: statusSettingsFrom(env),
     portRange: env.TUNNEL_PORT_RANGE,
     adminTokenHash: sha256Hex(adminToken ?? newAdminToken()),
     gateway: {

@@ -120,17 +120,26 @@ export class DynamoGatewayStore implements GatewayStore {
 
   async getLeases(tunnelIds: string[]): Promise<Map<string, LeaseItem>> {
     const items = await batchGetItems(this.db, this.tableName, tunnelIds.map(keys.tunnelLease));
-    return new Map(items.map((item) => [String(item.pk).slice('TUNNEL#'.length), LeaseItemSchema.parse(item)]));
+    return new Map(
+      items.map((item) => [String(item.pk).slice('TUNNEL#'.length), LeaseItemSchema.parse(item)]),
+    );
   }
 
-  async claimLease(tunnelId: string, owner: string, staleOwner: string | undefined, at: string): Promise<boolean> {
+  async claimLease(
+    tunnelId: string,
+    owner: string,
+    staleOwner: string | undefined,
+    at: string,
+  ): Promise<boolean> {
     try {
       await this.db.send(
         new PutCommand({
           TableName: this.tableName,
           Item: { ...keys.tunnelLease(tunnelId), owner, claimedAt: at },
           ConditionExpression:
-            staleOwner === undefined ? 'attribute_not_exists(pk)' : 'attribute_not_exists(pk) OR #owner = :stale',
+            staleOwner === undefined
+              ? 'attribute_not_exists(pk)'
+              : 'attribute_not_exists(pk) OR #owner = :stale',
           ExpressionAttributeNames: staleOwner === undefined ? undefined : { '#owner': 'owner' },
           ExpressionAttributeValues: staleOwner === undefined ? undefined : { ':stale': staleOwner },
         }),

@@ -6,8 +6,6 @@
 import { createHash, randomInt } from 'node:crypto';
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
-  BatchGetCommand,
-  type BatchGetCommandOutput,
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
@@ -17,9 +15,11 @@ import {
 import { z } from 'zod';
 import type { PortRange } from '../config';
 import { ConflictError, NotFoundError, PortsExhaustedError, ValidationError } from '../errors';
-import { type TunnelStateItem, TunnelStateItemSchema } from '../gateway-items';
 import { EventSchema, type TunnelEvent } from '../schemas';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
+import { batchGetItems } from './batch-get';
+import { DynamoStatusStore } from './dynamo-status-store';
+import type { StatusSources } from './status-store';
 import { EVENT_SK_PREFIX, GSI1, keys, SHARD_COUNT } from './table';
 import type { TunnelPage, TunnelStore, Workspace } from './tunnel-store';
 
@@ -32,10 +32,14 @@ const CursorSchema = z.object({ pk: z.string(), sk: z.string(), gsi1pk: z.string
 const ApiKeyItemSchema = z.object({ workspaceId: z.string() });
 
 export class DynamoTunnelStore implements TunnelStore {
+  private readonly statusStore: DynamoStatusStore;
+
   constructor(
     private readonly db: DynamoDBDocumentClient,
     private readonly tableName: string,
-  ) {}
+  ) {
+    this.statusStore = new DynamoStatusStore(db, tableName);
+  }
 
   async createWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void> {
     await this.db.send(
@@ -93,7 +97,7 @@ export class DynamoTunnelStore implements TunnelStore {
               {
                 Put: {
                   TableName: this.tableName,
-                  Item: this.tunnelItem(record),
+                  Item: tunnelItem(record),
                   ConditionExpression: 'attribute_not_exists(pk)',
                 },
               },
@@ -154,7 +158,7 @@ export class DynamoTunnelStore implements TunnelStore {
       await this.db.send(
         new PutCommand({
           TableName: this.tableName,
-          Item: this.tunnelItem(written),
+          Item: tunnelItem(written),
           ConditionExpression: 'attribute_exists(pk) AND version = :v AND workspaceId = :ws',
           ExpressionAttributeValues: { ':v': next.version, ':ws': next.workspaceId },
         }),
@@ -200,13 +204,8 @@ export class DynamoTunnelStore implements TunnelStore {
     }
   }
 
-  async getStates(ids: string[]): Promise<Map<string, TunnelStateItem>> {
-    const states = new Map<string, TunnelStateItem>();
-    for (const item of await this.batchGet(ids.map((id) => keys.tunnelState(id)))) {
-      const id = String(item.pk).slice('TUNNEL#'.length);
-      states.set(id, TunnelStateItemSchema.parse(item));
-    }
-    return states;
+  async getStatusSources(ids: string[]): Promise<Map<string, StatusSources>> {
+    return this.statusStore.getStatusSources(ids);
   }
 
   async listEvents(id: string, limit: number): Promise<TunnelEvent[]> {
@@ -220,17 +219,6 @@ export class DynamoTunnelStore implements TunnelStore {
       }),
     );
     return (out.Items ?? []).map((item) => EventSchema.parse(item));
-  }
-
-  private tunnelItem(record: TunnelRecord) {
-    return {
-      ...keys.tunnel(record.id),
-      gsi1pk: `WS#${record.workspaceId}`,
-      gsi1sk: `${record.createdAt}#${record.id}`,
-      gsi2pk: `SHARD#${shardOf(record.id)}`,
-      gsi2sk: record.id,
-      ...record,
-    };
   }
 
   private async putIfAbsent(item: Record<string, unknown>): Promise<void> {
@@ -260,9 +248,13 @@ export class DynamoTunnelStore implements TunnelStore {
         window.push(range.from + ((start + i) % size));
       }
       const taken = new Set(
-        (await this.batchGet(window.map((p) => keys.port(p)))).map((item) =>
-          Number(String(item.pk).slice(5)),
-        ),
+        (
+          await batchGetItems(
+            this.db,
+            this.tableName,
+            window.map((p) => keys.port(p)),
+          )
+        ).map((item) => Number(String(item.pk).slice(5))),
       );
       const free = window.filter((p) => !taken.has(p));
       const pick = free[randomInt(free.length || 1)];
@@ -270,26 +262,18 @@ export class DynamoTunnelStore implements TunnelStore {
     }
     throw new PortsExhaustedError(`${range.from}-${range.to}`);
   }
+}
 
-  /** BatchGetItem in chunks of 100, retrying unprocessed keys with backoff. */
-  private async batchGet(allKeys: Record<string, string>[]): Promise<Record<string, unknown>[]> {
-    const found: Record<string, unknown>[] = [];
-    for (let i = 0; i < allKeys.length; i += 100) {
-      let pending: Record<string, unknown>[] | undefined = allKeys.slice(i, i + 100);
-      for (let attempt = 0; pending && pending.length > 0; attempt++) {
-        if (attempt > 0) await backoff(attempt);
-        if (attempt > 8) throw new Error('DynamoDB left keys unprocessed after 8 retries');
-        const out: BatchGetCommandOutput = await this.db.send(
-          new BatchGetCommand({
-            RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } },
-          }),
-        );
-        found.push(...(out.Responses?.[this.tableName] ?? []));
-        pending = out.UnprocessedKeys?.[this.tableName]?.Keys;
-      }
-    }
-    return found;
-  }
+/** The stored `TUNNEL#<id>/META` item of a record, with its listing (GSI1) and shard (GSI2) keys. */
+export function tunnelItem(record: TunnelRecord): Record<string, unknown> {
+  return {
+    ...keys.tunnel(record.id),
+    gsi1pk: `WS#${record.workspaceId}`,
+    gsi1sk: `${record.createdAt}#${record.id}`,
+    gsi2pk: `SHARD#${shardOf(record.id)}`,
+    gsi2sk: record.id,
+    ...record,
+  };
 }
 
 /** Stable shard of a tunnel, for the sweeper's parallel reads. */
@@ -323,9 +307,4 @@ function cancelledBy(err: unknown, index: number): boolean {
 
 function isConditionalFailure(err: unknown): boolean {
   return err instanceof Error && err.name === 'ConditionalCheckFailedException';
-}
-
-function backoff(attempt: number): Promise<void> {
-  const cap = Math.min(1000, 25 * 2 ** attempt);
-  return new Promise((resolve) => setTimeout(resolve, randomInt(cap / 2, cap + 1)));
 }

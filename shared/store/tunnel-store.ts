@@ -3,9 +3,9 @@
  * another workspace's tunnel is indistinguishable from a missing one.
  */
 import type { PortRange } from '../config';
-import type { TunnelStateItem } from '../gateway-items';
 import type { TunnelEvent } from '../schemas';
 import type { TunnelRecord } from '../tunnel';
+import type { StatusSources } from './status-store';
 
 export interface Workspace {
   id: string;
@@ -35,8 +35,11 @@ export interface TunnelStore {
   /** Deletes the tunnel with its state and frees its port. */
   deleteTunnel(tunnel: TunnelRecord): Promise<void>;
 
-  /** State items of the given tunnels, by tunnel id (one batch read, not one read per tunnel). */
-  getStates(ids: string[]): Promise<Map<string, TunnelStateItem>>;
+  /**
+   * What the status machine needs of the given tunnels, by id: STATE, STATUS and the owner's
+   * heartbeat, in batch reads (never one read per tunnel).
+   */
+  getStatusSources(ids: string[]): Promise<Map<string, StatusSources>>;
   /** Status history, newest first. */
   listEvents(id: string, limit: number): Promise<TunnelEvent[]>;
 }

@@ -36,6 +36,8 @@ const UNSET_BY_DEFAULT = [
   'BOOTSTRAP_API_KEY',
   'PUBLIC_SSH_PORT',
   'ALERT_WEBHOOK_URL',
+  'ALERT_WEBHOOK_SECRET',
+  'ALERT_TOPIC_ARN',
   'ALLOW_PRIVATE_SSH_HOSTS',
   'DYNAMODB_ENDPOINT',
   'DYNAMODB_LOCAL_PORT',
@@ -122,6 +124,8 @@ describe('parseEnv', () => {
     ['DYNAMODB_ENDPOINT', 'localhost'],
     ['ALLOW_PRIVATE_SSH_HOSTS', 'maybe'],
     ['TABLE_NAME', 'ab'],
+    ['ALERT_TOPIC_ARN', 'tunnel-alerts'],
+    ['ALERT_TOPIC_ARN', 'arn:aws:sqs:us-east-1:123456789012:tunnel-alerts'],
   ])('rejects %s=%s with a ConfigError naming it', (name, value) => {
     expect(configError({ [name]: value })).toMatch(new RegExp(`\\b${name}: `));
   });
@@ -140,9 +144,20 @@ describe('parseEnv', () => {
     expect(message).not.toContain('SSH_PORT');
   });
 
-  it.each(['ADMIN_TOKEN', 'BOOTSTRAP_API_KEY'])('rejects a short %s without echoing it', (name) => {
-    const message = configError({ [name]: 'tk_hunter2' });
-    expect(message).toContain(`${name}: must be at least 16 characters`);
-    expect(message).not.toContain('hunter2');
+  it.each([
+    'arn:aws:sns:us-east-1:123456789012:tunnel-alerts',
+    'arn:aws:sns:eu-west-1:123456789012:tunnel-alerts.fifo',
+    'arn:aws-us-gov:sns:us-gov-west-1:123456789012:alerts_1',
+  ])('accepts the SNS topic ARN %s', (arn) => {
+    expect(parseEnv({ ALERT_TOPIC_ARN: arn }).ALERT_TOPIC_ARN).toBe(arn);
   });
+
+  it.each(['ADMIN_TOKEN', 'BOOTSTRAP_API_KEY', 'ALERT_WEBHOOK_SECRET'])(
+    'rejects a short %s without echoing it',
+    (name) => {
+      const message = configError({ [name]: 'tk_hunter2' });
+      expect(message).toContain(`${name}: must be at least 16 characters`);
+      expect(message).not.toContain('hunter2');
+    },
+  );
 });

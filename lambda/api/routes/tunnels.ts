@@ -8,7 +8,7 @@ import {
   PatchTunnelSchema,
   RotateKeySchema,
 } from '../../../shared/schemas';
-import { statusOnRead } from '../../../shared/status';
+import { evaluateStatus, type StatusSettings } from '../../../shared/status';
 import type { TunnelStore } from '../../../shared/store/tunnel-store';
 import type { TunnelRecord } from '../../../shared/tunnel';
 import { type GatewayInfo, toTunnel } from '../../../shared/tunnel-view';
@@ -21,7 +21,7 @@ export interface TunnelRouteDeps {
   service: TunnelService;
   store: TunnelStore;
   gateway: GatewayInfo;
-  bindHost: string;
+  statusSettings: StatusSettings;
   limiter: RateLimiter;
   now: () => Date;
 }
@@ -31,13 +31,20 @@ const MAX_PAGES_PER_LIST = 10;
 const EVENTS_LIMIT = 100;
 
 export function tunnelRoutes(deps: TunnelRouteDeps): Hono<AuthEnv> {
-  const { service, store, gateway, bindHost } = deps;
+  const { service, store, gateway, statusSettings: settings } = deps;
   const app = new Hono<AuthEnv>();
   app.use(apiKeyAuth(store, deps.limiter, () => deps.now().getTime()));
 
+  // Status on read: the same machine as the sweeper's over the same items, so dashboards see the
+  // truth within a heartbeat instead of a sweep; what it would persist is the sweeper's business.
   const render = async (records: TunnelRecord[]): Promise<Tunnel[]> => {
-    const states = await store.getStates(records.map((r) => r.id));
-    return records.map((r) => toTunnel(r, statusOnRead(r, states.get(r.id), bindHost), gateway));
+    const sources = await store.getStatusSources(records.map((r) => r.id));
+    const now = deps.now();
+    return records.map((tunnel) => {
+      const { state, heartbeat, status: previous } = sources.get(tunnel.id) ?? {};
+      const view = evaluateStatus({ tunnel, state, heartbeat, previous, now, settings });
+      return toTunnel(tunnel, { status: view.status, connect: view.connect }, gateway);
+    });
   };
   const renderResult = async ({ record, privateKey }: TunnelResult): Promise<Tunnel> => {
     const [tunnel] = await render([record]);

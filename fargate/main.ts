@@ -1,0 +1,79 @@
+/**
+ * The gateway's entry point on ECS Fargate: AWS adapters (DynamoDB, Secrets Manager) configured
+ * from the environment the stack sets, the worker's VPC address from the ECS task metadata, a
+ * health endpoint for the load balancer, and a graceful stop that hands standard tunnels over.
+ */
+import { createServer } from 'node:http';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { parseEnv } from '../shared/config';
+import { createLogger } from '../shared/logger';
+import { AwsSecretStore } from '../shared/secrets/aws-secret-store';
+import { createDynamoClients } from '../shared/store/dynamo-client';
+import { DynamoGatewayStore } from '../shared/store/dynamo-gateway-store';
+import { Gateway, gatewaySettingsFrom } from './gateway';
+import { taskAddress } from './task-metadata';
+
+async function main(): Promise<void> {
+  const env = parseEnv(process.env);
+  const logger = createLogger(env.LOG_LEVEL);
+  const { client, doc } = createDynamoClients({ region: env.AWS_REGION, endpoint: env.DYNAMODB_ENDPOINT });
+  const secrets = new AwsSecretStore(
+    new SecretsManagerClient({ region: env.AWS_REGION, endpoint: env.SECRETS_MANAGER_ENDPOINT }),
+    env.SECRET_PREFIX,
+  );
+  // Listeners bind the task's VPC address only, never a public one.
+  const address =
+    env.WORKER_ADDRESS ??
+    (env.ECS_CONTAINER_METADATA_URI_V4
+      ? await taskAddress(env.ECS_CONTAINER_METADATA_URI_V4)
+      : env.TUNNEL_BIND_HOST);
+  const settings = gatewaySettingsFrom(env);
+  const gateway = new Gateway({
+    store: new DynamoGatewayStore(doc, env.TABLE_NAME),
+    secrets,
+    logger,
+    settings: {
+      ...settings,
+      sshHost: env.SSH_HOST ?? '0.0.0.0',
+      bindHost: address,
+      connectHost: address,
+      allowPrivateSshHosts: env.ALLOW_PRIVATE_SSH_HOSTS ?? false,
+    },
+  });
+  await gateway.start();
+
+  let healthy = true;
+  const health = createServer((_req, res) => {
+    res.writeHead(healthy ? 200 : 503, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ ok: healthy, workerId: gateway.workerId }));
+  });
+  health.listen(env.HEALTH_PORT, '0.0.0.0');
+  logger.info('gateway ready', { address, sshPort: gateway.sshPort, healthPort: env.HEALTH_PORT });
+
+  const shutdown = (signal: string) => {
+    if (!healthy) return;
+    healthy = false;
+    logger.info('shutting down', { signal });
+    gateway
+      .stop()
+      .then(() => {
+        health.close();
+        client.destroy();
+        logger.info('stopped');
+        process.exit(0);
+      })
+      .catch((err) => {
+        logger.error('shutdown failed', { err });
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(
+    `tunnelkeeper gateway: failed to start: ${err instanceof Error ? err.message : String(err)}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,38 @@
+/**
+ * The scheduled sweeper Lambda (EventBridge, every minute): builds its dependencies once per cold
+ * start and runs one sweep per invocation. Overlapping invocations are safe: every write is
+ * conditional. Deliveries stop in time for the sweep to settle before the Lambda times out.
+ */
+import { parseEnv } from '../../shared/config';
+import { createLogger } from '../../shared/logger';
+import { createDynamoClients } from '../../shared/store/dynamo-client';
+import { sweepDepsFromEnv } from './compose';
+import { newSweeperId, type SweepDeps, type SweepReport, sweep } from './sweep';
+
+/** Left for settling claims and the final log line when the deadline comes. */
+const SETTLE_RESERVE_MS = 10_000;
+
+/** The part of the Lambda context we use. */
+export interface SweeperContext {
+  getRemainingTimeInMillis(): number;
+}
+
+let built: SweepDeps | undefined;
+
+function build(): SweepDeps {
+  const env = parseEnv(process.env);
+  const logger = createLogger(env.LOG_LEVEL);
+  const { doc } = createDynamoClients({ region: env.AWS_REGION, endpoint: env.DYNAMODB_ENDPOINT });
+  // One id per Lambda instance: its claims survive from one invocation to the next.
+  return { ...sweepDepsFromEnv(env, { doc, logger }), sweeperId: newSweeperId() };
+}
+
+export const handler = async (_event: unknown, context?: SweeperContext): Promise<SweepReport> => {
+  built ??= build();
+  const budget = context ? context.getRemainingTimeInMillis() - SETTLE_RESERVE_MS : undefined;
+  const signal = budget === undefined ? undefined : AbortSignal.timeout(Math.max(1_000, budget));
+  const report = await sweep({ ...built, signal });
+  // A failed invocation is what the error alarm counts; the next run retries what failed.
+  if (report.errors > 0) throw new Error(`sweep finished with ${report.errors} errors; see the log`);
+  return report;
+};

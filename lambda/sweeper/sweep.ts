@@ -1,0 +1,410 @@
+/**
+ * The status sweep: every tunnel, shard by shard in parallel, through the status machine; changes
+ * persisted with their events; alerts delivered through the sinks, each exactly once.
+ *
+ * Exactly once, across restarts and racing sweepers, is an outbox in the tunnel's STATUS item:
+ * 1. A transition and the alerts it causes are one conditional write (TransactWriteItems on the
+ *    STATUS version that was read, plus the events). Two sweepers computing the same transition
+ *    race on that version: one writes, the other's write is refused and it moves on. A restarted
+ *    sweeper reads the incident (and whether `tunnel.down` was queued) back from the item, so it
+ *    never queues an alert twice. Alert ids are deterministic per incident edge.
+ * 2. Delivery claims an alert with a conditional update on its revision (and a lease time, so a
+ *    crashed holder's claim lapses), sends it to each sink that lacks it, then settles: sinks that
+ *    took it are marked delivered, failed ones get a backoff time, and the entry leaves the outbox
+ *    once every sink is done. Only the claim holder may settle.
+ * 3. Pending sinks are retried on later sweeps, with exponential backoff and jitter, until the
+ *    alert's retry window ends; then they are marked failed and logged. Each sink progresses on its
+ *    own (a dead webhook never re-sends to SNS), and an incident's `tunnel.up` waits, per sink,
+ *    until its `tunnel.down` is delivered or given up, so receivers see them in order.
+ * What no outbox can remove is a crash after a receiver accepted an alert and before the settle:
+ * after the claim lapses that alert is sent again with the same id (`X-Tunnelkeeper-Alert-Id`,
+ * FIFO deduplication id on SNS), which receivers use to drop it.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AlertSink } from '../../shared/alerts/alert-sink';
+import { AlertDeliveryError } from '../../shared/errors';
+import type { WorkerHeartbeat } from '../../shared/gateway-items';
+import type { Logger } from '../../shared/logger';
+import { evaluateStatus, type PlannedAlert, type StatusSettings } from '../../shared/status';
+import type { OutboxAlert, SinkDelivery } from '../../shared/status-items';
+import type { StatusSources, StatusStore } from '../../shared/store/status-store';
+import { SHARD_COUNT } from '../../shared/store/table';
+import type { TunnelRecord } from '../../shared/tunnel';
+
+export interface DeliverySettings {
+  /** How long an alert is retried before the sinks that still lack it give up. */
+  retryWindowMs: number;
+  /** Backoff between delivery attempts on later sweeps (each attempt retries within itself too). */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** How long a claim protects a delivery in progress: longer than every sink's bounded send. */
+  claimMs: number;
+}
+
+/**
+ * Six hours of retries reaches a receiver through any ordinary outage or deploy; backoff doubles
+ * from 30 s to at most 10 min (about 40 attempts in the window); a claim outlasts the slowest
+ * sinks in a row (SNS ≤ 20 s, webhook ≤ 17 s) several times over.
+ */
+export const DELIVERY_DEFAULTS: DeliverySettings = {
+  retryWindowMs: 6 * 60 * 60 * 1000,
+  retryBaseMs: 30_000,
+  retryMaxMs: 10 * 60 * 1000,
+  claimMs: 2 * 60 * 1000,
+};
+
+export interface SweepDeps {
+  store: StatusStore;
+  sinks: AlertSink[];
+  logger: Logger;
+  settings: StatusSettings;
+  delivery?: Partial<DeliverySettings>;
+  now?: () => Date;
+  /** Names this sweeper in alert claims; random by default. */
+  sweeperId?: string;
+  random?: () => number;
+  /** Aborted when the process stops: no new deliveries start, running ones give up. */
+  signal?: AbortSignal;
+  /** Tunnels handled at once within a shard page. */
+  concurrency?: number;
+}
+
+export interface SweepReport {
+  tunnels: number;
+  transitions: number;
+  /** Changes another sweeper (or a delete) made first; retried by the next sweep. */
+  conflicts: number;
+  alertsQueued: number;
+  delivered: number;
+  /** Deliveries that failed and will be retried on a later sweep. */
+  retrying: number;
+  /** Deliveries given up: not retryable, or the retry window ended. */
+  failed: number;
+  errors: number;
+  ms: number;
+}
+
+/** One sweep over every tunnel. Failures of one tunnel or shard are logged and counted, not thrown. */
+export async function sweep(deps: SweepDeps): Promise<SweepReport> {
+  return new Sweep(deps).run();
+}
+
+export interface SweeperLoop {
+  /** Stops the timer, aborts deliveries in progress and waits for the running sweep to end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a sweep at once and then `intervalMs` after each one ends (sweeps never overlap within a
+ * process; across processes the conditional writes keep them apart).
+ */
+export function startSweeperLoop(options: SweepDeps & { intervalMs: number }): SweeperLoop {
+  const { intervalMs, ...deps } = options;
+  const controller = new AbortController();
+  const signal = deps.signal ? AbortSignal.any([deps.signal, controller.signal]) : controller.signal;
+  const sweeperId = deps.sweeperId ?? newSweeperId();
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let stopped = false;
+
+  const tick = () => {
+    running = sweep({ ...deps, sweeperId, signal })
+      .then(
+        () => undefined,
+        (err: unknown) => deps.logger.error('sweep failed', { err }),
+      )
+      .finally(() => {
+        running = undefined;
+        if (!stopped) timer = setTimeout(tick, intervalMs);
+      });
+  };
+  tick();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      controller.abort();
+      await running;
+    },
+  };
+}
+
+export function newSweeperId(): string {
+  return `sweeper-${randomBytes(6).toString('hex')}`;
+}
+
+const DEFAULT_CONCURRENCY = 8;
+
+class Sweep {
+  private readonly report: SweepReport = {
+    tunnels: 0,
+    transitions: 0,
+    conflicts: 0,
+    alertsQueued: 0,
+    delivered: 0,
+    retrying: 0,
+    failed: 0,
+    errors: 0,
+    ms: 0,
+  };
+  /** Owner heartbeats, read once per sweep whatever the number of tunnels a worker holds. */
+  private readonly beats = new Map<string, Promise<WorkerHeartbeat | undefined>>();
+  private readonly sinks: Map<string, AlertSink>;
+  private readonly delivery: DeliverySettings;
+  private readonly now: () => Date;
+  private readonly random: () => number;
+  private readonly sweeperId: string;
+
+  constructor(private readonly deps: SweepDeps) {
+    this.sinks = new Map(deps.sinks.map((s) => [s.name, s]));
+    this.delivery = { ...DELIVERY_DEFAULTS, ...deps.delivery };
+    this.now = deps.now ?? (() => new Date());
+    this.random = deps.random ?? Math.random;
+    this.sweeperId = deps.sweeperId ?? newSweeperId();
+  }
+
+  async run(): Promise<SweepReport> {
+    const started = performance.now();
+    await Promise.all(Array.from({ length: SHARD_COUNT }, (_, shard) => this.sweepShard(shard)));
+    this.report.ms = Math.round(performance.now() - started);
+    const { ms, ...counts } = this.report;
+    const level =
+      this.report.errors > 0 ? 'warn' : counts.transitions > 0 || counts.delivered > 0 ? 'info' : 'debug';
+    this.deps.logger[level]('sweep finished', { sweeperId: this.sweeperId, ...counts, ms });
+    return this.report;
+  }
+
+  private async sweepShard(shard: number): Promise<void> {
+    try {
+      let cursor: Record<string, unknown> | undefined;
+      do {
+        const page = await this.deps.store.listShard(shard, cursor);
+        cursor = page.cursor;
+        if (page.items.length === 0) continue;
+        const items = await this.deps.store.getStatusItems(page.items.map((t) => t.id));
+        const owners = [...items.values()].flatMap((s) =>
+          s.state?.state === 'up' && s.state.owner ? [s.state.owner] : [],
+        );
+        const beats = await this.heartbeats(owners);
+        await forEachLimit(page.items, this.deps.concurrency ?? DEFAULT_CONCURRENCY, async (tunnel) => {
+          const { invalid, ...sources } = items.get(tunnel.id) ?? {};
+          if (invalid) {
+            this.report.errors++;
+            this.deps.logger.error('tunnel skipped: unreadable item', {
+              tunnelId: tunnel.id,
+              reason: invalid,
+            });
+            return;
+          }
+          const owner = sources.state?.owner;
+          const heartbeat = owner ? beats.get(owner) : undefined;
+          await this.sweepTunnel(tunnel, heartbeat ? { ...sources, heartbeat } : sources);
+        });
+      } while (cursor);
+    } catch (err) {
+      this.report.errors++;
+      this.deps.logger.error('sweep of a shard failed', { shard, err });
+    }
+  }
+
+  private async heartbeats(owners: string[]): Promise<Map<string, WorkerHeartbeat>> {
+    const unique = [...new Set(owners)];
+    const missing = unique.filter((id) => !this.beats.has(id));
+    if (missing.length > 0) {
+      const batch = this.deps.store.getHeartbeats(missing);
+      for (const id of missing)
+        this.beats.set(
+          id,
+          batch.then((found) => found.get(id)),
+        );
+    }
+    const found = new Map<string, WorkerHeartbeat>();
+    for (const id of unique) {
+      const beat = await this.beats.get(id);
+      if (beat) found.set(id, beat);
+    }
+    return found;
+  }
+
+  private async sweepTunnel(tunnel: TunnelRecord, sources: StatusSources): Promise<void> {
+    this.report.tunnels++;
+    try {
+      const now = this.now();
+      const { state, heartbeat, status: previous } = sources;
+      const evaluation = evaluateStatus({
+        tunnel,
+        state,
+        heartbeat,
+        previous,
+        now,
+        settings: this.deps.settings,
+      });
+      let outbox = previous ? Object.values(previous.alerts) : [];
+      if (evaluation.next) {
+        const queued = evaluation.alerts.map((alert) => this.outboxEntry(alert, now));
+        const written = await this.deps.store.recordChange({
+          tunnelId: tunnel.id,
+          expectedVersion: previous?.version ?? 0,
+          next: evaluation.next,
+          events: evaluation.transitions,
+          alerts: queued,
+          now,
+        });
+        if (!written) {
+          // Another sweeper recorded this change (and queued its alerts) first; it delivers them.
+          this.report.conflicts++;
+          this.deps.logger.debug('status written by another sweeper', { tunnelId: tunnel.id });
+          return;
+        }
+        for (const t of evaluation.transitions) {
+          this.deps.logger.info('tunnel status changed', {
+            tunnelId: tunnel.id,
+            workspaceId: tunnel.workspaceId,
+            from: t.from,
+            to: t.to,
+            at: t.at,
+            code: t.error?.code,
+          });
+        }
+        this.report.transitions += evaluation.transitions.length;
+        this.report.alertsQueued += queued.length;
+        outbox = [...outbox, ...queued];
+      }
+      if (outbox.length > 0) await this.deliver(tunnel.id, outbox);
+    } catch (err) {
+      this.report.errors++;
+      this.deps.logger.error('sweep of a tunnel failed', { tunnelId: tunnel.id, err });
+    }
+  }
+
+  private outboxEntry(alert: PlannedAlert, now: Date): OutboxAlert {
+    const sinks: Record<string, SinkDelivery> = {};
+    for (const name of this.sinks.keys()) sinks[name] = { state: 'pending', attempts: 0 };
+    return {
+      id: alert.id,
+      body: alert.body,
+      createdAt: now.toISOString(),
+      deadline: now.getTime() + this.delivery.retryWindowMs,
+      rev: 0,
+      sinks,
+    };
+  }
+
+  /** Delivers a tunnel's due alerts oldest first; a sink still owed an older alert waits for it. */
+  private async deliver(tunnelId: string, outbox: OutboxAlert[]): Promise<void> {
+    const owed = new Set<string>();
+    for (const entry of [...outbox].sort(oldestFirst)) {
+      if (this.deps.signal?.aborted) return;
+      const now = this.now().getTime();
+      const pending = Object.keys(entry.sinks).filter((name) => entry.sinks[name]?.state === 'pending');
+      const expired = now > entry.deadline;
+      const due = pending.filter(
+        (name) => expired || (!owed.has(name) && (entry.sinks[name]?.nextAttemptAt ?? 0) <= now),
+      );
+      for (const name of pending) owed.add(name);
+      const heldByOther = entry.claim !== undefined && entry.claim.until >= now;
+      if ((pending.length > 0 && due.length === 0) || heldByOther) continue;
+
+      const claim = { by: this.sweeperId, until: now + this.delivery.claimMs };
+      if (!(await this.deps.store.claimAlert(tunnelId, entry, claim, new Date(now)))) continue;
+      const sinks: Record<string, SinkDelivery> = { ...entry.sinks };
+      for (const name of due) {
+        const current = sinks[name] ?? { state: 'pending', attempts: 0 };
+        sinks[name] = expired
+          ? this.giveUp(tunnelId, entry, name, current)
+          : await this.attempt(tunnelId, entry, name, current);
+      }
+      const done = Object.values(sinks).every((d) => d.state !== 'pending');
+      const next = done ? undefined : settled(entry, sinks);
+      if (!(await this.deps.store.settleAlert(tunnelId, entry.id, this.sweeperId, next))) {
+        // Our claim ran out and another sweeper took the alert over: it may send it again.
+        this.deps.logger.warn('alert claim lost during delivery', { tunnelId, alertId: entry.id });
+        continue;
+      }
+      for (const name of pending) if (sinks[name]?.state !== 'pending') owed.delete(name);
+    }
+  }
+
+  private async attempt(
+    tunnelId: string,
+    entry: OutboxAlert,
+    name: string,
+    current: SinkDelivery,
+  ): Promise<SinkDelivery> {
+    const sink = this.sinks.get(name);
+    const fields = { tunnelId, alertId: entry.id, sink: name };
+    if (!sink) {
+      this.report.failed++;
+      this.deps.logger.error('alert delivery gave up', { ...fields, reason: 'sink no longer configured' });
+      return { state: 'failed', attempts: current.attempts, lastError: 'sink no longer configured' };
+    }
+    try {
+      await sink.send({ id: entry.id, body: entry.body, signal: this.deps.signal });
+      this.report.delivered++;
+      this.deps.logger.debug('alert delivered', fields);
+      return { state: 'delivered', attempts: current.attempts + 1, deliveredAt: this.now().toISOString() };
+    } catch (err) {
+      // Stopping is not the receiver's fault: leave the sink as it was for the next process.
+      if (this.deps.signal?.aborted) return current;
+      const attempts = current.attempts + 1;
+      const lastError = err instanceof Error ? err.message : String(err);
+      const retryable = !(err instanceof AlertDeliveryError) || err.retryable;
+      if (retryable) {
+        // The last attempt falls on the deadline at the latest; a sweep after it gives up.
+        const nextAttemptAt = Math.min(this.now().getTime() + this.retryDelay(attempts), entry.deadline);
+        this.report.retrying++;
+        this.deps.logger.warn('alert delivery failed; will retry', { ...fields, attempts, err });
+        return { state: 'pending', attempts, nextAttemptAt, lastError };
+      }
+      this.report.failed++;
+      this.deps.logger.error('alert delivery gave up', { ...fields, attempts, err });
+      return { state: 'failed', attempts, lastError };
+    }
+  }
+
+  private giveUp(tunnelId: string, entry: OutboxAlert, name: string, current: SinkDelivery): SinkDelivery {
+    this.report.failed++;
+    const lastError = current.lastError ?? 'not attempted';
+    this.deps.logger.error('alert delivery gave up', {
+      tunnelId,
+      alertId: entry.id,
+      sink: name,
+      attempts: current.attempts,
+      reason: 'retry window ended',
+      lastError,
+    });
+    return { state: 'failed', attempts: current.attempts, lastError };
+  }
+
+  /** Exponential from `retryBaseMs`, capped, with half of it jittered so sweepers spread out. */
+  private retryDelay(attempts: number): number {
+    const step = Math.min(this.delivery.retryMaxMs, this.delivery.retryBaseMs * 2 ** (attempts - 1));
+    return Math.round(step / 2 + (this.random() * step) / 2);
+  }
+}
+
+/** The entry after a delivery round: new sink states, a new revision, the claim released. */
+function settled(entry: OutboxAlert, sinks: Record<string, SinkDelivery>): OutboxAlert {
+  return {
+    id: entry.id,
+    body: entry.body,
+    createdAt: entry.createdAt,
+    deadline: entry.deadline,
+    rev: entry.rev + 1,
+    sinks,
+  };
+}
+
+function oldestFirst(a: OutboxAlert, b: OutboxAlert): number {
+  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
+  // Queued together (a missed recovery and a new down cannot be, but be total): down before up.
+  return a.body.type === b.body.type ? 0 : a.body.type === 'tunnel.down' ? -1 : 1;
+}
+
+async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    for (let item = items[next++]; item !== undefined; item = items[next++]) await fn(item);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

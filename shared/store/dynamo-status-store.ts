@@ -1,0 +1,263 @@
+/**
+ * `StatusStore` on the single table. Every write is conditional, each condition named for what it
+ * prevents: a transition only over the STATUS version it was computed from (two sweepers, one
+ * winner) and only while the tunnel exists (no orphan items after a delete); a claim only on the
+ * alert revision that was read (a stale read cannot re-deliver); a settle only by the claim holder.
+ */
+import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
+import {
+  type DynamoDBDocumentClient,
+  QueryCommand,
+  TransactWriteCommand,
+  type TransactWriteCommandInput,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import { TunnelStateItemSchema, type WorkerHeartbeat, WorkerHeartbeatSchema } from '../gateway-items';
+import {
+  eventExpiresAt,
+  eventSortKey,
+  type OutboxAlert,
+  type StatusItem,
+  StatusItemSchema,
+  type StatusRecord,
+} from '../status-items';
+import { TunnelRecordSchema } from '../tunnel';
+import { batchGetItems } from './batch-get';
+import type {
+  AlertClaim,
+  ShardCursor,
+  ShardPage,
+  StatusChange,
+  StatusItems,
+  StatusSources,
+  StatusStore,
+} from './status-store';
+import { GSI2, keys, TTL_ATTRIBUTE } from './table';
+
+/** Tunnels per shard query page: two batch reads (STATE and STATUS) of 100 keys each. */
+const SHARD_PAGE_SIZE = 100;
+
+type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
+
+export class DynamoStatusStore implements StatusStore {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    private readonly tableName: string,
+    private readonly pageSize = SHARD_PAGE_SIZE,
+  ) {}
+
+  async listShard(shard: number, cursor?: ShardCursor): Promise<ShardPage> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: GSI2,
+        KeyConditionExpression: 'gsi2pk = :shard',
+        ExpressionAttributeValues: { ':shard': `SHARD#${shard}` },
+        Limit: this.pageSize,
+        ExclusiveStartKey: cursor,
+      }),
+    );
+    const page: ShardPage = { items: (out.Items ?? []).map((item) => TunnelRecordSchema.parse(item)) };
+    if (out.LastEvaluatedKey) page.cursor = out.LastEvaluatedKey;
+    return page;
+  }
+
+  async getStatusItems(ids: string[]): Promise<Map<string, StatusItems>> {
+    const wanted = ids.flatMap((id) => [keys.tunnelState(id), keys.tunnelStatus(id)]);
+    const found = new Map<string, StatusItems>();
+    for (const item of await batchGetItems(this.db, this.tableName, wanted)) {
+      const id = String(item.pk).slice('TUNNEL#'.length);
+      const entry = found.get(id) ?? {};
+      found.set(id, entry);
+      if (item.sk === 'STATE') {
+        const state = TunnelStateItemSchema.safeParse(item);
+        if (state.success) entry.state = state.data;
+        else entry.invalid = `STATE item: ${z.prettifyError(state.error)}`;
+      } else {
+        const status = StatusItemSchema.safeParse(item);
+        if (status.success) entry.status = status.data;
+        else entry.invalid = `STATUS item: ${z.prettifyError(status.error)}`;
+      }
+    }
+    return found;
+  }
+
+  async getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>> {
+    const unique = [...new Set(workerIds)];
+    const items = await batchGetItems(this.db, this.tableName, unique.map(keys.worker));
+    return new Map(items.map((item) => WorkerHeartbeatSchema.parse(item)).map((b) => [b.workerId, b]));
+  }
+
+  /** STATE, STATUS and owner heartbeats of many tunnels: two rounds of batch reads in all. */
+  async getStatusSources(ids: string[]): Promise<Map<string, StatusSources>> {
+    const items = await this.getStatusItems(ids);
+    const owners: string[] = [];
+    for (const [id, entry] of items) {
+      if (entry.invalid) throw new Error(`tunnel ${id}: invalid ${entry.invalid}`);
+      // Only an `up` depends on its owner being alive.
+      if (entry.state?.state === 'up' && entry.state.owner) owners.push(entry.state.owner);
+    }
+    const beats = owners.length > 0 ? await this.getHeartbeats(owners) : new Map<string, WorkerHeartbeat>();
+    const sources = new Map<string, StatusSources>();
+    for (const [id, { state, status }] of items) {
+      const heartbeat = state?.owner ? beats.get(state.owner) : undefined;
+      sources.set(id, {
+        ...(state && { state }),
+        ...(status && { status }),
+        ...(heartbeat && { heartbeat }),
+      });
+    }
+    return sources;
+  }
+
+  async recordChange(change: StatusChange): Promise<boolean> {
+    const version = change.expectedVersion + 1;
+    const items: TransactItem[] = [
+      {
+        // A tunnel deleted since it was listed gets no STATUS item back (delete removes it).
+        ConditionCheck: {
+          TableName: this.tableName,
+          Key: keys.tunnel(change.tunnelId),
+          ConditionExpression: 'attribute_exists(pk)',
+        },
+      },
+      change.expectedVersion === 0 ? this.createStatus(change) : this.updateStatus(change),
+      ...change.events.map(
+        (event, index): TransactItem => ({
+          Put: {
+            TableName: this.tableName,
+            Item: {
+              pk: keys.tunnel(change.tunnelId).pk,
+              sk: eventSortKey(event.at, version, index),
+              ...event,
+              [TTL_ATTRIBUTE]: eventExpiresAt(change.now),
+            },
+          },
+        }),
+      ),
+    ];
+    try {
+      await this.db.send(new TransactWriteCommand({ TransactItems: items }));
+      return true;
+    } catch (err) {
+      // Lost to another writer (condition) or collided with one (conflict): the next run re-reads.
+      if (err instanceof TransactionCanceledException && lostRace(err)) return false;
+      throw err;
+    }
+  }
+
+  async claimAlert(
+    tunnelId: string,
+    alert: Pick<OutboxAlert, 'id' | 'rev'>,
+    claim: AlertClaim,
+    now: Date,
+  ): Promise<boolean> {
+    return this.conditionalUpdate({
+      Key: keys.tunnelStatus(tunnelId),
+      UpdateExpression: 'SET #alerts.#id.#claim = :claim',
+      // Only the revision we read (a settle in between means our view of the sinks is stale), and
+      // only if nobody holds it, or the holder's time ran out (it crashed or hung).
+      ConditionExpression:
+        'attribute_exists(#alerts.#id) AND #alerts.#id.#rev = :rev AND ' +
+        '(attribute_not_exists(#alerts.#id.#claim) OR #alerts.#id.#claim.#until < :now)',
+      ExpressionAttributeNames: {
+        '#alerts': 'alerts',
+        '#id': alert.id,
+        '#claim': 'claim',
+        '#rev': 'rev',
+        '#until': 'until',
+      },
+      ExpressionAttributeValues: { ':claim': claim, ':rev': alert.rev, ':now': now.getTime() },
+    });
+  }
+
+  async settleAlert(
+    tunnelId: string,
+    alertId: string,
+    claimedBy: string,
+    next: OutboxAlert | undefined,
+  ): Promise<boolean> {
+    return this.conditionalUpdate({
+      Key: keys.tunnelStatus(tunnelId),
+      UpdateExpression: next ? 'SET #alerts.#id = :next' : 'REMOVE #alerts.#id',
+      ConditionExpression: '#alerts.#id.#claim.#by = :me',
+      ExpressionAttributeNames: { '#alerts': 'alerts', '#id': alertId, '#claim': 'claim', '#by': 'by' },
+      ExpressionAttributeValues: next ? { ':me': claimedBy, ':next': next } : { ':me': claimedBy },
+    });
+  }
+
+  private createStatus(change: StatusChange): TransactItem {
+    const item: StatusItem = {
+      ...change.next,
+      version: 1,
+      updatedAt: change.now.toISOString(),
+      alerts: Object.fromEntries(change.alerts.map((a) => [a.id, a])),
+    };
+    return {
+      Put: {
+        TableName: this.tableName,
+        Item: { ...keys.tunnelStatus(change.tunnelId), ...item },
+        ConditionExpression: 'attribute_not_exists(pk)',
+      },
+    };
+  }
+
+  /**
+   * Sets the record's fields and adds the new alerts, leaving the other outbox entries alone: their
+   * claims and settles run concurrently and do not bump the version.
+   */
+  private updateStatus(change: StatusChange): TransactItem {
+    const names: Record<string, string> = { '#version': 'version', '#updatedAt': 'updatedAt' };
+    const values: Record<string, unknown> = {
+      ':expected': change.expectedVersion,
+      ':version': change.expectedVersion + 1,
+      ':updatedAt': change.now.toISOString(),
+    };
+    const set = ['#version = :version', '#updatedAt = :updatedAt'];
+    const remove: string[] = [];
+    const fields: (keyof StatusRecord)[] = ['state', 'since', 'lastSeenAt', 'error', 'source', 'incident'];
+    for (const field of fields) {
+      names[`#${field}`] = field;
+      const value = change.next[field];
+      if (value === undefined) remove.push(`#${field}`);
+      else {
+        set.push(`#${field} = :${field}`);
+        values[`:${field}`] = value;
+      }
+    }
+    if (change.alerts.length > 0) names['#alerts'] = 'alerts';
+    change.alerts.forEach((alert, i) => {
+      names[`#a${i}`] = alert.id;
+      values[`:a${i}`] = alert;
+      set.push(`#alerts.#a${i} = :a${i}`);
+    });
+    return {
+      Update: {
+        TableName: this.tableName,
+        Key: keys.tunnelStatus(change.tunnelId),
+        UpdateExpression: `SET ${set.join(', ')}${remove.length > 0 ? ` REMOVE ${remove.join(', ')}` : ''}`,
+        ConditionExpression: '#version = :expected',
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: values,
+      },
+    };
+  }
+
+  private async conditionalUpdate(
+    input: Omit<ConstructorParameters<typeof UpdateCommand>[0], 'TableName'>,
+  ): Promise<boolean> {
+    try {
+      await this.db.send(new UpdateCommand({ TableName: this.tableName, ...input }));
+      return true;
+    } catch (err) {
+      if (err instanceof Error && err.name === 'ConditionalCheckFailedException') return false;
+      throw err;
+    }
+  }
+}
+
+function lostRace(err: TransactionCanceledException): boolean {
+  const reasons = err.CancellationReasons ?? [];
+  return reasons.some((r) => r.Code === 'ConditionalCheckFailed' || r.Code === 'TransactionConflict');
+}

@@ -1,0 +1,48 @@
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+
+/** Wraps a document client's `send` to count the commands, writes and items read through it. */
+export function countingClient(doc: DynamoDBDocumentClient) {
+  const WRITES = new Set([
+    'PutCommand',
+    'UpdateCommand',
+    'DeleteCommand',
+    'TransactWriteCommand',
+    'BatchWriteCommand',
+  ]);
+  let writes = 0;
+  let queries = 0;
+  let itemsRead = 0;
+  const commands: string[] = [];
+  const send = doc.send.bind(doc) as (command: unknown, ...rest: unknown[]) => Promise<unknown>;
+  const counted = new Proxy(doc, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver);
+      return async (command: { constructor: { name: string }; input: unknown }, ...rest: unknown[]) => {
+        const name = command.constructor.name;
+        if (WRITES.has(name)) writes++;
+        if (name === 'QueryCommand') queries++;
+        commands.push(name);
+        const out = await send(command, ...rest);
+        if (name === 'BatchGetCommand') {
+          const responses = (out as { Responses?: Record<string, unknown[]> }).Responses ?? {};
+          for (const items of Object.values(responses)) itemsRead += items.length;
+        }
+        return out;
+      };
+    },
+  });
+  return {
+    doc: counted,
+    writes: () => writes,
+    queries: () => queries,
+    itemsRead: () => itemsRead,
+    /** Command names in the order they were sent. */
+    commands: () => [...commands],
+    reset() {
+      writes = 0;
+      queries = 0;
+      itemsRead = 0;
+      commands.length = 0;
+    },
+  };
+}

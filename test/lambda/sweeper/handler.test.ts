@@ -1,0 +1,169 @@
+/**
+ * The sweeper's composition from configuration, and its scheduled Lambda entry end to end over
+ * DynamoDB Local with SNS mocked (the one AWS service here we cannot run).
+ */
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
+import { sweepDepsFromEnv } from '../../../lambda/sweeper/compose';
+import { parseEnv } from '../../../shared/config';
+import { ConfigError } from '../../../shared/errors';
+import { silentLogger } from '../../../shared/logger';
+import { AlertSchema } from '../../../shared/schemas';
+import { keys } from '../../../shared/store/table';
+import { createTestTable } from '../../helpers/dynamo';
+import { gatewaySim, storeTunnels } from '../../helpers/gateway-sim';
+
+type Table = Awaited<ReturnType<typeof createTestTable>>;
+type Handler = typeof import('../../../lambda/sweeper/handler')['handler'];
+
+const TOPIC = 'arn:aws:sns:us-east-1:123456789012:tunnel-alerts';
+const sns = mockClient(SNSClient);
+
+describe('sweepDepsFromEnv', () => {
+  const doc = {} as Parameters<typeof sweepDepsFromEnv>[1]['doc'];
+  const sinks = (env: Record<string, string>, webhookSecret?: string) =>
+    sweepDepsFromEnv(parseEnv(env), { doc, logger: silentLogger, webhookSecret }).sinks.map((s) => s.name);
+
+  it.each<[string, Record<string, string>, string[]]>([
+    ['the log alone by default', {}, ['log']],
+    ['SNS with ALERT_TOPIC_ARN', { ALERT_TOPIC_ARN: TOPIC }, ['log', 'sns']],
+    [
+      'the webhook with ALERT_WEBHOOK_URL and its secret',
+      { ALERT_WEBHOOK_URL: 'https://hooks.example.com/t', ALERT_WEBHOOK_SECRET: 'whsec_0123456789abcdef' },
+      ['log', 'webhook'],
+    ],
+    [
+      'all three',
+      {
+        ALERT_TOPIC_ARN: TOPIC,
+        ALERT_WEBHOOK_URL: 'https://hooks.example.com/t',
+        ALERT_WEBHOOK_SECRET: 'whsec_0123456789abcdef',
+      },
+      ['log', 'sns', 'webhook'],
+    ],
+  ])('sends to %s', (_, env, expected) => {
+    expect(sinks(env)).toEqual(expected);
+  });
+
+  it('takes the secret npm start keeps when the variable is unset', () => {
+    expect(sinks({ ALERT_WEBHOOK_URL: 'https://hooks.example.com/t' }, 'whsec_kept-in-data-dir-000')).toEqual(
+      ['log', 'webhook'],
+    );
+  });
+
+  it('refuses a webhook it could not sign, naming the variable', () => {
+    expect(() => sinks({ ALERT_WEBHOOK_URL: 'https://hooks.example.com/t' })).toThrow(ConfigError);
+    expect(() => sinks({ ALERT_WEBHOOK_URL: 'https://hooks.example.com/t' })).toThrow(/ALERT_WEBHOOK_SECRET/);
+  });
+
+  it.each([
+    ['the default minute: 30 s doubling to 10 min', '60000', { retryBaseMs: 30_000, retryMaxMs: 600_000 }],
+    ['a test stack sweeping every 200 ms: as quick', '200', { retryBaseMs: 100, retryMaxMs: 2_000 }],
+    ['an hourly sweep: capped at 10 min', '3600000', { retryBaseMs: 1_800_000, retryMaxMs: 600_000 }],
+  ])('counts delivery backoff in sweeps: %s', (_, interval, expected) => {
+    const deps = sweepDepsFromEnv(parseEnv({ SWEEP_INTERVAL_MS: interval }), { doc, logger: silentLogger });
+    expect(deps.delivery).toEqual(expected);
+  });
+
+  it('takes the status settings from the same configuration', () => {
+    const deps = sweepDepsFromEnv(
+      parseEnv({
+        HEARTBEAT_INTERVAL_MS: '500',
+        SSH_KEEPALIVE_INTERVAL_MS: '1000',
+        DOWN_GRACE_MS: '2000',
+        TUNNEL_BIND_HOST: '10.0.0.1',
+      }),
+      { doc, logger: silentLogger },
+    );
+    expect(deps.settings).toEqual({
+      heartbeatIntervalMs: 500,
+      keepaliveIntervalMs: 1000,
+      downGraceMs: 2000,
+      bindHost: '10.0.0.1',
+    });
+  });
+});
+
+describe('sweeper Lambda handler', () => {
+  let table: Table;
+  let stdout: MockInstance | undefined;
+  const logs: string[] = [];
+  const context = { getRemainingTimeInMillis: () => 60_000 };
+
+  const coldStart = async (): Promise<Handler> => {
+    vi.resetModules();
+    return (await import('../../../lambda/sweeper/handler')).handler;
+  };
+
+  beforeAll(async () => {
+    table = await createTestTable();
+    vi.stubEnv('TABLE_NAME', table.tableName);
+    vi.stubEnv('DYNAMODB_ENDPOINT', table.endpoint);
+    vi.stubEnv('ALERT_TOPIC_ARN', TOPIC);
+    vi.stubEnv('ALERT_WEBHOOK_URL', '');
+    vi.stubEnv('DOWN_GRACE_MS', '60000');
+    vi.stubEnv('LOG_LEVEL', 'info');
+    vi.stubEnv('AWS_REGION', 'us-east-1');
+    vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIAFAKEFAKEFAKEFAKE');
+    vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'fake-secret-access-key');
+    stdout = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      logs.push(String(chunk));
+      return true;
+    });
+  });
+
+  afterAll(async () => {
+    stdout?.mockRestore();
+    vi.unstubAllEnvs();
+    sns.restore();
+    await table.drop();
+  });
+
+  beforeEach(() => {
+    sns.reset();
+    sns.on(PublishCommand).resolves({ MessageId: 'm-1' });
+    logs.length = 0;
+  });
+
+  it('publishes a down tunnel to SNS once, however often it runs', async () => {
+    const [tunnel] = await storeTunnels(table.doc, table.tableName, 'ws_handler', 1);
+    if (!tunnel) throw new Error('no tunnel');
+    await gatewaySim(table.doc, table.tableName).down(tunnel.id, Date.now() - 10 * 60_000, 'w1', 'c1');
+    const handler = await coldStart();
+    const report = await handler({ source: 'aws.events' }, context);
+    expect(report).toMatchObject({ transitions: 1, alertsQueued: 1, delivered: 2, errors: 0 });
+    await handler({ source: 'aws.events' }, context);
+    await (await coldStart())({ source: 'aws.events' }, context);
+    const published = sns.commandCalls(PublishCommand).map((c) => c.args[0].input);
+    expect(published).toHaveLength(1);
+    expect(published[0]?.TopicArn).toBe(TOPIC);
+    expect(AlertSchema.strict().parse(JSON.parse(published[0]?.Message ?? ''))).toMatchObject({
+      type: 'tunnel.down',
+      tunnel: { id: tunnel.id, workspaceId: 'ws_handler' },
+    });
+    expect(logs.some((l) => l.includes('"msg":"tunnel alert"'))).toBe(true);
+  });
+
+  it('fails the invocation on an unreadable item, so the error alarm sees it, and sweeps the rest', async () => {
+    const [tunnel, healthy] = await storeTunnels(table.doc, table.tableName, 'ws_broken', 2);
+    if (!tunnel || !healthy) throw new Error('no tunnels');
+    await gatewaySim(table.doc, table.tableName).down(healthy.id, Date.now() - 10 * 60_000, 'w1', 'c9');
+    await table.doc.send(
+      new PutCommand({
+        TableName: table.tableName,
+        Item: { ...keys.tunnelState(tunnel.id), state: 'sideways' },
+      }),
+    );
+    const handler = await coldStart();
+    await expect(handler({}, context)).rejects.toThrow(/sweep finished with 1 errors/);
+    const skipped = logs.filter((l) => l.includes('"msg":"tunnel skipped: unreadable item"'));
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]).toContain(tunnel.id);
+    expect(skipped[0]).toContain('STATE item');
+    // The healthy tunnel, read in the same batch, still got its alert out.
+    const published = sns.commandCalls(PublishCommand).map((c) => JSON.parse(c.args[0].input.Message ?? ''));
+    expect(published.map((a) => a.tunnel.id)).toEqual([healthy.id]);
+  });
+});
