@@ -6,15 +6,19 @@
 import { randomBytes } from 'node:crypto';
 import type { BackoffSettings } from '../shared/backoff';
 import type { Env } from '../shared/config';
+import { ensureControlToken } from '../shared/control';
 import { ensureHostKey } from '../shared/host-key';
 import { parsePublicKey } from '../shared/keys';
 import type { Logger } from '../shared/logger';
 import type { SecretStore } from '../shared/secrets/secret-store';
 import type { GatewayStore } from '../shared/store/gateway-store';
 import type { TunnelRecord } from '../shared/tunnel';
+import { ControlServer } from './control-server';
+import { diagnoseTunnel } from './diagnostics/diagnose';
 import { ForwardRegistry } from './reverse/forward-registry';
 import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
 import { DEFAULT_SOURCE_GUARD, type SourceGuardSettings } from './source-guard';
+import type { BastionConnectOptions } from './standard/bastion-connection';
 import { StandardPool } from './standard/standard-pool';
 import { StateWriter } from './state-writer';
 
@@ -22,6 +26,7 @@ export const GATEWAY_VERSION = '0.1.0';
 /** Heartbeat items outlive their worker by this much, then DynamoDB's TTL removes them. */
 const HEARTBEAT_TTL_SECONDS = 24 * 3600;
 const TAKEOVER_DRAIN_MS = 2_000;
+const PROBE_TIMEOUT_MS = 5_000;
 
 export interface GatewaySettings {
   sshHost: string;
@@ -35,6 +40,8 @@ export interface GatewaySettings {
   guard: SourceGuardSettings;
   ciphers: string[];
   poolPollIntervalMs: number;
+  /** The control endpoint listens on `connectHost` at this port (0: any free port). */
+  controlPort: number;
   allowPrivateSshHosts: boolean;
   bastionReadyTimeoutMs: number;
   reconnect: BackoffSettings;
@@ -53,6 +60,7 @@ export function gatewaySettingsFrom(env: Env): GatewaySettings {
     guard: DEFAULT_SOURCE_GUARD,
     ciphers: DEFAULT_CIPHERS,
     poolPollIntervalMs: env.POOL_POLL_INTERVAL_MS,
+    controlPort: env.CONTROL_PORT,
     // Off unless configured: the entry points decide (npm start allows private bastions).
     allowPrivateSshHosts: env.ALLOW_PRIVATE_SSH_HOSTS ?? false,
     bastionReadyTimeoutMs: env.BASTION_READY_TIMEOUT_MS,
@@ -81,6 +89,8 @@ export class Gateway {
   private server: ReverseServer | undefined;
   private readonly pool: StandardPool;
   private lastOwnBeat = 0;
+  private control: ControlServer | undefined;
+  private controlUrl: string | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
   private beating: Promise<void> = Promise.resolve();
   private boundSshPort = 0;
@@ -115,12 +125,7 @@ export class Gateway {
         bindHost: settings.bindHost,
         connectHost: settings.connectHost,
         maxChannelsPerTunnel: settings.maxChannelsPerTunnel,
-        connect: {
-          allowPrivateHosts: settings.allowPrivateSshHosts,
-          readyTimeoutMs: settings.bastionReadyTimeoutMs,
-          keepaliveIntervalMs: settings.keepaliveIntervalMs,
-          keepaliveCountMax: 3,
-        },
+        connect: this.bastionConnectOptions(),
         backoff: settings.reconnect,
         keyProbeIntervalMs: Math.max(1_000, settings.heartbeatIntervalMs),
         drainMs: TAKEOVER_DRAIN_MS,
@@ -167,6 +172,24 @@ export class Gateway {
       },
       onLogin: (tunnel, keyFingerprint) => this.onLogin(tunnel, keyFingerprint),
     });
+    this.control = new ControlServer({
+      host: settings.connectHost,
+      port: settings.controlPort,
+      token: await ensureControlToken(this.deps.secrets),
+      logger: this.logger,
+      testTunnel: (id) =>
+        diagnoseTunnel(id, {
+          store: this.deps.store,
+          secrets: this.deps.secrets,
+          registry: this.registry,
+          connect: this.bastionConnectOptions(),
+          workerId: this.workerId,
+          probeTimeoutMs: PROBE_TIMEOUT_MS,
+          logger: this.logger,
+        }),
+    });
+    this.controlUrl = await this.control.listen();
+    this.logger.info('control endpoint listening', { url: this.controlUrl });
     // Beat first: a login right after listen() must find its owner alive, not `worker_lost`.
     await this.beat();
     this.boundSshPort = await this.server.listen();
@@ -176,6 +199,16 @@ export class Gateway {
       this.beating = this.beating.then(() => this.beat());
     }, settings.heartbeatIntervalMs);
     this.beatTimer.unref();
+  }
+
+  private bastionConnectOptions(): BastionConnectOptions {
+    const { settings } = this.deps;
+    return {
+      allowPrivateHosts: settings.allowPrivateSshHosts,
+      readyTimeoutMs: settings.bastionReadyTimeoutMs,
+      keepaliveIntervalMs: settings.keepaliveIntervalMs,
+      keepaliveCountMax: 3,
+    };
   }
 
   /** Re-checks one tunnel now (after an API change) instead of at the next heartbeat. */
@@ -189,7 +222,7 @@ export class Gateway {
   async stop(): Promise<void> {
     clearInterval(this.beatTimer);
     await this.beating;
-    await Promise.all([this.server?.close(), this.pool.stop()]);
+    await Promise.all([this.server?.close(), this.pool.stop(), this.control?.close()]);
     await this.stateWriter.flush();
   }
 
@@ -203,6 +236,7 @@ export class Gateway {
           startedAt: this.startedAt,
           address: this.deps.settings.connectHost,
           version: GATEWAY_VERSION,
+          controlUrl: this.controlUrl,
           counts: { reverse: this.registry.size, standard: this.pool.size },
         },
         HEARTBEAT_TTL_SECONDS,

@@ -8,9 +8,11 @@ import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { Gateway, gatewaySettingsFrom } from '../fargate/gateway';
 import { createApp } from '../lambda/api/app';
+import { HttpWorkerControl } from '../lambda/api/worker-control-client';
 import { sweepDepsFromEnv } from '../lambda/sweeper/compose';
 import { startSweeperLoop } from '../lambda/sweeper/sweep';
 import type { Env } from '../shared/config';
+import { ensureControlToken } from '../shared/control';
 import { ensureHostKey } from '../shared/host-key';
 import { newAdminToken, newApiKey, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
@@ -108,6 +110,7 @@ export async function startLocalStack(
       },
       onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
       statusTiming: statusSettingsFrom(env),
+      workerControl: new HttpWorkerControl(await ensureControlToken(secrets)),
     });
 
     const server = serve({ fetch: app.fetch, hostname: env.HOST, port: env.PORT });

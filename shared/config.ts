@@ -40,6 +40,8 @@ const envSchema = z.object({
   /** First and largest delay between reconnect attempts to a bastion (exponential, jittered). */
   RECONNECT_INITIAL_MS: durationMs.default(1_000),
   RECONNECT_MAX_MS: durationMs.default(60_000),
+  /** Port of the gateway's internal control endpoint (tunnel tests), on the worker address; 0 = any free port. */
+  CONTROL_PORT: port.default(0),
   /** Port of the gateway's health endpoint in AWS (the NLB checks it, apart from the SSH port). */
   HEALTH_PORT: port.default(8080),
   /** Set by ECS on Fargate tasks: where the gateway learns its own VPC address. */

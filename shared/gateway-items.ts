@@ -33,6 +33,8 @@ export const WorkerHeartbeatSchema = z.object({
   /** Address other components use to reach this worker (listeners, control endpoint). */
   address: z.string(),
   version: z.string(),
+  /** The worker's internal control endpoint (diagnostics), reachable only inside the VPC. */
+  controlUrl: z.string().optional(),
   counts: z.object({ reverse: z.number().int(), standard: z.number().int() }),
 });
 export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;

@@ -3,8 +3,8 @@
  * a `known_hosts` line. Every gateway worker and the API read the same key.
  */
 import { z } from 'zod';
-import { SecretNotFoundError } from './errors';
 import { generateKeyPair } from './keys';
+import { ensureSecret } from './secrets/ensure-secret';
 import type { SecretStore } from './secrets/secret-store';
 
 export const HOST_KEY_SECRET = 'gateway/host-key';
@@ -14,13 +14,9 @@ export type HostKey = z.infer<typeof HostKeySchema>;
 
 /** Reads the host key, creating it on first use. */
 export async function ensureHostKey(secrets: SecretStore): Promise<HostKey> {
-  try {
-    return HostKeySchema.parse(JSON.parse(await secrets.get(HOST_KEY_SECRET)));
-  } catch (err) {
-    if (!(err instanceof SecretNotFoundError)) throw err;
-  }
-  const pair = await generateKeyPair('ed25519', 'tunnelkeeper-gateway');
-  const key: HostKey = { privateKey: pair.privateKey, publicKey: pair.publicKey };
-  await secrets.put(HOST_KEY_SECRET, JSON.stringify(key));
-  return key;
+  const stored = await ensureSecret(secrets, HOST_KEY_SECRET, async () => {
+    const pair = await generateKeyPair('ed25519', 'tunnelkeeper-gateway');
+    return JSON.stringify({ privateKey: pair.privateKey, publicKey: pair.publicKey });
+  });
+  return HostKeySchema.parse(JSON.parse(stored));
 }

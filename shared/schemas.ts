@@ -237,6 +237,24 @@ export const AlertSchema = z
 export type Alert = z.infer<typeof AlertSchema>;
 export type AlertType = Alert['type'];
 
+/** One step of `POST /v1/tunnels/{id}/test`; `code` (a status error code) and `hint` when it failed. */
+export const TestCheckSchema = z
+  .object({
+    name: z.string(),
+    ok: z.boolean(),
+    message: z.string(),
+    code: StatusErrorCodeSchema.optional(),
+    hint: z.string().optional(),
+    ms: z.number(),
+  })
+  .openapi('TestCheck');
+export type TestCheck = z.infer<typeof TestCheckSchema>;
+
+export const TestResultSchema = z
+  .object({ ok: z.boolean(), checks: z.array(TestCheckSchema) })
+  .openapi('TestResult');
+export type TestResult = z.infer<typeof TestResultSchema>;
+
 export const ErrorBodySchema = z
   .object({
     error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),

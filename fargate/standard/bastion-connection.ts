@@ -63,7 +63,12 @@ export interface BastionConnectOptions {
   keepaliveCountMax: number;
   /** Resolver (tests substitute one); defaults to the system's. */
   resolve?: (host: string) => Promise<string[]>;
+  /** Told as each stage completes (the test route times them). */
+  onProgress?: (stage: ConnectStage) => void;
 }
+
+/** Stages of a connection, in order: name resolved, TCP connected, SSH handshake (host key) done, authenticated. */
+export type ConnectStage = 'resolved' | 'tcp' | 'handshake' | 'authenticated';
 
 export interface BastionConnection {
   /** Fingerprint of the key that authenticated, or `password`. */
@@ -111,7 +116,10 @@ export async function connectToBastion(
 ): Promise<BastionConnection> {
   const where = hostPort(target.host, target.port);
   const address = await resolveBastion(target, options);
+  options.onProgress?.('resolved');
   const client = new Client();
+  client.once('connect', () => options.onProgress?.('tcp'));
+  client.once('handshake', () => options.onProgress?.('handshake'));
   let presentedHostKey = '';
   let lastMethod = 'publickey';
   let lastKeyFingerprint = '';
@@ -180,6 +188,7 @@ export async function connectToBastion(
     client.end();
     throw err;
   }
+  options.onProgress?.('authenticated');
 
   let closeReason: StatusError = connectionLost(where, 'the bastion closed the session');
   client.on('error', (err: Error & { level?: string }) => {

@@ -5,6 +5,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import type { PortRange } from '../../shared/config';
+import type { WorkerControl } from '../../shared/control';
 import type { Logger } from '../../shared/logger';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import type { StatusSettings } from '../../shared/status';
@@ -36,6 +37,8 @@ export interface ApiDeps {
   rateLimit?: RateLimitSettings;
   /** Told after a tunnel is changed or deleted, so a co-located gateway applies it at once. */
   onTunnelChanged?: (tunnelId: string) => void;
+  /** Reaches gateway workers' control endpoints for `POST /v1/tunnels/{id}/test`. */
+  workerControl: WorkerControl;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -80,14 +83,17 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
 
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.route('/v1/admin', adminRoutes(deps.store, deps.adminTokenHash, now));
+  const heartbeatIntervalMs = deps.statusTiming?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   app.route(
     '/v1/tunnels',
     tunnelRoutes({
       service,
       store: deps.store,
       gateway: deps.gateway,
+      // A worker is gone once its heartbeat is as old as a lease lasts.
+      test: { store: deps.store, control: deps.workerControl, workerTtlMs: 3 * heartbeatIntervalMs, now },
       statusSettings: {
-        heartbeatIntervalMs: deps.statusTiming?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+        heartbeatIntervalMs,
         keepaliveIntervalMs:
           deps.statusTiming?.keepaliveIntervalMs ?? deps.gateway.keepaliveIntervalSec * 1000,
         downGraceMs: deps.statusTiming?.downGraceMs ?? DEFAULT_DOWN_GRACE_MS,

@@ -5,6 +5,7 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { handle } from 'hono/aws-lambda';
 import { parseEnv } from '../../shared/config';
+import { ensureControlToken } from '../../shared/control';
 import { SecretNotFoundError } from '../../shared/errors';
 import { ensureHostKey } from '../../shared/host-key';
 import { newAdminToken, sha256Hex } from '../../shared/ids';
@@ -15,6 +16,7 @@ import { statusSettingsFrom } from '../../shared/status';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { DynamoTunnelStore } from '../../shared/store/dynamo-tunnel-store';
 import { createApp } from './app';
+import { HttpWorkerControl } from './worker-control-client';
 
 /** The operator token lives in the secret store; without it admin routes refuse everyone. */
 export const ADMIN_TOKEN_SECRET = 'admin/token';
@@ -26,13 +28,18 @@ async function build(): Promise<LambdaHandler> {
   const logger = createLogger(env.LOG_LEVEL);
   const { doc } = createDynamoClients({ region: env.AWS_REGION, endpoint: env.DYNAMODB_ENDPOINT });
   const secrets = new AwsSecretStore(new SecretsManagerClient({ region: env.AWS_REGION }), env.SECRET_PREFIX);
-  const [hostKey, adminToken] = await Promise.all([ensureHostKey(secrets), readAdminToken(secrets)]);
+  const [hostKey, adminToken, controlToken] = await Promise.all([
+    ensureHostKey(secrets),
+    readAdminToken(secrets),
+    ensureControlToken(secrets),
+  ]);
   const app = createApp({
     store: new DynamoTunnelStore(doc, env.TABLE_NAME),
     secrets,
     logger,
     bindHost: env.TUNNEL_BIND_HOST,
     statusTiming: statusSettingsFrom(env),
+    workerControl: new HttpWorkerControl(controlToken),
     portRange: env.TUNNEL_PORT_RANGE,
     adminTokenHash: sha256Hex(adminToken ?? newAdminToken()),
     gateway: {

@@ -9,6 +9,7 @@ import {
   PatchTunnelSchema,
   RotateKeySchema,
   StatusSchema,
+  TestResultSchema,
   TunnelIdParamSchema,
   TunnelListSchema,
   TunnelSchema,
@@ -101,6 +102,16 @@ export function describeRoutes(registry: Registry): void {
       responses: {
         200: json(StatusSchema, 'Current status, with an ETag'),
         304: { description: 'Unchanged since the ETag given in If-None-Match' },
+        ...errors,
+      },
+    }),
+    createRoute({
+      method: 'post',
+      path: '/v1/tunnels/{id}/test',
+      security: secured,
+      request: { params: TunnelIdParamSchema },
+      responses: {
+        200: json(TestResultSchema, 'Each step, timed; the first failing one with code and hint'),
         ...errors,
       },
     }),

@@ -40,6 +40,20 @@ export class AwsSecretStore implements SecretStore {
     }
   }
 
+  async create(name: string, value: string): Promise<boolean> {
+    try {
+      await this.client.send(new CreateSecretCommand({ Name: this.secretId(name), SecretString: value }));
+      return true;
+    } catch (err) {
+      if (awsError(err).name === 'ResourceExistsException') return false;
+      if (isScheduledForDeletion(err)) {
+        await this.put(name, value);
+        return true;
+      }
+      throw translate(name, err);
+    }
+  }
+
   async get(name: string): Promise<string> {
     const { SecretString } = await this.call(name, () =>
       this.client.send(new GetSecretValueCommand({ SecretId: this.secretId(name) })),

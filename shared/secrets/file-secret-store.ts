@@ -35,6 +35,16 @@ export class FileSecretStore implements SecretStore {
     }
   }
 
+  async create(name: string, value: string): Promise<boolean> {
+    const file = this.fileFor(name);
+    const key = await this.masterKey(name);
+    try {
+      return await this.writeAtomically(file, encrypt(key, name, value), 'create');
+    } catch (err) {
+      throw fileError(name, `cannot write secret ${name}`, err);
+    }
+  }
+
   async get(name: string): Promise<string> {
     const file = this.fileFor(name);
     let data: Buffer;
@@ -107,7 +117,7 @@ export class FileSecretStore implements SecretStore {
    * 'create' hard-links instead, which fails with EEXIST rather than overwrite, and unlike an `wx` open
    * of the target never lets a racing reader see a half-written file.
    */
-  private async writeAtomically(file: string, data: Buffer, mode: 'replace' | 'create'): Promise<void> {
+  private async writeAtomically(file: string, data: Buffer, mode: 'replace' | 'create'): Promise<boolean> {
     const temp = join(this.dir, `.${file}.${randomUUID()}.tmp`);
     const target = join(this.dir, file);
     try {
@@ -118,15 +128,18 @@ export class FileSecretStore implements SecretStore {
       } finally {
         await handle.close();
       }
+      let written = true;
       if (mode === 'replace') {
         await rename(temp, target);
       } else {
         await link(temp, target).catch((err: unknown) => {
           if (!hasCode(err, 'EEXIST')) throw err;
+          written = false;
         });
         await unlink(temp);
       }
       await syncDir(this.dir);
+      return written;
     } catch (err) {
       await unlink(temp).catch(() => {});
       throw err;

@@ -6,6 +6,8 @@
 export interface SecretStore {
   /** Creates or replaces the secret. */
   put(name: string, value: string): Promise<void>;
+  /** Creates the secret only if it does not exist; false when it already did (nothing written). */
+  create(name: string, value: string): Promise<boolean>;
   /** Throws `SecretNotFoundError` when there is no such secret. */
   get(name: string): Promise<string>;
   /** Deleting a missing secret is not an error. */

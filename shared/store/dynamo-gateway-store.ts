@@ -5,8 +5,6 @@ import {
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
-  QueryCommand,
-  type QueryCommandOutput,
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
@@ -20,6 +18,7 @@ import {
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
 import type { GatewayStore } from './gateway-store';
+import { listWorkerHeartbeats, queryAll } from './query';
 import { GSI2, keys, SHARD_COUNT, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
 
 export class DynamoGatewayStore implements GatewayStore {
@@ -106,14 +105,13 @@ export class DynamoGatewayStore implements GatewayStore {
     );
   }
 
-  async listWorkers(): Promise<WorkerHeartbeat[]> {
-    const items = await this.queryAll(GSI2, 'gsi2pk = :p', { ':p': WORKERS_PARTITION });
-    return items.map((item) => WorkerHeartbeatSchema.parse(item));
+  listWorkers(): Promise<WorkerHeartbeat[]> {
+    return listWorkerHeartbeats(this.db, this.tableName);
   }
 
   async listAllTunnels(): Promise<TunnelRecord[]> {
     const shards = Array.from({ length: SHARD_COUNT }, (_, n) =>
-      this.queryAll(GSI2, 'gsi2pk = :p', { ':p': `SHARD#${n}` }),
+      queryAll(this.db, this.tableName, GSI2, 'gsi2pk = :p', { ':p': `SHARD#${n}` }),
     );
     return (await Promise.all(shards)).flat().map((item) => TunnelRecordSchema.parse(item));
   }
@@ -183,29 +181,6 @@ export class DynamoGatewayStore implements GatewayStore {
       if (isConditionalFailure(err)) return false;
       throw err;
     }
-  }
-
-  private async queryAll(
-    index: string,
-    condition: string,
-    values: Record<string, string>,
-  ): Promise<Record<string, unknown>[]> {
-    const items: Record<string, unknown>[] = [];
-    let startKey: Record<string, unknown> | undefined;
-    do {
-      const out: QueryCommandOutput = await this.db.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          IndexName: index,
-          KeyConditionExpression: condition,
-          ExpressionAttributeValues: values,
-          ExclusiveStartKey: startKey,
-        }),
-      );
-      items.push(...(out.Items ?? []));
-      startKey = out.LastEvaluatedKey;
-    } while (startKey);
-    return items;
   }
 
   async getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>> {

@@ -15,10 +15,12 @@ import {
 import { z } from 'zod';
 import type { PortRange } from '../config';
 import { ConflictError, NotFoundError, PortsExhaustedError, ValidationError } from '../errors';
+import type { WorkerHeartbeat } from '../gateway-items';
 import { EventSchema, type TunnelEvent } from '../schemas';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
 import { DynamoStatusStore } from './dynamo-status-store';
+import { listWorkerHeartbeats } from './query';
 import type { StatusSources } from './status-store';
 import { EVENT_SK_PREFIX, GSI1, keys, SHARD_COUNT } from './table';
 import type { TunnelPage, TunnelStore, Workspace } from './tunnel-store';
@@ -202,6 +204,10 @@ export class DynamoTunnelStore implements TunnelStore {
       if (cancelledBy(err, 0)) throw new NotFoundError('tunnel', tunnel.id, { cause: err });
       throw err;
     }
+  }
+
+  listWorkers(): Promise<WorkerHeartbeat[]> {
+    return listWorkerHeartbeats(this.db, this.tableName);
   }
 
   async getStatusSources(ids: string[]): Promise<Map<string, StatusSources>> {

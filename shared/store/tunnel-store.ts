@@ -3,6 +3,7 @@
  * another workspace's tunnel is indistinguishable from a missing one.
  */
 import type { PortRange } from '../config';
+import type { WorkerHeartbeat } from '../gateway-items';
 import type { TunnelEvent } from '../schemas';
 import type { TunnelRecord } from '../tunnel';
 import type { StatusSources } from './status-store';
@@ -42,4 +43,6 @@ export interface TunnelStore {
   getStatusSources(ids: string[]): Promise<Map<string, StatusSources>>;
   /** Status history, newest first. */
   listEvents(id: string, limit: number): Promise<TunnelEvent[]>;
+  /** Every gateway worker's latest heartbeat (to reach one for a tunnel test). */
+  listWorkers(): Promise<WorkerHeartbeat[]>;
 }

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp } from '../../lambda/api/app';
+import { HttpWorkerControl } from '../../lambda/api/worker-control-client';
 import { newAdminToken, newApiKey, newWorkspaceId, sha256Hex } from '../../shared/ids';
 import { generateKeyPair } from '../../shared/keys';
 import { createLogger } from '../../shared/logger';
@@ -33,6 +34,7 @@ export async function createTestApi(options: { portRange?: { from: number; to: n
       keepaliveIntervalSec: 15,
     },
     rateLimit: { ratePerSec: 10_000, burst: 10_000 },
+    workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
   });
 
   const newWorkspace = async (name = 'acme') => {

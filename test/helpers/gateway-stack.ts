@@ -22,6 +22,8 @@ export type LogLine = Record<string, unknown> & { msg: string; level: string };
 export interface TestStack {
   baseUrl: string;
   apiKey: string;
+  /** This stack's table on the run's DynamoDB Local (to read gateway items directly). */
+  tableName: string;
   sshPort: number;
   gateway: Gateway;
   /** Every log line so far, parsed. */
@@ -61,6 +63,8 @@ export interface TestStackOptions {
   keepaliveIntervalMs?: number;
   handshakeTimeoutMs?: number;
   maxChannelsPerTunnel?: number;
+  /** Further variables, applied over the ones above (e.g. `RECONNECT_MAX_MS`, `ALLOW_PRIVATE_SSH_HOSTS`). */
+  env?: Record<string, string>;
 }
 
 export async function startTestStack(options: TestStackOptions): Promise<TestStack> {
@@ -91,6 +95,7 @@ export async function startTestStack(options: TestStackOptions): Promise<TestSta
     SSH_HANDSHAKE_TIMEOUT_MS: String(options.handshakeTimeoutMs ?? 10_000),
     MAX_CHANNELS_PER_TUNNEL: String(options.maxChannelsPerTunnel ?? 256),
     LOG_LEVEL: 'debug',
+    ...options.env,
   });
   let stack: Awaited<ReturnType<typeof startLocalStack>>;
   try {
@@ -124,6 +129,7 @@ export async function startTestStack(options: TestStackOptions): Promise<TestSta
   return {
     baseUrl,
     apiKey,
+    tableName,
     sshPort: stack.sshPort,
     gateway: stack.gateway,
     logs,

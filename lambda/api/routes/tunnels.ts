@@ -16,12 +16,14 @@ import { type AuthEnv, apiKeyAuth } from '../auth';
 import { parseWith, readJson } from '../body';
 import type { RateLimiter } from '../rate-limit';
 import type { TunnelResult, TunnelService } from '../tunnel-service';
+import { type TunnelTestDeps, testTunnel } from '../tunnel-test';
 
 export interface TunnelRouteDeps {
   service: TunnelService;
   store: TunnelStore;
   gateway: GatewayInfo;
   statusSettings: StatusSettings;
+  test: TunnelTestDeps;
   limiter: RateLimiter;
   now: () => Date;
 }
@@ -105,6 +107,11 @@ export function tunnelRoutes(deps: TunnelRouteDeps): Hono<AuthEnv> {
     c.header('Cache-Control', 'no-cache');
     if (matchesEtag(c.req.header('If-None-Match'), etag)) return c.body(null, 304);
     return c.body(body, 200, { 'Content-Type': 'application/json' });
+  });
+
+  app.post('/:id/test', async (c) => {
+    const record = await service.get(c.get('workspaceId'), c.req.param('id'));
+    return c.json(await testTunnel(record, deps.test));
   });
 
   app.get('/:id/events', async (c) => {

@@ -6,6 +6,7 @@ import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../../lambda/api/app';
+import { HttpWorkerControl } from '../../../lambda/api/worker-control-client';
 import { sha256Hex } from '../../../shared/ids';
 import { generateKeyPair } from '../../../shared/keys';
 import { silentLogger } from '../../../shared/logger';
@@ -57,6 +58,7 @@ describe('HTTP API on DynamoDB Local', () => {
       '/v1/tunnels/{id}/events',
       '/v1/tunnels/{id}/rotate-key',
       '/v1/tunnels/{id}/status',
+      '/v1/tunnels/{id}/test',
     ]);
     expect(Object.keys(doc.paths['/v1/tunnels/{id}']).sort()).toEqual(['delete', 'get', 'patch']);
     expect(doc.components.schemas.Tunnel.properties).toHaveProperty('publicKeyFingerprint');
@@ -610,6 +612,7 @@ describe('rate limiting', () => {
         bindHost: '127.0.0.1',
         portRange: { from: 20000, to: 20010 },
         adminTokenHash: sha256Hex('unused-admin-token'),
+        workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
         gateway: {
           sshHost: 'h',
           sshPort: 22,

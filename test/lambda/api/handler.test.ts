@@ -23,6 +23,8 @@ type Handler = typeof import('../../../lambda/api/handler')['handler'];
 const PREFIX = 'tunnelkeeper/test';
 const HOST_KEY_ID = `${PREFIX}/gateway/host-key`;
 const ADMIN_TOKEN_ID = `${PREFIX}/admin/token`;
+const CONTROL_TOKEN_ID = `${PREFIX}/gateway/control-token`;
+const CONTROL_TOKEN = 'tkc_control-token-for-these-tests';
 const PUBLIC_SSH_HOST = 'tunnels.example.com';
 
 const reverseBody = { type: 'reverse', name: 'warehouse', service: { host: 'db.internal', port: 5432 } };
@@ -131,6 +133,8 @@ describe('API Lambda handler', () => {
       .on(GetSecretValueCommand, { SecretId: ADMIN_TOKEN_ID })
       // Operators paste tokens with a trailing newline; the handler trims it.
       .resolves({ Name: ADMIN_TOKEN_ID, SecretString: `${adminToken}\n` })
+      .on(GetSecretValueCommand, { SecretId: CONTROL_TOKEN_ID })
+      .resolves({ Name: CONTROL_TOKEN_ID, SecretString: CONTROL_TOKEN })
       .on(CreateSecretCommand)
       .resolves({ ARN: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:x', Name: 'x' });
   };
@@ -187,7 +191,7 @@ describe('API Lambda handler', () => {
       handler = await coldStart();
       ws = await newWorkspace();
       expect((await invoke(handler, httpEvent('GET', '/healthz'))).json).toEqual({ ok: true });
-      expect(secretIdsRead()).toEqual([ADMIN_TOKEN_ID, HOST_KEY_ID]);
+      expect(secretIdsRead()).toEqual([ADMIN_TOKEN_ID, CONTROL_TOKEN_ID, HOST_KEY_ID]);
       expect(sm.commandCalls(CreateSecretCommand)).toHaveLength(0);
     });
 
@@ -371,10 +375,11 @@ describe('API Lambda handler', () => {
         httpEvent('POST', '/v1/tunnels', { token: ws.apiKey, body: reverseBody }),
       );
       expect(res.statusCode).toBe(201);
-      expect(secretIdsRead()).toEqual([ADMIN_TOKEN_ID, HOST_KEY_ID]);
+      expect(secretIdsRead()).toEqual([ADMIN_TOKEN_ID, CONTROL_TOKEN_ID, HOST_KEY_ID]);
       const created = sm.commandCalls(CreateSecretCommand).map((call) => call.args[0].input);
-      expect(created.map((input) => input.Name)).toEqual([HOST_KEY_ID]);
-      const stored: { privateKey: string; publicKey: string } = JSON.parse(created[0]?.SecretString ?? '');
+      expect(created.map((input) => input.Name).sort()).toEqual([CONTROL_TOKEN_ID, HOST_KEY_ID]);
+      const hostKeyInput = created.find((input) => input.Name === HOST_KEY_ID);
+      const stored: { privateKey: string; publicKey: string } = JSON.parse(hostKeyInput?.SecretString ?? '');
       expect(stored.privateKey).toMatch(/^-----BEGIN OPENSSH PRIVATE KEY-----/);
       expect(stored.publicKey).toMatch(/^ssh-ed25519 /);
       const t = TunnelSchema.parse(res.json);
@@ -389,7 +394,9 @@ describe('API Lambda handler', () => {
           SecretString: JSON.stringify({ privateKey: hostKey.privateKey, publicKey: hostKey.publicKey }),
         })
         .on(GetSecretValueCommand, { SecretId: ADMIN_TOKEN_ID })
-        .rejects(notFound());
+        .rejects(notFound())
+        .on(GetSecretValueCommand, { SecretId: CONTROL_TOKEN_ID })
+        .resolves({ SecretString: CONTROL_TOKEN });
       const handler = await coldStart();
       for (const token of [adminToken, '', 'undefined']) {
         const res = await invoke(
@@ -408,7 +415,9 @@ describe('API Lambda handler', () => {
           SecretString: JSON.stringify({ privateKey: hostKey.privateKey, publicKey: hostKey.publicKey }),
         })
         .on(GetSecretValueCommand, { SecretId: ADMIN_TOKEN_ID })
-        .resolves({ SecretString: adminToken });
+        .resolves({ SecretString: adminToken })
+        .on(GetSecretValueCommand, { SecretId: CONTROL_TOKEN_ID })
+        .resolves({ SecretString: CONTROL_TOKEN });
       const handler = await coldStart();
 
       await expect(handler(httpEvent('GET', '/healthz'))).rejects.toMatchObject({
@@ -426,7 +435,8 @@ describe('API Lambda handler', () => {
         httpEvent('POST', '/v1/admin/workspaces', { token: adminToken, body: { name: 'after retry' } }),
       );
       expect(admin.statusCode).toBe(201);
-      expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(4);
+      // Three secrets per cold start (host key, admin token, control token), two cold starts, none after.
+      expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(6);
     });
 
     it('fails the cold start with ConfigError naming a bad variable, before any AWS call', async () => {

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../../lambda/api/app';
+import { HttpWorkerControl } from '../../../lambda/api/worker-control-client';
 import { sweep } from '../../../lambda/sweeper/sweep';
 import { sha256Hex } from '../../../shared/ids';
 import { silentLogger } from '../../../shared/logger';
@@ -80,6 +81,7 @@ describe('tunnel status through the API', () => {
         bindHost: '127.0.0.1',
         portRange: { from: 20000, to: 29999 },
         adminTokenHash: sha256Hex('unused-admin-token'),
+        workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
         gateway: {
           sshHost: 'h',
           sshPort: 22,
@@ -193,6 +195,7 @@ describe('tunnel status through the API', () => {
       bindHost: '127.0.0.1',
       portRange: { from: 20000, to: 29999 },
       adminTokenHash: sha256Hex('unused-admin-token'),
+      workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
       gateway: { sshHost: 'h', sshPort: 22, hostPublicKey: api.hostKey.publicKey, keepaliveIntervalSec: 15 },
       rateLimit: { ratePerSec: 1000, burst: 1000 },
     });

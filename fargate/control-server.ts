@@ -1,0 +1,75 @@
+/**
+ * The worker's internal control endpoint: `POST /tunnels/<id>/test` for the API's test route.
+ * Bearer-token authenticated (constant-time compare), bound to the worker's VPC address only.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { Logger } from '../shared/logger';
+import type { TestResult } from '../shared/schemas';
+
+const TEST_PATH = /^\/tunnels\/(tun_[a-z2-7]{16})\/test$/;
+
+export interface ControlServerOptions {
+  host: string;
+  port: number;
+  token: string;
+  logger: Logger;
+  /** Undefined when the tunnel does not exist. */
+  testTunnel(tunnelId: string): Promise<TestResult | undefined>;
+}
+
+export class ControlServer {
+  private readonly server: Server;
+  private readonly expected: Buffer;
+
+  constructor(private readonly options: ControlServerOptions) {
+    this.expected = digest(`Bearer ${options.token}`);
+    this.server = createServer((req, res) => {
+      const reply = (status: number, body: unknown) => {
+        res.writeHead(status, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify(body));
+      };
+      if (!timingSafeEqual(digest(req.headers.authorization ?? ''), this.expected)) {
+        reply(401, { error: 'unauthorized' });
+        return;
+      }
+      const match = req.method === 'POST' ? TEST_PATH.exec(req.url ?? '') : null;
+      if (!match?.[1]) {
+        reply(404, { error: 'not found' });
+        return;
+      }
+      const tunnelId = match[1];
+      req.resume(); // no body expected
+      options.testTunnel(tunnelId).then(
+        (result) => (result ? reply(200, result) : reply(404, { error: 'no such tunnel' })),
+        (err: unknown) => {
+          options.logger.error('tunnel test failed internally', { tunnelId, err });
+          reply(500, { error: 'internal error' });
+        },
+      );
+    });
+  }
+
+  /** Listens; resolves with the URL peers use. */
+  listen(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address();
+        const port = typeof address === 'object' && address ? address.port : this.options.port;
+        const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
+        resolve(`http://${host}:${port}`);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+const digest = (value: string) => createHash('sha256').update(value).digest();

@@ -1,0 +1,29 @@
+/**
+ * The gateway workers' internal control endpoint, as the API sees it: runs a tunnel's test on the
+ * worker that holds (or can reach) it. Authenticated with a token kept in the secret store; served
+ * on the worker's VPC address only, never on the public port.
+ */
+import { randomBytes } from 'node:crypto';
+import type { TestResult } from './schemas';
+import { ensureSecret } from './secrets/ensure-secret';
+import type { SecretStore } from './secrets/secret-store';
+
+export const CONTROL_TOKEN_SECRET = 'gateway/control-token';
+
+/** `POST <controlUrl>/tunnels/<id>/test` answers a `TestResult` of the worker-side checks. */
+export const controlTestPath = (tunnelId: string): string => `/tunnels/${tunnelId}/test`;
+
+export interface WorkerControl {
+  /** Runs the worker-side checks of a tunnel on the worker at `controlUrl`. */
+  testTunnel(controlUrl: string, tunnelId: string): Promise<TestResult>;
+}
+
+/** Reads the control token, creating it on first use. */
+export async function ensureControlToken(secrets: SecretStore): Promise<string> {
+  const token = await ensureSecret(
+    secrets,
+    CONTROL_TOKEN_SECRET,
+    async () => `tkc_${randomBytes(32).toString('base64url')}`,
+  );
+  return token.trim();
+}
