@@ -15,6 +15,8 @@ export const TunnelStateItemSchema = z.object({
   owner: z.string().optional(),
   /** The connection that wrote it (for logs and support). */
   connId: z.string().optional(),
+  /** The connection this one replaced without a gap (a takeover, a key switch): no flap happened. */
+  continues: z.string().optional(),
   /** Start of that connection (reverse) or of the worker's lease (standard): newer beats older. */
   connectedAt: z.string().optional(),
   /** Where workloads reach the service through this worker (its listener address). */

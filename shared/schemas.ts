@@ -151,6 +151,8 @@ export const StatusSchema = z
     since: z.string(),
     lastSeenAt: z.string().optional(),
     error: StatusErrorSchema.optional(),
+    /** Standard tunnels while up: fingerprint of the key the session authenticated with. */
+    keyFingerprint: z.string().optional(),
   })
   .openapi('Status');
 export type Status = z.infer<typeof StatusSchema>;

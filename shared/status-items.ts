@@ -49,7 +49,7 @@ export type SinkDelivery = z.infer<typeof SinkDeliverySchema>;
 
 /** An alert waiting in the STATUS item's outbox until every sink has it or its deadline passes. */
 export const OutboxAlertSchema = z.object({
-  /** Deterministic (`<type>@<incident since>`): racing sweepers name the same alert alike. */
+  /** Deterministic (`<tunnel id>:<type>@<incident since>`): racing sweepers name the same alert alike. */
   id: z.string(),
   body: AlertSchema,
   createdAt: z.string(),

@@ -68,7 +68,10 @@ export interface StatusInput {
   settings: StatusSettings;
 }
 
-/** An alert the caller must deliver; `id` is stable for the incident so retries and races agree. */
+/**
+ * An alert the caller must deliver; `id` (`<tunnel id>:<type>@<incident since>`) is stable for the
+ * incident so retries and races agree, and unique across tunnels.
+ */
 export interface PlannedAlert {
   id: string;
   body: Alert;
@@ -104,7 +107,7 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
   const sameState = before.state === status.state;
   // The same state as before, but through another connection: the opposite state came and went
   // between two runs (a reconnect, or a connection that came up and was lost again).
-  const excursion = sameState && missedExcursion(before.source, observed.source);
+  const excursion = sameState && missedExcursion(before.source, observed.source, input.state?.continues);
 
   const transitions: TunnelEvent[] = [];
   if (sameState && !excursion) {
@@ -133,9 +136,11 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
   let incident = before.incident;
   // A missed excursion that interrupted an unannounced down ended that incident: a flap.
   if (excursion && incident && !incident.alerted) incident = undefined;
+  // The tunnel is part of the id: the tunnels of a dead worker all lose it at its last heartbeat,
+  // and receivers (and SNS FIFO) drop alerts whose id they have seen.
   const alert = (type: AlertType, since: string) =>
     alerts.push({
-      id: `${type}@${since}`,
+      id: `${tunnel.id}:${type}@${since}`,
       body: {
         type,
         tunnel: { id: tunnel.id, name: tunnel.name, workspaceId: tunnel.workspaceId },
@@ -195,6 +200,9 @@ function observe({ tunnel, state, heartbeat, now, settings }: StatusInput): Obse
   }
   const status: Status = { state: 'up', since: state.since };
   copyOptional(status, state, 'lastSeenAt');
+  // Standard tunnels: which key the session logged in with, so a rotation's progress is visible.
+  if (state.keyFingerprint && state.keyFingerprint !== 'password')
+    status.keyFingerprint = state.keyFingerprint;
   return { status, connect: { host: state.connectHost ?? settings.bindHost, port: tunnel.port }, source };
 }
 
@@ -270,8 +278,16 @@ function defaultDownError(tunnel: StatusTunnel): StatusError {
  * `down` naming a connection (only connections that were up write one) says it was up meanwhile;
  * a `down` without a connection (a standard tunnel still failing, for another reason) does not.
  */
-function missedExcursion(before: StatusRecord['source'], now: StatusRecord['source']): boolean {
+function missedExcursion(
+  before: StatusRecord['source'],
+  now: StatusRecord['source'],
+  continues: string | undefined,
+): boolean {
   if (!before || !now) return false;
+  // A connection that took over from the one we saw (a takeover, a key switch) left no gap.
+  if (before.state === 'up' && now.state === 'up' && continues !== undefined && continues === before.connId) {
+    return false;
+  }
   const another =
     before.connId !== undefined && now.connId !== undefined
       ? before.connId !== now.connId

@@ -142,7 +142,7 @@ export class ForwardRegistry {
     const previous = entry.session;
     entry.listener.setOpener(next.open);
     entry.session = next;
-    this.writeUp(next);
+    this.writeUp(next, previous.connId);
     this.options.logger.info('reverse tunnel taken over by a newer login', {
       tunnelId: next.tunnelId,
       connId: next.connId,
@@ -159,7 +159,7 @@ export class ForwardRegistry {
     timer.unref();
   }
 
-  private writeUp(session: ForwardingSession): void {
+  private writeUp(session: ForwardingSession, continues?: string): void {
     const at = this.options.now().toISOString();
     const item: TunnelStateItem = {
       state: 'up',
@@ -170,6 +170,7 @@ export class ForwardRegistry {
       connectedAt: session.connectedAt,
       connectHost: this.options.connectHost,
     };
+    if (continues) item.continues = continues;
     this.options.stateWriter.write(session.tunnelId, item);
   }
 }

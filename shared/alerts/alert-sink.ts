@@ -6,7 +6,7 @@
 import type { Alert } from '../schemas';
 
 export interface AlertDelivery {
-  /** Stable for the incident edge (`tunnel.down@<since>`): receivers may de-duplicate on it. */
+  /** Stable for the incident edge (`<tunnel id>:tunnel.down@<since>`): receivers may de-duplicate on it. */
   id: string;
   /** Exactly the contract's alert object. */
   body: Alert;

@@ -253,6 +253,19 @@ describe('evaluateStatus: what the API shows', () => {
     expect(later.next).toEqual({ ...seen.next, incident: { since: at(-MIN), alerted: true } });
   });
 
+  it('records a missed flap between two connections, but not a takeover that left no gap', () => {
+    const first = evaluate({ state: up(-MIN), heartbeat: beat(-S) });
+    const reconnect = evaluate({ state: up(-S), heartbeat: beat(-S), previous: first.next });
+    expect(reconnect.transitions.map((t) => `${t.from}->${t.to}`)).toEqual(['up->down', 'down->up']);
+    const takeover = evaluate({
+      state: up(-S, { continues: first.next?.source?.connId }),
+      heartbeat: beat(-S),
+      previous: first.next,
+    });
+    expect(takeover.transitions).toEqual([]);
+    expect(takeover.status).toEqual(first.status);
+  });
+
   it('returns a status the caller may change without touching the inputs', () => {
     const state = down(-MIN);
     const snapshot = structuredClone(state);
@@ -328,9 +341,26 @@ describe('evaluateStatus: incidents and alerts over a run of sweeps', () => {
       status: { state: 'down', since: at(0), error: lost },
       at: at(2 * MIN),
     });
-    expect(downAlert?.id).toBe(`tunnel.down@${at(0)}`);
-    expect(run.views[6]?.alerts[0]?.id).toBe(`tunnel.up@${at(0)}`);
+    expect(downAlert?.id).toBe(`tun_aaaaaaaaaaaaaaaa:tunnel.down@${at(0)}`);
+    expect(run.views[6]?.alerts[0]?.id).toBe(`tun_aaaaaaaaaaaaaaaa:tunnel.up@${at(0)}`);
     expect(run.record?.incident).toBeUndefined();
+  });
+
+  it('names the alerts of tunnels lost at the same instant apart (a dead worker loses all at once)', () => {
+    const ids = ['tun_aaaaaaaaaaaaaaaa', 'tun_bbbbbbbbbbbbbbbb'].map((id) => {
+      const first = evaluate({ tunnel: tunnel({ id }), state: up(-MIN), heartbeat: beat(-S), nowMs: 0 });
+      // Same owner, same last heartbeat: both incidents begin at that heartbeat.
+      const alerts = evaluate({
+        tunnel: tunnel({ id }),
+        state: up(-MIN),
+        heartbeat: beat(0),
+        previous: first.next,
+        nowMs: STALE + SETTINGS.downGraceMs + S,
+      }).alerts;
+      expect(alerts.map((a) => a.body.type)).toEqual(['tunnel.down']);
+      return alerts[0]?.id;
+    });
+    expect(ids[0]).not.toBe(ids[1]);
   });
 
   it.each<[string, Parameters<typeof sweepAt>[0], [string, number][], [string, string, number][]]>([
