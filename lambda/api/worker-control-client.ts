@@ -2,8 +2,8 @@
 import { controlTestPath, type WorkerControl } from '../../shared/control';
 import { type TestResult, TestResultSchema } from '../../shared/schemas';
 
-/** A test covers at most a bastion connect (its ready timeout) and a probe; then we give up. */
-const TEST_TIMEOUT_MS = 45_000;
+/** A test covers a bastion connect (its ready timeout) and a probe; under API Gateway's 30 s limit. */
+const TEST_TIMEOUT_MS = 25_000;
 
 export class HttpWorkerControl implements WorkerControl {
   constructor(private readonly token: string) {}

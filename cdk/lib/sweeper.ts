@@ -1,0 +1,64 @@
+/**
+ * The status sweeper: one sweep a minute from an EventBridge schedule. Overlapping runs are safe
+ * (every write is conditional), a failed run is simply the next run's work, so neither the
+ * schedule nor Lambda retries an invocation.
+ */
+import { Duration } from 'aws-cdk-lib';
+import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
+import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import type { IKey } from 'aws-cdk-lib/aws-kms';
+import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
+import type { ITopic } from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import type { Data } from './data';
+import { tunnelkeeperFunction } from './lambda-function';
+
+export const SWEEP_INTERVAL = Duration.minutes(1);
+
+export interface SweeperProps {
+  data: Data;
+  runtimeEnv: Record<string, string>;
+  alerts: ITopic;
+  /** The topic's encryption key: publishing encrypts with it. */
+  alertsKey: IKey;
+}
+
+export class Sweeper extends Construct {
+  readonly fn: NodejsFunction;
+  readonly schedule: Rule;
+
+  constructor(scope: Construct, id: string, props: SweeperProps) {
+    super(scope, id);
+    this.fn = tunnelkeeperFunction(this, 'Function', {
+      bundle: 'sweeper',
+      description: 'Tunnelkeeper status sweeper and alerting',
+      environment: {
+        ...props.runtimeEnv,
+        ALERT_TOPIC_ARN: props.alerts.topicArn,
+        SWEEP_INTERVAL_MS: String(SWEEP_INTERVAL.toMilliseconds()),
+      },
+      memorySize: 512,
+      // Ends before the next scheduled run starts; the handler keeps 10 s to settle its claims.
+      timeout: Duration.seconds(55),
+      retryAttempts: 0,
+    }).fn;
+    props.data.grantTable(this.fn);
+    // Spelled out rather than `grantPublish`, whose key grant adds the wildcard kms:GenerateDataKey*.
+    this.fn.addToRolePolicy(
+      new PolicyStatement({ actions: ['sns:Publish'], resources: [props.alerts.topicArn] }),
+    );
+    this.fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+        resources: [props.alertsKey.keyArn],
+      }),
+    );
+
+    this.schedule = new Rule(this, 'Schedule', {
+      description: 'Tunnelkeeper: one status sweep a minute',
+      schedule: Schedule.rate(SWEEP_INTERVAL),
+      targets: [new LambdaFunction(this.fn, { retryAttempts: 0, maxEventAge: Duration.minutes(1) })],
+    });
+  }
+}

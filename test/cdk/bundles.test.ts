@@ -1,0 +1,217 @@
+/**
+ * The deployable Lambda bundles, run (issue 6, acceptance 4): built with the stack's esbuild
+ * options, imported as Lambda imports them, configured with the environment the stack sets, and
+ * pointed at DynamoDB Local; Secrets Manager and SNS are mocked on the very SDK module instance
+ * the bundles import (`@aws-sdk/*` stays external, as the Lambda runtime provides it).
+ */
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import type { LambdaEvent } from 'hono/aws-lambda';
+import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from 'vitest';
+import type { SweepReport } from '../../lambda/sweeper/sweep';
+import { newAdminToken } from '../../shared/ids';
+import { AlertSchema, TunnelSchema } from '../../shared/schemas';
+import { keys } from '../../shared/store/table';
+import { createTestTable } from '../helpers/dynamo';
+import { gatewaySim, storeTunnels } from '../helpers/gateway-sim';
+import {
+  buildTestBundle,
+  httpApiEvent,
+  importBundle,
+  stackFunctionEnvironment,
+} from '../helpers/lambda-bundle';
+import { FakeSecrets } from '../helpers/secrets-manager-fake';
+
+type Table = Awaited<ReturnType<typeof createTestTable>>;
+type Bundle = Awaited<ReturnType<typeof buildTestBundle>>;
+interface LambdaResult {
+  statusCode: number;
+  body: string;
+  headers?: Record<string, string>;
+}
+type ApiHandler = (event: LambdaEvent, context: object) => Promise<LambdaResult>;
+type SweeperHandler = (
+  event: unknown,
+  context: { getRemainingTimeInMillis(): number },
+) => Promise<SweepReport>;
+
+const MiB = 1024 * 1024;
+const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:Tunnelkeeper-Alerts';
+const PUBLIC_SSH_HOST = 'tunnels.example.com';
+
+let table: Table;
+let stdout: MockInstance | undefined;
+const logs: string[] = [];
+
+/** Sets the function's environment as the stack would, on this table and DynamoDB Local. */
+function stubStackEnvironment(bundle: 'api' | 'sweeper'): Record<string, string> {
+  const env = stackFunctionEnvironment(bundle, {
+    TABLE_NAME: table.tableName,
+    PUBLIC_SSH_HOST,
+    ALERT_TOPIC_ARN: TOPIC,
+  });
+  for (const [key, value] of Object.entries(env)) vi.stubEnv(key, value);
+  // What Lambda and the test setup add: region, credentials, and the local endpoint.
+  vi.stubEnv('AWS_REGION', 'eu-west-1');
+  vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIAFAKEFAKEFAKEFAKE');
+  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'fake-secret-access-key');
+  vi.stubEnv('DYNAMODB_ENDPOINT', table.endpoint);
+  return env;
+}
+
+beforeAll(async () => {
+  table = await createTestTable();
+  stdout = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    logs.push(String(chunk));
+    return true;
+  });
+});
+
+afterAll(async () => {
+  stdout?.mockRestore();
+  vi.unstubAllEnvs();
+  await table?.drop();
+});
+
+describe('API Lambda bundle', () => {
+  let bundle: Bundle;
+  let handler: ApiHandler;
+  const secrets = new FakeSecrets();
+  let smMock: ReturnType<FakeSecrets['mockClients']>;
+  let env: Record<string, string>;
+  const adminToken = newAdminToken();
+
+  beforeAll(async () => {
+    bundle = await buildTestBundle('api');
+    env = stubStackEnvironment('api');
+    smMock = secrets.mockClients();
+    secrets.values.set(`${env.SECRET_PREFIX}/admin/token`, adminToken);
+    ({ handler } = await importBundle<{ handler: ApiHandler }>(bundle.file));
+  }, 60_000);
+
+  afterAll(async () => {
+    smMock?.restore();
+    await bundle?.dispose();
+  });
+
+  const invoke = async (method: string, path: string, options: Parameters<typeof httpApiEvent>[2] = {}) => {
+    const result = await handler(httpApiEvent(method, path, options), {});
+    return { status: result.statusCode, json: result.body ? JSON.parse(result.body) : undefined };
+  };
+
+  it('meets the 1 MB target and leaves the AWS SDK and ssh2 native parts outside', async () => {
+    console.info(`figure: API Lambda bundle ${(bundle.bytes / 1024).toFixed(0)} KiB minified`);
+    expect(bundle.bytes).toBeLessThanOrEqual(MiB);
+    expect(bundle.files.map((f) => f.name)).toEqual(['index.mjs']);
+    const { readFile } = await import('node:fs/promises');
+    const code = await readFile(bundle.file, 'utf8');
+    expect(code).toMatch(/from\s*"@aws-sdk\/client-dynamodb"/);
+    expect(code).toMatch(/from\s*"@aws-sdk\/client-secrets-manager"/);
+    expect(code).toContain('"./crypto/build/Release/sshcrypto.node"'); // required in try/catch, absent in Lambda
+  });
+
+  it('creates a workspace, then creates and reads tunnels through HTTP API v2 events', async () => {
+    const workspace = await invoke('POST', '/v1/admin/workspaces', {
+      token: adminToken,
+      body: { name: 'acme' },
+    });
+    expect(workspace.status).toBe(201);
+    const apiKey: string = workspace.json.apiKey;
+
+    const reverse = await invoke('POST', '/v1/tunnels', {
+      token: apiKey,
+      body: { type: 'reverse', name: 'warehouse', service: { host: 'db.internal', port: 5432 } },
+    });
+    expect(reverse.status).toBe(201);
+    const created = TunnelSchema.parse(reverse.json);
+    // The customer's command names the public endpoint the stack configured, on port 22, and the
+    // host key the API created in Secrets Manager on its cold start.
+    const hostKey = JSON.parse(secrets.values.get(`${env.SECRET_PREFIX}/gateway/host-key`) ?? 'null');
+    expect(created.reverse).toMatchObject({ sshHost: PUBLIC_SSH_HOST, sshPort: 22, sshUser: created.id });
+    expect(created.reverse?.knownHostsLine).toContain(hostKey.publicKey.split(' ')[1]);
+    expect(created.reverse?.remotePort).toBeGreaterThanOrEqual(20000);
+    expect(created.privateKey).toMatch(/^-----BEGIN OPENSSH PRIVATE KEY-----/);
+
+    const standard = await invoke('POST', '/v1/tunnels', {
+      token: apiKey,
+      body: {
+        type: 'standard',
+        name: 'orders',
+        ssh: { host: 'bastion.example.com', user: 'tunnel' },
+        service: { host: '10.1.2.3', port: 5432 },
+      },
+    });
+    expect(standard.status).toBe(201);
+    // Its private key went to Secrets Manager under the prefix the IAM policy allows.
+    expect(secrets.values.has(`${env.SECRET_PREFIX}/tunnels/${standard.json.id}`)).toBe(true);
+
+    const read = await invoke('GET', `/v1/tunnels/${created.id}`, { token: apiKey });
+    expect(read.status).toBe(200);
+    expect(TunnelSchema.parse(read.json)).toMatchObject({
+      id: created.id,
+      name: 'warehouse',
+      status: { state: 'pending' },
+    });
+    expect(read.json.privateKey).toBeUndefined();
+
+    const listed = await invoke('GET', '/v1/tunnels', { token: apiKey });
+    expect(listed.json.items.map((t: { id: string }) => t.id).sort()).toEqual(
+      [created.id, standard.json.id].sort(),
+    );
+
+    const item = await table.doc.send(
+      new GetCommand({ TableName: table.tableName, Key: keys.tunnel(created.id) }),
+    );
+    expect(item.Item).toMatchObject({ name: 'warehouse' });
+  });
+
+  it('refuses without a key and never reaches the store', async () => {
+    const before = secrets.calls.length;
+    const res = await invoke('GET', '/v1/tunnels');
+    expect(res.status).toBe(401);
+    expect(res.json.error.code).toBe('unauthorized');
+    expect(secrets.calls.length).toBe(before);
+  });
+});
+
+describe('sweeper Lambda bundle', () => {
+  let bundle: Bundle;
+  let handler: SweeperHandler;
+  const sns = mockClient(SNSClient);
+
+  beforeAll(async () => {
+    bundle = await buildTestBundle('sweeper');
+    stubStackEnvironment('sweeper');
+    sns.on(PublishCommand).resolves({ MessageId: 'm-1' });
+    ({ handler } = await importBundle<{ handler: SweeperHandler }>(bundle.file));
+  }, 60_000);
+
+  afterAll(async () => {
+    sns.restore();
+    await bundle?.dispose();
+  });
+
+  it('is small and leaves the AWS SDK outside', () => {
+    console.info(`figure: sweeper Lambda bundle ${(bundle.bytes / 1024).toFixed(0)} KiB minified`);
+    expect(bundle.bytes).toBeLessThanOrEqual(MiB);
+    expect(bundle.files.map((f) => f.name)).toEqual(['index.mjs']);
+  });
+
+  it('runs one sweep: a tunnel down past the grace period is alerted on SNS, once', async () => {
+    const [tunnel] = await storeTunnels(table.doc, table.tableName, 'ws_bundle', 1);
+    if (!tunnel) throw new Error('no tunnel stored');
+    await gatewaySim(table.doc, table.tableName).down(tunnel.id, Date.now() - 10 * 60_000, 'w1', 'c1');
+
+    const context = { getRemainingTimeInMillis: () => 55_000 };
+    const report = await handler({ source: 'aws.events', 'detail-type': 'Scheduled Event' }, context);
+    expect(report).toMatchObject({ transitions: 1, alertsQueued: 1, errors: 0 });
+    await handler({ source: 'aws.events', 'detail-type': 'Scheduled Event' }, context);
+
+    const published = sns.commandCalls(PublishCommand).map((call) => call.args[0].input);
+    expect(published).toHaveLength(1);
+    expect(published[0]?.TopicArn).toBe(TOPIC);
+    const alert = AlertSchema.parse(JSON.parse(published[0]?.Message ?? '{}'));
+    expect(alert).toMatchObject({ type: 'tunnel.down', tunnel: { id: tunnel.id } });
+  });
+});

@@ -1,0 +1,43 @@
+/** Deployment settings from CDK context: defaults, `-c` strings, and refusals naming the key. */
+import { describe, expect, it } from 'vitest';
+import { parseSettings } from '../../../cdk/lib/settings';
+import { CDK_JSON_CONTEXT } from '../../helpers/cdk';
+
+describe('parseSettings', () => {
+  it('takes the defaults cdk.json spells out', () => {
+    const settings = parseSettings(CDK_JSON_CONTEXT);
+    expect(settings).toMatchObject({
+      secretPrefix: 'tunnelkeeper',
+      portRange: { from: 20000, to: 29999 },
+      gatewayTaskCount: 2,
+      apiRateLimit: 50,
+      apiBurstLimit: 100,
+      logLevel: 'info',
+    });
+    expect(settings.publicSshHost).toBeUndefined();
+    expect(settings.alertEmail).toBeUndefined();
+  });
+
+  it('reads -c values, which arrive as strings, and ignores keys that are not ours', () => {
+    const settings = parseSettings({
+      gatewayTaskCount: '3',
+      egressEipAllocationIds: 'eipalloc-1, eipalloc-2',
+      publicSshHost: 'tunnels.example.com',
+      '@aws-cdk/core:newStyleStackSynthesis': true,
+    });
+    expect(settings.gatewayTaskCount).toBe(3);
+    expect(settings.egressEipAllocationIds).toEqual(['eipalloc-1', 'eipalloc-2']);
+    expect(settings.publicSshHost).toBe('tunnels.example.com');
+  });
+
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['fewer than two gateway tasks', { gatewayTaskCount: 1 }, /gatewayTaskCount/],
+    ['an alert address that is not one', { alertEmail: 'on-call' }, /alertEmail/],
+    ['a secret prefix with a trailing slash', { secretPrefix: 'tk/' }, /secretPrefix/],
+    ['a reversed port range', { tunnelPortRange: '30000-20000' }, /tunnelPortRange/],
+    ['a port range over the health port', { tunnelPortRange: '8000-9000' }, /tunnelPortRange.*8080, 8081/],
+    ['one egress IP for two AZs', { egressEipAllocationIds: ['eipalloc-1'] }, /egressEipAllocationIds/],
+  ])('refuses %s, naming the key', (_, context, message) => {
+    expect(() => parseSettings(context)).toThrow(message);
+  });
+});

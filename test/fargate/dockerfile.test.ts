@@ -1,0 +1,160 @@
+/**
+ * The gateway image, checked without Docker (there is none here, and tests must not need it): the
+ * Dockerfile's essentials, a build context (.dockerignore) that holds everything the gateway
+ * imports, and the bundle its build stage produces, native crypto helper included.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type BuiltBundle,
+  buildBundle,
+  GATEWAY_BUNDLE_FILE,
+  gatewayBuildOptions,
+  REPO_ROOT,
+} from '../../cdk/lib/bundles';
+import { GATEWAY_HEALTH_PORT, GATEWAY_SSH_PORT } from '../../cdk/lib/ports';
+
+interface Stage {
+  from: string;
+  name?: string;
+  lines: string[];
+}
+
+let dockerfile: string;
+let stages: Stage[];
+let dockerignore: string[];
+
+/** Instructions per stage, continuation lines joined, comments dropped. */
+function parseDockerfile(text: string): { args: Record<string, string>; stages: Stage[] } {
+  const instructions = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'));
+  const args: Record<string, string> = {};
+  const parsed: Stage[] = [];
+  for (const line of instructions) {
+    const from = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?$/i.exec(line);
+    if (from?.[1]) {
+      const image = from[1].replace(/\$\{(\w+)\}/g, (_, name: string) => args[name] ?? '');
+      parsed.push({ from: image, name: from[2], lines: [] });
+    } else if (parsed.length === 0) {
+      const arg = /^ARG\s+(\w+)=(\S+)$/.exec(line);
+      if (arg?.[1] && arg[2]) args[arg[1]] = arg[2];
+    } else {
+      parsed.at(-1)?.lines.push(line);
+    }
+  }
+  return { args, stages: parsed };
+}
+
+/** Paths the build stage copies from the context. */
+const copiedPaths = (stage: Stage): string[] =>
+  stage.lines
+    .filter((line) => /^COPY\s/.test(line) && !line.includes('--from='))
+    .flatMap((line) => line.split(/\s+/).slice(1, -1));
+
+beforeAll(async () => {
+  dockerfile = await readFile(join(REPO_ROOT, 'fargate/Dockerfile'), 'utf8');
+  stages = parseDockerfile(dockerfile).stages;
+  dockerignore = (await readFile(join(REPO_ROOT, '.dockerignore'), 'utf8'))
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+});
+
+describe('fargate/Dockerfile', () => {
+  it('has a build stage and a Node 22 slim runtime stage', () => {
+    expect(stages).toHaveLength(2);
+    const [buildStage, runtime] = stages as [Stage, Stage];
+    expect(buildStage.name).toBe('build');
+    expect(runtime.from).toMatch(/^node:22[-.\w]*-slim$/);
+    expect(buildStage.from).toBe(runtime.from); // same libc and Node ABI for the native helper
+  });
+
+  it("builds ssh2's native helper in the build stage and fails when it is missing", () => {
+    const run = (stages[0] as Stage).lines.filter((l) => l.startsWith('RUN')).join('\n');
+    expect(run).toMatch(/apt-get install[^\n]*python3[^\n]*make[^\n]*g\+\+/);
+    expect(run).toMatch(/npm ci\b/);
+    expect(run).toContain("require('ssh2/lib/protocol/crypto.js').bindingAvailable");
+    expect(run).toContain('cdk/bin/bundle.ts gateway /out');
+  });
+
+  it('runs the bundle as the unprivileged node user with nothing but the build output', () => {
+    const runtime = stages[1] as Stage;
+    const user = runtime.lines.filter((l) => l.startsWith('USER'));
+    expect(user).toEqual(['USER node']);
+    const userAt = runtime.lines.indexOf('USER node');
+    const cmdAt = runtime.lines.findIndex((l) => l.startsWith('CMD'));
+    expect(userAt).toBeGreaterThanOrEqual(0);
+    expect(cmdAt).toBeGreaterThan(userAt);
+    expect(runtime.lines[cmdAt]).toBe(`CMD ["node", "/app/${GATEWAY_BUNDLE_FILE}"]`);
+    expect(runtime.lines.filter((l) => l.startsWith('COPY'))).toEqual([
+      'COPY --from=build --chown=root:root /out/ /app/',
+    ]);
+    expect(runtime.lines.join('\n')).not.toMatch(/npm |apt-get|node_modules/);
+    expect(runtime.lines).toContain(`EXPOSE ${GATEWAY_SSH_PORT} ${GATEWAY_HEALTH_PORT}`);
+  });
+
+  it('copies only what .dockerignore lets into the context, and all of it exists', async () => {
+    const copied = copiedPaths(stages[0] as Stage);
+    expect(copied.length).toBeGreaterThan(0);
+    for (const path of copied) {
+      await expect(stat(join(REPO_ROOT, path)), path).resolves.toBeDefined();
+      const normalized = path.replace(/^\.\//, '').replace(/\/$/, '');
+      const allowed = dockerignore.some(
+        (rule) => rule.startsWith('!') && normalized.startsWith(rule.slice(1).replace(/\/$/, '')),
+      );
+      expect(allowed, `${path} allowed by .dockerignore`).toBe(true);
+    }
+    expect(dockerignore[0]).toBe('*'); // an allowlist: nothing else (node_modules, cdk.out, .data) leaks in
+  });
+
+  it('copies every source file the gateway bundle imports', async () => {
+    const result = await build({
+      ...gatewayBuildOptions('/nonexistent'),
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+    });
+    const sources = Object.keys(result.metafile.inputs).filter((path) => !path.includes('node_modules'));
+    const copied = copiedPaths(stages[0] as Stage).map((p) => p.replace(/\/$/, ''));
+    const missing = sources.filter(
+      (source) => !copied.some((c) => source === c || source.startsWith(`${c}/`)),
+    );
+    expect(sources.length).toBeGreaterThan(10);
+    expect(missing).toEqual([]);
+  });
+});
+
+describe('the gateway bundle the build stage produces', () => {
+  let bundle: BuiltBundle;
+
+  beforeAll(async () => {
+    bundle = await buildBundle(
+      'gateway',
+      join(REPO_ROOT, 'node_modules/.cache/tunnelkeeper-test-bundles/gateway-image'),
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    const { rm } = await import('node:fs/promises');
+    await rm(bundle.outdir, { recursive: true, force: true });
+  });
+
+  it("is one ESM file with ssh2's native helper beside it, which loads and offers AES-GCM", async () => {
+    const names = bundle.files.map((f) => f.name).sort();
+    expect(names).toHaveLength(2);
+    expect(names[0]).toBe(GATEWAY_BUNDLE_FILE);
+    const helper = names[1] as string;
+    expect(helper).toMatch(/^sshcrypto-[A-Z0-9]+\.node$/);
+    const code = await readFile(bundle.file, 'utf8');
+    expect(code).toContain(`"./${helper}"`); // the require esbuild rewrote to the copied helper
+    const binding = createRequire(bundle.file)(`./${helper}`);
+    expect(typeof binding.AESGCMCipher).toBe('function');
+    console.info(`figure: gateway bundle ${(bundle.bytes / 1024).toFixed(0)} KiB + helper`);
+  });
+});
