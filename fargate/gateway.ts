@@ -15,6 +15,7 @@ import type { GatewayStore } from '../shared/store/gateway-store';
 import type { TunnelRecord } from '../shared/tunnel';
 import { ControlServer } from './control-server';
 import { diagnoseTunnel } from './diagnostics/diagnose';
+import { hasNativeSshCrypto } from './native-crypto';
 import { ForwardRegistry } from './reverse/forward-registry';
 import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
 import { DEFAULT_SOURCE_GUARD, type SourceGuardSettings } from './source-guard';
@@ -147,12 +148,24 @@ export class Gateway {
     return this.registry.size;
   }
 
+  /** Healthy while its own heartbeat is fresh: a worker that cannot beat has lost its tunnels' leases. */
+  get healthy(): boolean {
+    return Date.now() - this.lastOwnBeat <= 3 * this.deps.settings.heartbeatIntervalMs;
+  }
+
   get standardTunnelCount(): number {
     return this.pool.size;
   }
 
   async start(): Promise<void> {
     const { settings } = this.deps;
+    if (!hasNativeSshCrypto()) {
+      this.logger.warn('ssh2 native crypto helper missing', {
+        consequence:
+          'ciphers run in JavaScript: a third less throughput per tunnel or worse, more CPU per byte',
+        fix: 'install with a C++ toolchain and python3 so node-gyp builds ssh2/lib/protocol/crypto (npm rebuild ssh2)',
+      });
+    }
     const hostKey = await ensureHostKey(this.deps.secrets);
     this.server = new ReverseServer({
       store: this.deps.store,
@@ -218,12 +231,19 @@ export class Gateway {
     this.recheck([tunnelId]).catch((err) => this.logger.warn('tunnel recheck failed', { tunnelId, err }));
   }
 
-  /** Closes the endpoint and every session (their state is written down), then stops beating. */
+  /**
+   * Closes the endpoint and every session (their state is written down), releases the standard
+   * leases, then removes the heartbeat: until it is gone the other workers still count this one in
+   * their fair share and would leave the released tunnels alone until it went stale.
+   */
   async stop(): Promise<void> {
     clearInterval(this.beatTimer);
     await this.beating;
     await Promise.all([this.server?.close(), this.pool.stop(), this.control?.close()]);
     await this.stateWriter.flush();
+    await this.deps.store
+      .deleteHeartbeat(this.workerId)
+      .catch((err) => this.logger.warn('heartbeat not removed; others wait for it to go stale', { err }));
   }
 
   private async beat(): Promise<void> {

@@ -44,8 +44,10 @@ async function main(): Promise<void> {
 
   let healthy = true;
   const health = createServer((_req, res) => {
-    res.writeHead(healthy ? 200 : 503, { 'Content-Type': 'application/json' });
-    res.end(JSON.stringify({ ok: healthy, workerId: gateway.workerId }));
+    // Unhealthy while stopping, or when its heartbeat stalled: the NLB and ECS replace it.
+    const ok = healthy && gateway.healthy;
+    res.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ ok, workerId: gateway.workerId }));
   });
   health.listen(env.HEALTH_PORT, '0.0.0.0');
   logger.info('gateway ready', { address, sshPort: gateway.sshPort, healthPort: env.HEALTH_PORT });

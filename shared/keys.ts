@@ -97,7 +97,26 @@ export async function generateKeyPair(type: KeyType, comment: string): Promise<K
   if (/[\r\n]/.test(comment) || CONTROL_CHARS.test(comment)) {
     throw new RangeError('key comment must not contain control characters');
   }
-  const pair = await new Promise<{ private: string; public: string }>((resolve, reject) => {
+  // ssh2 1.17's keygen drops leading zero bytes of an ed25519 public key (mscdex/ssh2#1390): about
+  // one key in 256 comes out unparseable. Such a key would never log in; generate again.
+  let pair = await generateRaw(type, comment);
+  for (let attempt = 1; !parsesBack(pair); attempt++) {
+    if (attempt >= KEYGEN_ATTEMPTS)
+      throw new Error(`ssh2 generated no parseable ${type} key in ${attempt} attempts`);
+    pair = await generateRaw(type, comment);
+  }
+  const [, base64 = ''] = pair.public.split(' ');
+  return {
+    privateKey: `${pair.private.trim()}\n`,
+    publicKey: pair.public.trim(),
+    fingerprint: fingerprintOf(Buffer.from(base64, 'base64')),
+  };
+}
+
+const KEYGEN_ATTEMPTS = 8;
+
+function generateRaw(type: KeyType, comment: string): Promise<{ private: string; public: string }> {
+  return new Promise((resolve, reject) => {
     const done = (err: Error | null, generated: { private: string; public: string }) =>
       err ? reject(err) : resolve(generated);
     switch (type) {
@@ -112,12 +131,10 @@ export async function generateKeyPair(type: KeyType, comment: string): Promise<K
         break;
     }
   });
-  const [, base64 = ''] = pair.public.split(' ');
-  return {
-    privateKey: `${pair.private.trim()}\n`,
-    publicKey: pair.public.trim(),
-    fingerprint: fingerprintOf(Buffer.from(base64, 'base64')),
-  };
+}
+
+function parsesBack(pair: { private: string; public: string }): boolean {
+  return !(utils.parseKey(pair.public) instanceof Error) && !(utils.parseKey(pair.private) instanceof Error);
 }
 
 /** `SHA256:<base64>` of a public key blob, exactly as `ssh-keygen -l` prints it. */

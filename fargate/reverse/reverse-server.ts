@@ -162,6 +162,22 @@ export class ReverseServer {
     let failures = 0;
     let endReason: StatusError | undefined;
     let channels = 0;
+    // Clients ask "would this key do?" and then sign: two attempts milliseconds apart for one login.
+    // The tunnel read for the first serves the second (one DynamoDB read per login, not two); a
+    // change in between is caught by the heartbeat's recheck like any later change.
+    let lookup: { username: string; tunnel: Promise<TunnelRecord | undefined> } | undefined;
+    const tunnelNamed = (username: string) => {
+      if (lookup?.username !== username) {
+        const tunnel = this.deps.store.getTunnelById(username);
+        const entry = { username, tunnel };
+        // A failed read is not reused: the next attempt reads again.
+        tunnel.catch(() => {
+          if (lookup === entry) lookup = undefined;
+        });
+        lookup = entry;
+      }
+      return lookup.tunnel;
+    };
 
     const log = (msg: string, fields: Record<string, unknown> = {}) =>
       logger.info(msg, { connId, source, tunnelId: tunnel?.id, ...fields });
@@ -188,7 +204,7 @@ export class ReverseServer {
         ctx.reject(['publickey']);
         return;
       }
-      void this.authenticate(ctx, (t, fingerprint) => {
+      void this.authenticate(ctx, tunnelNamed, (t, fingerprint) => {
         tunnel = t;
         keyFingerprint = fingerprint;
       }).then(
@@ -343,11 +359,12 @@ export class ReverseServer {
    */
   private async authenticate(
     ctx: AuthContext,
+    tunnelNamed: (username: string) => Promise<TunnelRecord | undefined>,
     loggedIn: (tunnel: TunnelRecord, keyFingerprint: string) => void,
   ): Promise<'accepted' | 'key-ok' | string> {
     if (ctx.method !== 'publickey') return `${ctx.method} authentication is not allowed`;
     if (!TUNNEL_ID_PATTERN.test(ctx.username)) return 'user is not a tunnel id';
-    const tunnel = await this.deps.store.getTunnelById(ctx.username);
+    const tunnel = await tunnelNamed(ctx.username);
     if (tunnel?.type !== 'reverse') return 'no such reverse tunnel';
     if (!tunnel.enabled) return 'tunnel is disabled';
     const key = matchingKey(tunnel, ctx.key.algo, ctx.key.data);

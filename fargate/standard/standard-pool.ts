@@ -108,6 +108,14 @@ export class StandardPool {
       const claimed = lease?.owner === workerId || (await store.claimLease(tunnel.id, workerId, stale, at));
       if (claimed) await this.startRunner(tunnel, stale);
     }
+
+    // A lease we hold without serving it (our runners stopped while we were cut off from the table,
+    // or a claim's or release's answer was lost) keeps every other worker away while we beat: let go.
+    for (const [id, lease] of leases) {
+      if (lease.owner !== workerId || this.runners.has(id)) continue;
+      await store.releaseLease(id, workerId);
+      logger.info('standard tunnel lease released: held without serving it', { tunnelId: id });
+    }
   }
 
   private async startRunner(tunnel: TunnelRecord, takenFrom: string | undefined): Promise<void> {

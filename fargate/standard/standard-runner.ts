@@ -43,8 +43,15 @@ export interface StandardRunnerDeps {
   now: () => Date;
 }
 
-/** Where and as whom the tunnel connects: what a config change must reconnect for. */
-const connectionShape = (t: TunnelRecord) => JSON.stringify([t.ssh, t.service]);
+/** How long stop() waits for the connect loop to notice. */
+const STOP_WAIT_MS = 2_000;
+
+/**
+ * Where and as whom the tunnel connects: what a config change must reconnect for. The host key pin
+ * is apart (see `update`): pinning the key of the session that just came up must not end it.
+ */
+const connectionShape = (t: TunnelRecord) =>
+  JSON.stringify([t.ssh?.host, t.ssh?.port, t.ssh?.user, t.service]);
 
 export class StandardTunnelRunner {
   private tunnel: TunnelRecord;
@@ -54,10 +61,14 @@ export class StandardTunnelRunner {
   /** Start of this worker's tenure: orders our state writes against other owners'. */
   private readonly epoch: string;
   private lastWritten = '';
+  /** The connection whose `up` we wrote last. */
+  private connId = '';
   private wake: (() => void) | undefined;
   private reconnectRequested = false;
   /** A rotation changed the keys: the live session stays, the new key gets tried. */
   private keysChanged = false;
+  /** Host key of the bastion session serving now, if one is. */
+  private liveHostKey: string | undefined;
   private loop: Promise<void> = Promise.resolve();
   private readonly log: Logger;
 
@@ -90,7 +101,12 @@ export class StandardTunnelRunner {
 
   /** Applies a changed configuration; reconnects when where or how it connects changed. */
   update(next: TunnelRecord): void {
-    const reconnect = connectionShape(next) !== connectionShape(this.tunnel);
+    const pin = next.ssh?.hostKeyFingerprint;
+    // A new pin matters unless the live session already presented that key (our own pin after the
+    // first success is exactly that); a customer's correction after a mismatch retries at once.
+    const repinned =
+      pin !== undefined && pin !== this.tunnel.ssh?.hostKeyFingerprint && pin !== this.liveHostKey;
+    const reconnect = connectionShape(next) !== connectionShape(this.tunnel) || repinned;
     const rotated = next.publicKeyFingerprint !== this.tunnel.publicKeyFingerprint;
     this.tunnel = next;
     if (reconnect) {
@@ -107,7 +123,9 @@ export class StandardTunnelRunner {
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
-    await this.loop;
+    // A connect in flight can take BASTION_READY_TIMEOUT_MS; shutdown does not wait for it (once
+    // stopped, the runner writes nothing and closes what it gets).
+    await Promise.race([this.loop, new Promise((resolve) => setTimeout(resolve, STOP_WAIT_MS).unref())]);
     await this.listener.close();
   }
 
@@ -122,7 +140,13 @@ export class StandardTunnelRunner {
           JSON.parse(await this.deps.secrets.get(tunnelSecretName(tunnel.id))),
         );
         conn = await this.connectAndProbe(tunnel, secret);
+        if (!this.running) {
+          // Stopped while connecting: the tunnel may have another owner now; write nothing.
+          conn.close();
+          return;
+        }
       } catch (err) {
+        if (!this.running) return; // stopped meanwhile: the next owner writes the state
         const status =
           err instanceof TunnelFailure
             ? err.status
@@ -178,7 +202,7 @@ export class StandardTunnelRunner {
           clearInterval(probeTimer);
           const old = conn;
           conn = next;
-          this.afterConnect(this.tunnel, keys, conn);
+          this.afterConnect(this.tunnel, keys, conn, this.connId);
           this.drainThenClose(old);
           this.wake?.(); // wait on the new session's end from now on
         });
@@ -210,6 +234,7 @@ export class StandardTunnelRunner {
     }
     clearInterval(probeTimer);
     this.listener.setOpener(undefined);
+    this.liveHostKey = undefined;
     conn.close();
     if (!this.running) return;
     if (ended) {
@@ -220,8 +245,15 @@ export class StandardTunnelRunner {
     }
   }
 
-  private afterConnect(tunnel: TunnelRecord, secret: TunnelSecret, conn: BastionConnection): void {
+  /** `continues`: the connection this one replaces without a gap (a key switch), so no flap is recorded. */
+  private afterConnect(
+    tunnel: TunnelRecord,
+    secret: TunnelSecret,
+    conn: BastionConnection,
+    continues?: string,
+  ): void {
     this.listener.setOpener((origin) => conn.forward(this.tunnel.service, origin));
+    this.liveHostKey = conn.hostKeyFingerprint;
     const at = this.deps.now().toISOString();
     this.lastWritten = `up:${conn.authenticatedWith}`;
     this.deps.stateWriter.write(tunnel.id, {
@@ -229,7 +261,8 @@ export class StandardTunnelRunner {
       since: at,
       lastSeenAt: at,
       owner: this.deps.workerId,
-      connId: `c_${randomBytes(8).toString('hex')}`,
+      connId: this.newConnId(),
+      ...(continues ? { continues } : {}),
       connectedAt: this.epoch,
       connectHost: this.deps.connectHost,
       keyFingerprint: conn.authenticatedWith,
@@ -296,6 +329,11 @@ export class StandardTunnelRunner {
       connectedAt: this.epoch,
       error,
     });
+  }
+
+  private newConnId(): string {
+    this.connId = `c_${randomBytes(8).toString('hex')}`;
+    return this.connId;
   }
 
   private retryLater(): Promise<void> {

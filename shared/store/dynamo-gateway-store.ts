@@ -68,7 +68,12 @@ export class DynamoGatewayStore implements GatewayStore {
       );
       return true;
     } catch (err) {
-      if (err instanceof TransactionCanceledException) return false;
+      // Superseded (a condition failed) is an answer; a conflict with a concurrent transaction is
+      // not, and is rethrown so the caller retries the write.
+      if (err instanceof TransactionCanceledException) {
+        const codes = (err.CancellationReasons ?? []).map((r) => r.Code);
+        if (codes.includes('ConditionalCheckFailed') && !codes.includes('TransactionConflict')) return false;
+      }
       throw err;
     }
   }
@@ -105,6 +110,10 @@ export class DynamoGatewayStore implements GatewayStore {
     );
   }
 
+  async deleteHeartbeat(workerId: string): Promise<void> {
+    await this.db.send(new DeleteCommand({ TableName: this.tableName, Key: keys.worker(workerId) }));
+  }
+
   listWorkers(): Promise<WorkerHeartbeat[]> {
     return listWorkerHeartbeats(this.db, this.tableName);
   }
@@ -117,7 +126,9 @@ export class DynamoGatewayStore implements GatewayStore {
   }
 
   async getLeases(tunnelIds: string[]): Promise<Map<string, LeaseItem>> {
-    const items = await batchGetItems(this.db, this.tableName, tunnelIds.map(keys.tunnelLease));
+    // BatchGetItem rejects a request that names a key twice; callers merge id lists freely.
+    const unique = [...new Set(tunnelIds)];
+    const items = await batchGetItems(this.db, this.tableName, unique.map(keys.tunnelLease));
     return new Map(
       items.map((item) => [String(item.pk).slice('TUNNEL#'.length), LeaseItemSchema.parse(item)]),
     );

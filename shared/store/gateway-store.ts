@@ -18,6 +18,8 @@ export interface GatewayStore {
   /** Forgets a rotated-away key once the new one has logged in; no-op if it changed meanwhile. */
   retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void>;
   putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void>;
+  /** A worker shutting down removes its heartbeat: others stop counting it at once. */
+  deleteHeartbeat(workerId: string): Promise<void>;
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
   /** Every worker's latest heartbeat (fresh or not). */
   listWorkers(): Promise<WorkerHeartbeat[]>;

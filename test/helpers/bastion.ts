@@ -3,7 +3,7 @@
  * loopback port with its own config, host key and authorized_keys, logging in a throwaway user.
  * It can be reconfigured (AllowTcpForwarding, PermitOpen...), restarted, or given a new host key.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
@@ -23,6 +23,43 @@ export interface BastionOptions {
   password?: string;
 }
 
+export interface RestartOptions {
+  /** Also end the sessions sshd holds (a reboot), not only the listener (a service restart). */
+  dropSessions?: boolean;
+}
+
+let version: { major: number; minor: number } | undefined;
+
+/** Throws (never skips) when Debian's sshd is missing. */
+function requireSshd(): void {
+  sshdVersion();
+}
+
+/** The sshd version (`OpenSSH_9.2p1` → 9, 2). */
+function sshdVersion(): { major: number; minor: number } {
+  if (version !== undefined) return version;
+  let banner: string;
+  try {
+    // `sshd -V` prints its version on stderr.
+    const result = spawnSync(SSHD, ['-V'], { encoding: 'utf8' });
+    if (result.error) throw result.error;
+    banner = `${result.stderr}${result.stdout}`;
+  } catch {
+    throw new Error(
+      `${SSHD} is missing: the bastion tests need Debian's openssh-server (.ci/run installs it)`,
+    );
+  }
+  const match = /OpenSSH_(\d+)\.(\d+)/.exec(banner);
+  if (!match) throw new Error(`unexpected sshd -V output: ${banner}`);
+  version = { major: Number(match[1]), minor: Number(match[2]) };
+  return version;
+}
+
+function hasPerSourcePenalties(): boolean {
+  const { major, minor } = sshdVersion();
+  return major > 9 || (major === 9 && minor >= 8);
+}
+
 export class Bastion {
   private child: ChildProcess | undefined;
   private log = '';
@@ -38,13 +75,7 @@ export class Bastion {
   }
 
   static async start(options: BastionOptions = {}): Promise<Bastion> {
-    try {
-      execFileSync(SSHD, ['-V'], { stdio: 'ignore' });
-    } catch {
-      throw new Error(
-        `${SSHD} is missing: the bastion tests need Debian's openssh-server (.ci/run installs it)`,
-      );
-    }
+    requireSshd();
     mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
     const dir = await mkdtemp(join(tmpdir(), 'tk-bastion-'));
     await chmod(dir, 0o755); // sshd reads authorized_keys as the user
@@ -55,7 +86,12 @@ export class Bastion {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_ed25519')]);
     await writeFile(join(dir, 'authorized_keys'), '', { mode: 0o644 });
     const bastion = new Bastion(dir, user, await freePort(), options);
-    await bastion.run();
+    try {
+      await bastion.run();
+    } catch (err) {
+      await bastion.dispose().catch(() => {}); // the user and the directory must not outlive a failed start
+      throw err;
+    }
     return bastion;
   }
 
@@ -67,6 +103,13 @@ export class Bastion {
   hostKeyFingerprint(): string {
     const out = execFileSync('ssh-keygen', ['-lf', join(this.dir, 'host_ed25519.pub')], { encoding: 'utf8' });
     return out.split(' ')[1] ?? '';
+  }
+
+  /** Authenticated sessions open now: each has one unprivileged process running as our user. */
+  sessionCount(): number {
+    // pgrep -c prints 0 (and exits 1) when nothing matches.
+    const result = spawnSync('pgrep', ['-c', '-u', this.user], { encoding: 'utf8' });
+    return Number(result.stdout.trim() || '0');
   }
 
   async setAuthorizedKeys(lines: string[]): Promise<void> {
@@ -84,17 +127,46 @@ export class Bastion {
     await this.restart();
   }
 
-  async restart(): Promise<void> {
+  /**
+   * Restarts the listening sshd. Like `systemctl restart ssh`, that alone keeps the sessions it
+   * forked; `dropSessions` also kills them, as a reboot or crash of the bastion would.
+   */
+  async restart(options: RestartOptions = {}): Promise<void> {
     await this.stop();
+    if (options.dropSessions) await this.dropSessions();
     await this.run();
   }
 
   /** Replaces the host key (the bastion was rebuilt) and restarts. */
-  async regenerateHostKey(): Promise<void> {
+  async regenerateHostKey(options: RestartOptions = {}): Promise<void> {
     await rm(join(this.dir, 'host_ed25519'), { force: true });
     await rm(join(this.dir, 'host_ed25519.pub'), { force: true });
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(this.dir, 'host_ed25519')]);
-    await this.restart();
+    await this.restart(options);
+  }
+
+  /**
+   * Kills the per-connection processes of our user: each session's unprivileged child, after which
+   * its root monitor exits and the TCP connection closes.
+   */
+  private async dropSessions(): Promise<void> {
+    try {
+      execFileSync('pkill', ['-KILL', '-u', this.user], { stdio: 'ignore' });
+    } catch {
+      return; // no sessions
+    }
+    await waitFor(
+      () => {
+        try {
+          execFileSync('pgrep', ['-u', this.user], { stdio: 'ignore' });
+          return false;
+        } catch {
+          return true; // pgrep exits 1 when nothing matches
+        }
+      },
+      5_000,
+      { what: `sessions of ${this.user} gone` },
+    );
   }
 
   async stop(): Promise<void> {
@@ -139,23 +211,31 @@ export class Bastion {
       'KbdInteractiveAuthentication no',
       'MaxStartups 200:30:400',
       'LogLevel VERBOSE',
+      // OpenSSH >= 9.8 blocks a source after a few failed logins; every test client is 127.0.0.1.
+      ...(hasPerSourcePenalties() ? ['PerSourcePenalties no'] : []),
       ...this.extra,
     ];
     const file = join(this.dir, 'sshd_config');
     await writeFile(file, `${config.join('\n')}\n`);
     const child = spawn(SSHD, ['-D', '-e', '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let started = false;
+    let early = '';
     child.stderr?.on('data', (chunk: Buffer) => {
       this.log = (this.log + chunk.toString()).slice(-200_000);
+      if (!started) early += chunk.toString();
     });
     this.child = child;
+    // sshd says so once it listens; probing with a connection instead would put one in its log,
+    // and tests read that log to prove nobody connected.
     await waitFor(
-      async () => {
+      () => {
         if (child.exitCode !== null) throw new Error(`sshd exited ${child.exitCode}: ${this.log}`);
-        return isListening(this.port);
+        return early.includes(`Server listening on 127.0.0.1 port ${this.port}.`);
       },
       10_000,
       { what: `sshd listening on ${this.port}` },
     );
+    started = true;
   }
 }
 
