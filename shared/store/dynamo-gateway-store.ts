@@ -17,6 +17,7 @@ import {
 } from '../gateway-items';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
+import { isConditionalFailure } from './dynamo-errors';
 import type { GatewayStore } from './gateway-store';
 import { listWorkerHeartbeats, queryAll } from './query';
 import { GSI2, keys, SHARD_COUNT, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
@@ -198,8 +199,4 @@ export class DynamoGatewayStore implements GatewayStore {
     const items = await batchGetItems(this.db, this.tableName, [...new Set(workerIds)].map(keys.worker));
     return new Map(items.map((item) => WorkerHeartbeatSchema.parse(item)).map((b) => [b.workerId, b]));
   }
-}
-
-function isConditionalFailure(err: unknown): boolean {
-  return err instanceof Error && err.name === 'ConditionalCheckFailedException';
 }

@@ -24,6 +24,7 @@ import {
 } from '../status-items';
 import { TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
+import { isConditionalFailure } from './dynamo-errors';
 import type {
   AlertClaim,
   ShardCursor,
@@ -251,7 +252,7 @@ export class DynamoStatusStore implements StatusStore {
       await this.db.send(new UpdateCommand({ TableName: this.tableName, ...input }));
       return true;
     } catch (err) {
-      if (err instanceof Error && err.name === 'ConditionalCheckFailedException') return false;
+      if (isConditionalFailure(err)) return false;
       throw err;
     }
   }

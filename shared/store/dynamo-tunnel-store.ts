@@ -19,6 +19,7 @@ import type { WorkerHeartbeat } from '../gateway-items';
 import { EventSchema, type TunnelEvent } from '../schemas';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
+import { isConditionalFailure } from './dynamo-errors';
 import { DynamoStatusStore } from './dynamo-status-store';
 import { listWorkerHeartbeats } from './query';
 import type { StatusSources } from './status-store';
@@ -309,8 +310,4 @@ function cancelledBy(err: unknown, index: number): boolean {
     err instanceof TransactionCanceledException &&
     err.CancellationReasons?.[index]?.Code === 'ConditionalCheckFailed'
   );
-}
-
-function isConditionalFailure(err: unknown): boolean {
-  return err instanceof Error && err.name === 'ConditionalCheckFailedException';
 }
