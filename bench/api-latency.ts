@@ -1,0 +1,94 @@
+/**
+ * API latency on the local stack (target 6): sequential requests over HTTP with keep-alive, as a
+ * dashboard or script would make them: create (a reverse tunnel with the customer's key), get, and
+ * status. Requests are spread over several workspaces so the per-workspace rate limit (a guard,
+ * not what is measured) never answers 429; any non-2xx is counted and left out of the figures.
+ */
+import type { Bench, Measured } from './context';
+import type { Figure } from './report';
+import { median, percentile } from './support/stats';
+
+const WARM_UP = 10;
+
+interface Series {
+  ms: number[];
+  failures: Record<string, number>;
+}
+
+async function series(
+  count: number,
+  call: (i: number) => Promise<{ status: number; ms: number }>,
+): Promise<Series> {
+  const out: Series = { ms: [], failures: {} };
+  for (let i = 0; i < WARM_UP; i++) await call(i);
+  for (let i = 0; i < count; i++) {
+    const res = await call(i);
+    if (res.status >= 200 && res.status < 300) out.ms.push(res.ms);
+    else out.failures[res.status] = (out.failures[res.status] ?? 0) + 1;
+  }
+  return out;
+}
+
+export async function measureApi(bench: Bench): Promise<Measured> {
+  const { api } = bench.stack;
+  const { create, get, status } = bench.settings.api;
+  const keys = api.keys;
+  const created: { id: string; key: string }[] = [];
+  const createSeries = await series(create, async (i) => {
+    const key = keys[i % keys.length] ?? '';
+    const res = await api.call(key, 'POST', '/v1/tunnels', {
+      type: 'reverse',
+      name: `bench-api-${i}`,
+      service: { host: '127.0.0.1', port: bench.service.port },
+      publicKey: bench.key.publicKey,
+    });
+    const id = (res.json as { id?: unknown } | undefined)?.id;
+    if (res.status === 201 && typeof id === 'string') created.push({ id, key });
+    return res;
+  });
+  const targets = created.length > 0 ? created : [{ id: bench.tunnels.stock.id, key: keys[0] ?? '' }];
+  const pick = (i: number) => targets[i % targets.length] ?? { id: 'none', key: '' };
+  const getSeries = await series(get, (i) => {
+    const t = pick(i);
+    return api.call(t.key, 'GET', `/v1/tunnels/${t.id}`);
+  });
+  const statusSeries = await series(status, (i) => {
+    const t = pick(i);
+    return api.call(t.key, 'GET', `/v1/tunnels/${t.id}/status`);
+  });
+  // Target 6 names get and status; create (a transaction and a port search) is shown without one.
+  const rows = (name: string, s: Series, withTarget: boolean): Figure[] => {
+    const p50 = median(s.ms);
+    const p99 = percentile(s.ms, 99);
+    const failures = Object.entries(s.failures);
+    return [
+      {
+        id: `api.${name}.p50`,
+        label: `API ${name}: p50`,
+        unit: 'ms',
+        ours: p50,
+        openssh: null,
+        ...(withTarget ? { target: { text: '≤ 10 ms', met: Number.isFinite(p50) ? p50 <= 10 : null } } : {}),
+        note: `${s.ms.length} requests across ${keys.length} workspaces${
+          failures.length > 0 ? `; left out: ${failures.map(([code, n]) => `${n} × ${code}`).join(', ')}` : ''
+        }`,
+      },
+      {
+        id: `api.${name}.p99`,
+        label: `API ${name}: p99`,
+        unit: 'ms',
+        ours: p99,
+        openssh: null,
+        ...(withTarget ? { target: { text: '≤ 50 ms', met: Number.isFinite(p99) ? p99 <= 50 : null } } : {}),
+      },
+    ];
+  };
+  return {
+    figures: [
+      ...rows('create', createSeries, false),
+      ...rows('get', getSeries, true),
+      ...rows('status', statusSeries, true),
+    ],
+    details: { create: createSeries, get: getSeries, status: statusSeries },
+  };
+}

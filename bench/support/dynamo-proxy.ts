@@ -1,0 +1,101 @@
+/**
+ * A counting HTTP proxy in front of DynamoDB Local: the stack talks to it as its DynamoDB
+ * endpoint, and every request is recorded with its operation (from `X-Amz-Target`) and time, so
+ * a measurement can count what reached the database in a window without touching product code.
+ */
+import { Agent, createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** Operations that write (what DESIGN's "writes do not grow with the number of tunnels" is about). */
+export const WRITE_OPERATIONS = new Set([
+  'PutItem',
+  'UpdateItem',
+  'DeleteItem',
+  'BatchWriteItem',
+  'TransactWriteItems',
+]);
+
+/** Recorded requests are bounded; the oldest half is dropped when full (windows are recent). */
+const MAX_EVENTS = 500_000;
+
+export interface DynamoEvent {
+  at: number;
+  operation: string;
+}
+
+export interface CountingProxy {
+  endpoint: string;
+  /** Requests since `from` (Date.now() ms), up to `to`, counted by operation. */
+  countsBetween(from: number, to?: number): Record<string, number>;
+  /** Date.now() of the newest request of one of `operations`, or 0. */
+  lastOf(operations: ReadonlySet<string>): number;
+  close(): Promise<void>;
+}
+
+export async function startCountingProxy(upstream: string): Promise<CountingProxy> {
+  const target = new URL(upstream);
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  let events: DynamoEvent[] = [];
+  const server = createServer((req, res) => {
+    const header = req.headers['x-amz-target'];
+    const operation = (Array.isArray(header) ? header[0] : header)?.split('.').pop() ?? 'unknown';
+    if (events.length >= MAX_EVENTS) events = events.slice(MAX_EVENTS / 2);
+    events.push({ at: Date.now(), operation });
+    const upstreamReq = request(
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+        agent,
+      },
+      (upstreamRes) => {
+        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+        upstreamRes.pipe(res);
+      },
+    );
+    upstreamReq.on('error', (err) => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end(`proxy: ${err.message}`);
+    });
+    req.pipe(upstreamReq);
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    countsBetween(from, to = Number.POSITIVE_INFINITY) {
+      const counts: Record<string, number> = {};
+      for (const event of events) {
+        if (event.at < from || event.at > to) continue;
+        counts[event.operation] = (counts[event.operation] ?? 0) + 1;
+      }
+      return counts;
+    },
+    lastOf(operations) {
+      for (let i = events.length - 1; i >= 0; i--) {
+        const event = events[i];
+        if (event && operations.has(event.operation)) return event.at;
+      }
+      return 0;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        agent.destroy();
+      }),
+  };
+}
+
+/** Sum of the write operations in `counts`. */
+export function writesIn(counts: Record<string, number>): number {
+  let total = 0;
+  for (const [operation, n] of Object.entries(counts)) if (WRITE_OPERATIONS.has(operation)) total += n;
+  return total;
+}
