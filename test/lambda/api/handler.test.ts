@@ -16,6 +16,7 @@ import { generateKeyPair, type KeyPair } from '../../../shared/keys';
 import { TunnelSchema } from '../../../shared/schemas';
 import { TunnelSecretSchema } from '../../../shared/tunnel';
 import { createTestTable } from '../../helpers/dynamo';
+import { httpApiEvent as httpEvent } from '../../helpers/lambda-bundle';
 
 type Table = Awaited<ReturnType<typeof createTestTable>>;
 type Handler = typeof import('../../../lambda/api/handler')['handler'];
@@ -46,46 +47,6 @@ const notFound = () =>
     message: "Secrets Manager can't find the specified secret.",
     $metadata: {},
   });
-
-/** An API Gateway HTTP API (payload 2.0) event on the `$default` stage, as the service sends it. */
-function httpEvent(
-  method: string,
-  path: string,
-  options: { token?: string; body?: unknown; query?: string } = {},
-): LambdaEvent {
-  const headers: Record<string, string> = {
-    host: 'abc123.execute-api.us-east-1.amazonaws.com',
-    'user-agent': 'vitest',
-    'x-forwarded-for': '203.0.113.7',
-    'x-forwarded-proto': 'https',
-  };
-  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const now = new Date();
-  return {
-    version: '2.0',
-    routeKey: '$default',
-    rawPath: path,
-    rawQueryString: options.query ?? '',
-    headers,
-    requestContext: {
-      accountId: '123456789012',
-      apiId: 'abc123',
-      authentication: null,
-      authorizer: {},
-      domainName: 'abc123.execute-api.us-east-1.amazonaws.com',
-      domainPrefix: 'abc123',
-      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '203.0.113.7', userAgent: 'vitest' },
-      requestId: `req-${Math.random().toString(36).slice(2)}`,
-      routeKey: '$default',
-      stage: '$default',
-      time: now.toUTCString(),
-      timeEpoch: now.getTime(),
-    },
-    body: options.body === undefined ? null : JSON.stringify(options.body),
-    isBase64Encoded: false,
-  };
-}
 
 /** A fresh module graph: the next invocation is a cold start that reads the environment again. */
 async function coldStart(): Promise<Handler> {
