@@ -21,15 +21,14 @@ export interface ReverseCommands {
 
 const bracketIpv6 = (host: string) => (host.includes(':') ? `[${host}]` : host);
 
-/** ssh options shared by every form; ExitOnForwardFailure makes a refused -R fatal so supervisors retry. */
-function sshArgs(input: ReverseCommandInput, keyPath: string): string[] {
+/**
+ * The port and options of every customer command: the host key is checked, never skipped;
+ * ExitOnForwardFailure makes a refused -R fatal so supervisors retry; keepalives detect a dead path.
+ */
+export function customerSshOptions(sshPort: number, keepaliveIntervalSec: number): string[] {
   return [
-    '-N',
-    '-T',
-    '-i',
-    keyPath,
     '-p',
-    String(input.sshPort),
+    String(sshPort),
     '-o',
     'IdentitiesOnly=yes',
     '-o',
@@ -37,9 +36,19 @@ function sshArgs(input: ReverseCommandInput, keyPath: string): string[] {
     '-o',
     'ExitOnForwardFailure=yes',
     '-o',
-    `ServerAliveInterval=${input.keepaliveIntervalSec}`,
+    `ServerAliveInterval=${keepaliveIntervalSec}`,
     '-o',
     'ServerAliveCountMax=3',
+  ];
+}
+
+function sshArgs(input: ReverseCommandInput, keyPath: string): string[] {
+  return [
+    '-N',
+    '-T',
+    '-i',
+    keyPath,
+    ...customerSshOptions(input.sshPort, input.keepaliveIntervalSec),
     '-R',
     `${input.remotePort}:${bracketIpv6(input.service.host)}:${input.service.port}`,
     `${input.tunnelId}@${input.sshHost}`,

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { customerSshOptions } from '../../shared/commands';
 import type { Tunnel } from '../../shared/schemas';
 import { Bastion } from '../../test/helpers/bastion';
 import type { Customer, CustomerProcess } from '../../test/helpers/customer';
@@ -45,22 +46,7 @@ export async function startSshd(cleanup: Cleanup, authorizedKeys: string[]): Pro
 export const OPENSSH_KEY_FILE = '.ssh/bench_openssh';
 
 /** Options every customer command shares with ours (CONTRACT's `reverse.commands.ssh`). */
-function commonOptions(port: number): string[] {
-  return [
-    '-p',
-    String(port),
-    '-o',
-    'IdentitiesOnly=yes',
-    '-o',
-    'StrictHostKeyChecking=yes',
-    '-o',
-    'ExitOnForwardFailure=yes',
-    '-o',
-    'ServerAliveInterval=15',
-    '-o',
-    'ServerAliveCountMax=3',
-  ];
-}
+const commonOptions = (port: number) => customerSshOptions(port, 15);
 
 /** `-v` so the negotiated cipher can be read; `-c` only when the run pins one. */
 function clientFlags(cipher: string | undefined): string {
