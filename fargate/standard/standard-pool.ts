@@ -77,8 +77,8 @@ export class StandardPool {
       await Promise.all([...this.runners.keys()].map((id) => this.stopRunner(id, false)));
       return;
     }
-    const [tunnels, workers] = await Promise.all([store.listAllTunnels(), store.listWorkers()]);
-    const wanted = new Map(tunnels.filter((t) => t.type === 'standard' && t.enabled).map((t) => [t.id, t]));
+    const [tunnels, workers] = await Promise.all([store.listStandardTunnels(), store.listWorkers()]);
+    const wanted = new Map(tunnels.filter((t) => t.enabled).map((t) => [t.id, t]));
     const leases = await store.getLeases([...wanted.keys(), ...this.runners.keys()]);
     const live = new Set(workers.filter((w) => isFresh(w, nowMs, leaseTtlMs)).map((w) => w.workerId));
     live.add(workerId);

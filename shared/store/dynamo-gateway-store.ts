@@ -119,9 +119,15 @@ export class DynamoGatewayStore implements GatewayStore {
     return listWorkerHeartbeats(this.db, this.tableName);
   }
 
-  async listAllTunnels(): Promise<TunnelRecord[]> {
+  async listStandardTunnels(): Promise<TunnelRecord[]> {
+    // Filtered in DynamoDB: reverse tunnels (most of them) never reach this process to be parsed.
+    const standardOnly = {
+      expression: '#type = :standard',
+      names: { '#type': 'type' },
+      values: { ':standard': 'standard' },
+    };
     const shards = Array.from({ length: SHARD_COUNT }, (_, n) =>
-      queryAll(this.db, this.tableName, GSI2, 'gsi2pk = :p', { ':p': `SHARD#${n}` }),
+      queryAll(this.db, this.tableName, GSI2, 'gsi2pk = :p', { ':p': `SHARD#${n}` }, standardOnly),
     );
     return (await Promise.all(shards)).flat().map((item) => TunnelRecordSchema.parse(item));
   }

@@ -24,8 +24,11 @@ export interface GatewayStore {
   /** Every worker's latest heartbeat (fresh or not). */
   listWorkers(): Promise<WorkerHeartbeat[]>;
 
-  /** Every tunnel, read shard by shard (reads, never writes, grow with the tunnel count). */
-  listAllTunnels(): Promise<TunnelRecord[]>;
+  /**
+   * Every standard tunnel, enabled or not, read shard by shard (reads, never writes, grow with the
+   * tunnel count; DynamoDB still reads the reverse tunnels' items to filter them out).
+   */
+  listStandardTunnels(): Promise<TunnelRecord[]>;
   getLeases(tunnelIds: string[]): Promise<Map<string, LeaseItem>>;
   /** Takes the lease if it is free or still held by `staleOwner`; false if someone else won. */
   claimLease(tunnelId: string, owner: string, staleOwner: string | undefined, at: string): Promise<boolean>;

@@ -2,6 +2,7 @@ import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, NotFoundError, PortsExhaustedError, ValidationError } from '../../../shared/errors';
 import { newTunnelId, newWorkspaceId } from '../../../shared/ids';
+import { DynamoGatewayStore } from '../../../shared/store/dynamo-gateway-store';
 import { keys } from '../../../shared/store/table';
 import type { TunnelRecord } from '../../../shared/tunnel';
 import { createTestTable } from '../../helpers/dynamo';
@@ -121,5 +122,35 @@ describe('DynamoTunnelStore', () => {
     await expect(t.store.createWorkspace(other, 'a'.repeat(64))).rejects.toThrow();
     const { Items } = await t.doc.send(new ScanCommand({ TableName: t.tableName }));
     expect(Items?.filter((i) => i.pk === `WS#${other.id}`)).toEqual([]);
+  });
+});
+
+describe('DynamoGatewayStore.listStandardTunnels', () => {
+  let t: Table;
+  beforeAll(async () => {
+    t = await createTestTable();
+  });
+  afterAll(() => t.drop());
+
+  it('returns every standard tunnel, enabled or not, and no reverse tunnel', async () => {
+    const ws = newWorkspaceId();
+    const range = { from: 36000, to: 36999 };
+    const standard = (enabled: boolean) => ({
+      ...tunnel(ws),
+      type: 'standard' as const,
+      enabled,
+      ssh: { host: 'bastion.example.com', port: 22, user: 'tunnel' },
+    });
+    const reverse = await Promise.all(
+      Array.from({ length: 30 }, () => t.store.createTunnel(tunnel(ws), range)),
+    );
+    const wanted = await Promise.all([
+      t.store.createTunnel(standard(true), range),
+      t.store.createTunnel(standard(false), range),
+    ]);
+    const listed = await new DynamoGatewayStore(t.doc, t.tableName).listStandardTunnels();
+    expect(listed.map((r) => r.id).sort()).toEqual(wanted.map((r) => r.id).sort());
+    expect(listed.find((r) => !r.enabled)?.ssh?.host).toBe('bastion.example.com');
+    expect(reverse).toHaveLength(30);
   });
 });
