@@ -1,6 +1,6 @@
 /**
  * The local all-in-one behind `npm start`: DynamoDB Local, the file secret store and the same API
- * app the Lambda serves. Later capabilities (gateway, sweeper) join this composition.
+ * app the Lambda serves, the gateway, and the sweeper on a worker thread (local/sweeper-thread.ts).
  */
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -9,8 +9,6 @@ import { serve } from '@hono/node-server';
 import { Gateway, gatewaySettingsFrom } from '../fargate/gateway';
 import { createApp } from '../lambda/api/app';
 import { HttpWorkerControl } from '../lambda/api/worker-control-client';
-import { sweepDepsFromEnv } from '../lambda/sweeper/compose';
-import { startSweeperLoop } from '../lambda/sweeper/sweep';
 import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
 import { ensureHostKey } from '../shared/host-key';
@@ -24,6 +22,7 @@ import { DynamoTunnelStore } from '../shared/store/dynamo-tunnel-store';
 import { ensureTable } from '../shared/store/table';
 import { ALERT_WEBHOOK_SECRET_FILE, alertWebhookSecret } from './alert-webhook-secret';
 import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local';
+import { startSweeperThread } from './sweeper-thread';
 
 export const DEFAULT_WORKSPACE_ID = 'default';
 
@@ -88,9 +87,12 @@ export async function startLocalStack(
         file: join(env.DATA_DIR, ALERT_WEBHOOK_SECRET_FILE),
       });
     }
-    const sweeper = startSweeperLoop({
-      ...sweepDepsFromEnv(env, { doc, logger, webhookSecret: webhook.secret }),
-      intervalMs: env.SWEEP_INTERVAL_MS,
+    // A thread of its own, as the Lambda has compute of its own: sweeps never hold up the gateway.
+    const sweeper = startSweeperThread({
+      env,
+      dynamoEndpoint: endpoint,
+      webhookSecret: webhook.secret,
+      logger,
     });
     stops.push(() => sweeper.stop());
 

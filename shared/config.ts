@@ -93,3 +93,16 @@ export function parseEnv(env: Record<string, string | undefined>): Env {
   }
   return result.data;
 }
+
+/**
+ * The variables `parseEnv` reads back as `env`: how a runtime hands its configuration, parsed once,
+ * to a worker thread that parses it again at its own boundary.
+ */
+export function envVariables(env: Env): Record<string, string> {
+  const variables: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    variables[name] = typeof value === 'object' ? `${value.from}-${value.to}` : String(value);
+  }
+  return variables;
+}

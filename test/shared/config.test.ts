@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseEnv } from '../../shared/config';
+import { envVariables, parseEnv } from '../../shared/config';
 import { ConfigError } from '../../shared/errors';
 
 /** Rejects with ConfigError and hands back its message. */
@@ -160,4 +160,39 @@ describe('parseEnv', () => {
       expect(message).not.toContain('hunter2');
     },
   );
+});
+
+describe('envVariables', () => {
+  it.each([
+    ['the defaults', {}],
+    [
+      'every variable set',
+      {
+        PORT: '0',
+        HOST: '0.0.0.0',
+        SSH_PORT: '22',
+        SSH_HOST: '10.0.0.1',
+        PUBLIC_SSH_PORT: '443',
+        WORKER_ADDRESS: '10.0.0.2',
+        ECS_CONTAINER_METADATA_URI_V4: 'http://169.254.170.2/v4/abc',
+        SECRETS_MANAGER_ENDPOINT: 'http://127.0.0.1:4566',
+        ADMIN_TOKEN: 'tka_0123456789abcdef',
+        BOOTSTRAP_API_KEY: 'tk_0123456789abcdef',
+        TUNNEL_PORT_RANGE: '40000-40009',
+        DOWN_GRACE_MS: '0',
+        ALERT_WEBHOOK_URL: 'https://hooks.example.com/tunnels',
+        ALERT_WEBHOOK_SECRET: 'whsec_0123456789abcdef',
+        ALERT_TOPIC_ARN: 'arn:aws:sns:us-east-1:123456789012:tunnel-alerts',
+        ALLOW_PRIVATE_SSH_HOSTS: 'no',
+        DYNAMODB_ENDPOINT: 'http://127.0.0.1:8000',
+        DYNAMODB_LOCAL_PORT: '8001',
+        LOG_LEVEL: 'debug',
+      },
+    ],
+  ])('gives variables that parse back to the same configuration: %s', (_, given) => {
+    const env = parseEnv(given);
+    const variables = envVariables(env);
+    expect(parseEnv(variables)).toEqual(env);
+    expect(Object.values(variables).every((v) => typeof v === 'string')).toBe(true);
+  });
 });
