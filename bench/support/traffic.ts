@@ -9,12 +9,26 @@
  *        answers 'K' when all arrived; for 'D' the client sends 'G' and the service streams them.
  * Data is one random MiB written again and again: SSH does not compress here, and generating
  * or hashing bytes would only burn the CPU the tunnels need (integrity is the tests' job).
+ *
+ * Both ends read into one reused buffer (`onread`) instead of a fresh 64 KiB Buffer per read:
+ * at 600 MB/s those allocations made V8 run a full GC every ~100 ms ("external memory pressure")
+ * and the bench's own ends cost more CPU per GB than the server under test, on the same cores.
  */
 import { randomBytes } from 'node:crypto';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, Socket } from 'node:net';
 
 const BLOCK = randomBytes(1024 * 1024);
 const HEADER_BYTES = 8;
+/** Every read of every bench socket lands here; callbacks consume it before the next read. */
+const READ_BUFFER = Buffer.allocUnsafe(1024 * 1024);
+
+type OnRead = (chunk: Buffer) => void;
+
+/** Hands `onread`'s bytes to a handler; true keeps reading. */
+function delivered(onRead: OnRead, n: number, buf: Uint8Array): boolean {
+  onRead(Buffer.from(buf.buffer, buf.byteOffset, n));
+  return true;
+}
 
 export interface CustomerService {
   port: number;
@@ -24,12 +38,34 @@ export interface CustomerService {
 /** Starts the customer-side service on a loopback port. */
 export async function startCustomerService(): Promise<CustomerService> {
   const sockets = new Set<Socket>();
-  const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {});
-    socket.once('close', () => sockets.delete(socket));
-    serve(socket);
-  });
+  // pauseOnConnect: no read happens before the handle moves to a socket that reads with onread
+  // (net.Server has no onread option of its own).
+  const server: Server = createServer(
+    { noDelay: true, allowHalfOpen: true, pauseOnConnect: true },
+    (accepted) => {
+      const handle = (accepted as unknown as { _handle: unknown })._handle;
+      (accepted as unknown as { _handle: unknown })._handle = null;
+      let onRead: OnRead = () => {};
+      const socket = new Socket({
+        handle,
+        allowHalfOpen: true,
+        readable: true,
+        writable: true,
+        onread: {
+          buffer: READ_BUFFER,
+          callback: (n: number, buf: Uint8Array) => delivered(onRead, n, buf),
+        },
+      } as ConstructorParameters<typeof Socket>[0]);
+      socket.setNoDelay(true);
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.once('close', () => sockets.delete(socket));
+      serve(socket, (handler) => {
+        onRead = handler;
+      });
+      socket.resume();
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
@@ -46,14 +82,13 @@ export async function startCustomerService(): Promise<CustomerService> {
   };
 }
 
-function serve(socket: Socket): void {
+function serve(socket: Socket, setOnRead: (handler: OnRead) => void): void {
   let head: Buffer = Buffer.alloc(0);
-  const onHead = (chunk: Buffer) => {
-    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+  setOnRead((chunk) => {
+    head = Buffer.concat([head, chunk]); // copied: the read buffer is reused
     if (head[0] === 0x45 /* E */) {
-      socket.off('data', onHead);
+      setOnRead((more) => socket.write(Buffer.from(more)));
       socket.write(head);
-      socket.pipe(socket);
       return;
     }
     if (head[0] !== 0x54 /* T */) {
@@ -61,31 +96,37 @@ function serve(socket: Socket): void {
       return;
     }
     if (head.length < HEADER_BYTES) return;
-    socket.off('data', onHead);
     const direction = String.fromCharCode(head[1] ?? 0);
     const length = head.readUIntBE(2, 6);
-    const rest = head.subarray(HEADER_BYTES);
-    if (direction === 'U') receive(socket, length, rest.length);
-    else if (direction === 'D') socket.once('data', () => sendBytes(socket, length, () => socket.end()));
-    else socket.destroy();
+    const already = head.length - HEADER_BYTES;
+    if (direction === 'U') receive(socket, length, already, setOnRead);
+    else if (direction === 'D') {
+      setOnRead(() => {
+        setOnRead(() => {});
+        sendBytes(socket, length, () => socket.end());
+      });
+    } else socket.destroy();
     socket.write('R');
-  };
-  socket.on('data', onHead);
+  });
 }
 
-function receive(socket: Socket, length: number, already: number): void {
+function receive(
+  socket: Socket,
+  length: number,
+  already: number,
+  setOnRead: (handler: OnRead) => void,
+): void {
   let received = already;
   const check = () => {
-    if (received < length) return false;
-    socket.off('data', onData);
+    if (received < length) return;
+    setOnRead(() => {});
     socket.end('K');
-    return true;
   };
-  const onData = (chunk: Buffer) => {
+  setOnRead((chunk) => {
     received += chunk.length;
     check();
-  };
-  if (!check()) socket.on('data', onData);
+  });
+  check();
 }
 
 /** Writes `length` bytes with backpressure, then calls `done`. */
@@ -105,8 +146,19 @@ function sendBytes(socket: Socket, length: number, done: () => void): void {
   more();
 }
 
-function open(port: number, timeoutMs: number, what: string): { socket: Socket; failed: Promise<never> } {
-  const socket = connect({ port, host: '127.0.0.1', noDelay: true, allowHalfOpen: true });
+function open(
+  port: number,
+  timeoutMs: number,
+  what: string,
+  onRead: OnRead,
+): { socket: Socket; failed: Promise<never> } {
+  const socket = connect({
+    port,
+    host: '127.0.0.1',
+    noDelay: true,
+    allowHalfOpen: true,
+    onread: { buffer: READ_BUFFER, callback: (n, buf) => delivered(onRead, n, buf) },
+  });
   const failed = new Promise<never>((_, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
@@ -125,13 +177,16 @@ function open(port: number, timeoutMs: number, what: string): { socket: Socket; 
 /** Connects and exchanges one byte: milliseconds from connect() to the byte coming back. */
 export async function connectAndEcho(port: number, timeoutMs = 5_000): Promise<number> {
   const started = performance.now();
-  const { socket, failed } = open(port, timeoutMs, 'connect and echo');
+  let echoed: (ms: number) => void = () => {};
+  const done = new Promise<number>((resolve) => {
+    echoed = resolve;
+  });
+  const { socket, failed } = open(port, timeoutMs, 'connect and echo', () =>
+    echoed(performance.now() - started),
+  );
   try {
-    const echoed = new Promise<number>((resolve) => {
-      socket.once('data', () => resolve(performance.now() - started));
-    });
     socket.once('connect', () => socket.write('E'));
-    return await Promise.race([echoed, failed]);
+    return await Promise.race([done, failed]);
   } finally {
     socket.destroy();
   }
@@ -144,7 +199,10 @@ export async function transfer(
   bytes: number,
   timeoutMs: number,
 ): Promise<number> {
-  const { socket, failed } = open(port, timeoutMs, `transfer ${direction} of ${bytes} bytes`);
+  let onRead: OnRead = () => {};
+  const { socket, failed } = open(port, timeoutMs, `transfer ${direction} of ${bytes} bytes`, (chunk) =>
+    onRead(chunk),
+  );
   try {
     const header = Buffer.alloc(HEADER_BYTES);
     header.write('T', 0);
@@ -152,22 +210,20 @@ export async function transfer(
     header.writeUIntBE(bytes, 2, 6);
     socket.write(header);
     const done = new Promise<number>((resolve) => {
-      let started = 0;
-      let received = 0;
-      socket.once('data', (ready: Buffer) => {
-        started = performance.now();
+      onRead = (ready) => {
+        const started = performance.now();
         if (direction === 'U') {
-          socket.once('data', () => resolve(performance.now() - started));
+          onRead = () => resolve(performance.now() - started);
           sendBytes(socket, bytes, () => {});
           return;
         }
-        received = ready.length - 1;
-        socket.on('data', (chunk: Buffer) => {
+        let received = ready.length - 1;
+        onRead = (chunk) => {
           received += chunk.length;
           if (received >= bytes) resolve(performance.now() - started);
-        });
+        };
         socket.write('G');
-      });
+      };
     });
     return await Promise.race([done, failed]);
   } finally {
