@@ -15,6 +15,7 @@ import type { GatewayStore } from '../shared/store/gateway-store';
 import type { TunnelRecord } from '../shared/tunnel';
 import { ControlServer } from './control-server';
 import { diagnoseTunnel } from './diagnostics/diagnose';
+import { tuneGcForThroughput } from './gc-tuning';
 import { hasNativeSshCrypto } from './native-crypto';
 import { ForwardRegistry } from './reverse/forward-registry';
 import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
@@ -159,6 +160,7 @@ export class Gateway {
 
   async start(): Promise<void> {
     const { settings } = this.deps;
+    tuneGcForThroughput();
     if (!hasNativeSshCrypto()) {
       this.logger.warn('ssh2 native crypto helper missing', {
         consequence:
