@@ -59,7 +59,12 @@ export async function startCustomerService(): Promise<CustomerService> {
       socket.setNoDelay(true);
       sockets.add(socket);
       socket.on('error', () => {});
-      socket.once('close', () => sockets.delete(socket));
+      // The client's EOF ends ours too (allowHalfOpen would keep each tunnel channel open for good).
+      socket.once('end', () => socket.end());
+      socket.once('close', () => {
+        sockets.delete(socket);
+        accepted.destroy(); // the server counts the socket it accepted: let server.close() finish
+      });
       serve(socket, (handler) => {
         onRead = handler;
       });
