@@ -127,7 +127,7 @@ async function main(): Promise<number> {
   const notes: string[] = [];
   let failed = 0;
   notes.push(
-    `our side: what \`npm start\` runs (API, gateway and sweeper in one process; SWEEP_INTERVAL_MS=${settings.sweepIntervalMs} ` +
+    `our side: what \`npm start\` runs (API, gateway and sweeper in one process, the sweeper on a worker thread; SWEEP_INTERVAL_MS=${settings.sweepIntervalMs} ` +
       'instead of 60000 so new tunnels are recorded up sooner, otherwise defaults), DynamoDB Local in memory behind a ' +
       'counting proxy; OpenSSH side: sshd with its own config as a throwaway user; both on these same cores, with the ' +
       "customer's ssh and the bench's own traffic ends",
