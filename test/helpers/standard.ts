@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { BatchGetCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import ssh2 from 'ssh2';
-import { expect } from 'vitest';
+import { expect, inject } from 'vitest';
 import {
   type LeaseItem,
   LeaseItemSchema,
@@ -16,8 +16,37 @@ import {
   TunnelStateItemSchema,
 } from '../../shared/gateway-items';
 import { type Tunnel, TunnelSchema } from '../../shared/schemas';
+import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { keys } from '../../shared/store/table';
-import type { LogLine, TestStack } from './gateway-stack';
+import { Bastion } from './bastion';
+import type { Cleanups } from './cleanups';
+import { type EchoServer, startEchoServer } from './echo';
+import { type LogLine, startTestStack, type TestStack, type TestStackOptions } from './gateway-stack';
+
+/** What standard-tunnel tests run against: our stack, a real OpenSSH bastion, a service behind it. */
+export interface StandardWorld {
+  stack: TestStack;
+  bastion: Bastion;
+  echo: EchoServer;
+  /** Reads the gateway's own items (`gatewayItems`). */
+  dynamo: ReturnType<typeof createDynamoClients>;
+}
+
+/** Starts each part and registers its teardown with `cleanups` as soon as it runs. */
+export async function startStandardWorld(
+  cleanups: Cleanups,
+  stackOptions: TestStackOptions,
+): Promise<StandardWorld> {
+  const stack = await startTestStack(stackOptions);
+  cleanups.add(() => stack.stop());
+  const bastion = await Bastion.start();
+  cleanups.add(() => bastion.dispose());
+  const echo = await startEchoServer();
+  cleanups.add(() => echo.close());
+  const dynamo = createDynamoClients({ region: 'us-east-1', endpoint: inject('dynamoEndpoint') });
+  cleanups.add(async () => dynamo.client.destroy());
+  return { stack, bastion, echo, dynamo };
+}
 
 export const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
 

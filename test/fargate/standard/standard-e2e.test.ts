@@ -8,14 +8,22 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createDynamoClients } from '../../../shared/store/dynamo-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { createDynamoClients } from '../../../shared/store/dynamo-client';
 import { Bastion } from '../../helpers/bastion';
+import { Cleanups } from '../../helpers/cleanups';
 import { requireTools } from '../../helpers/customer';
-import { type EchoServer, echoProbe, echoRoundTrip, startEchoServer } from '../../helpers/echo';
-import { startTestStack, type TestStack } from '../../helpers/gateway-stack';
+import { type EchoServer, echoProbe, echoRoundTrip } from '../../helpers/echo';
+import type { TestStack } from '../../helpers/gateway-stack';
 import { type Postgres, requirePostgres, startPostgres } from '../../helpers/postgres';
-import { createStandard, gatewayItems, holdEchoConnection, isUp, psql } from '../../helpers/standard';
+import {
+  createStandard,
+  gatewayItems,
+  holdEchoConnection,
+  isUp,
+  psql,
+  startStandardWorld,
+} from '../../helpers/standard';
 
 const MiB = 1024 * 1024;
 const RECONNECT_INITIAL_MS = 100;
@@ -28,12 +36,12 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
   let dynamo: ReturnType<typeof createDynamoClients>;
   /** What the customer has in the shared bastion's authorized_keys. */
   const installed: string[] = [];
-  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanups = new Cleanups();
 
   beforeAll(async () => {
     requireTools('ssh-keygen', 'psql', 'pkill', 'pgrep', 'useradd', 'userdel');
     requirePostgres();
-    stack = await startTestStack({
+    ({ stack, bastion, echo, dynamo } = await startStandardWorld(cleanups, {
       portRange: '26000-26999',
       heartbeatIntervalMs: 1_000,
       env: {
@@ -42,22 +50,10 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
         BASTION_READY_TIMEOUT_MS: '5000',
         POOL_POLL_INTERVAL_MS: '500',
       },
-    });
-    cleanups.push(() => stack.stop());
-    bastion = await Bastion.start();
-    cleanups.push(() => bastion.dispose());
-    echo = await startEchoServer();
-    cleanups.push(() => echo.close());
-    dynamo = createDynamoClients({ region: 'us-east-1', endpoint: inject('dynamoEndpoint') });
-    cleanups.push(async () => dynamo.client.destroy());
+    }));
   });
 
-  afterAll(async () => {
-    // Everything, even when one of them fails: processes, users and the table must not leak.
-    const results = await Promise.allSettled(cleanups.reverse().map((c) => c()));
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  });
+  afterAll(() => cleanups.runAll());
 
   const target = (b: Bastion = bastion) => ({ host: '127.0.0.1', port: b.port, user: b.user });
   const echoService = () => ({ host: '127.0.0.1', port: echo.port });
@@ -123,7 +119,7 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
 
   it("reaches a real PostgreSQL behind the bastion with Debian's psql", async () => {
     const postgres: Postgres = await startPostgres();
-    cleanups.push(() => postgres.stop());
+    cleanups.add(() => postgres.stop());
     const service = { host: '127.0.0.1', port: postgres.port };
     const created = await createStandard(stack.api, { ssh: target(), service });
     expect(created.authorizedKeysLine).toContain(`permitopen="127.0.0.1:${postgres.port}"`);
@@ -170,7 +166,7 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
       "a customer's own %s private key with a passphrase, made by ssh-keygen",
       async (type) => {
         const dir = await mkdtemp(join(tmpdir(), 'tk-custkey-'));
-        cleanups.push(() => rm(dir, { recursive: true, force: true }));
+        cleanups.add(() => rm(dir, { recursive: true, force: true }));
         const passphrase = `correct horse ${type} battery`;
         const file = join(dir, 'id');
         execFileSync('ssh-keygen', ['-q', '-t', type, '-N', passphrase, '-C', 'ops@customer', '-f', file]);
@@ -202,7 +198,7 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
     it('a password, on a bastion that allows password logins and knows none of our keys', async () => {
       const password = 'bastion-Pa55word!';
       const withPassword = await Bastion.start({ password });
-      cleanups.push(() => withPassword.dispose());
+      cleanups.add(() => withPassword.dispose());
       const res = await stack.api('POST', '/v1/tunnels', {
         type: 'standard',
         name: 'by-password',
@@ -223,7 +219,7 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
 
   it('comes back by itself after the bastion reboots, within the backoff cap, and carries new connections', async () => {
     const rebooting = await Bastion.start();
-    cleanups.push(() => rebooting.dispose());
+    cleanups.add(() => rebooting.dispose());
     const created = await createStandard(stack.api, { ssh: target(rebooting), service: echoService() });
     await rebooting.setAuthorizedKeys([created.authorizedKeysLine]);
     const before = await stack.waitForTunnel(created.id, isUp, 15_000, () => rebooting.output());

@@ -9,15 +9,17 @@ import { freePort } from '../../../local/free-port';
 import { generateKeyPair } from '../../../shared/keys';
 import type { Tunnel } from '../../../shared/schemas';
 import { Bastion } from '../../helpers/bastion';
+import { Cleanups } from '../../helpers/cleanups';
 import { requireTools } from '../../helpers/customer';
-import { type EchoServer, echoProbe, startEchoServer } from '../../helpers/echo';
-import { startTestStack, type TestStack } from '../../helpers/gateway-stack';
+import { type EchoServer, echoProbe } from '../../helpers/echo';
+import type { TestStack } from '../../helpers/gateway-stack';
 import {
   createStandard,
   expectGrowingCappedBackoff,
   isDownWith,
   isUp,
   scheduledReconnects,
+  startStandardWorld,
 } from '../../helpers/standard';
 import { waitFor } from '../../helpers/wait-for';
 
@@ -34,11 +36,11 @@ describe('standard tunnel failures, each with its own code and hint', () => {
   const installed: string[] = [];
   /** Every tunnel made to fail, with the code it must keep showing until the test fixes it. */
   const failing: { tunnel: Tunnel; code: string }[] = [];
-  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanups = new Cleanups();
 
   beforeAll(async () => {
     requireTools('ssh-keygen', 'pkill', 'pgrep', 'useradd', 'userdel');
-    stack = await startTestStack({
+    ({ stack, bastion, echo } = await startStandardWorld(cleanups, {
       portRange: '27000-27999',
       heartbeatIntervalMs: 1_000,
       env: {
@@ -47,19 +49,10 @@ describe('standard tunnel failures, each with its own code and hint', () => {
         BASTION_READY_TIMEOUT_MS: '5000',
         POOL_POLL_INTERVAL_MS: '500',
       },
-    });
-    cleanups.push(() => stack.stop());
-    bastion = await Bastion.start();
-    cleanups.push(() => bastion.dispose());
-    echo = await startEchoServer();
-    cleanups.push(() => echo.close());
+    }));
   });
 
-  afterAll(async () => {
-    const results = await Promise.allSettled(cleanups.reverse().map((c) => c()));
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  });
+  afterAll(() => cleanups.runAll());
 
   const target = (b: Bastion = bastion) => ({ host: '127.0.0.1', port: b.port, user: b.user });
   const echoService = () => ({ host: '127.0.0.1', port: echo.port });
@@ -117,7 +110,7 @@ describe('standard tunnel failures, each with its own code and hint', () => {
 
   it('bastion host key changed after pinning → host_key_mismatch with both fingerprints; fixed by a new pin', async () => {
     const rebuilt = await Bastion.start();
-    cleanups.push(() => rebuilt.dispose());
+    cleanups.add(() => rebuilt.dispose());
     const created = await createStandard(stack.api, { ssh: target(rebuilt), service: echoService() });
     await rebuilt.setAuthorizedKeys([created.authorizedKeysLine]);
     const oldKey = rebuilt.hostKeyFingerprint();
@@ -158,7 +151,7 @@ describe('standard tunnel failures, each with its own code and hint', () => {
 
   it('AllowTcpForwarding no on the bastion → forward_denied', async () => {
     const locked = await Bastion.start({ config: ['AllowTcpForwarding no'] });
-    cleanups.push(() => locked.dispose());
+    cleanups.add(() => locked.dispose());
     const created = await createStandard(stack.api, { ssh: target(locked), service: echoService() });
     await locked.setAuthorizedKeys([created.authorizedKeysLine]);
     await expectFailure(

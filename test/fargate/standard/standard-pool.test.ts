@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../../local/free-port';
 import { createDynamoClients } from '../../../shared/store/dynamo-client';
 import { keys, WORKERS_PARTITION } from '../../../shared/store/table';
+import { Cleanups } from '../../helpers/cleanups';
 import { startTestStack, type TestStack } from '../../helpers/gateway-stack';
 import { createStandard, gatewayItems } from '../../helpers/standard';
 import { waitFor } from '../../helpers/wait-for';
@@ -19,7 +20,7 @@ describe('standard pool leases', () => {
   let stack: TestStack;
   let dynamo: ReturnType<typeof createDynamoClients>;
   let beating: NodeJS.Timeout | undefined;
-  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanups = new Cleanups();
 
   beforeAll(async () => {
     stack = await startTestStack({
@@ -27,16 +28,14 @@ describe('standard pool leases', () => {
       heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
       env: { POOL_POLL_INTERVAL_MS: '200', RECONNECT_INITIAL_MS: '100', RECONNECT_MAX_MS: '1000' },
     });
-    cleanups.push(() => stack.stop());
+    cleanups.add(() => stack.stop());
     dynamo = createDynamoClients({ region: 'us-east-1', endpoint: inject('dynamoEndpoint') });
-    cleanups.push(async () => dynamo.client.destroy());
+    cleanups.add(async () => dynamo.client.destroy());
   });
 
   afterAll(async () => {
     clearInterval(beating);
-    const results = await Promise.allSettled(cleanups.reverse().map((c) => c()));
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await cleanups.runAll();
   });
 
   /** Another worker that only heartbeats: it halves our fair share and never claims anything. */

@@ -4,13 +4,20 @@
  * retires the old one; the customer then removes the old key. Throughout, the API never shows the
  * tunnel `down` and a loop of connections through `connect` sees no failure.
  */
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createDynamoClients } from '../../../shared/store/dynamo-client';
-import { Bastion } from '../../helpers/bastion';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { createDynamoClients } from '../../../shared/store/dynamo-client';
+import type { Bastion } from '../../helpers/bastion';
+import { Cleanups } from '../../helpers/cleanups';
 import { requireTools } from '../../helpers/customer';
-import { type EchoServer, echoRoundTrip, startEchoServer } from '../../helpers/echo';
-import { startTestStack, type TestStack } from '../../helpers/gateway-stack';
-import { createStandard, gatewayItems, isUp, requireWellFormedKey } from '../../helpers/standard';
+import { type EchoServer, echoRoundTrip } from '../../helpers/echo';
+import type { TestStack } from '../../helpers/gateway-stack';
+import {
+  createStandard,
+  gatewayItems,
+  isUp,
+  requireWellFormedKey,
+  startStandardWorld,
+} from '../../helpers/standard';
 import { waitFor } from '../../helpers/wait-for';
 
 const HEARTBEAT_INTERVAL_MS = 1_000;
@@ -20,30 +27,19 @@ describe('standard tunnel key rotation', () => {
   let bastion: Bastion;
   let echo: EchoServer;
   let dynamo: ReturnType<typeof createDynamoClients>;
-  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanups = new Cleanups();
 
   beforeAll(async () => {
     requireTools('ssh-keygen', 'pkill', 'pgrep', 'useradd', 'userdel');
-    stack = await startTestStack({
+    ({ stack, bastion, echo, dynamo } = await startStandardWorld(cleanups, {
       portRange: '28500-28999',
       // The pool tries a rotation's new key every max(1 s, heartbeat).
       heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
       env: { RECONNECT_INITIAL_MS: '100', RECONNECT_MAX_MS: '1000', POOL_POLL_INTERVAL_MS: '500' },
-    });
-    cleanups.push(() => stack.stop());
-    bastion = await Bastion.start();
-    cleanups.push(() => bastion.dispose());
-    echo = await startEchoServer();
-    cleanups.push(() => echo.close());
-    dynamo = createDynamoClients({ region: 'us-east-1', endpoint: inject('dynamoEndpoint') });
-    cleanups.push(async () => dynamo.client.destroy());
+    }));
   });
 
-  afterAll(async () => {
-    const results = await Promise.allSettled(cleanups.reverse().map((c) => c()));
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  });
+  afterAll(() => cleanups.runAll());
 
   const keyInUse = async (id: string) =>
     (await gatewayItems(dynamo.doc, stack.tableName, [id])).get(id)?.state?.keyFingerprint;

@@ -7,6 +7,7 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bastion } from '../../helpers/bastion';
+import { Cleanups } from '../../helpers/cleanups';
 import { requireTools } from '../../helpers/customer';
 import { startTestStack, type TestStack } from '../../helpers/gateway-stack';
 import { createStandard, isDownWith, scheduledReconnects } from '../../helpers/standard';
@@ -17,7 +18,7 @@ const CONNECTION_LOGGED = /Connection from 127\.0\.0\.1 port \d+ on 127\.0\.0\.1
 describe('standard tunnels with the SSRF guard on', () => {
   let stack: TestStack;
   let bastion: Bastion;
-  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanups = new Cleanups();
 
   beforeAll(async () => {
     requireTools('ssh-keygen', 'pkill', 'pgrep', 'useradd', 'userdel');
@@ -31,16 +32,12 @@ describe('standard tunnels with the SSRF guard on', () => {
         BASTION_READY_TIMEOUT_MS: '20000',
       },
     });
-    cleanups.push(() => stack.stop());
+    cleanups.add(() => stack.stop());
     bastion = await Bastion.start();
-    cleanups.push(() => bastion.dispose());
+    cleanups.add(() => bastion.dispose());
   });
 
-  afterAll(async () => {
-    const results = await Promise.allSettled(cleanups.reverse().map((c) => c()));
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  });
+  afterAll(() => cleanups.runAll());
 
   it.each([
     ['127.0.0.1', '127.0.0.1', 'loopback'],
