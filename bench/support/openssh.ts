@@ -67,13 +67,7 @@ export function opensshReverseCommand(
   servicePort: number,
   cipher?: string,
 ): string {
-  return [
-    `${clientFlags(cipher)}-N -T -i ~/${OPENSSH_KEY_FILE}`,
-    ...commonOptions(sshd.port),
-    '-R',
-    `${remotePort}:127.0.0.1:${servicePort}`,
-    `${sshd.user}@127.0.0.1`,
-  ].join(' ');
+  return opensshForwardCommand(sshd, ['-R', `${remotePort}:127.0.0.1:${servicePort}`], cipher);
 }
 
 /** `ssh -N -L` through the bastion: the platform side listens on `localPort`. */
@@ -83,11 +77,15 @@ export function opensshLocalCommand(
   servicePort: number,
   cipher?: string,
 ): string {
+  return opensshForwardCommand(sshd, ['-L', `127.0.0.1:${localPort}:127.0.0.1:${servicePort}`], cipher);
+}
+
+/** `ssh -N` to sshd as its throwaway user with one forwarding. */
+function opensshForwardCommand(sshd: Sshd, forward: [string, string], cipher?: string): string {
   return [
     `${clientFlags(cipher)}-N -T -i ~/${OPENSSH_KEY_FILE}`,
     ...commonOptions(sshd.port),
-    '-L',
-    `127.0.0.1:${localPort}:127.0.0.1:${servicePort}`,
+    ...forward,
     `${sshd.user}@127.0.0.1`,
   ].join(' ');
 }
