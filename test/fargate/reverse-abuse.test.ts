@@ -150,6 +150,10 @@ describe('reverse-tunnel endpoint under abuse', () => {
 
   it('500 connections that never send a banner are dropped by the handshake timeout, leaving nothing behind', async () => {
     await waitFor(() => stack.gateway.connectionCount === 0, 10_000, { what: 'idle endpoint' });
+    // The kernel may still be closing the previous test's sockets (FIN_WAIT2, LAST_ACK): wait them out.
+    await waitFor(async () => (await openSocketsOnPort(stack.sshPort)) === 0, 10_000, {
+      what: 'no socket left on the SSH port from earlier tests',
+    });
     const listenersBefore = handles('TCPServerWrap');
     const dropsBefore = stack.logsWith({ msg: 'ssh connection dropped' }).length;
     // Three loopback sources, so the per-source cap (200) is not what drops them.
