@@ -15,6 +15,7 @@ import { parseEnv } from '../../shared/config';
 import { createLogger } from '../../shared/logger';
 import { StatusSchema, type Tunnel, TunnelSchema } from '../../shared/schemas';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
+import { apiClient } from './http-api';
 import { waitFor } from './wait-for';
 
 export type LogLine = Record<string, unknown> & { msg: string; level: string };
@@ -106,24 +107,9 @@ export async function startTestStack(options: TestStackOptions): Promise<TestSta
   }
   const baseUrl = `http://127.0.0.1:${stack.apiPort}`;
 
-  const api: TestStack['api'] = async (method, path, body) => {
-    const res = await fetch(`${baseUrl}${path}`, {
-      method,
-      headers: {
-        Authorization: `Bearer ${apiKey}`,
-        ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, json: text ? JSON.parse(text) : undefined };
-  };
-
-  const getTunnel = async (id: string) => {
-    const res = await api('GET', `/v1/tunnels/${id}`);
-    if (res.status !== 200) throw new Error(`GET tunnel ${id}: ${res.status} ${JSON.stringify(res.json)}`);
-    return TunnelSchema.parse(res.json);
-  };
+  const client = apiClient(() => baseUrl, apiKey);
+  const api: TestStack['api'] = (method, path, body) => client.call(method, path, body);
+  const { getTunnel } = client;
 
   let lastSeen: unknown;
   return {

@@ -15,6 +15,7 @@ import { createDynamoClients } from '../../../shared/store/dynamo-client';
 import { Bastion } from '../../helpers/bastion';
 import { requireTools } from '../../helpers/customer';
 import { type EchoServer, echoProbe, startEchoServer } from '../../helpers/echo';
+import { apiClient } from '../../helpers/http-api';
 import { killGroup, type StartedStack, startStack } from '../../helpers/local-stack';
 import { createStandard, gatewayItems } from '../../helpers/standard';
 import { waitFor } from '../../helpers/wait-for';
@@ -72,18 +73,8 @@ describe('standard tunnels shared by gateway processes', () => {
     return worker;
   }
 
-  const api = async (worker: Worker, method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${worker.stack.baseUrl}${path}`, {
-      method,
-      headers: {
-        Authorization: `Bearer ${apiKey}`,
-        ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, json: text ? JSON.parse(text) : undefined };
-  };
+  const api = (worker: Worker, method: string, path: string, body?: unknown) =>
+    apiClient(() => worker.stack.baseUrl, apiKey).call(method, path, body);
 
   /**
    * Who holds each tunnel: its LEASE and STATE items must name the same worker and say up, and the
