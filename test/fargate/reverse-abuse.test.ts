@@ -162,9 +162,14 @@ describe('reverse-tunnel endpoint under abuse', () => {
     await waitFor(() => stack.gateway.connectionCount === 500, 5_000, { what: '500 connections held' });
     // Exactly ours in the kernel too (a stray socket still opening or closing gets a moment to go).
     let seen = -1;
-    await waitFor(async () => (seen = await openSocketsOnPort(stack.sshPort)) === 500, 3_000, {
-      what: 'exactly 500 sockets on the SSH port',
-    }).catch((err: Error) => {
+    await waitFor(
+      async () => {
+        seen = await openSocketsOnPort(stack.sshPort);
+        return seen === 500;
+      },
+      3_000,
+      { what: 'exactly 500 sockets on the SSH port' },
+    ).catch((err: Error) => {
       throw new Error(`${err.message}: saw ${seen}`);
     });
 
