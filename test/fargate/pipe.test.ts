@@ -9,6 +9,7 @@ import { connect, createServer, type Server as NetServer, type Socket } from 'no
 import ssh2 from 'ssh2';
 import { afterEach, describe, expect, it } from 'vitest';
 import { joinSocketAndChannel, type SshChannel } from '../../fargate/pipe';
+import { generateKeyPair } from '../../shared/keys';
 import { withTimeout } from '../helpers/wait-for';
 
 const { Client, Server, utils } = ssh2;
@@ -22,12 +23,12 @@ describe('joinSocketAndChannel', () => {
 
   /** An ssh2 server whose first direct-tcpip channel is handed out, and a client connected to it. */
   async function sshPair() {
-    const hostKey = utils.generateKeyPairSync('ed25519');
+    const hostKey = await generateKeyPair('ed25519', 'pipe-test host');
     let resolveChannel: (channel: SshChannel) => void = () => {};
     const serverChannel = new Promise<SshChannel>((resolve) => {
       resolveChannel = resolve;
     });
-    const server = new Server({ hostKeys: [hostKey.private] }, (conn) => {
+    const server = new Server({ hostKeys: [hostKey.privateKey] }, (conn) => {
       conn.on('error', () => {});
       conn.on('authentication', (ctx) => ctx.accept());
       conn.on('tcpip', (accept) => resolveChannel(accept() as unknown as SshChannel));
@@ -38,7 +39,7 @@ describe('joinSocketAndChannel', () => {
       client.end();
       server.close();
     });
-    const parsedHostKey = utils.parseKey(hostKey.public);
+    const parsedHostKey = utils.parseKey(hostKey.publicKey);
     if (parsedHostKey instanceof Error) throw parsedHostKey;
     await new Promise<void>((resolve, reject) => {
       client.once('ready', () => resolve()).once('error', reject);

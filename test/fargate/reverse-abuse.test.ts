@@ -5,8 +5,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import ssh2 from 'ssh2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { generateKeyPair } from '../../shared/keys';
 import type { Tunnel } from '../../shared/schemas';
 import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, echoProbe, startEchoServer } from '../helpers/echo';
@@ -105,7 +105,11 @@ describe('reverse-tunnel endpoint under abuse', () => {
     customers.push(customer);
 
     // The attacker knows the tunnel id (it is in the customer's command) but not its key.
-    const wrongKeys = Array.from({ length: 8 }, () => ssh2.utils.generateKeyPairSync('ed25519').private);
+    // generateKeyPair, not ssh2's keygen directly: about one ssh2 ed25519 key in 256 does not parse,
+    // and the client would then fail without ever offering it.
+    const wrongKeys = await Promise.all(
+      Array.from({ length: 8 }, async () => (await generateKeyPair('ed25519', 'attacker')).privateKey),
+    );
     const hostKey = hostKeyOf(tunnel.reverse.knownHostsLine);
     const floodStart = performance.now();
     let failed = 0;
