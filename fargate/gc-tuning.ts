@@ -3,7 +3,7 @@
  * the JS heap: under bulk load the gateway allocates 30–45 MB of them between two scavenges
  * (sampled every 5 ms with `process.memoryUsage().arrayBuffers`, issue 7).
  *
- * V8 (11.3 in Node 20; measured there) counts external memory allocated since the last major GC against the
+ * V8 (11.3, Node 20 and 22) counts external memory allocated since the last major GC against the
  * old generation's limit, and sets that limit from the live heap times a growing factor that it
  * derives from how fast the old generation grows. A pump promotes little, so the factor sits at its
  * floor and the headroom is about 8 MB: each sawtooth of buffers crossed it, and the gateway ran
