@@ -10,6 +10,13 @@
  * spent 1.2–1.8 CPU s/GB for a while). V8 reads this flag at every scavenge, so setting it at
  * start-up takes effect. `--no-incremental-marking` ended the state in 7 of 7 starts but makes every
  * major GC one pause (40 ms at a 30 MB heap): not worth it for a gateway whose tunnels share a loop.
+ *
+ * Why the major GCs start at all: V8 11.3 counts external memory allocated since the last major GC
+ * against the old generation's limit, whose headroom for a pump is about 8 MB, while the buffers
+ * swing by 30–45 MB between two scavenges. `--heap-growing-percent=100` widens that headroom to the
+ * live heap and ended the repeated major GCs after a large idle phase (0.77–0.80 CPU s/GB), but the
+ * larger heap's collections later cost new connections a p99 of 10–21 ms in 3 of 5 runs (target
+ * 5 ms), so it is not set.
  */
 import { setFlagsFromString } from 'node:v8';
 
