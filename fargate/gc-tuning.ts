@@ -15,7 +15,7 @@
  * against the old generation's limit, whose headroom for a pump is about 8 MB, while the buffers
  * swing by 30–45 MB between two scavenges. `--heap-growing-percent=100` widens that headroom to the
  * live heap and ended the repeated major GCs after a large idle phase (0.77–0.80 CPU s/GB), but the
- * larger heap's collections later cost new connections a p99 of 10–21 ms in 3 of 5 runs (target
+ * larger heap's collections later cost new connections a p99 of 10–21 ms in 3 of 7 bench runs (target
  * 5 ms), so it is not set.
  */
 import { setFlagsFromString } from 'node:v8';
