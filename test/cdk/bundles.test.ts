@@ -22,6 +22,7 @@ import {
   stackFunctionEnvironment,
 } from '../helpers/lambda-bundle';
 import { FakeSecrets } from '../helpers/secrets-manager-fake';
+import { captureStdout } from '../helpers/stdout';
 
 type Table = Awaited<ReturnType<typeof createTestTable>>;
 type Bundle = Awaited<ReturnType<typeof buildTestBundle>>;
@@ -62,10 +63,7 @@ function stubStackEnvironment(bundle: 'api' | 'sweeper'): Record<string, string>
 
 beforeAll(async () => {
   table = await createTestTable();
-  stdout = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    logs.push(String(chunk));
-    return true;
-  });
+  stdout = captureStdout(logs);
 });
 
 afterAll(async () => {

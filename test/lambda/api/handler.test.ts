@@ -17,6 +17,7 @@ import { TunnelSchema } from '../../../shared/schemas';
 import { TunnelSecretSchema } from '../../../shared/tunnel';
 import { createTestTable } from '../../helpers/dynamo';
 import { httpApiEvent as httpEvent } from '../../helpers/lambda-bundle';
+import { captureStdout } from '../../helpers/stdout';
 
 type Table = Awaited<ReturnType<typeof createTestTable>>;
 type Handler = typeof import('../../../lambda/api/handler')['handler'];
@@ -125,10 +126,7 @@ describe('API Lambda handler', () => {
     vi.stubEnv('AWS_REGION', 'us-east-1');
     vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIAFAKEFAKEFAKEFAKE');
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'fake-secret-access-key');
-    stdout = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      logs.push(String(chunk));
-      return true;
-    });
+    stdout = captureStdout(logs);
   });
 
   afterAll(async () => {

@@ -14,6 +14,7 @@ import { AlertSchema } from '../../../shared/schemas';
 import { keys } from '../../../shared/store/table';
 import { createTestTable } from '../../helpers/dynamo';
 import { gatewaySim, storeTunnels } from '../../helpers/gateway-sim';
+import { captureStdout } from '../../helpers/stdout';
 
 type Table = Awaited<ReturnType<typeof createTestTable>>;
 type Handler = typeof import('../../../lambda/sweeper/handler')['handler'];
@@ -108,10 +109,7 @@ describe('sweeper Lambda handler', () => {
     vi.stubEnv('AWS_REGION', 'us-east-1');
     vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIAFAKEFAKEFAKEFAKE');
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'fake-secret-access-key');
-    stdout = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      logs.push(String(chunk));
-      return true;
-    });
+    stdout = captureStdout(logs);
   });
 
   afterAll(async () => {
