@@ -16,6 +16,7 @@ import {
   REPO_ROOT,
 } from '../../cdk/lib/bundles';
 import { GATEWAY_HEALTH_PORT, GATEWAY_SSH_PORT } from '../../cdk/lib/ports';
+import { GATEWAY_NODE_FLAGS } from '../../fargate/gc-tuning';
 
 interface Stage {
   from: string;
@@ -91,12 +92,23 @@ describe('fargate/Dockerfile', () => {
     const cmdAt = runtime.lines.findIndex((l) => l.startsWith('CMD'));
     expect(userAt).toBeGreaterThanOrEqual(0);
     expect(cmdAt).toBeGreaterThan(userAt);
-    expect(runtime.lines[cmdAt]).toBe(`CMD ["node", "/app/${GATEWAY_BUNDLE_FILE}"]`);
+    const command = ['node', ...GATEWAY_NODE_FLAGS, `/app/${GATEWAY_BUNDLE_FILE}`];
+    expect(runtime.lines[cmdAt]).toBe(`CMD [${command.map((a) => JSON.stringify(a)).join(', ')}]`);
     expect(runtime.lines.filter((l) => l.startsWith('COPY'))).toEqual([
       'COPY --from=build --chown=root:root /out/ /app/',
     ]);
     expect(runtime.lines.join('\n')).not.toMatch(/npm |apt-get|node_modules/);
     expect(runtime.lines).toContain(`EXPOSE ${GATEWAY_SSH_PORT} ${GATEWAY_HEALTH_PORT}`);
+  });
+
+  it('gives node the same gateway flags as npm start does', async () => {
+    const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as {
+      scripts: { start: string };
+    };
+    const [program, ...args] = pkg.scripts.start.split(/\s+/);
+    expect(program).toBe('node');
+    expect(GATEWAY_NODE_FLAGS.length).toBeGreaterThan(0);
+    for (const flag of GATEWAY_NODE_FLAGS) expect(args).toContain(flag);
   });
 
   it('copies only what .dockerignore lets into the context, and all of it exists', async () => {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { freePort } from '../../local/free-port';
 
@@ -20,10 +21,20 @@ export interface StartedStack {
 
 const REPO_ROOT = new URL('../..', import.meta.url).pathname;
 
+/** The arguments `npm start` passes to node, read from package.json (the one place they are written). */
+async function startScriptNodeArgs(): Promise<string[]> {
+  const pkg = JSON.parse(await readFile(`${REPO_ROOT}package.json`, 'utf8')) as {
+    scripts?: { start?: string };
+  };
+  const [program, ...args] = (pkg.scripts?.start ?? '').split(/\s+/);
+  if (program !== 'node') throw new Error(`npm start does not run node directly: ${pkg.scripts?.start}`);
+  return args;
+}
+
 /**
  * Runs `npm start` from the repository root with `env` on top of this process's environment.
- * `runner: 'node'` runs what `npm start` runs (`node --import tsx local/main.ts`) without npm, so
- * `child.pid` is the stack itself (to read its memory from /proc).
+ * `runner: 'node'` runs what `npm start` runs (its `node` command line, flags included) without npm,
+ * so `child.pid` is the stack itself (to read its memory from /proc).
  */
 export async function startStack(
   env: Record<string, string>,
@@ -31,9 +42,7 @@ export async function startStack(
   runner: 'npm' | 'node' = 'npm',
 ): Promise<StartedStack> {
   const [command, args]: [string, string[]] =
-    runner === 'npm'
-      ? ['npm', ['start', '--silent']]
-      : [process.execPath, ['--import', 'tsx', 'local/main.ts']];
+    runner === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, await startScriptNodeArgs()];
   const child = spawn(command, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, PORT: '0', SSH_PORT: String(await freePort()), ...env },
