@@ -7,18 +7,41 @@
 import { freePort } from '../local/free-port';
 import type { Bench, Measured } from './context';
 import type { Figure } from './report';
+import { afterBurstOf } from './support/dynamo-proxy';
 import {
   opensshReverseCommand,
   ourReverseCommand,
   type RunningSsh,
   startCustomerSsh,
 } from './support/openssh';
-import { treeCpuSeconds } from './support/procfs';
+import { quietMachine, treeCpuSeconds } from './support/procfs';
 import { mbPerSec, median } from './support/stats';
 import { transfer } from './support/traffic';
 
 export const AES_GCM = 'aes128-gcm@openssh.com';
 const WARM_UP_BYTES = 64 * 1024 * 1024;
+/** Longer than a sweep of 2,000 tunnels keeps DynamoDB Local busy (about 10 s). */
+const QUIET_TIMEOUT_MS = 20_000;
+/** BatchGetItem requests within a second that mark a sweep (the gateway alone makes one or two). */
+const SWEEP_BURST = 5;
+
+/** How the bulk figures were sampled, for their note. */
+export function bulkMethod(bytes: number, runs: number): string {
+  return (
+    `${bytes / 1024 / 1024} MiB each way, median of ${runs} runs; each round of runs starts right after a status ` +
+    'sweep and each run once the machine is quiet, so no side takes the CPU DynamoDB Local spends on a sweep'
+  );
+}
+
+/** Waits out the stack's next status sweep (bounded by one interval and a margin). */
+export function afterNextSweep(bench: Bench): Promise<number> {
+  return afterBurstOf(
+    bench.stack.proxy,
+    'BatchGetItem',
+    SWEEP_BURST,
+    bench.settings.sweepIntervalMs + 20_000,
+  );
+}
 
 export interface BulkSamples {
   /** MB/s per run, platform → customer service. */
@@ -27,6 +50,8 @@ export interface BulkSamples {
   down: number[];
   /** CPU seconds per GB moved (10^9 bytes, both directions together), per metered process. */
   cpuSecondsPerGB: Record<string, number>;
+  /** Time spent before this path's runs waiting for the machine to go quiet. */
+  quietWaitMs: number;
 }
 
 /** Reads a process's (or process tree's) CPU seconds so far. */
@@ -43,13 +68,14 @@ export async function sampleBulk(
   runs: number,
   log: (line: string) => void,
   meters: Record<string, Record<string, CpuMeter>> = {},
+  beforeRound: () => Promise<number> = async () => 0,
 ): Promise<Record<string, BulkSamples>> {
   // Slower than 20 MB/s is a failure, not a figure.
   const timeoutMs = Math.max(30_000, (bytes / 20e6) * 1000);
   const samples: Record<string, BulkSamples> = {};
   const cpu: Record<string, Record<string, number>> = {};
   for (const name of Object.keys(ports)) {
-    samples[name] = { up: [], down: [], cpuSecondsPerGB: {} };
+    samples[name] = { up: [], down: [], cpuSecondsPerGB: {}, quietWaitMs: 0 };
     cpu[name] = {};
   }
   const readAll = async (name: string) => {
@@ -64,8 +90,13 @@ export async function sampleBulk(
     await transfer(port, 'D', warmUpBytes, timeoutMs);
   }
   for (let run = 1; run <= runs; run++) {
+    const waitedForRound = await beforeRound();
+    if (waitedForRound > 1_000) log(`  waited ${(waitedForRound / 1000).toFixed(1)} s for a sweep to pass`);
     for (const [name, port] of Object.entries(ports)) {
-      const entry = samples[name] ?? { up: [], down: [], cpuSecondsPerGB: {} };
+      const entry = samples[name] ?? { up: [], down: [], cpuSecondsPerGB: {}, quietWaitMs: 0 };
+      // Each run starts on a quiet machine, so neither side's figures take a sweep's CPU burst.
+      const waited = await quietMachine(QUIET_TIMEOUT_MS);
+      entry.quietWaitMs += waited;
       const before = await readAll(name);
       entry.up.push(mbPerSec(bytes, await transfer(port, 'U', bytes, timeoutMs)));
       entry.down.push(mbPerSec(bytes, await transfer(port, 'D', bytes, timeoutMs)));
@@ -74,7 +105,8 @@ export async function sampleBulk(
       for (const label of Object.keys(after))
         spent[label] = (spent[label] ?? 0) + (after[label] ?? 0) - (before[label] ?? 0);
       log(
-        `  run ${run} ${name}: ${entry.up.at(-1)?.toFixed(0)} MB/s up, ${entry.down.at(-1)?.toFixed(0)} MB/s down`,
+        `  run ${run} ${name}: ${entry.up.at(-1)?.toFixed(0)} MB/s up, ${entry.down.at(-1)?.toFixed(0)} MB/s down` +
+          (waited > 1_000 ? ` (after ${(waited / 1000).toFixed(1)} s waiting for a quiet machine)` : ''),
       );
     }
   }
@@ -176,6 +208,7 @@ export async function measureReverseBulk(bench: Bench): Promise<Measured> {
         oursAes: { server: gateway, client: client(aesOurs), bench: benchCpu },
         opensshAes: { server: sshd, client: client(aesOpenssh), bench: benchCpu },
       },
+      () => afterNextSweep(bench),
     );
     const ciphers = {
       oursStock: bench.stockSsh.ours.cipher(),
@@ -183,7 +216,7 @@ export async function measureReverseBulk(bench: Bench): Promise<Measured> {
       oursAes: aesOurs.cipher(),
       opensshAes: aesOpenssh.cipher(),
     };
-    const size = `${bulkBytes / 1024 / 1024} MiB each way, median of ${bulkRuns} runs`;
+    const size = bulkMethod(bulkBytes, bulkRuns);
     return {
       figures: [
         ...bulkFigures(

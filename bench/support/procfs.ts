@@ -93,6 +93,34 @@ export async function treeCpuSeconds(pid: number): Promise<number> {
   return ticks / TICKS_PER_SECOND;
 }
 
+/** All cores' busy and total jiffies so far (the `cpu` line of /proc/stat; idle and iowait are not busy). */
+async function machineTicks(): Promise<{ busy: number; total: number }> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0] ?? '';
+  const fields = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = fields.reduce((sum, n) => sum + n, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * Waits until the whole machine is quiet: less than `maxBusyShare` of all cores busy over a
+ * `windowMs` window, or `timeoutMs` passed. The stack's periodic work (a sweep reads every tunnel
+ * through DynamoDB Local, several CPU seconds at 2,000 tunnels) would otherwise land on whichever
+ * transfer happens to run, ours or sshd's. Resolves with how long it waited.
+ */
+export async function quietMachine(timeoutMs: number, maxBusyShare = 0.15, windowMs = 300): Promise<number> {
+  const started = Date.now();
+  let previous = await machineTicks();
+  while (Date.now() - started < timeoutMs) {
+    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    const now = await machineTicks();
+    const total = now.total - previous.total;
+    if (total > 0 && (now.busy - previous.busy) / total < maxBusyShare) break;
+    previous = now;
+  }
+  return Date.now() - started;
+}
+
 /** Descendants of this process whose command name (`/proc/<pid>/comm`) is `name`. */
 export async function descendantsNamed(name: string): Promise<number[]> {
   const found: number[] = [];
