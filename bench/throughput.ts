@@ -20,7 +20,7 @@ import { transfer } from './support/traffic';
 
 export const AES_GCM = 'aes128-gcm@openssh.com';
 const WARM_UP_BYTES = 64 * 1024 * 1024;
-/** Longer than a sweep of 2,000 tunnels keeps DynamoDB Local busy (about 10 s). */
+/** Longer than a sweep of 2,000 tunnels keeps DynamoDB Local busy (6–10 s). */
 const QUIET_TIMEOUT_MS = 20_000;
 /** BatchGetItem requests within a second that mark a sweep (the gateway alone makes one or two). */
 const SWEEP_BURST = 5;

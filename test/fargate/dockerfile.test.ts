@@ -17,6 +17,7 @@ import {
 } from '../../cdk/lib/bundles';
 import { GATEWAY_HEALTH_PORT, GATEWAY_SSH_PORT } from '../../cdk/lib/ports';
 import { GATEWAY_NODE_FLAGS } from '../../fargate/gc-tuning';
+import { startScriptNodeArgs } from '../helpers/local-stack';
 
 interface Stage {
   from: string;
@@ -102,11 +103,7 @@ describe('fargate/Dockerfile', () => {
   });
 
   it('gives node the same gateway flags as npm start does', async () => {
-    const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as {
-      scripts: { start: string };
-    };
-    const [program, ...args] = pkg.scripts.start.split(/\s+/);
-    expect(program).toBe('node');
+    const args = await startScriptNodeArgs(); // rejects unless npm start runs node itself
     expect(GATEWAY_NODE_FLAGS.length).toBeGreaterThan(0);
     for (const flag of GATEWAY_NODE_FLAGS) expect(args).toContain(flag);
   });

@@ -22,7 +22,7 @@ export interface StartedStack {
 const REPO_ROOT = new URL('../..', import.meta.url).pathname;
 
 /** The arguments `npm start` passes to node, read from package.json (the one place they are written). */
-async function startScriptNodeArgs(): Promise<string[]> {
+export async function startScriptNodeArgs(): Promise<string[]> {
   const pkg = JSON.parse(await readFile(`${REPO_ROOT}package.json`, 'utf8')) as {
     scripts?: { start?: string };
   };
