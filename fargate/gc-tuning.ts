@@ -11,10 +11,10 @@
  * - `GATEWAY_NODE_FLAGS`: an old-generation limit never below 64 MB. V8 sizes the heap before any
  *   code runs, so these go on the node command line (the Dockerfile's CMD, `npm start`; a test
  *   keeps them the same). Measured: 4–5 major GCs in that quick phase instead of 23–32; in three
- *   full runs, 0.73–0.79 CPU s/GB with AES-GCM instead of 0.81–0.83, 41–45 KB per idle tunnel at
- *   2,000 (whose live heap is above 64 MB anyway), new-connection p99 3.2–4.6 ms. The price is up to 64 MB of heap
- *   before a full collection, nothing for a task with 1 GB or more. 128 MB kept so much garbage
- *   that idle tunnels cost 97 KB each (target 60) and the p99 reached 5.4 ms;
+ *   full-size runs, 0.73–0.79 CPU s/GB with AES-GCM instead of 0.81–0.83, 41–45 KB per idle tunnel
+ *   at 2,000 (whose live heap is above 64 MB anyway), new-connection p99 3.2–4.6 ms. The price is
+ *   up to 64 MB of heap before a full collection, nothing for a task with 1 GB or more. 128 MB kept
+ *   so much garbage that idle tunnels cost 97 KB each (target 60) and the p99 reached 5.4 ms;
  *   `--heap-growing-percent=100` (headroom in proportion to the live heap) pushed the p99 to 10–21
  *   ms in 3 of 7 runs; `--min/max-semi-space-size` did not change the count.
  * - `--no-concurrent-array-buffer-sweeping`, set at start-up (V8 reads it at every scavenge): young
