@@ -31,6 +31,7 @@ import { keys } from '../../shared/store/table';
 import { type AlertReceiver, startAlertReceiver } from '../helpers/alert-receiver';
 import { createTestTable } from '../helpers/dynamo';
 import { gatewaySim, storeTunnels, T0 } from '../helpers/gateway-sim';
+import { apiClient } from '../helpers/http-api';
 import { killGroup, type StartedStack, startStack } from '../helpers/local-stack';
 import { waitFor } from '../helpers/wait-for';
 
@@ -189,18 +190,15 @@ describe('the sweeper thread under npm start', () => {
     expect(started.threadId).not.toBe(0); // the main thread's
 
     // A standard tunnel whose bastion refuses connections: the gateway reports it down at once.
-    const res = await fetch(`${stack.baseUrl}/v1/tunnels`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({
-        type: 'standard',
-        name: 'refused',
-        ssh: { host: '127.0.0.1', port: await freePort(), user: 'tunnel' },
-        service: { host: '127.0.0.1', port: 5432 },
-      }),
+    const running = stack;
+    const res = await apiClient(() => running.baseUrl, apiKey).call('POST', '/v1/tunnels', {
+      type: 'standard',
+      name: 'refused',
+      ssh: { host: '127.0.0.1', port: await freePort(), user: 'tunnel' },
+      service: { host: '127.0.0.1', port: 5432 },
     });
     expect(res.status).toBe(201);
-    const tunnel = TunnelSchema.parse(await res.json());
+    const tunnel = TunnelSchema.parse(res.json);
 
     const changed = await stack.waitForLog(
       (l) => l.msg === 'tunnel status changed' && l.tunnelId === tunnel.id && l.to === 'down',
