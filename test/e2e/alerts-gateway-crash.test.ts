@@ -210,6 +210,9 @@ describe('a gateway killed with SIGKILL while holding 10 reverse tunnels', () =>
     }
     expect(Math.max(...lateness)).toBeLessThanOrEqual(ALERT_LATENCY_BOUND_MS);
     expect(new Set(downs.map((d) => d.alert?.tunnel.id))).toEqual(ids);
+    // B's log line of an alert comes through its main thread, the webhook straight from the sweeper
+    // thread, so the webhook may arrive first: a sweep finished after the deliveries orders them.
+    await waitForMoreSweeps(b.lines, 2, 10_000);
     expect(b.lines.filter((l) => l.msg === 'tunnel alert' && l.type === 'tunnel.down')).toHaveLength(TUNNELS);
 
     // C replaces A on its port, with the same host key; the customers run their command again.
