@@ -15,6 +15,7 @@ import type { GatewayStore } from '../../shared/store/gateway-store';
 import type { TunnelRecord } from '../../shared/tunnel';
 import type { SshChannel } from '../pipe';
 import { SourceGuard, type SourceGuardSettings } from '../source-guard';
+import { rejectAsProhibited } from './channel-refusal';
 import type { ForwardingSession, ForwardRegistry } from './forward-registry';
 
 const { Server: SshServer, utils } = ssh2;
@@ -51,6 +52,11 @@ export const DEFAULT_CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.co
 const SESSION_REFUSAL = (tunnelId: string) =>
   `This endpoint only carries the reverse tunnel of ${tunnelId}: run ssh with -N (no shell, no command), ` +
   'as in reverse.commands of the Tunnelkeeper API.\r\n';
+
+const DIRECT_TCPIP_REFUSAL = 'local (-L), dynamic (-D) and jump (-J) forwarding are not allowed';
+const STREAMLOCAL_REFUSAL = 'Unix-socket forwarding is not allowed';
+/** Follows a channel refusal in OpenSSH's "open failed: administratively prohibited: …" line. */
+const ONLY_THE_TUNNEL = "this endpoint only carries the tunnel's own -R";
 
 interface PendingSocket {
   socket: Socket;
@@ -332,14 +338,14 @@ export class ReverseServer {
     });
 
     conn.on('tcpip', (_accept, reject, dest) => {
-      refuse('direct-tcpip', 'local (-L), dynamic (-D) and jump (-J) forwarding are not allowed', {
+      refuse('direct-tcpip', DIRECT_TCPIP_REFUSAL, {
         destination: `${String(dest.destIP).slice(0, 100)}:${dest.destPort}`,
       });
-      reject();
+      rejectAsProhibited(conn, reject, `${DIRECT_TCPIP_REFUSAL}; ${ONLY_THE_TUNNEL}`);
     });
     conn.on('openssh.streamlocal', (_accept, reject) => {
-      refuse('direct-streamlocal', 'Unix-socket forwarding is not allowed');
-      reject();
+      refuse('direct-streamlocal', STREAMLOCAL_REFUSAL);
+      rejectAsProhibited(conn, reject, `${STREAMLOCAL_REFUSAL}; ${ONLY_THE_TUNNEL}`);
     });
 
     conn.on('close', () => {

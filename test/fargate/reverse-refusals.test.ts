@@ -246,7 +246,11 @@ describe('reverse-tunnel endpoint refusals, seen from OpenSSH and in our log', (
       `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -J tunnelkeeper-jump -p ${echo.port} someone@127.0.0.1 true`,
     );
     expect(result.code).toBe(255);
-    expect(result.stderr).toMatch(/channel 0: open failed: /);
+    // OpenSSH prints the reason we refused with, not "connect failed" as if the target were down.
+    expect(result.stderr).toContain(
+      'open failed: administratively prohibited: local (-L), dynamic (-D) and jump (-J) forwarding ' +
+        "are not allowed; this endpoint only carries the tunnel's own -R",
+    );
     expect(result.stderr).toContain('stdio forwarding failed');
     expect(echo.acceptedConnections).toBe(0);
     const refused = logsSince(mark, {
@@ -259,12 +263,16 @@ describe('reverse-tunnel endpoint refusals, seen from OpenSSH and in our log', (
     ]);
   });
 
-  it('refuses -L and -D next to the granted -R: their connections open no channel', async () => {
+  it('refuses -L, -D and -L to a Unix socket next to the granted -R: their connections open no channel', async () => {
     const r = tunnel.reverse;
     const localPort = await freePort();
     const socksPort = await freePort();
+    const socketPort = await freePort();
     const ssh = customer.start(
-      r.commands.ssh.replace(' -R ', ` -L ${localPort}:127.0.0.1:${echo.port} -D 127.0.0.1:${socksPort} -R `),
+      r.commands.ssh.replace(
+        ' -R ',
+        ` -L ${localPort}:127.0.0.1:${echo.port} -D 127.0.0.1:${socksPort} -L ${socketPort}:/run/postgresql/.s.PGSQL.5432 -R `,
+      ),
     );
     try {
       await stack.waitForTunnel(tunnel.id, isUp, 15_000, ssh.stderr);
@@ -283,15 +291,25 @@ describe('reverse-tunnel endpoint refusals, seen from OpenSSH and in our log', (
       expect([...socks.subarray(0, 2)]).toEqual([5, 0]); // method negotiation only
       expect(socks[3]).not.toBe(0); // no "succeeded" reply follows (or none at all)
 
-      await waitFor(() => (ssh.stderr().match(/open failed/g) ?? []).length >= 2, 5_000, {
-        what: 'ssh reported both refusals',
-      });
-      const refused = logsSince(mark, {
-        msg: 'ssh request refused',
-        tunnelId: tunnel.id,
-        what: 'direct-tcpip',
-      });
-      expect(refused.map((l) => l.destination)).toEqual([`127.0.0.1:${echo.port}`, `127.0.0.1:${echo.port}`]);
+      // -L to a Unix socket on our side: direct-streamlocal, refused the same way.
+      expect(await readUntilClosed(socketPort, Buffer.from('hello through -L to a socket'))).toEqual(
+        Buffer.alloc(0),
+      );
+
+      const prohibited = () => ssh.stderr().match(/open failed: administratively prohibited: [^\n]*/g) ?? [];
+      await waitFor(() => prohibited().length >= 3, 5_000, { what: 'ssh reported the three refusals' });
+      expect(ssh.stderr()).not.toContain('connect failed');
+      expect(prohibited().map((line) => line.split(': ')[2]?.split(';')[0])).toEqual([
+        'local (-L), dynamic (-D) and jump (-J) forwarding are not allowed',
+        'local (-L), dynamic (-D) and jump (-J) forwarding are not allowed',
+        'Unix-socket forwarding is not allowed',
+      ]);
+      const refused = logsSince(mark, { msg: 'ssh request refused', tunnelId: tunnel.id });
+      expect(refused.map((l) => [l.what, l.destination])).toEqual([
+        ['direct-tcpip', `127.0.0.1:${echo.port}`],
+        ['direct-tcpip', `127.0.0.1:${echo.port}`],
+        ['direct-streamlocal', undefined],
+      ]);
       expect(echo.acceptedConnections).toBe(0);
       // The granted forward is unaffected.
       expect(ssh.exit()).toBeUndefined();
