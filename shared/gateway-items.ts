@@ -24,6 +24,13 @@ export const TunnelStateItemSchema = z.object({
   /** Fingerprint of the key the connection authenticated with (tells a rotation's progress). */
   keyFingerprint: z.string().optional(),
   error: StatusErrorSchema.optional(),
+  /**
+   * The newest `down` written to this item, kept (by the store) when later states overwrite it: a
+   * reconnect between two sweeps would otherwise erase when and why the tunnel dropped.
+   */
+  lastDown: z
+    .object({ since: z.string(), connId: z.string().optional(), error: StatusErrorSchema.optional() })
+    .optional(),
 });
 export type TunnelStateItem = z.infer<typeof TunnelStateItemSchema>;
 

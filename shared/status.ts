@@ -125,7 +125,11 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
     if (before.state === 'disabled') status.since = maxIso(status.since, tunnel.updatedAt);
     if (excursion) {
       const missed: TunnelStateName = status.state === 'up' ? 'down' : 'up';
-      transitions.push({ at: status.since, from: before.state, to: missed });
+      transitions.push(
+        missed === 'down'
+          ? missedDown(before, input.state, status.since)
+          : { at: status.since, from: before.state, to: missed },
+      );
       transitions.push(event(missed, status));
     } else {
       transitions.push(event(before.state, status));
@@ -314,6 +318,20 @@ function sourceOf(item: {
   const source: NonNullable<StatusRecord['source']> = { state: item.state, since: item.since };
   if (item.connId !== undefined) source.connId = item.connId;
   return source;
+}
+
+/**
+ * The down between two connections that no run saw. The STATE item keeps its newest down: if that
+ * began after the state the previous run saw, it is this one, and tells when and why.
+ */
+function missedDown(before: StatusRecord, state: TunnelStateItem | undefined, upSince: string): TunnelEvent {
+  const out: TunnelEvent = { at: upSince, from: before.state, to: 'down' };
+  const last = state?.lastDown;
+  if (!last || Date.parse(last.since) < Date.parse(before.since)) return out;
+  // Never after the up that followed it, whatever two workers' clocks said.
+  if (Date.parse(last.since) < Date.parse(upSince)) out.at = last.since;
+  if (last.error) out.error = { ...last.error };
+  return out;
 }
 
 function event(from: TunnelStateName, status: Status): TunnelEvent {

@@ -12,6 +12,7 @@ import {
   type LeaseItem,
   LeaseItemSchema,
   type TunnelStateItem,
+  TunnelStateItemSchema,
   type WorkerHeartbeat,
   WorkerHeartbeatSchema,
 } from '../gateway-items';
@@ -44,7 +45,7 @@ export class DynamoGatewayStore implements GatewayStore {
     // Only over the state of the same or an older connection (or lease epoch), and only while the
     // tunnel exists, so neither a stale worker nor a late write can overwrite newer truth.
     const ownership = 'attribute_not_exists(connectedAt) OR connectedAt <= :connectedAt';
-    const values = { ':connectedAt': item.connectedAt ?? '' };
+    const update = stateUpdate(item);
     try {
       await this.db.send(
         new TransactWriteCommand({
@@ -57,11 +58,13 @@ export class DynamoGatewayStore implements GatewayStore {
               },
             },
             {
-              Put: {
+              Update: {
                 TableName: this.tableName,
-                Item: { ...keys.tunnelState(tunnelId), ...item },
+                Key: keys.tunnelState(tunnelId),
+                UpdateExpression: update.expression,
                 ConditionExpression: ownership,
-                ExpressionAttributeValues: values,
+                ExpressionAttributeNames: update.names,
+                ExpressionAttributeValues: { ...update.values, ':connectedAt': item.connectedAt ?? '' },
               },
             },
           ],
@@ -205,4 +208,39 @@ export class DynamoGatewayStore implements GatewayStore {
     const items = await batchGetItems(this.db, this.tableName, [...new Set(workerIds)].map(keys.worker));
     return new Map(items.map((item) => WorkerHeartbeatSchema.parse(item)).map((b) => [b.workerId, b]));
   }
+}
+
+/**
+ * The STATE item's attributes become exactly `item`'s, except `lastDown`: an update rather than a
+ * put, so the newest down outlives the states written after it (a `down` sets it).
+ */
+function stateUpdate(item: TunnelStateItem): {
+  expression: string;
+  names: Record<string, string>;
+  values: Record<string, unknown>;
+} {
+  const fields: Record<string, unknown> = { ...item };
+  delete fields.lastDown;
+  if (item.state === 'down') {
+    const lastDown: NonNullable<TunnelStateItem['lastDown']> = { since: item.since };
+    if (item.connId !== undefined) lastDown.connId = item.connId;
+    if (item.error !== undefined) lastDown.error = item.error;
+    fields.lastDown = lastDown;
+  }
+  const names: Record<string, string> = {};
+  const values: Record<string, unknown> = {};
+  const set: string[] = [];
+  const remove: string[] = [];
+  for (const [i, key] of TunnelStateItemSchema.keyof().options.entries()) {
+    const value = fields[key];
+    if (value === undefined && key === 'lastDown') continue;
+    names[`#s${i}`] = key;
+    if (value === undefined) remove.push(`#s${i}`);
+    else {
+      values[`:s${i}`] = value;
+      set.push(`#s${i} = :s${i}`);
+    }
+  }
+  const expression = `SET ${set.join(', ')}${remove.length > 0 ? ` REMOVE ${remove.join(', ')}` : ''}`;
+  return { expression, names, values };
 }

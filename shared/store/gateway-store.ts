@@ -12,7 +12,8 @@ export interface GatewayStore {
   /**
    * Records a transition of the connection (reverse) or lease (standard) that began at
    * `item.connectedAt`. Returns false, writing nothing, when a newer one already wrote: a stale
-   * worker cannot overwrite a newer owner.
+   * worker cannot overwrite a newer owner. A `down` is also kept as the item's `lastDown`, which
+   * later writes leave in place.
    */
   writeState(tunnelId: string, item: TunnelStateItem): Promise<boolean>;
   /** Forgets a rotated-away key once the new one has logged in; no-op if it changed meanwhile. */

@@ -1,10 +1,12 @@
 /**
- * Plays the gateway's part against a test table: STATE items and worker heartbeats written
- * directly with the document client, as the workers write them.
+ * Plays the gateway's part against a test table: worker heartbeats, and STATE items either put as
+ * given (`state`, `up`, `down`: any item a test needs, in any order) or written through the
+ * gateway's own store (`write`: its ordering by connection, and the `lastDown` it keeps).
  */
 import { BatchWriteCommand, type DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { TunnelStateItem, WorkerHeartbeat } from '../../shared/gateway-items';
 import { newTunnelId } from '../../shared/ids';
+import { DynamoGatewayStore } from '../../shared/store/dynamo-gateway-store';
 import { tunnelItem } from '../../shared/store/dynamo-tunnel-store';
 import { keys } from '../../shared/store/table';
 import type { TunnelRecord } from '../../shared/tunnel';
@@ -13,7 +15,12 @@ export const T0 = Date.parse('2026-01-03T00:00:00.000Z');
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
 export function gatewaySim(db: DynamoDBDocumentClient, tableName: string) {
+  const gateway = new DynamoGatewayStore(db, tableName);
   return {
+    /** As a worker writes a transition; false when a newer connection already wrote. */
+    write(tunnelId: string, item: TunnelStateItem): Promise<boolean> {
+      return gateway.writeState(tunnelId, item);
+    },
     async state(tunnelId: string, item: TunnelStateItem): Promise<void> {
       await db.send(
         new PutCommand({ TableName: tableName, Item: { ...keys.tunnelState(tunnelId), ...item } }),

@@ -266,6 +266,38 @@ describe('evaluateStatus: what the API shows', () => {
     expect(takeover.status).toEqual(first.status);
   });
 
+  it("tells when and why a missed flap dropped, from the STATE item's newest down", () => {
+    const first = evaluate({ state: up(-MIN), heartbeat: beat(-S) });
+    const dropped = { since: at(-3 * S), connId: `c${-MIN}`, error: lost };
+    const reconnect = evaluate({
+      state: up(-S, { lastDown: dropped }),
+      heartbeat: beat(-S),
+      previous: first.next,
+    });
+    expect(reconnect.transitions).toEqual([
+      { at: at(-3 * S), from: 'up', to: 'down', error: lost },
+      { at: at(-S), from: 'down', to: 'up' },
+    ]);
+    // A down from before the up the previous run saw is not this flap's: when and why stay unknown.
+    const older = evaluate({
+      state: up(-S, { lastDown: { ...dropped, since: at(-2 * MIN) } }),
+      heartbeat: beat(-S),
+      previous: first.next,
+    });
+    expect(older.transitions[0]).toEqual({ at: at(-S), from: 'up', to: 'down' });
+    // Clocks of two workers disagree: the down is never placed after the up that followed it.
+    const skewed = evaluate({
+      state: up(-S, { lastDown: { ...dropped, since: at(0) } }),
+      heartbeat: beat(-S),
+      previous: first.next,
+    });
+    expect(skewed.transitions[0]).toEqual({ at: at(-S), from: 'up', to: 'down', error: lost });
+    // lastDown is the store's memory, not the status: it changes nothing else.
+    expect(reconnect.status).toEqual(
+      evaluate({ state: up(-S), heartbeat: beat(-S), previous: first.next }).status,
+    );
+  });
+
   it('returns a status the caller may change without touching the inputs', () => {
     const state = down(-MIN);
     const snapshot = structuredClone(state);

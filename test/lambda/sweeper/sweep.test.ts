@@ -12,6 +12,7 @@ import { AlertDeliveryError } from '../../../shared/errors';
 import { createLogger } from '../../../shared/logger';
 import { AlertSchema } from '../../../shared/schemas';
 import type { StatusSettings } from '../../../shared/status';
+import { customerNotConnected } from '../../../shared/status-errors';
 import { type StatusItem, StatusItemSchema } from '../../../shared/status-items';
 import { createDynamoClients } from '../../../shared/store/dynamo-client';
 import { DynamoStatusStore } from '../../../shared/store/dynamo-status-store';
@@ -164,6 +165,34 @@ describe('sweep on DynamoDB Local', () => {
     }
     expect(record.sent).toEqual([]);
     expect(await history(tunnel.id)).toEqual(['down->up', 'up->down customer_not_connected', 'pending->up']);
+  });
+
+  it('records a flap between two sweeps with when and why it dropped, kept on the STATE item', async () => {
+    const [tunnel] = await tunnels(1);
+    if (!tunnel) throw new Error('no tunnel');
+    const record = new RecordingSink();
+    const run = sweeper([record]);
+    const first = { owner: 'w1', connId: 'c1', connectedAt: iso(T0 - MIN) };
+    expect(await sim.write(tunnel.id, { state: 'up', since: iso(T0 - MIN), ...first })).toBe(true);
+    await sim.beat('w1', T0);
+    await run();
+
+    // Between two sweeps the session ends, and autossh is back 3 s later through another worker.
+    const ended = customerNotConnected('the customer closed the session');
+    expect(await sim.write(tunnel.id, { state: 'down', since: iso(T0 + S), error: ended, ...first })).toBe(
+      true,
+    );
+    const second = { owner: 'w2', connId: 'c2', connectedAt: iso(T0 + 4 * S) };
+    expect(await sim.write(tunnel.id, { state: 'up', since: iso(T0 + 4 * S), ...second })).toBe(true);
+    await sim.beat('w2', T0 + 5 * S);
+    clock.ms = T0 + 30 * S;
+    expect(await run()).toMatchObject({ transitions: 2, alertsQueued: 0, errors: 0 });
+
+    expect(record.sent).toEqual([]);
+    expect((await t.store.listEvents(tunnel.id, 100)).slice(0, 2)).toEqual([
+      { at: iso(T0 + 4 * S), from: 'down', to: 'up' },
+      { at: iso(T0 + S), from: 'up', to: 'down', error: ended },
+    ]);
   });
 
   it('shows all 10 tunnels of a dead worker down with worker_lost and alerts once for each', async () => {

@@ -1,7 +1,9 @@
 import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, NotFoundError, PortsExhaustedError, ValidationError } from '../../../shared/errors';
+import { TunnelStateItemSchema } from '../../../shared/gateway-items';
 import { newTunnelId, newWorkspaceId } from '../../../shared/ids';
+import { customerNotConnected } from '../../../shared/status-errors';
 import { DynamoGatewayStore } from '../../../shared/store/dynamo-gateway-store';
 import { keys } from '../../../shared/store/table';
 import type { TunnelRecord } from '../../../shared/tunnel';
@@ -125,7 +127,7 @@ describe('DynamoTunnelStore', () => {
   });
 });
 
-describe('DynamoGatewayStore.listStandardTunnels', () => {
+describe('DynamoGatewayStore', () => {
   let t: Table;
   beforeAll(async () => {
     t = await createTestTable();
@@ -152,5 +154,42 @@ describe('DynamoGatewayStore.listStandardTunnels', () => {
     expect(listed.map((r) => r.id).sort()).toEqual(wanted.map((r) => r.id).sort());
     expect(listed.find((r) => !r.enabled)?.ssh?.host).toBe('bastion.example.com');
     expect(reverse).toHaveLength(30);
+  });
+
+  it("writes exactly the state item's fields, keeps the newest down through later writes, refuses older connections", async () => {
+    const gateway = new DynamoGatewayStore(t.doc, t.tableName);
+    const { id } = await t.store.createTunnel(tunnel(newWorkspaceId()), { from: 37000, to: 37999 });
+    const error = customerNotConnected('the customer closed the session');
+    const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+    const first = { owner: 'w1', connId: 'cA', connectedAt: at(1) };
+    const read = async () =>
+      (await t.doc.send(new GetCommand({ TableName: t.tableName, Key: keys.tunnelState(id) }))).Item;
+
+    expect(
+      await gateway.writeState(id, { state: 'up', since: at(1), connectHost: '10.0.0.1', ...first }),
+    ).toBe(true);
+    expect(await gateway.writeState(id, { state: 'down', since: at(2), error, ...first })).toBe(true);
+    const afterDown = await read();
+    expect(afterDown?.connectHost).toBeUndefined();
+    expect(afterDown?.lastDown).toEqual({ since: at(2), connId: 'cA', error });
+
+    // A reconnect through another worker before any sweep: the up replaces the down, not its memory.
+    const second = { owner: 'w2', connId: 'cB', connectedAt: at(3) };
+    expect(
+      await gateway.writeState(id, { state: 'up', since: at(3), keyFingerprint: 'SHA256:x', ...second }),
+    ).toBe(true);
+    const { pk: _pk, sk: _sk, ...item } = (await read()) ?? {};
+    expect(TunnelStateItemSchema.strict().parse(item)).toEqual({
+      state: 'up',
+      since: at(3),
+      keyFingerprint: 'SHA256:x',
+      ...second,
+      lastDown: { since: at(2), connId: 'cA', error },
+    });
+
+    // The first connection's late write loses to the newer one and changes nothing.
+    expect(await gateway.writeState(id, { state: 'down', since: at(4), error, ...first })).toBe(false);
+    expect((await read())?.connId).toBe('cB');
+    expect((await read())?.lastDown?.since).toBe(at(2));
   });
 });
