@@ -21,7 +21,7 @@ import { batchGetItems } from './batch-get';
 import { isConditionalFailure } from './dynamo-errors';
 import type { GatewayStore } from './gateway-store';
 import { listWorkerHeartbeats, queryAll } from './query';
-import { GSI2, keys, SHARD_COUNT, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
+import { GSI2, keys, SHARD_COUNT, shardSortKeyPrefix, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
 
 export class DynamoGatewayStore implements GatewayStore {
   constructor(
@@ -123,14 +123,12 @@ export class DynamoGatewayStore implements GatewayStore {
   }
 
   async listStandardTunnels(): Promise<TunnelRecord[]> {
-    // Filtered in DynamoDB: reverse tunnels (most of them) never reach this process to be parsed.
-    const standardOnly = {
-      expression: '#type = :standard',
-      names: { '#type': 'type' },
-      values: { ':standard': 'standard' },
-    };
+    // By key, not by filter: a filter still reads (and bills) every reverse tunnel on every poll.
     const shards = Array.from({ length: SHARD_COUNT }, (_, n) =>
-      queryAll(this.db, this.tableName, GSI2, 'gsi2pk = :p', { ':p': `SHARD#${n}` }, standardOnly),
+      queryAll(this.db, this.tableName, GSI2, 'gsi2pk = :p AND begins_with(gsi2sk, :standard)', {
+        ':p': `SHARD#${n}`,
+        ':standard': shardSortKeyPrefix('standard'),
+      }),
     );
     return (await Promise.all(shards)).flat().map((item) => TunnelRecordSchema.parse(item));
   }

@@ -2,13 +2,6 @@ import { type DynamoDBDocumentClient, QueryCommand, type QueryCommandOutput } fr
 import { type WorkerHeartbeat, WorkerHeartbeatSchema } from '../gateway-items';
 import { GSI2, WORKERS_PARTITION } from './table';
 
-/** A server-side filter: matching items only cross the wire and get parsed (reads cost the same). */
-export interface QueryFilter {
-  expression: string;
-  names: Record<string, string>;
-  values: Record<string, string>;
-}
-
 /** Every item of an index partition, following pagination. */
 export async function queryAll(
   db: DynamoDBDocumentClient,
@@ -16,7 +9,6 @@ export async function queryAll(
   index: string,
   condition: string,
   values: Record<string, string>,
-  filter?: QueryFilter,
 ): Promise<Record<string, unknown>[]> {
   const items: Record<string, unknown>[] = [];
   let startKey: Record<string, unknown> | undefined;
@@ -26,8 +18,7 @@ export async function queryAll(
         TableName: tableName,
         IndexName: index,
         KeyConditionExpression: condition,
-        ExpressionAttributeValues: { ...values, ...filter?.values },
-        ...(filter ? { FilterExpression: filter.expression, ExpressionAttributeNames: filter.names } : {}),
+        ExpressionAttributeValues: values,
         ExclusiveStartKey: startKey,
       }),
     );

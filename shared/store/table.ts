@@ -32,6 +32,12 @@ export const keys = {
 
 export const EVENT_SK_PREFIX = 'EVENT#';
 
+/**
+ * GSI2 sorts a shard's tunnels by type first, so the standard pool reads only standard tunnels by
+ * key (`begins_with`), while the sweeper still reads the whole shard.
+ */
+export const shardSortKeyPrefix = (type: 'standard' | 'reverse') => `${type}#`;
+
 export function tableDefinition(tableName: string): CreateTableCommandInput {
   const s = (name: string) => ({ AttributeName: name, AttributeType: 'S' as const });
   return {

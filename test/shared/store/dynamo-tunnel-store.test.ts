@@ -8,6 +8,7 @@ import { DynamoGatewayStore } from '../../../shared/store/dynamo-gateway-store';
 import { keys } from '../../../shared/store/table';
 import type { TunnelRecord } from '../../../shared/tunnel';
 import { createTestTable } from '../../helpers/dynamo';
+import { countingClient } from '../../helpers/dynamo-count';
 
 type Table = Awaited<ReturnType<typeof createTestTable>>;
 
@@ -134,7 +135,7 @@ describe('DynamoGatewayStore', () => {
   });
   afterAll(() => t.drop());
 
-  it('returns every standard tunnel, enabled or not, and no reverse tunnel', async () => {
+  it('returns every standard tunnel, enabled or not, and reads no reverse tunnel to find them', async () => {
     const ws = newWorkspaceId();
     const range = { from: 36000, to: 36999 };
     const standard = (enabled: boolean) => ({
@@ -150,8 +151,11 @@ describe('DynamoGatewayStore', () => {
       t.store.createTunnel(standard(true), range),
       t.store.createTunnel(standard(false), range),
     ]);
-    const listed = await new DynamoGatewayStore(t.doc, t.tableName).listStandardTunnels();
+    const counting = countingClient(t.doc);
+    const listed = await new DynamoGatewayStore(counting.doc, t.tableName).listStandardTunnels();
     expect(listed.map((r) => r.id).sort()).toEqual(wanted.map((r) => r.id).sort());
+    // The pool polls every few seconds: what it reads (and pays for) is the standard tunnels alone.
+    expect(counting.queriedItems()).toBe(wanted.length);
     expect(listed.find((r) => !r.enabled)?.ssh?.host).toBe('bastion.example.com');
     expect(reverse).toHaveLength(30);
   });
