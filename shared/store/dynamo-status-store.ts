@@ -22,7 +22,7 @@ import {
   StatusItemSchema,
   type StatusRecord,
 } from '../status-items';
-import { TunnelRecordSchema } from '../tunnel';
+import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
 import { isConditionalFailure } from './dynamo-errors';
 import type {
@@ -34,7 +34,7 @@ import type {
   StatusSources,
   StatusStore,
 } from './status-store';
-import { GSI2, keys, TTL_ATTRIBUTE } from './table';
+import { GSI2, keys, shardSortKeyOf, TTL_ATTRIBUTE } from './table';
 
 /** Tunnels per shard query page: two batch reads (STATE and STATUS) of 100 keys each. */
 const SHARD_PAGE_SIZE = 100;
@@ -59,9 +59,36 @@ export class DynamoStatusStore implements StatusStore {
         ExclusiveStartKey: cursor,
       }),
     );
-    const page: ShardPage = { items: (out.Items ?? []).map((item) => TunnelRecordSchema.parse(item)) };
+    const items = out.Items ?? [];
+    const page: ShardPage = { items: items.map((item) => TunnelRecordSchema.parse(item)) };
     if (out.LastEvaluatedKey) page.cursor = out.LastEvaluatedKey;
+    await this.upgradeShardSortKeys(items, page.items);
     return page;
+  }
+
+  /**
+   * Tunnels stored before GSI2 sorted by type (their gsi2sk was the bare id, as in a DATA_DIR of an
+   * older `npm start`) are invisible to the standard pool's poll: each sweep moves them over. They
+   * sort after the new keys, so the move never makes this sweep read one twice or skip one.
+   */
+  private async upgradeShardSortKeys(
+    items: Record<string, unknown>[],
+    records: TunnelRecord[],
+  ): Promise<void> {
+    const stale = records
+      .map((record, i) => ({ id: record.id, old: items[i]?.gsi2sk, sk: shardSortKeyOf(record) }))
+      .filter(({ old, sk }) => old !== sk);
+    // Conditional: a tunnel updated meanwhile was written with the new key already.
+    await Promise.all(
+      stale.map(({ id, old, sk }) =>
+        this.conditionalUpdate({
+          Key: keys.tunnel(id),
+          UpdateExpression: 'SET gsi2sk = :sk',
+          ConditionExpression: 'gsi2sk = :old',
+          ExpressionAttributeValues: { ':sk': sk, ':old': old },
+        }),
+      ),
+    );
   }
 
   async getStatusItems(ids: string[]): Promise<Map<string, StatusItems>> {

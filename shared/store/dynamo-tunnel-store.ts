@@ -23,7 +23,7 @@ import { isConditionalFailure } from './dynamo-errors';
 import { DynamoStatusStore } from './dynamo-status-store';
 import { listWorkerHeartbeats } from './query';
 import type { StatusSources } from './status-store';
-import { EVENT_SK_PREFIX, GSI1, keys, SHARD_COUNT, shardSortKeyPrefix } from './table';
+import { EVENT_SK_PREFIX, GSI1, keys, SHARD_COUNT, shardSortKeyOf } from './table';
 import type { TunnelPage, TunnelStore, Workspace } from './tunnel-store';
 
 /** Ports looked up per batch read while searching for a free one (BatchGetItem's maximum). */
@@ -278,7 +278,7 @@ export function tunnelItem(record: TunnelRecord): Record<string, unknown> {
     gsi1pk: `WS#${record.workspaceId}`,
     gsi1sk: `${record.createdAt}#${record.id}`,
     gsi2pk: `SHARD#${shardOf(record.id)}`,
-    gsi2sk: `${shardSortKeyPrefix(record.type)}${record.id}`,
+    gsi2sk: shardSortKeyOf(record),
     ...record,
   };
 }

@@ -38,6 +38,10 @@ export const EVENT_SK_PREFIX = 'EVENT#';
  */
 export const shardSortKeyPrefix = (type: 'standard' | 'reverse') => `${type}#`;
 
+/** A tunnel's GSI2 sort key within its shard. */
+export const shardSortKeyOf = (tunnel: { type: 'standard' | 'reverse'; id: string }) =>
+  `${shardSortKeyPrefix(tunnel.type)}${tunnel.id}`;
+
 export function tableDefinition(tableName: string): CreateTableCommandInput {
   const s = (name: string) => ({ AttributeName: name, AttributeType: 'S' as const });
   return {

@@ -2,13 +2,15 @@ import { DeleteCommand, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutboxAlert, StatusRecord } from '../../../shared/status-items';
 import { EVENT_RETENTION_DAYS, StatusItemSchema } from '../../../shared/status-items';
+import { DynamoGatewayStore } from '../../../shared/store/dynamo-gateway-store';
 import { DynamoStatusStore } from '../../../shared/store/dynamo-status-store';
-import { shardOf } from '../../../shared/store/dynamo-tunnel-store';
+import { shardOf, tunnelItem } from '../../../shared/store/dynamo-tunnel-store';
 import type { StatusChange } from '../../../shared/store/status-store';
 import { keys, SHARD_COUNT } from '../../../shared/store/table';
+import type { TunnelRecord } from '../../../shared/tunnel';
 import { sampleAlert } from '../../helpers/alerts';
 import { createTestTable } from '../../helpers/dynamo';
-import { gatewaySim, iso, storeTunnels, T0 } from '../../helpers/gateway-sim';
+import { gatewaySim, iso, putAll, reverseRecord, storeTunnels, T0 } from '../../helpers/gateway-sim';
 
 type Table = Awaited<ReturnType<typeof createTestTable>>;
 
@@ -52,8 +54,8 @@ describe('DynamoStatusStore', () => {
     return Item ? StatusItemSchema.parse(Item) : undefined;
   };
 
-  it('lists every tunnel exactly once across the shards, in pages', async () => {
-    const records = await storeTunnels(t.doc, t.tableName, 'ws_list', 40);
+  /** One pass over every shard, as a sweep makes it: the ids of a workspace's tunnels, and the pages read. */
+  const listEveryShard = async (workspaceId: string) => {
     const seen: string[] = [];
     let pages = 0;
     for (let shard = 0; shard < SHARD_COUNT; shard++) {
@@ -63,12 +65,58 @@ describe('DynamoStatusStore', () => {
         pages++;
         expect(page.items.length).toBeLessThanOrEqual(2);
         for (const r of page.items) expect(shardOf(r.id)).toBe(shard);
-        seen.push(...page.items.filter((r) => r.workspaceId === 'ws_list').map((r) => r.id));
+        seen.push(...page.items.filter((r) => r.workspaceId === workspaceId).map((r) => r.id));
         cursor = page.cursor;
       } while (cursor);
     }
-    expect(seen.sort()).toEqual(records.map((r) => r.id).sort());
+    return { ids: seen.sort(), pages };
+  };
+
+  it('lists every tunnel exactly once across the shards, in pages', async () => {
+    const records = await storeTunnels(t.doc, t.tableName, 'ws_list', 40);
+    const { ids, pages } = await listEveryShard('ws_list');
+    expect(ids).toEqual(records.map((r) => r.id).sort());
     expect(pages).toBeGreaterThan(SHARD_COUNT);
+  });
+
+  it('moves tunnels stored with the bare id as shard sort key (older versions), so the standard pool finds them', async () => {
+    const ws = 'ws_legacy';
+    const records: TunnelRecord[] = Array.from({ length: 12 }, (_, n) =>
+      n % 2 === 0
+        ? reverseRecord(ws, n)
+        : {
+            ...reverseRecord(ws, n),
+            type: 'standard',
+            ssh: { host: 'bastion.example.com', port: 22, user: 'tk' },
+          },
+    );
+    await putAll(
+      t.doc,
+      t.tableName,
+      records.map((r) => ({ ...tunnelItem(r), gsi2sk: r.id })),
+    );
+    const pool = new DynamoGatewayStore(t.doc, t.tableName);
+    const standardIds = async () =>
+      (await pool.listStandardTunnels())
+        .filter((r) => r.workspaceId === ws)
+        .map((r) => r.id)
+        .sort();
+    expect(await standardIds()).toEqual([]);
+
+    const all = records.map((r) => r.id).sort();
+    // The pass that moves them still lists each exactly once (pages of 2 move under its cursor).
+    expect((await listEveryShard(ws)).ids).toEqual(all);
+    expect(await standardIds()).toEqual(
+      records
+        .filter((r) => r.type === 'standard')
+        .map((r) => r.id)
+        .sort(),
+    );
+    for (const r of records) {
+      const { Item } = await t.doc.send(new GetCommand({ TableName: t.tableName, Key: keys.tunnel(r.id) }));
+      expect(Item?.gsi2sk).toBe(`${r.type}#${r.id}`);
+    }
+    expect((await listEveryShard(ws)).ids).toEqual(all);
   });
 
   it('records a change with its events and alerts, once per version', async () => {
