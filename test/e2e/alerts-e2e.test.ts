@@ -8,21 +8,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_WORKSPACE_ID } from '../../local/stack';
 import { EventListSchema, StatusSchema, type Tunnel } from '../../shared/schemas';
 import { type AlertReceiver, startAlertReceiver } from '../helpers/alert-receiver';
+import { ALERT_LATENCY_BOUND_MS, alertTimingEnv, DOWN_BOUND_MS } from '../helpers/alert-timing';
 import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { startTestStack, type TestStack } from '../helpers/gateway-stack';
 import { waitForMoreSweeps } from '../helpers/sweeps';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
-const KEEPALIVE_MS = 1_000;
-const HEARTBEAT_MS = 1_000;
-const SWEEP_MS = 500;
 /** Long enough that a kill, the sweeper noticing, and a restart fit well inside it (the flap test). */
 const GRACE_MS = 4_000;
-/** CONTRACT.md, Status: down within SSH_KEEPALIVE_INTERVAL_MS × 3 + HEARTBEAT_INTERVAL_MS. */
-const DOWN_BOUND_MS = KEEPALIVE_MS * 3 + HEARTBEAT_MS;
-/** After the grace, the alert waits for the next sweep (one interval) and its own run. */
-const ALERT_LATENCY_BOUND_MS = 3 * SWEEP_MS + 2_000;
 
 const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
 const isDown = (t: Tunnel) => t.status.state === 'down';
@@ -40,11 +34,8 @@ describe('tunnel status and on-call alerts, end to end', () => {
     echo = await startEchoServer();
     stack = await startTestStack({
       portRange: '30000-30499',
-      keepaliveIntervalMs: KEEPALIVE_MS,
-      heartbeatIntervalMs: HEARTBEAT_MS,
       env: {
-        SWEEP_INTERVAL_MS: String(SWEEP_MS),
-        DOWN_GRACE_MS: String(GRACE_MS),
+        ...alertTimingEnv(GRACE_MS),
         ALERT_WEBHOOK_URL: receiver.url,
         ALERT_WEBHOOK_SECRET: secret,
       },

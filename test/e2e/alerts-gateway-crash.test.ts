@@ -27,22 +27,17 @@ import { freePort } from '../../local/free-port';
 import type { Tunnel } from '../../shared/schemas';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { type AlertReceiver, startAlertReceiver } from '../helpers/alert-receiver';
+import { ALERT_LATENCY_BOUND_MS, alertTimingEnv, DOWN_BOUND_MS } from '../helpers/alert-timing';
 import { Customer, type CustomerProcess, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { apiClient } from '../helpers/http-api';
-import { killGroup, type StartedStack, startStack } from '../helpers/local-stack';
+import { disposeStacks, type StartedStack, startStack } from '../helpers/local-stack';
 import { waitForMoreSweeps } from '../helpers/sweeps';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
 const TUNNELS = 10;
-const KEEPALIVE_MS = 1_000;
-const HEARTBEAT_MS = 1_000;
-const SWEEP_MS = 500;
 /** Longer than the heartbeat staleness (3 s here), so the grace is not over before the loss can be seen. */
 const GRACE_MS = 4_000;
-/** CONTRACT.md, Status: down within SSH_KEEPALIVE_INTERVAL_MS × 3 + HEARTBEAT_INTERVAL_MS. */
-const DOWN_BOUND_MS = KEEPALIVE_MS * 3 + HEARTBEAT_MS;
-const ALERT_LATENCY_BOUND_MS = 3 * SWEEP_MS + 2_000;
 
 const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
 
@@ -74,10 +69,7 @@ describe('a gateway killed with SIGKILL while holding 10 reverse tunnels', () =>
       TUNNEL_PORT_RANGE: '31000-31499',
       // Every process renders the commands for A's port, where C later takes over.
       PUBLIC_SSH_PORT: String(sshPortA),
-      HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
-      SSH_KEEPALIVE_INTERVAL_MS: String(KEEPALIVE_MS),
-      SWEEP_INTERVAL_MS: String(SWEEP_MS),
-      DOWN_GRACE_MS: String(GRACE_MS),
+      ...alertTimingEnv(GRACE_MS),
       ALERT_WEBHOOK_URL: receiver.url,
       ALERT_WEBHOOK_SECRET: secret,
       LOG_LEVEL: 'debug',
@@ -88,10 +80,7 @@ describe('a gateway killed with SIGKILL while holding 10 reverse tunnels', () =>
     try {
       await customer?.dispose();
     } finally {
-      for (const stack of stacks) {
-        await stack.stop('SIGTERM', 'group').catch(() => {});
-        killGroup(stack.child);
-      }
+      await disposeStacks(stacks);
       const { client } = createDynamoClients({ region: 'us-east-1', endpoint });
       await client.send(new DeleteTableCommand({ TableName: tableName })).catch(() => {});
       client.destroy();

@@ -13,16 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../local/free-port';
 import type { Tunnel } from '../../shared/schemas';
 import { type AlertReceiver, startAlertReceiver } from '../helpers/alert-receiver';
+import { alertTimingEnv } from '../helpers/alert-timing';
 import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { apiClient } from '../helpers/http-api';
-import { killGroup, type StartedStack, startStack } from '../helpers/local-stack';
+import { disposeStacks, type StartedStack, startStack } from '../helpers/local-stack';
 import { waitForMoreSweeps } from '../helpers/sweeps';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
-const KEEPALIVE_MS = 1_000;
-const HEARTBEAT_MS = 1_000;
-const SWEEP_MS = 500;
 const GRACE_MS = 2_000;
 
 const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
@@ -51,10 +49,7 @@ describe('npm start restarted in the middle of an incident', () => {
       BOOTSTRAP_API_KEY: apiKey,
       ADMIN_TOKEN: `tka_${randomBytes(24).toString('base64url')}`,
       TUNNEL_PORT_RANGE: '31500-31999',
-      HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
-      SSH_KEEPALIVE_INTERVAL_MS: String(KEEPALIVE_MS),
-      SWEEP_INTERVAL_MS: String(SWEEP_MS),
-      DOWN_GRACE_MS: String(GRACE_MS),
+      ...alertTimingEnv(GRACE_MS),
       ALERT_WEBHOOK_URL: receiver.url,
       // Unset: npm start signs with the secret it generates and keeps in DATA_DIR.
       ALERT_WEBHOOK_SECRET: '',
@@ -66,10 +61,7 @@ describe('npm start restarted in the middle of an incident', () => {
     try {
       await customer?.dispose();
     } finally {
-      for (const stack of stacks) {
-        await stack.stop('SIGTERM', 'group').catch(() => {});
-        killGroup(stack.child);
-      }
+      await disposeStacks(stacks);
       await Promise.all([receiver?.close(), echo?.close()]);
       if (dataDir) await rm(dataDir, { recursive: true, force: true });
     }

@@ -8,15 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Tunnel } from '../../shared/schemas';
 import { type AlertReceiver, startAlertReceiver } from '../helpers/alert-receiver';
+import { alertTimingEnv, SWEEP_MS } from '../helpers/alert-timing';
 import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { type LogLine, startTestStack, type TestStack } from '../helpers/gateway-stack';
 import { waitForMoreSweeps } from '../helpers/sweeps';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
-const KEEPALIVE_MS = 1_000;
-const HEARTBEAT_MS = 1_000;
-const SWEEP_MS = 500;
 const GRACE_MS = 1_000;
 /**
  * Once the receiver is back, the alert's next attempt is due within the sweeper's largest backoff
@@ -42,11 +40,8 @@ describe('alerts through a webhook receiver outage', () => {
     echo = await startEchoServer();
     stack = await startTestStack({
       portRange: '30500-30999',
-      keepaliveIntervalMs: KEEPALIVE_MS,
-      heartbeatIntervalMs: HEARTBEAT_MS,
       env: {
-        SWEEP_INTERVAL_MS: String(SWEEP_MS),
-        DOWN_GRACE_MS: String(GRACE_MS),
+        ...alertTimingEnv(GRACE_MS),
         ALERT_WEBHOOK_URL: receiver.url,
         ALERT_WEBHOOK_SECRET: secret,
       },

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type Tunnel, TunnelSchema } from '../../shared/schemas';
 import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
-import { killGroup, type StartedStack, startStack } from '../helpers/local-stack';
+import { disposeStacks, type StartedStack, startStack } from '../helpers/local-stack';
 import { waitFor } from '../helpers/wait-for';
 
 const MiB = 1024 * 1024;
@@ -184,10 +184,7 @@ describe('reverse-tunnel backpressure keeps the gateway memory bounded', () => {
 
   afterAll(async () => {
     await customer?.dispose();
-    if (stack) {
-      await stack.stop('SIGTERM', 'group').catch(() => {});
-      killGroup(stack.child);
-    }
+    if (stack) await disposeStacks([stack]);
     await new Promise<void>((resolve) => (service ? service.server.close(() => resolve()) : resolve()));
     await rm(dataDir, { recursive: true, force: true });
   });

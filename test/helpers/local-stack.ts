@@ -114,6 +114,14 @@ export async function startStack(
   }
 }
 
+/** After a test: each stack asked to stop, then its process group killed whatever it answered. */
+export async function disposeStacks(stacks: readonly StartedStack[]): Promise<void> {
+  for (const stack of stacks) {
+    await stack.stop('SIGTERM', 'group').catch(() => {});
+    killGroup(stack.child);
+  }
+}
+
 /** Last resort after a test: kill the whole process group (npm, tsx, node, java). */
 export function killGroup(child: ChildProcess): void {
   if (child.pid === undefined) return;

@@ -1,0 +1,21 @@
+/**
+ * The fast clocks of the alert end-to-end tests (1 s keepalives and heartbeats, a sweep every
+ * 500 ms) and the bounds CONTRACT.md derives from them. Each test picks its own grace.
+ */
+export const KEEPALIVE_MS = 1_000;
+export const HEARTBEAT_MS = 1_000;
+export const SWEEP_MS = 500;
+/** CONTRACT.md, Status: down within SSH_KEEPALIVE_INTERVAL_MS × 3 + HEARTBEAT_INTERVAL_MS. */
+export const DOWN_BOUND_MS = KEEPALIVE_MS * 3 + HEARTBEAT_MS;
+/** After the grace, the alert waits for the next sweep (one interval) and its own run. */
+export const ALERT_LATENCY_BOUND_MS = 3 * SWEEP_MS + 2_000;
+
+/** The variables that put an `npm start` on these clocks, with a grace of `graceMs`. */
+export function alertTimingEnv(graceMs: number): Record<string, string> {
+  return {
+    HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
+    SSH_KEEPALIVE_INTERVAL_MS: String(KEEPALIVE_MS),
+    SWEEP_INTERVAL_MS: String(SWEEP_MS),
+    DOWN_GRACE_MS: String(graceMs),
+  };
+}
