@@ -123,7 +123,9 @@ export function startSweeperThread(options: SweeperThreadOptions): SweeperThread
     const startedAt = performance.now();
     let worker: Worker;
     try {
-      worker = new Worker(WORKER_ENTRY, { workerData });
+      // The AWS SDK warns once per thread about Node < 22; the main thread has said it already.
+      const env = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+      worker = new Worker(WORKER_ENTRY, { workerData, env });
     } catch (err) {
       // Runs from a timer when restarting: a throw here would take the whole stack down.
       crashed(err, undefined, 0);
