@@ -23,9 +23,12 @@ const JAVA_MISSING_EXIT = 127;
 /*
  * java runs under a small shell that kills it as soon as its stdin (a pipe from this process)
  * closes: on stop, and also when this process dies without a chance to clean up (SIGKILL), so
- * DynamoDB Local is never left running on its own.
+ * DynamoDB Local is never left running on its own. Ctrl-C sends SIGINT to the whole process
+ * group: the shell ignores it (java, started in the background, does anyway) and leaves the stop
+ * to this process, or it would die alone and leave java running.
  */
 const SUPERVISOR = `
+trap '' INT
 command -v java >/dev/null 2>&1 || exit ${JAVA_MISSING_EXIT}
 java "$@" </dev/null &
 pid=$!

@@ -169,8 +169,12 @@ describe('npm start: the local stack over HTTP', () => {
     expect((await http('POST', '/v1/admin/workspaces', adminToken, { name: 'after restart' })).status).toBe(
       201,
     );
+    // Ctrl-C in a terminal: SIGINT to the whole process group, java and its supervising shell included.
+    const dynamo = await stack.waitForLog((l) => l.msg === 'dynamodb local started', 1000);
+    const dynamoPort = Number(new URL(String(dynamo.endpoint)).port);
     const { ms, stopped } = await stack.stop('SIGINT', 'group');
     expect(stopped).toBe(true);
     expect(ms).toBeLessThan(10_000);
+    expect(await portOpen(dynamoPort)).toBe(false);
   });
 });
