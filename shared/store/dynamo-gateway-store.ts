@@ -22,6 +22,7 @@ import { isConditionalFailure } from './dynamo-errors';
 import type { GatewayStore } from './gateway-store';
 import { listWorkerHeartbeats, queryAll } from './query';
 import { GSI2, keys, SHARD_COUNT, shardSortKeyPrefix, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
+import { replaceFields, type UpdateParts, updateExpression } from './update-expression';
 
 export class DynamoGatewayStore implements GatewayStore {
   constructor(
@@ -61,7 +62,7 @@ export class DynamoGatewayStore implements GatewayStore {
               Update: {
                 TableName: this.tableName,
                 Key: keys.tunnelState(tunnelId),
-                UpdateExpression: update.expression,
+                UpdateExpression: updateExpression(update),
                 ConditionExpression: ownership,
                 ExpressionAttributeNames: update.names,
                 ExpressionAttributeValues: { ...update.values, ':connectedAt': item.connectedAt ?? '' },
@@ -212,33 +213,16 @@ export class DynamoGatewayStore implements GatewayStore {
  * The STATE item's attributes become exactly `item`'s, except `lastDown`: an update rather than a
  * put, so the newest down outlives the states written after it (a `down` sets it).
  */
-function stateUpdate(item: TunnelStateItem): {
-  expression: string;
-  names: Record<string, string>;
-  values: Record<string, unknown>;
-} {
-  const fields: Record<string, unknown> = { ...item };
-  delete fields.lastDown;
+function stateUpdate(item: TunnelStateItem): UpdateParts {
+  const fields = TunnelStateItemSchema.keyof().options.filter((key) => key !== 'lastDown');
+  const parts = replaceFields(fields, item);
   if (item.state === 'down') {
     const lastDown: NonNullable<TunnelStateItem['lastDown']> = { since: item.since };
     if (item.connId !== undefined) lastDown.connId = item.connId;
     if (item.error !== undefined) lastDown.error = item.error;
-    fields.lastDown = lastDown;
+    parts.names['#lastDown'] = 'lastDown';
+    parts.values[':lastDown'] = lastDown;
+    parts.set.push('#lastDown = :lastDown');
   }
-  const names: Record<string, string> = {};
-  const values: Record<string, unknown> = {};
-  const set: string[] = [];
-  const remove: string[] = [];
-  for (const [i, key] of TunnelStateItemSchema.keyof().options.entries()) {
-    const value = fields[key];
-    if (value === undefined && key === 'lastDown') continue;
-    names[`#s${i}`] = key;
-    if (value === undefined) remove.push(`#s${i}`);
-    else {
-      values[`:s${i}`] = value;
-      set.push(`#s${i} = :s${i}`);
-    }
-  }
-  const expression = `SET ${set.join(', ')}${remove.length > 0 ? ` REMOVE ${remove.join(', ')}` : ''}`;
-  return { expression, names, values };
+  return parts;
 }

@@ -35,6 +35,7 @@ import type {
   StatusStore,
 } from './status-store';
 import { GSI2, keys, shardSortKeyOf, TTL_ATTRIBUTE } from './table';
+import { replaceFields, updateExpression } from './update-expression';
 
 /** Tunnels per shard query page: two batch reads (STATE and STATUS) of 100 keys each. */
 const SHARD_PAGE_SIZE = 100;
@@ -236,38 +237,29 @@ export class DynamoStatusStore implements StatusStore {
    * claims and settles run concurrently and do not bump the version.
    */
   private updateStatus(change: StatusChange): TransactItem {
-    const names: Record<string, string> = { '#version': 'version', '#updatedAt': 'updatedAt' };
-    const values: Record<string, unknown> = {
+    const fields: (keyof StatusRecord)[] = ['state', 'since', 'lastSeenAt', 'error', 'source', 'incident'];
+    const parts = replaceFields(fields, change.next);
+    Object.assign(parts.names, { '#version': 'version', '#updatedAt': 'updatedAt' });
+    Object.assign(parts.values, {
       ':expected': change.expectedVersion,
       ':version': change.expectedVersion + 1,
       ':updatedAt': change.now.toISOString(),
-    };
-    const set = ['#version = :version', '#updatedAt = :updatedAt'];
-    const remove: string[] = [];
-    const fields: (keyof StatusRecord)[] = ['state', 'since', 'lastSeenAt', 'error', 'source', 'incident'];
-    for (const field of fields) {
-      names[`#${field}`] = field;
-      const value = change.next[field];
-      if (value === undefined) remove.push(`#${field}`);
-      else {
-        set.push(`#${field} = :${field}`);
-        values[`:${field}`] = value;
-      }
-    }
-    if (change.alerts.length > 0) names['#alerts'] = 'alerts';
+    });
+    parts.set.push('#version = :version', '#updatedAt = :updatedAt');
+    if (change.alerts.length > 0) parts.names['#alerts'] = 'alerts';
     change.alerts.forEach((alert, i) => {
-      names[`#a${i}`] = alert.id;
-      values[`:a${i}`] = alert;
-      set.push(`#alerts.#a${i} = :a${i}`);
+      parts.names[`#a${i}`] = alert.id;
+      parts.values[`:a${i}`] = alert;
+      parts.set.push(`#alerts.#a${i} = :a${i}`);
     });
     return {
       Update: {
         TableName: this.tableName,
         Key: keys.tunnelStatus(change.tunnelId),
-        UpdateExpression: `SET ${set.join(', ')}${remove.length > 0 ? ` REMOVE ${remove.join(', ')}` : ''}`,
+        UpdateExpression: updateExpression(parts),
         ConditionExpression: '#version = :expected',
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: values,
+        ExpressionAttributeNames: parts.names,
+        ExpressionAttributeValues: parts.values,
       },
     };
   }
