@@ -6,6 +6,7 @@
 import type { TunnelStateItem } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
+import { gatewayRestarted } from '../../shared/status-errors';
 import type { TunnelRecord } from '../../shared/tunnel';
 import type { StateWriter } from '../state-writer';
 import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
@@ -44,6 +45,8 @@ interface Entry {
 
 export class ForwardRegistry {
   private readonly entries = new Map<string, Entry>();
+  /** Set by a clean shutdown: sessions that end from now on were handed over, not lost. */
+  private isHandingOver = false;
   /** Listens in progress, so two logins racing for one tunnel do not both bind the port. */
   private readonly opening = new Map<string, Promise<Entry | undefined>>();
 
@@ -84,6 +87,14 @@ export class ForwardRegistry {
     }
   }
 
+  /**
+   * The worker is shutting down cleanly: every session it closes from now on is recorded as a
+   * restart, so history and alerts tell a deploy from an outage.
+   */
+  handOver(): void {
+    this.isHandingOver = true;
+  }
+
   /** The session ended (or cancelled its forward): drops the listener unless taken over. */
   async detach(session: ForwardingSession, error: StatusError): Promise<void> {
     const entry = this.entries.get(session.tunnelId);
@@ -91,15 +102,17 @@ export class ForwardRegistry {
     this.entries.delete(session.tunnelId);
     await entry.listener.close();
     const at = this.options.now().toISOString();
-    this.options.stateWriter.write(session.tunnelId, {
+    const down: TunnelStateItem = {
       state: 'down',
       since: at,
       lastSeenAt: at,
       owner: this.options.workerId,
       connId: session.connId,
       connectedAt: session.connectedAt,
-      error,
-    });
+      error: this.isHandingOver ? gatewayRestarted(at) : error,
+    };
+    if (this.isHandingOver) down.cause = 'restart';
+    this.options.stateWriter.write(session.tunnelId, down);
   }
 
   /** Closes the tunnel's connection (deleted, disabled, key retired); its close detaches it. */
