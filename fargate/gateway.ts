@@ -44,6 +44,7 @@ export interface GatewaySettings {
   keepaliveIntervalMs: number;
   handshakeTimeoutMs: number;
   maxChannelsPerTunnel: number;
+  dataIdleTimeoutMs: number;
   guard: SourceGuardSettings;
   ciphers: string[];
   poolPollIntervalMs: number;
@@ -64,6 +65,7 @@ export function gatewaySettingsFrom(env: Env): GatewaySettings {
     keepaliveIntervalMs: env.SSH_KEEPALIVE_INTERVAL_MS,
     handshakeTimeoutMs: env.SSH_HANDSHAKE_TIMEOUT_MS,
     maxChannelsPerTunnel: env.MAX_CHANNELS_PER_TUNNEL,
+    dataIdleTimeoutMs: env.DATA_IDLE_TIMEOUT_MS,
     guard: DEFAULT_SOURCE_GUARD,
     ciphers: DEFAULT_CIPHERS,
     poolPollIntervalMs: env.POOL_POLL_INTERVAL_MS,
@@ -117,6 +119,7 @@ export class Gateway {
       bindHost: deps.settings.bindHost,
       connectHost: deps.settings.connectHost,
       maxChannelsPerTunnel: deps.settings.maxChannelsPerTunnel,
+      dataIdleTimeoutMs: deps.settings.dataIdleTimeoutMs,
       takeoverDrainMs: TAKEOVER_DRAIN_MS,
       logger: this.logger,
       stateWriter: this.stateWriter,
@@ -137,6 +140,7 @@ export class Gateway {
         bindHost: settings.bindHost,
         connectHost: settings.connectHost,
         maxChannelsPerTunnel: settings.maxChannelsPerTunnel,
+        dataIdleTimeoutMs: settings.dataIdleTimeoutMs,
         connect: this.bastionConnectOptions(),
         backoff: settings.reconnect,
         keyProbeIntervalMs: Math.max(1_000, settings.heartbeatIntervalMs),

@@ -31,6 +31,8 @@ export interface ForwardRegistryOptions {
   /** Advertised as `connect.host` while up (this worker's address as workloads see it). */
   connectHost: string;
   maxChannelsPerTunnel: number;
+  /** `DATA_IDLE_TIMEOUT_MS`: a connection through a tunnel quiet both ways this long is closed. */
+  dataIdleTimeoutMs: number;
   /** How long a taken-over connection may keep finishing its open channels. */
   takeoverDrainMs: number;
   logger: Logger;
@@ -134,6 +136,7 @@ export class ForwardRegistry {
       host: bindHost,
       port: tunnel.port,
       maxChannels: maxChannelsPerTunnel,
+      idleTimeoutMs: this.options.dataIdleTimeoutMs,
       logger,
     });
     try {

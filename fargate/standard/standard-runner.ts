@@ -34,6 +34,8 @@ export interface StandardRunnerDeps {
   bindHost: string;
   connectHost: string;
   maxChannelsPerTunnel: number;
+  /** `DATA_IDLE_TIMEOUT_MS`: a connection through a tunnel quiet both ways this long is closed. */
+  dataIdleTimeoutMs: number;
   connect: BastionConnectOptions;
   backoff: BackoffSettings;
   /** While serving on a key being rotated away, how often the new key is tried. */
@@ -85,6 +87,7 @@ export class StandardTunnelRunner {
       host: deps.bindHost,
       port: tunnel.port,
       maxChannels: deps.maxChannelsPerTunnel,
+      idleTimeoutMs: deps.dataIdleTimeoutMs,
       logger: deps.logger,
     });
   }
