@@ -19,6 +19,8 @@ export interface ReverseCommands {
   crontab: string;
 }
 
+const AUTOSSH_ENV = ['AUTOSSH_GATETIME=0', 'AUTOSSH_POLL=30'];
+
 const bracketIpv6 = (host: string) => (host.includes(':') ? `[${host}]` : host);
 
 /**
@@ -59,8 +61,10 @@ function sshArgs(input: ReverseCommandInput, keyPath: string): string[] {
 export function renderReverseCommands(input: ReverseCommandInput): ReverseCommands {
   const keyFile = `.ssh/tunnelkeeper_${input.tunnelId}`;
   const ssh = ['ssh', ...sshArgs(input, `~/${keyFile}`)].join(' ');
-  // -M 0: rely on ServerAlive keepalives instead of autossh's monitor port; GATETIME=0 retries even a first failure.
-  const autossh = ['AUTOSSH_GATETIME=0', 'autossh', '-M', '0', ...sshArgs(input, `~/${keyFile}`)].join(' ');
+  // -M 0: rely on ServerAlive keepalives instead of autossh's monitor port; GATETIME=0 retries even a
+  // first failure; POLL=30 caps autossh's back-off after fast failures (a gateway restarting) at 30 s
+  // instead of 10 minutes, and forgives them once a session has lived 10 s.
+  const autossh = [...AUTOSSH_ENV, 'autossh', '-M', '0', ...sshArgs(input, `~/${keyFile}`)].join(' ');
   const unit = `tunnelkeeper-${input.tunnelId}`;
   const systemd = [
     `# Save as ~/.config/systemd/user/${unit}.service, then: systemctl --user enable --now ${unit}`,
@@ -80,6 +84,6 @@ export function renderReverseCommands(input: ReverseCommandInput): ReverseComman
     'WantedBy=default.target',
     '',
   ].join('\n');
-  const crontab = `@reboot ${['AUTOSSH_GATETIME=0', 'autossh', '-M', '0', '-f', ...sshArgs(input, `~/${keyFile}`)].join(' ')}`;
+  const crontab = `@reboot ${[...AUTOSSH_ENV, 'autossh', '-M', '0', '-f', ...sshArgs(input, `~/${keyFile}`)].join(' ')}`;
   return { ssh, autossh, systemd, crontab };
 }

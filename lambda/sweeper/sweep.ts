@@ -178,10 +178,9 @@ class Sweep {
 
   async run(): Promise<SweepReport> {
     const started = performance.now();
-    const startedAt = this.now().getTime();
-    this.observingSince = await this.readMark(startedAt);
+    this.observingSince = await this.readMark(this.now().getTime());
     await Promise.all(Array.from({ length: SHARD_COUNT }, (_, shard) => this.sweepShard(shard)));
-    if (this.shardErrors === 0) await this.writeMark(startedAt);
+    if (this.shardErrors === 0) await this.writeMark(this.now().getTime());
     this.report.ms = Math.round(performance.now() - started);
     const { ms, ...counts } = this.report;
     const level =
@@ -192,11 +191,12 @@ class Sweep {
 
   /**
    * Since when the sweepers have seen the table without a gap: the mark's, unless no complete sweep
-   * began within two intervals (or none ever did), in which case from now.
+   * ended within two intervals and a heartbeat (a heartbeat missed in a shorter gap is the worker's
+   * doing), or none ever did; then from now.
    */
   private async readMark(now: number): Promise<number> {
     const mark = await this.deps.store.getSweepMark();
-    const gapMs = 2 * (this.deps.intervalMs ?? DEFAULT_INTERVAL_MS);
+    const gapMs = 2 * (this.deps.intervalMs ?? DEFAULT_INTERVAL_MS) + this.deps.settings.heartbeatIntervalMs;
     if (mark && now - mark.lastCompleteAt <= gapMs) return mark.observingSince;
     if (mark) {
       this.deps.logger.warn(
@@ -209,11 +209,11 @@ class Sweep {
     return now;
   }
 
-  private async writeMark(startedAt: number): Promise<void> {
+  private async writeMark(endedAt: number): Promise<void> {
     try {
       await this.deps.store.putSweepMark({
-        lastCompleteAt: startedAt,
-        observingSince: this.observingSince ?? startedAt,
+        lastCompleteAt: endedAt,
+        observingSince: this.observingSince ?? endedAt,
       });
     } catch (err) {
       this.report.errors++;

@@ -49,7 +49,7 @@ export interface StatusChange {
 }
 
 /**
- * How far the sweepers have seen: when the last sweep that read every shard began, and since when
+ * How far the sweepers have seen: when the last sweep that read every shard ended, and since when
  * they have seen the table without a gap (after an outage, workers get time to beat again before
  * a stale heartbeat counts: see liveness.ts).
  */

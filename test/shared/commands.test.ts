@@ -22,9 +22,9 @@ function sshArgsOf(commands: ReverseCommands): Record<keyof ReverseCommands, str
   };
   return {
     ssh: strip(commands.ssh, 'ssh '),
-    autossh: strip(commands.autossh, 'AUTOSSH_GATETIME=0 autossh -M 0 '),
+    autossh: strip(commands.autossh, 'AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0 '),
     systemd: strip(execStart, 'ExecStart=/usr/bin/ssh ').replaceAll('%h/', '~/'),
-    crontab: strip(commands.crontab, '@reboot AUTOSSH_GATETIME=0 autossh -M 0 -f '),
+    crontab: strip(commands.crontab, '@reboot AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0 -f '),
   };
 }
 
@@ -117,7 +117,7 @@ describe('renderReverseCommands', () => {
     expect(commands.crontab).toMatch(/^@reboot /);
     expect(commands.crontab).not.toContain('\n');
     expect(commands.crontab).toContain('autossh -M 0 -f ');
-    expect(commands.autossh).toMatch(/^AUTOSSH_GATETIME=0 autossh -M 0 -N /);
+    expect(commands.autossh).toMatch(/^AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0 -N /);
   });
 
   it.each(['ssh', 'autossh', 'systemd', 'crontab'] as const)(
