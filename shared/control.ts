@@ -3,12 +3,12 @@
  * worker that holds (or can reach) it. Authenticated with a token kept in the secret store; served
  * on the worker's VPC address only, never on the public port.
  */
+
 import { randomBytes } from 'node:crypto';
 import type { TestResult } from './schemas';
 import { ensureSecret } from './secrets/ensure-secret';
+import { secretNames } from './secrets/secret-names';
 import type { SecretStore } from './secrets/secret-store';
-
-export const CONTROL_TOKEN_SECRET = 'gateway/control-token';
 
 /** `POST <controlUrl>/tunnels/<id>/test` answers a `TestResult` of the worker-side checks. */
 export const controlTestPath = (tunnelId: string): string => `/tunnels/${tunnelId}/test`;
@@ -22,7 +22,7 @@ export interface WorkerControl {
 export async function ensureControlToken(secrets: SecretStore): Promise<string> {
   const token = await ensureSecret(
     secrets,
-    CONTROL_TOKEN_SECRET,
+    secretNames.controlToken,
     async () => `tkc_${randomBytes(32).toString('base64url')}`,
   );
   return token.trim();

@@ -44,5 +44,3 @@ export const TunnelSecretSchema = z.object({
   password: z.string().optional(),
 });
 export type TunnelSecret = z.infer<typeof TunnelSecretSchema>;
-
-export const tunnelSecretName = (tunnelId: string): string => `tunnels/${tunnelId}`;

@@ -21,9 +21,7 @@ import {
 import { type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { ADMIN_TOKEN_SECRET } from '../../lambda/api/handler';
-import { CONTROL_TOKEN_SECRET } from '../../shared/control';
-import { HOST_KEY_SECRET } from '../../shared/host-key';
+import { secretNames } from '../../shared/secrets/secret-names';
 import { GSI1, GSI2, TTL_ATTRIBUTE, tableDefinition } from '../../shared/store/table';
 import type { Settings } from './settings';
 
@@ -75,7 +73,9 @@ export class Data extends Construct {
   constructor(scope: Construct, id: string, props: DataProps) {
     super(scope, id);
     this.prefix = props.settings.secretPrefix;
-    this.sharedSecretNames = [HOST_KEY_SECRET, CONTROL_TOKEN_SECRET].map((name) => `${this.prefix}/${name}`);
+    this.sharedSecretNames = [secretNames.hostKey, secretNames.controlToken].map(
+      (name) => `${this.prefix}/${name}`,
+    );
 
     const definition = tableDefinition('unused');
     const key = (name: string): Attribute => ({ name, type: AttributeType.STRING });
@@ -108,7 +108,7 @@ export class Data extends Construct {
 
     // Read by the API: without it admin routes refuse everyone.
     this.adminToken = new Secret(this, 'AdminToken', {
-      secretName: `${this.prefix}/${ADMIN_TOKEN_SECRET}`,
+      secretName: `${this.prefix}/${secretNames.adminToken}`,
       description: 'Tunnelkeeper operator token for /v1/admin/* (Authorization: Bearer <token>)',
       generateSecretString: { passwordLength: 48, excludePunctuation: true, includeSpace: false },
     });

@@ -4,12 +4,14 @@
  * session (so a test shows what the next reconnect will meet); reverse tunnels through the
  * customer's live session.
  */
+
 import type { Logger } from '../../shared/logger';
 import type { StatusError, TestCheck, TestResult } from '../../shared/schemas';
+import { secretNames } from '../../shared/secrets/secret-names';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import { customerNotConnected, hostPort, serviceUnreachable } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
-import { type TunnelRecord, TunnelSecretSchema, tunnelSecretName } from '../../shared/tunnel';
+import { type TunnelRecord, TunnelSecretSchema } from '../../shared/tunnel';
 import type { ForwardRegistry } from '../reverse/forward-registry';
 import {
   type BastionConnection,
@@ -112,7 +114,7 @@ async function diagnoseStandard(tunnel: TunnelRecord, deps: DiagnoseDeps): Promi
   const ssh = tunnel.ssh;
   if (!ssh) throw new Error(`standard tunnel ${tunnel.id} has no ssh settings`);
   const target = hostPort(ssh.host, ssh.port);
-  const secret = TunnelSecretSchema.parse(JSON.parse(await deps.secrets.get(tunnelSecretName(tunnel.id))));
+  const secret = TunnelSecretSchema.parse(JSON.parse(await deps.secrets.get(secretNames.tunnel(tunnel.id))));
   const reached = new Set<ConnectStage>();
   const messages: Record<ConnectStage, [string, string]> = {
     resolved: ['resolve', `${ssh.host} resolves to an allowed address`],

@@ -3,19 +3,16 @@
  * carries every connection, reconnects with backoff, state written on changes, and a zero-
  * downtime key rotation (keep serving on the old key, switch once the new one logs in).
  */
+
 import { randomBytes } from 'node:crypto';
 import { Backoff, type BackoffSettings } from '../../shared/backoff';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
+import { secretNames } from '../../shared/secrets/secret-names';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import { connectionLost, handedOver, hostPort } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
-import {
-  type TunnelRecord,
-  type TunnelSecret,
-  TunnelSecretSchema,
-  tunnelSecretName,
-} from '../../shared/tunnel';
+import { type TunnelRecord, type TunnelSecret, TunnelSecretSchema } from '../../shared/tunnel';
 import type { StateWriter } from '../state-writer';
 import { TunnelListener } from '../tunnel-listener';
 import {
@@ -158,7 +155,7 @@ export class StandardTunnelRunner {
       let secret: TunnelSecret;
       try {
         secret = TunnelSecretSchema.parse(
-          JSON.parse(await this.deps.secrets.get(tunnelSecretName(tunnel.id))),
+          JSON.parse(await this.deps.secrets.get(secretNames.tunnel(tunnel.id))),
         );
         conn = await this.connectAndProbe(tunnel, secret);
         if (!this.running) {
@@ -245,7 +242,7 @@ export class StandardTunnelRunner {
         this.keysChanged = false;
         try {
           keys = TunnelSecretSchema.parse(
-            JSON.parse(await this.deps.secrets.get(tunnelSecretName(tunnel.id))),
+            JSON.parse(await this.deps.secrets.get(secretNames.tunnel(tunnel.id))),
           );
           armKeyProbe();
         } catch (err) {
@@ -322,7 +319,10 @@ export class StandardTunnelRunner {
     const [newest] = secret.keys;
     if (!newest) return;
     try {
-      await this.deps.secrets.put(tunnelSecretName(tunnel.id), JSON.stringify({ ...secret, keys: [newest] }));
+      await this.deps.secrets.put(
+        secretNames.tunnel(tunnel.id),
+        JSON.stringify({ ...secret, keys: [newest] }),
+      );
       if (tunnel.previousPublicKey)
         await this.deps.store.retirePreviousKey(tunnel.id, tunnel.previousPublicKey);
       this.log.info('previous tunnel key retired', { key: newest.fingerprint });

@@ -2,6 +2,7 @@
  * The API Lambda: builds the app once per cold start from the environment the stack sets (table,
  * secret prefix, public SSH endpoint) and hands events to Hono's adapter.
  */
+
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { getConnInfo, handle } from 'hono/aws-lambda';
 import { parseEnv } from '../../shared/config';
@@ -11,14 +12,12 @@ import { ensureHostKey } from '../../shared/host-key';
 import { newAdminToken, sha256Hex } from '../../shared/ids';
 import { createLogger } from '../../shared/logger';
 import { AwsSecretStore } from '../../shared/secrets/aws-secret-store';
+import { secretNames } from '../../shared/secrets/secret-names';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { createApp } from './app';
 import { apiDepsFromEnv } from './compose';
 import { HttpWorkerControl } from './worker-control-client';
-
-/** The operator token lives in the secret store; without it admin routes refuse everyone. */
-export const ADMIN_TOKEN_SECRET = 'admin/token';
 
 type LambdaHandler = ReturnType<typeof handle>;
 
@@ -50,7 +49,7 @@ async function build(): Promise<LambdaHandler> {
 
 async function readAdminToken(secrets: SecretStore): Promise<string | undefined> {
   try {
-    return (await secrets.get(ADMIN_TOKEN_SECRET)).trim();
+    return (await secrets.get(secretNames.adminToken)).trim();
   } catch (err) {
     if (err instanceof SecretNotFoundError) return undefined;
     throw err;

@@ -26,10 +26,19 @@ const errors = {
   400: json(ErrorBodySchema, 'Malformed JSON'),
   401: json(ErrorBodySchema, 'Missing or invalid credentials'),
   404: json(ErrorBodySchema, 'No such tunnel in this workspace'),
+  409: json(ErrorBodySchema, 'conflict, or quota_exceeded (details name the limit)'),
   413: json(ErrorBodySchema, 'Body over 64 KiB'),
   422: json(ErrorBodySchema, 'Invalid fields, named in details'),
   429: json(ErrorBodySchema, 'Rate limited; see Retry-After'),
+  503: json(ErrorBodySchema, 'Storage or the secret store is unavailable or full; see Retry-After'),
 };
+
+const ReadinessSchema = z
+  .object({
+    ok: z.boolean(),
+    checks: z.record(z.string(), z.object({ ok: z.boolean(), ms: z.number(), error: z.string().optional() })),
+  })
+  .openapi('Readiness');
 const body = <T>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 const secured = [{ apiKey: [] }];
 
@@ -41,6 +50,14 @@ export function describeRoutes(registry: Registry): void {
       method: 'get',
       path: '/healthz',
       responses: { 200: json(z.object({ ok: z.literal(true) }), 'Healthy') },
+    }),
+    createRoute({
+      method: 'get',
+      path: '/readyz',
+      responses: {
+        200: json(ReadinessSchema, 'Every dependency answers'),
+        503: json(ReadinessSchema, 'A dependency does not answer: the failing check is named'),
+      },
     }),
     createRoute({
       method: 'post',

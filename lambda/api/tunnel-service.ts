@@ -2,6 +2,7 @@
  * What the tunnel routes do, apart from HTTP: keys and secrets handled in the right order so a
  * failure never leaves a tunnel without its secret, and never a secret in a response or log.
  */
+
 import type { z } from 'zod';
 import type { PortRange } from '../../shared/config';
 import { ConflictError, NotFoundError, tunnelQuotaExceeded, ValidationError } from '../../shared/errors';
@@ -14,15 +15,11 @@ import type {
   PatchTunnelSchema,
   RotateKeySchema,
 } from '../../shared/schemas';
+import { secretNames } from '../../shared/secrets/secret-names';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import { UnreadableItemError } from '../../shared/store/read-items';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
-import {
-  type TunnelRecord,
-  type TunnelSecret,
-  TunnelSecretSchema,
-  tunnelSecretName,
-} from '../../shared/tunnel';
+import { type TunnelRecord, type TunnelSecret, TunnelSecretSchema } from '../../shared/tunnel';
 
 type CreateStandard = z.infer<typeof CreateStandardTunnelSchema>;
 type CreateReverse = z.infer<typeof CreateReverseTunnelSchema>;
@@ -94,7 +91,7 @@ export class TunnelService {
     const [current] = secret.keys;
     if (!current) throw new Error('standard tunnel secret without a key');
     // The secret goes first: a tunnel item must never exist without the credentials it names.
-    await this.secrets.put(tunnelSecretName(id), JSON.stringify(secret));
+    await this.secrets.put(secretNames.tunnel(id), JSON.stringify(secret));
     try {
       const record = await this.store.createTunnel(
         {
@@ -171,7 +168,7 @@ export class TunnelService {
         'standard tunnels rotate to a key pair we generate; omit publicKey',
       );
     }
-    const old = TunnelSecretSchema.parse(JSON.parse(await this.secrets.get(tunnelSecretName(id))));
+    const old = TunnelSecretSchema.parse(JSON.parse(await this.secrets.get(secretNames.tunnel(id))));
     const pair = await generateKeyPair(keyTypeOf(record.publicKey), `tunnelkeeper-${id}`);
     // Both keys stay valid until the gateway has connected with the new one and retires the old.
     const secret: TunnelSecret = {
@@ -181,7 +178,7 @@ export class TunnelService {
         ...old.keys.slice(0, 1),
       ],
     };
-    await this.secrets.put(tunnelSecretName(id), JSON.stringify(secret));
+    await this.secrets.put(secretNames.tunnel(id), JSON.stringify(secret));
     const updated = await this.update(workspaceId, id, (r) => ({
       ...r,
       authMethod: r.authMethod === 'password' ? 'password' : 'generated',
@@ -258,7 +255,7 @@ export class TunnelService {
 
   private async deleteSecretQuietly(id: string): Promise<void> {
     try {
-      await this.secrets.delete(tunnelSecretName(id));
+      await this.secrets.delete(secretNames.tunnel(id));
     } catch (err) {
       this.logger.warn('tunnel secret left behind', { tunnelId: id, err });
     }

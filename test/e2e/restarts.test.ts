@@ -105,8 +105,13 @@ describe('ten clean restarts of npm start with 20 tunnels up, then a crash', () 
         const tunnels = await Promise.all(ids.map((id) => api.getTunnel(id)));
         const notUp = tunnels.filter((t) => !isUp(t));
         if (notUp.length === 0) return tunnels;
+        const notUpIds = new Set(notUp.map((t) => t.id));
+        const said = (current?.output ?? [])
+          .filter((line) => [...notUpIds].some((id) => line.includes(id)))
+          .slice(-12);
         throw new Error(
-          `not up: ${notUp.map((t) => `${t.name} ${t.status.state} ${t.status.error?.code}`).join(', ')}`,
+          `not up: ${notUp.map((t) => `${t.name} ${t.status.state} ${t.status.error?.code}`).join(', ')}; ` +
+            `their latest log lines:\n${said.join('\n')}`,
         );
       },
       45_000,

@@ -7,8 +7,9 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair } from '../../../shared/keys';
 import { StatusSchema, TunnelListSchema, TunnelSchema } from '../../../shared/schemas';
+import { secretNames } from '../../../shared/secrets/secret-names';
 import { keys } from '../../../shared/store/table';
-import { TunnelSecretSchema, tunnelSecretName } from '../../../shared/tunnel';
+import { TunnelSecretSchema } from '../../../shared/tunnel';
 import { createTestApi } from '../../helpers/api';
 
 type Api = Awaited<ReturnType<typeof createTestApi>>;
@@ -48,6 +49,7 @@ describe('HTTP API on DynamoDB Local', () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths).sort()).toEqual([
       '/healthz',
+      '/readyz',
       '/v1/admin/workspaces',
       '/v1/tunnels',
       '/v1/tunnels/{id}',
@@ -141,7 +143,7 @@ describe('HTTP API on DynamoDB Local', () => {
       expect(t.ssh).toEqual({ host: 'bastion.example.com', port: 22, user: 'tunnel' });
       expect(t.authorizedKeysLine).toBe(`restrict,port-forwarding,permitopen="10.1.2.3:5432" ${t.publicKey}`);
       expect(t.reverse).toBeUndefined();
-      const secret = TunnelSecretSchema.parse(JSON.parse(await api.secrets.get(tunnelSecretName(t.id))));
+      const secret = TunnelSecretSchema.parse(JSON.parse(await api.secrets.get(secretNames.tunnel(t.id))));
       expect(secret.keys[0]?.publicKey).toBe(t.publicKey);
     });
 
@@ -253,7 +255,7 @@ describe('HTTP API on DynamoDB Local', () => {
       expect(res.json.publicKey).not.toBe(t.publicKey);
       expect(res.json.publicKey).toMatch(/^ssh-ed25519 /);
       expect(res.json.authorizedKeysLine).toContain(res.json.publicKey);
-      const secret = TunnelSecretSchema.parse(JSON.parse(await api.secrets.get(tunnelSecretName(t.id))));
+      const secret = TunnelSecretSchema.parse(JSON.parse(await api.secrets.get(secretNames.tunnel(t.id))));
       expect(secret.keys.map((k) => k.publicKey)).toEqual([res.json.publicKey, t.publicKey]);
       const withKey = await api.call('POST', `/v1/tunnels/${t.id}/rotate-key`, ws.apiKey, { publicKey: 'x' });
       expect(withKey.status).toBe(422);
@@ -306,7 +308,7 @@ describe('HTTP API on DynamoDB Local', () => {
       expect((await api.call('DELETE', `/v1/tunnels/${t.id}`, ws.apiKey)).status).toBe(404);
       const { Items } = await api.table.doc.send(new ScanCommand({ TableName: api.table.tableName }));
       expect(Items?.some((i) => i.pk === keys.port(port).pk)).toBe(false);
-      await expect(api.secrets.get(tunnelSecretName(t.id))).rejects.toThrow(/not found/);
+      await expect(api.secrets.get(secretNames.tunnel(t.id))).rejects.toThrow(/not found/);
     });
   });
 
@@ -569,7 +571,7 @@ describe('HTTP API on DynamoDB Local', () => {
 
     const storedSecrets = await Promise.all(
       [generated.id, withPassword.id].map(async (id) =>
-        TunnelSecretSchema.parse(JSON.parse(await api.secrets.get(tunnelSecretName(id)))),
+        TunnelSecretSchema.parse(JSON.parse(await api.secrets.get(secretNames.tunnel(id)))),
       ),
     );
     const material = [

@@ -1,0 +1,14 @@
+/**
+ * Every secret's name in the `SecretStore` (in Secrets Manager, under `<SECRET_PREFIX>/`): one home,
+ * so the runtimes that read them and the stack that creates and grants them agree.
+ */
+export const secretNames = {
+  /** The operator token for `/v1/admin/*` (created by the stack in AWS; a file under DATA_DIR locally). */
+  adminToken: 'admin/token',
+  /** The reverse-tunnel endpoint's SSH host key, shared by every gateway. */
+  hostKey: 'gateway/host-key',
+  /** The token the API presents to gateway workers' control endpoints. */
+  controlToken: 'gateway/control-token',
+  /** A standard tunnel's credentials (`TunnelSecret`). */
+  tunnel: (tunnelId: string): string => `tunnels/${tunnelId}`,
+} as const;
