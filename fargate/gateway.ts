@@ -166,6 +166,11 @@ export class Gateway {
     return this.server?.admissionStats();
   }
 
+  /** Logged-in sessions of `tunnelId` on this gateway that count against MAX_SESSIONS_PER_TUNNEL. */
+  sessionCount(tunnelId: string): number {
+    return this.server?.sessionCount(tunnelId) ?? 0;
+  }
+
   get reverseTunnelCount(): number {
     return this.registry.size;
   }
