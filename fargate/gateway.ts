@@ -34,7 +34,7 @@ const PROBE_TIMEOUT_MS = 5_000;
 /** A login's tunnel read unanswered after this is an outage: well inside the handshake deadline. */
 const LOGIN_READ_TIMEOUT_MS = 5_000;
 /** A penalized source keeps at least this many unauthenticated connections: a customer may share its address. */
-const PENALIZED_SOURCE_MIN_STARTUPS = 4;
+const PENALIZED_SOURCE_MIN_STARTUPS = 8;
 
 export interface GatewaySettings {
   sshHost: string;

@@ -68,20 +68,28 @@ export function earlyDropProbability(unauthenticated: number, { start, rate, ful
 }
 
 /**
- * Eviction tiers, most expendable first: has not sent its identification string (a client waiting
- * for ours answers within a round trip); failed a login already; sent its string but is still not
- * logged in past the banner deadline.
+ * Eviction tiers within a source, most expendable first: failed a login already; has not sent its
+ * identification string (oldest first: a customer's client sends it, or answers ours, within a
+ * round trip, so a young silent connection may well be a customer); sent its string but is still
+ * not logged in past the banner deadline.
  */
-const Tier = { silent: 0, failedAuth: 1, stuck: 2 } as const;
+const Tier = { failedAuth: 0, silent: 1, stuck: 2 } as const;
 type Tier = (typeof Tier)[keyof typeof Tier];
 
-/** One source's unauthenticated connections, in arrival order. */
+/** One source's unauthenticated connections, each map in arrival order. */
 class SourceSlots {
+  readonly failed = new Map<number, UnauthenticatedConnection>();
   readonly silent = new Map<number, UnauthenticatedConnection>();
   readonly talking = new Map<number, UnauthenticatedConnection>();
 
   get held(): number {
-    return this.silent.size + this.talking.size;
+    return this.failed.size + this.silent.size + this.talking.size;
+  }
+
+  delete(id: number): void {
+    this.failed.delete(id);
+    this.silent.delete(id);
+    this.talking.delete(id);
   }
 
   /** The most expendable connection, or undefined when every one looks like a login in progress. */
@@ -89,14 +97,13 @@ class SourceSlots {
     now: number,
     stuckAfterMs: number,
   ): { tier: Tier; connection: UnauthenticatedConnection } | undefined {
-    const oldestSilent = this.silent.values().next().value;
-    if (oldestSilent) return { tier: Tier.silent, connection: oldestSilent };
-    let stuck: UnauthenticatedConnection | undefined;
-    for (const connection of this.talking.values()) {
-      if (connection.failedAuth) return { tier: Tier.failedAuth, connection };
-      if (!stuck && now - connection.acceptedAt > stuckAfterMs) stuck = connection;
-    }
-    return stuck ? { tier: Tier.stuck, connection: stuck } : undefined;
+    const failed = this.failed.values().next().value;
+    if (failed) return { tier: Tier.failedAuth, connection: failed };
+    const silent = this.silent.values().next().value;
+    if (silent) return { tier: Tier.silent, connection: silent };
+    const oldest = this.talking.values().next().value;
+    if (oldest && now - oldest.acceptedAt > stuckAfterMs) return { tier: Tier.stuck, connection: oldest };
+    return undefined;
   }
 }
 
@@ -154,24 +161,35 @@ export class AdmissionControl {
     const penalized = this.penalties.isPenalized(source);
     const fields = { held, budget, penalized };
 
-    if (slots && held >= budget) {
-      // Its own most expendable ones make room, so a customer behind the same address as an
-      // attacker still gets in; one-for-one at least, and down to the (shrunk) budget.
-      let evicted = 0;
-      for (let excess = held - budget + 1; excess > 0; excess--) {
-        const victim = slots.candidate(now, this.settings.bannerTimeoutMs);
-        if (!victim) break;
-        this.evictOne(victim.connection, DropReason.evictedForSameSource, { ...fields, tier: victim.tier });
-        evicted++;
+    // A source that is not clean meets sshd's random early drop first: when connections pile up,
+    // most of a flood is turned away here, at the cost of an accept and a close.
+    const clean = !penalized && held < Math.max(1, Math.floor(this.settings.perSourceMaxStartups / 4));
+    const { maxStartups } = this.settings;
+    if (!clean) {
+      const probability = earlyDropProbability(this.unauthenticated, maxStartups);
+      if (probability > 0 && this.random() < probability) {
+        const reason = this.unauthenticated >= maxStartups.full ? DropReason.full : DropReason.earlyDrop;
+        return this.refuse(reason, {
+          ...fields,
+          unauthenticated: this.unauthenticated,
+          probability: Math.round(probability * 100) / 100,
+        });
       }
-      if (evicted === 0) return this.refuse(DropReason.perSourceLimit, fields);
+    }
+
+    if (slots && held >= budget) {
+      // Its own most expendable one makes room, so a customer behind the same address as an
+      // attacker still gets in. One for one, never more: a mass eviction down to a shrunk budget
+      // would sweep away the customer's own connection before its identification string arrived.
+      // The excess over a shrunk budget drains through the deadlines instead.
+      const victim = slots.candidate(now, this.settings.bannerTimeoutMs);
+      if (!victim) return this.refuse(DropReason.perSourceLimit, fields);
+      this.evictOne(victim.connection, DropReason.evictedForSameSource, { ...fields, tier: victim.tier });
       return this.add(source, address, evict, now);
     }
 
-    const clean = !penalized && held < Math.max(1, Math.floor(this.settings.perSourceMaxStartups / 4));
-    const { maxStartups } = this.settings;
     if (this.unauthenticated >= maxStartups.full) {
-      if (!clean) return this.refuse(DropReason.full, { ...fields, unauthenticated: this.unauthenticated });
+      // Only a clean source gets here (the others were dropped above): it takes someone's place.
       const victim = this.globalCandidate(now);
       if (!victim) return this.refuse(DropReason.full, { ...fields, unauthenticated: this.unauthenticated });
       this.evictOne(victim.connection, DropReason.evictedForCleanSource, {
@@ -179,15 +197,6 @@ export class AdmissionControl {
         for: source,
         unauthenticated: this.unauthenticated,
       });
-    } else if (!clean) {
-      const probability = earlyDropProbability(this.unauthenticated, maxStartups);
-      if (probability > 0 && this.random() < probability) {
-        return this.refuse(DropReason.earlyDrop, {
-          ...fields,
-          unauthenticated: this.unauthenticated,
-          probability: Math.round(probability * 100) / 100,
-        });
-      }
     }
     return this.add(source, address, evict, now);
   }
@@ -215,12 +224,19 @@ export class AdmissionControl {
   }
 
   /** @internal */
+  moveToFailed(connection: UnauthenticatedConnection): void {
+    const slots = this.bySource.get(connection.source);
+    if (!slots || slots.failed.has(connection.id)) return;
+    slots.delete(connection.id);
+    slots.failed.set(connection.id, connection);
+  }
+
+  /** @internal */
   remove(connection: UnauthenticatedConnection): void {
     this.unauthenticated--;
     const slots = this.bySource.get(connection.source);
     if (!slots) return;
-    slots.silent.delete(connection.id);
-    slots.talking.delete(connection.id);
+    slots.delete(connection.id);
     if (slots.held === 0) this.bySource.delete(connection.source);
   }
 
@@ -252,7 +268,10 @@ export class AdmissionControl {
     connection.evict(reason, fields);
   }
 
-  /** Across sources: the lowest tier; then penalized sources, the source holding the most, the oldest. */
+  /**
+   * Across sources: from penalized sources first, then from the source holding the most (an
+   * attacker's flood, not the customer with one connection), its most expendable one.
+   */
   private globalCandidate(now: number): { tier: Tier; connection: UnauthenticatedConnection } | undefined {
     let best:
       | { tier: Tier; connection: UnauthenticatedConnection; penalized: boolean; held: number }
@@ -260,8 +279,7 @@ export class AdmissionControl {
     for (const [source, slots] of this.bySource) {
       const found = slots.candidate(now, this.settings.bannerTimeoutMs);
       if (!found) continue;
-      const penalized = this.penalties.isPenalized(source);
-      const candidate = { ...found, penalized, held: slots.held };
+      const candidate = { ...found, penalized: this.penalties.isPenalized(source), held: slots.held };
       if (!best || isMoreExpendable(candidate, best)) best = candidate;
     }
     return best;
@@ -272,9 +290,9 @@ function isMoreExpendable(
   a: { tier: Tier; connection: UnauthenticatedConnection; penalized: boolean; held: number },
   b: { tier: Tier; connection: UnauthenticatedConnection; penalized: boolean; held: number },
 ): boolean {
-  if (a.tier !== b.tier) return a.tier < b.tier;
   if (a.penalized !== b.penalized) return a.penalized;
   if (a.held !== b.held) return a.held > b.held;
+  if (a.tier !== b.tier) return a.tier < b.tier;
   return a.connection.acceptedAt < b.connection.acceptedAt;
 }
 
@@ -285,8 +303,6 @@ function isMoreExpendable(
 export class UnauthenticatedConnection {
   private bannered = false;
   private released = false;
-  /** Failed a login: evicted before connections that have not. */
-  failedAuth = false;
 
   constructor(
     private readonly control: AdmissionControl,
@@ -316,7 +332,7 @@ export class UnauthenticatedConnection {
   /** A login attempt failed; returns how long to delay the answer. */
   loginFailed(): number {
     if (this.released) return 0;
-    this.failedAuth = true;
+    this.control.moveToFailed(this);
     return this.control.authFailure(this.source);
   }
 

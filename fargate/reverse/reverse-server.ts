@@ -202,10 +202,10 @@ export class ReverseServer {
       socket.destroy();
     });
     if (!admitted.ok) {
+      // No line to the client as sshd writes: OpenSSH shows it only with -v, and a flood is
+      // turned away cheapest without it.
       this.dropLog.drop(address, admitted.reason, admitted.fields);
-      // Before any SSH byte, as sshd does: `ssh -v` shows the line, then the connection closes.
-      socket.write(`Tunnelkeeper: ${admitted.reason}; retry later\r\n`);
-      socket.destroySoon();
+      socket.destroy();
       return;
     }
     this.sockets.add(socket);

@@ -65,7 +65,7 @@ describe('earlyDropProbability (sshd should_drop_connection)', () => {
 
 describe('AdmissionControl', () => {
   it('at the global limit, a clean source evicts the oldest silent connection of the source holding the most', () => {
-    const h = harness({ maxStartups: { start: 100, rate: 30, full: 6 } });
+    const h = harness({ maxStartups: { start: 6, rate: 100, full: 6 } });
     const a = [h.admitted('10.0.0.1'), h.admitted('10.0.0.1')];
     h.advance(1);
     const b = [h.admitted('10.0.0.2'), h.admitted('10.0.0.2'), h.admitted('10.0.0.2')];
@@ -84,7 +84,7 @@ describe('AdmissionControl', () => {
   });
 
   it('at the global limit, a source that is not clean is refused and nobody is evicted', () => {
-    const h = harness({ maxStartups: { start: 100, rate: 30, full: 4 }, perSourceMaxStartups: 8 });
+    const h = harness({ maxStartups: { start: 4, rate: 100, full: 4 }, perSourceMaxStartups: 8 });
     for (let i = 0; i < 2; i++) h.admitted('10.0.0.1'); // 8 / 4 = 2 at once: no longer clean
     for (let i = 0; i < 2; i++) h.admitted('10.0.0.2');
     const refused = h.admit('10.0.0.1');
@@ -114,35 +114,54 @@ describe('AdmissionControl', () => {
     expect(h.evicted).toEqual([]);
   });
 
-  it('evicts silent first, then failed logins, then logins stuck past the banner deadline', () => {
+  it('within a source, evicts failed logins first, then the oldest silent, then logins stuck past the banner deadline', () => {
     const h = harness({ perSourceMaxStartups: 3 });
     const stuck = h.admitted('10.0.0.1');
     stuck.bannerReceived();
+    const silent = h.admitted('10.0.0.1');
     const failed = h.admitted('10.0.0.1');
     failed.bannerReceived();
-    const silent = h.admitted('10.0.0.1');
-    h.admitted('10.0.0.1'); // evicts `silent`, the only silent one
-    expect(h.evicted.map((e) => e.id)).toEqual([silent.id]);
     failed.loginFailed();
-    h.admitted('10.0.0.1'); // the new silent one is younger... and still silent: it goes first
-    expect(h.evicted).toHaveLength(2);
-    expect(failed.isDone).toBe(false);
+    const fresh = h.admitted('10.0.0.1'); // takes the failed one's place, not the older silent one's
+    expect(h.evicted.map((e) => e.id)).toEqual([failed.id]);
+    h.admitted('10.0.0.1'); // no failed left: the oldest silent
+    expect(h.evicted.map((e) => e.id)).toEqual([failed.id, silent.id]);
+    fresh.bannerReceived();
+    h.admitted('10.0.0.1'); // the newest is silent: it goes before the logins in progress
+    expect(h.evicted).toHaveLength(3);
+    expect([stuck.isDone, fresh.isDone]).toEqual([false, false]);
+    h.advance(5_001);
+    h.admitted('10.0.0.1'); // the newest is silent again; then the stuck one
+    h.admitted('10.0.0.1');
+    expect(h.evicted).toHaveLength(5);
+    expect(stuck.isDone).toBe(false);
   });
 
-  it('after the silent ones, the failed login goes before a login in progress, and a stuck login after that', () => {
+  it('never evicts a login in progress before it is stuck past the banner deadline', () => {
     const h = harness({ perSourceMaxStartups: 2 });
-    const inProgress = h.admitted('10.0.0.1');
-    inProgress.bannerReceived();
-    const failed = h.admitted('10.0.0.1');
-    failed.bannerReceived();
-    failed.loginFailed();
-    const next = h.admitted('10.0.0.1');
-    next.bannerReceived();
-    expect(failed.isDone).toBe(true);
-    expect(h.admit('10.0.0.1').ok).toBe(false); // two logins in progress, both young
+    const older = h.admitted('10.0.0.1');
+    older.bannerReceived();
+    const younger = h.admitted('10.0.0.1');
+    younger.bannerReceived();
+    expect(h.admit('10.0.0.1')).toMatchObject({ ok: false, reason: DropReason.perSourceLimit });
     h.advance(5_001);
-    expect(h.admit('10.0.0.1').ok).toBe(true); // the older is now stuck past the banner deadline
-    expect(inProgress.isDone).toBe(true);
+    expect(h.admit('10.0.0.1').ok).toBe(true);
+    expect([older.isDone, younger.isDone]).toEqual([true, false]);
+  });
+
+  it('evicts one for one when a shrunk budget is exceeded: a young connection is not swept away with the rest', () => {
+    const h = harness({ perSourceMaxStartups: 8, penalizedSourceMinStartups: 2 });
+    const held = Array.from({ length: 8 }, () => h.admitted('10.0.0.1'));
+    held[0]?.bannerReceived();
+    for (let i = 0; i < 120; i++) held[0]?.loginFailed(); // 120 × 5 s: the cap
+    expect(h.control.budgetOf('10.0.0.1')).toBe(2);
+    const customer = h.admitted('10.0.0.1');
+    expect(h.evicted.map((e) => e.id)).toEqual([held[0]?.id]);
+    h.admitted('10.0.0.1');
+    h.admitted('10.0.0.1');
+    expect(h.evicted.map((e) => e.id)).toEqual([held[0]?.id, held[1]?.id, held[2]?.id]);
+    expect(customer.isDone).toBe(false);
+    expect(h.control.unauthenticatedCount).toBe(8);
   });
 
   it('drops at random between start and full only for sources that are not clean', () => {
