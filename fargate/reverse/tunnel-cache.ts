@@ -31,7 +31,7 @@ export class TunnelCache {
 
   /** Storage answered with this record. */
   remember(record: TunnelRecord): void {
-    if (this.settings.maxTunnels <= 0) return;
+    if (this.settings.maxTunnels <= 0 || this.settings.ttlMs <= 0) return;
     this.entries.delete(record.id);
     this.entries.set(record.id, { record, readAt: this.now() });
     while (this.entries.size > this.settings.maxTunnels) {

@@ -163,8 +163,11 @@ describe('TunnelCache', () => {
     expect(['tn_a', 'tn_b', 'tn_c'].map((id) => cache.recall(id) !== undefined)).toEqual([true, false, true]);
   });
 
-  it('keeps nothing with a size of 0', () => {
-    const cache = new TunnelCache({ maxTunnels: 0, ttlMs: 1_000 });
+  it.each([
+    ['a size of 0', { maxTunnels: 0, ttlMs: 1_000 }],
+    ['a TTL of 0', { maxTunnels: 10, ttlMs: 0 }],
+  ])('keeps nothing with %s', (_, settings) => {
+    const cache = new TunnelCache(settings);
     cache.remember(record('tn_a'));
     expect(cache.recall('tn_a')).toBeUndefined();
   });
