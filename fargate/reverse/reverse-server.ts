@@ -88,8 +88,15 @@ const tooManySessions = (tunnelId: string, limit: number) =>
   `Too many sessions of tunnel ${tunnelId} at once (at most ${limit} on this endpoint): ` +
   "another copy of this tunnel's ssh or autossh may be running somewhere; stop the extra ones.";
 
-/** Reads a login does not wait longer for (the customer's handshake deadline is longer still). */
+/** Tunnel reads in flight at once; beyond, a login is answered as during an outage. */
 const MAX_LOGIN_READS_IN_FLIGHT = 256;
+/**
+ * Connections the kernel completes before we accept them (Linux caps it at net.core.somaxconn).
+ * Node's 511 overflows under a reconnect wave after a restart, or a flood: the kernel then drops
+ * SYNs, and a customer's ssh waits out TCP's 1 s (then 3 s) retransmission before it even
+ * connects. A longer queue is a short wait in the kernel instead.
+ */
+const LISTEN_BACKLOG = 4096;
 
 /** A TCP connection from accept until it logs in or closes: its admission and its deadlines. */
 interface PendingSocket {
@@ -153,7 +160,8 @@ export class ReverseServer {
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.net.once('error', reject);
-      this.net.listen(this.deps.settings.listenPort, this.deps.settings.listenHost, () => {
+      const { listenPort: port, listenHost: host } = this.deps.settings;
+      this.net.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.net.off('error', reject);
         const address = this.net.address();
         resolve(typeof address === 'object' && address ? address.port : this.deps.settings.listenPort);
