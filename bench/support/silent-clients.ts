@@ -61,16 +61,6 @@ export class SilentClients {
     for (let i = 0; i < this.options.count; i++) this.slot();
   }
 
-  /** Resolves once `n` connections are open at the same time, or rejects after `timeoutMs`. */
-  async waitOpen(n: number, timeoutMs: number): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    while (this.sockets.size < n) {
-      if (performance.now() > deadline)
-        throw new Error(`only ${this.sockets.size} of ${n} silent connections open`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-
   /** No more reopening: what is open stays open until the gateway closes it. */
   stopReopening(): void {
     this.reopening = false;
