@@ -65,10 +65,12 @@ describe('reverse-tunnel endpoint under a silent flood', () => {
     const stats = stack.gateway.admissionStats;
     expect(stats?.dropped[DropReason.silent]).toBeGreaterThan(0);
     expect(stats?.dropped[DropReason.earlyDrop]).toBeGreaterThan(0);
-    // Nothing left once the flood is over.
-    await waitFor(() => stack.gateway.admissionStats?.unauthenticated === 0, 5_000, {
-      what: 'no unauthenticated connection left',
-    });
-    expect(stack.gateway.connectionCount).toBe(0);
+    // Nothing left once the flood is over (connections still in the kernel's accept queue when
+    // the flood process exited are accepted, found closed and gone within moments).
+    await waitFor(
+      () => stack.gateway.admissionStats?.unauthenticated === 0 && stack.gateway.connectionCount === 0,
+      5_000,
+      { what: 'no connection left' },
+    );
   }, 240_000);
 });
