@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { BackoffSettings } from '../shared/backoff';
 import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
+import type { WorkerHeartbeat } from '../shared/gateway-items';
 import { ensureHostKey } from '../shared/host-key';
 import { parsePublicKey } from '../shared/keys';
 import type { Logger } from '../shared/logger';
@@ -31,6 +32,10 @@ export const GATEWAY_VERSION = '0.1.0';
 const HEARTBEAT_TTL_SECONDS = 24 * 3600;
 const TAKEOVER_DRAIN_MS = 2_000;
 const PROBE_TIMEOUT_MS = 5_000;
+/** A failed heartbeat is tried again this soon (at most one interval). */
+const BEAT_RETRY_MS = 1_000;
+/** What a shutdown gives its last state writes and heartbeat (npm start must stop within 10 s). */
+const STOP_WRITES_MS = 3_000;
 /** A login's tunnel read unanswered after this is an outage: well inside the handshake deadline. */
 const LOGIN_READ_TIMEOUT_MS = 5_000;
 /** A penalized source keeps at least this many unauthenticated connections: a customer may share its address. */
@@ -45,6 +50,7 @@ export interface GatewaySettings {
   keepaliveIntervalMs: number;
   handshakeTimeoutMs: number;
   maxChannelsPerTunnel: number;
+  dataIdleTimeoutMs: number;
   admission: AdmissionSettings;
   maxSessionsPerTunnel: number;
   loginCache: TunnelCacheSettings;
@@ -67,6 +73,7 @@ export function gatewaySettingsFrom(env: Env): GatewaySettings {
     keepaliveIntervalMs: env.SSH_KEEPALIVE_INTERVAL_MS,
     handshakeTimeoutMs: env.SSH_HANDSHAKE_TIMEOUT_MS,
     maxChannelsPerTunnel: env.MAX_CHANNELS_PER_TUNNEL,
+    dataIdleTimeoutMs: env.DATA_IDLE_TIMEOUT_MS,
     admission: {
       maxStartups: env.SSH_MAX_STARTUPS,
       perSourceMaxStartups: env.SSH_PER_SOURCE_MAX_STARTUPS,
@@ -96,6 +103,8 @@ export interface GatewayDeps {
   logger: Logger;
   settings: GatewaySettings;
   now?: () => Date;
+  /** Since when this process has seen the table without a gap (`StorageHealth.observingSince`). */
+  observingSince?: () => number | undefined;
 }
 
 export class Gateway {
@@ -106,15 +115,18 @@ export class Gateway {
   private readonly registry: ForwardRegistry;
   private server: ReverseServer | undefined;
   private readonly pool: StandardPool;
-  private lastOwnBeat = 0;
   private control: ControlServer | undefined;
   private controlUrl: string | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
   private beating: Promise<void> = Promise.resolve();
   private boundSshPort = 0;
+  private isServing = false;
+
+  private readonly now: () => Date;
 
   constructor(private readonly deps: GatewayDeps) {
     const now = deps.now ?? (() => new Date());
+    this.now = now;
     this.startedAt = now().toISOString();
     this.logger = deps.logger.child({ workerId: this.workerId });
     this.stateWriter = new StateWriter(deps.store, this.logger);
@@ -123,6 +135,7 @@ export class Gateway {
       bindHost: deps.settings.bindHost,
       connectHost: deps.settings.connectHost,
       maxChannelsPerTunnel: deps.settings.maxChannelsPerTunnel,
+      dataIdleTimeoutMs: deps.settings.dataIdleTimeoutMs,
       takeoverDrainMs: TAKEOVER_DRAIN_MS,
       logger: this.logger,
       stateWriter: this.stateWriter,
@@ -134,8 +147,8 @@ export class Gateway {
       store: deps.store,
       logger: this.logger,
       pollIntervalMs: settings.poolPollIntervalMs,
-      leaseTtlMs: 3 * settings.heartbeatIntervalMs,
-      lastOwnBeat: () => this.lastOwnBeat,
+      liveness: settings,
+      observingSince: () => deps.observingSince?.(),
       now,
       runner: {
         stateWriter: this.stateWriter,
@@ -143,6 +156,7 @@ export class Gateway {
         bindHost: settings.bindHost,
         connectHost: settings.connectHost,
         maxChannelsPerTunnel: settings.maxChannelsPerTunnel,
+        dataIdleTimeoutMs: settings.dataIdleTimeoutMs,
         connect: this.bastionConnectOptions(),
         backoff: settings.reconnect,
         keyProbeIntervalMs: Math.max(1_000, settings.heartbeatIntervalMs),
@@ -175,9 +189,17 @@ export class Gateway {
     return this.registry.size;
   }
 
-  /** Healthy while its own heartbeat is fresh: a worker that cannot beat has lost its tunnels' leases. */
+  /**
+   * Healthy while it serves. Not tied to storage: when the table is down, every worker's heartbeat
+   * fails alike, and replacing the workers would drop every tunnel that still carries bytes.
+   */
   get healthy(): boolean {
-    return Date.now() - this.lastOwnBeat <= 3 * this.deps.settings.heartbeatIntervalMs;
+    return this.isServing;
+  }
+
+  /** Tunnels whose state waits to be written (the table is unavailable, or slow). */
+  get stateBacklog(): number {
+    return this.stateWriter.backlog;
   }
 
   get standardTunnelCount(): number {
@@ -239,9 +261,19 @@ export class Gateway {
     this.boundSshPort = await this.server.listen();
     this.logger.info('ssh endpoint listening', { host: settings.sshHost, port: this.boundSshPort });
     this.pool.start();
-    this.beatTimer = setInterval(() => {
-      this.beating = this.beating.then(() => this.beat());
-    }, settings.heartbeatIntervalMs);
+    this.isServing = true;
+    this.scheduleBeat(settings.heartbeatIntervalMs);
+  }
+
+  /** The next heartbeat in `delayMs`; a failed one is retried soon, so an outage's end shows at once. */
+  private scheduleBeat(delayMs: number): void {
+    this.beatTimer = setTimeout(() => {
+      this.beating = this.beat().then((ok) => {
+        if (!this.isServing) return;
+        const interval = this.deps.settings.heartbeatIntervalMs;
+        this.scheduleBeat(ok ? interval : Math.min(interval, BEAT_RETRY_MS));
+      });
+    }, delayMs);
     this.beatTimer.unref();
   }
 
@@ -263,55 +295,86 @@ export class Gateway {
   }
 
   /**
-   * Closes the endpoint and every session (their state is written down), releases the standard
-   * leases, then removes the heartbeat: until it is gone the other workers still count this one in
-   * their fair share and would leave the released tunnels alone until it went stale.
+   * A clean shutdown hands every tunnel over: the endpoint and every session close with their
+   * state written as a restart (not an outage, and no page within the grace), the standard leases
+   * are released for others to take at once, and a last heartbeat says this worker stopped, so
+   * nobody waits for it to go stale. Writes that the table does not take in time are left behind.
    */
   async stop(): Promise<void> {
-    clearInterval(this.beatTimer);
-    await this.beating;
+    this.isServing = false;
+    clearTimeout(this.beatTimer);
+    const deadline = Date.now() + STOP_WRITES_MS;
+    await Promise.race([this.beating, delay(deadline - Date.now())]);
+    this.registry.handOver();
     await Promise.all([this.server?.close(), this.pool.stop(), this.control?.close()]);
-    await this.stateWriter.flush();
-    await this.deps.store
-      .deleteHeartbeat(this.workerId)
-      .catch((err) => this.logger.warn('heartbeat not removed; others wait for it to go stale', { err }));
+    await this.stateWriter.flush(deadline);
+    if (this.stateWriter.backlog > 0) {
+      this.logger.warn('tunnel states not written before shutdown', { tunnels: this.stateWriter.backlog });
+    }
+    const stopped = this.heartbeat(this.now().toISOString());
+    stopped.stoppedAt = stopped.lastBeatAt;
+    const written = await Promise.race([
+      this.deps.store.putHeartbeat(stopped, HEARTBEAT_TTL_SECONDS).then(
+        () => true,
+        (err: unknown) => this.logger.warn('last heartbeat not written', { err }),
+      ),
+      delay(deadline - Date.now()),
+    ]);
+    if (written !== true)
+      this.logger.warn('stopped without its last heartbeat; others wait for it to go stale');
   }
 
-  private async beat(): Promise<void> {
-    const at = (this.deps.now ?? (() => new Date()))().toISOString();
+  private heartbeat(at: string): WorkerHeartbeat {
+    return {
+      workerId: this.workerId,
+      lastBeatAt: at,
+      startedAt: this.startedAt,
+      address: this.deps.settings.connectHost,
+      version: GATEWAY_VERSION,
+      controlUrl: this.controlUrl,
+      counts: { reverse: this.registry.size, standard: this.pool.size },
+    };
+  }
+
+  /** Writes the heartbeat, then reconciles the sessions held; false when the heartbeat failed. */
+  private async beat(): Promise<boolean> {
+    let ok = true;
     try {
-      await this.deps.store.putHeartbeat(
-        {
-          workerId: this.workerId,
-          lastBeatAt: at,
-          startedAt: this.startedAt,
-          address: this.deps.settings.connectHost,
-          version: GATEWAY_VERSION,
-          controlUrl: this.controlUrl,
-          counts: { reverse: this.registry.size, standard: this.pool.size },
-        },
-        HEARTBEAT_TTL_SECONDS,
-      );
-      this.lastOwnBeat = Date.parse(at);
+      await this.deps.store.putHeartbeat(this.heartbeat(this.now().toISOString()), HEARTBEAT_TTL_SECONDS);
     } catch (err) {
+      ok = false;
       this.logger.error('heartbeat write failed', { err });
     }
+    if (!ok) return false;
     try {
       await this.recheck(this.registry.tunnelIds());
     } catch (err) {
       this.logger.warn('tunnel reconciliation failed', { err });
     }
+    return true;
   }
 
   /** Closes sessions whose tunnel was deleted, disabled, or whose login key is no longer valid. */
   private async recheck(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    const records = await this.deps.store.getTunnelsByIds(ids);
-    this.server?.sawTunnels(ids, records);
+    const { found, unreadable } = await this.deps.store.getTunnelsByIds(ids);
+    for (const item of unreadable) {
+      // Not deleted, only unreadable: the session it serves goes on.
+      this.logger.error('stored tunnel unreadable; its session is left as it is', {
+        tunnelId: item.id,
+        ...item,
+      });
+    }
+    const unknown = new Set(unreadable.map((item) => item.id));
+    // The login cache learns what storage said of the tunnels held here (unreadable ones aside).
+    this.server?.sawTunnels(
+      ids.filter((id) => !unknown.has(id)),
+      found,
+    );
     for (const id of ids) {
       const session = this.registry.sessionOf(id);
-      if (!session) continue;
-      const record = records.get(id);
+      if (!session || unknown.has(id)) continue;
+      const record = found.get(id);
       if (!record) this.registry.closeTunnel(id, 'tunnel deleted');
       else if (!record.enabled) this.registry.closeTunnel(id, 'tunnel disabled');
       else if (!acceptedFingerprints(record).includes(session.keyFingerprint)) {
@@ -340,4 +403,9 @@ function acceptedFingerprints(record: TunnelRecord): string[] {
     }
   }
   return fingerprints;
+}
+
+/** Resolves after `ms` (at once when not positive), without holding the process open. */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
 }

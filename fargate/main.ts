@@ -9,14 +9,18 @@ import { parseEnv } from '../shared/config';
 import { createLogger } from '../shared/logger';
 import { AwsSecretStore } from '../shared/secrets/aws-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
-import { DynamoGatewayStore } from '../shared/store/dynamo-gateway-store';
-import { Gateway, gatewaySettingsFrom } from './gateway';
+import { gatewayDepsFromEnv } from './compose';
+import { Gateway } from './gateway';
 import { taskAddress } from './task-metadata';
 
 async function main(): Promise<void> {
   const env = parseEnv(process.env);
   const logger = createLogger(env.LOG_LEVEL);
-  const { client, doc } = createDynamoClients({ region: env.AWS_REGION, endpoint: env.DYNAMODB_ENDPOINT });
+  const {
+    client,
+    doc,
+    health: storageHealth,
+  } = createDynamoClients({ region: env.AWS_REGION, endpoint: env.DYNAMODB_ENDPOINT });
   const secrets = new AwsSecretStore(
     new SecretsManagerClient({ region: env.AWS_REGION, endpoint: env.SECRETS_MANAGER_ENDPOINT }),
     env.SECRET_PREFIX,
@@ -27,24 +31,22 @@ async function main(): Promise<void> {
     (env.ECS_CONTAINER_METADATA_URI_V4
       ? await taskAddress(env.ECS_CONTAINER_METADATA_URI_V4)
       : env.TUNNEL_BIND_HOST);
-  const settings = gatewaySettingsFrom(env);
-  const gateway = new Gateway({
-    store: new DynamoGatewayStore(doc, env.TABLE_NAME),
-    secrets,
-    logger,
-    settings: {
-      ...settings,
-      sshHost: env.SSH_HOST ?? '0.0.0.0',
-      bindHost: address,
-      connectHost: address,
-      allowPrivateSshHosts: env.ALLOW_PRIVATE_SSH_HOSTS ?? false,
-    },
-  });
+  const gateway = new Gateway(
+    gatewayDepsFromEnv(env, {
+      doc,
+      health: storageHealth,
+      secrets,
+      logger,
+      address,
+      sshHost: '0.0.0.0',
+      allowPrivateSshHostsByDefault: false,
+    }),
+  );
   await gateway.start();
 
   let healthy = true;
   const health = createServer((_req, res) => {
-    // Unhealthy while stopping, or when its heartbeat stalled: the NLB and ECS replace it.
+    // Unhealthy while stopping (not when the table is down: replacing it would drop its tunnels).
     const ok = healthy && gateway.healthy;
     res.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json' });
     res.end(JSON.stringify({ ok, workerId: gateway.workerId }));

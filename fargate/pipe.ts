@@ -12,8 +12,26 @@ export interface SshChannel extends Duplex {
   close?(): void;
 }
 
-export function joinSocketAndChannel(socket: Socket, channel: SshChannel): void {
+export interface JoinOptions {
+  /**
+   * No byte either way for this long: both ends have gone quiet (a client that left without a FIN,
+   * a stuck service), so the connection is closed rather than held forever.
+   */
+  idleTimeoutMs: number;
+  onIdle?: () => void;
+}
+
+/** How long a quiet platform connection waits before TCP keepalive probes whether its client is there. */
+const KEEPALIVE_DELAY_MS = 60_000;
+
+export function joinSocketAndChannel(socket: Socket, channel: SshChannel, options: JoinOptions): void {
   socket.setNoDelay(true);
+  socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+  // Reads and writes both count as activity: bytes from the channel are writes on this socket.
+  socket.setTimeout(options.idleTimeoutMs, () => {
+    options.onIdle?.();
+    socket.destroy();
+  });
   // end:false: a server-side channel's end() also closes it; eof() keeps our reading side open.
   socket.pipe(channel, { end: false });
   socket.once('end', () => {

@@ -1,16 +1,27 @@
 /**
- * Writes tunnel state transitions in order per tunnel, retrying with jittered backoff so a
- * DynamoDB hiccup delays a transition instead of losing it. Never blocks the SSH protocol path.
+ * Writes tunnel state transitions in order per tunnel. Never blocks the SSH protocol path.
+ *
+ * While the table is unavailable, a transition waits and is retried with capped, jittered backoff
+ * until the table answers: an outage delays it, never loses it. Only the newest state of a tunnel
+ * waits (memory stays at one pending item per tunnel): a newer state replaces an unwritten one, and
+ * what the replaced one said that history needs travels with it (a down becomes the `lastDown` of
+ * the up after it; a takeover chain keeps pointing at the last connection written).
  */
 import { randomInt } from 'node:crypto';
-import type { TunnelStateItem } from '../shared/gateway-items';
+import { StorageUnavailableError } from '../shared/errors';
+import { lastDownOf, type TunnelStateItem } from '../shared/gateway-items';
 import type { Logger } from '../shared/logger';
 import type { GatewayStore } from '../shared/store/gateway-store';
 
-const MAX_ATTEMPTS = 6;
+/** Other failures (a bug, an item the table refuses) are retried a few times, then given up. */
+const MAX_ATTEMPTS_ON_ERROR = 6;
+const MAX_BACKOFF_MS = 5_000;
 
 export class StateWriter {
-  private readonly chains = new Map<string, Promise<void>>();
+  /** The newest state of each tunnel not yet handed to a write. */
+  private readonly waiting = new Map<string, TunnelStateItem>();
+  /** Tunnels whose writing loop runs (at most one per tunnel, so writes stay in order). */
+  private readonly loops = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: GatewayStore,
@@ -18,20 +29,49 @@ export class StateWriter {
   ) {}
 
   write(tunnelId: string, item: TunnelStateItem): void {
-    const previous = this.chains.get(tunnelId) ?? Promise.resolve();
-    const next = previous.then(() => this.writeWithRetry(tunnelId, item));
-    this.chains.set(tunnelId, next);
-    void next.finally(() => {
-      if (this.chains.get(tunnelId) === next) this.chains.delete(tunnelId);
-    });
+    const older = this.waiting.get(tunnelId);
+    this.waiting.set(tunnelId, older ? replacing(older, item) : item);
+    if (this.loops.has(tunnelId)) return;
+    const loop = this.drain(tunnelId).finally(() => this.loops.delete(tunnelId));
+    this.loops.set(tunnelId, loop);
   }
 
-  /** Resolves once every queued write has finished (for shutdown and tests). */
-  async flush(): Promise<void> {
-    while (this.chains.size > 0) await Promise.all(this.chains.values());
+  /** Tunnels with a state not yet written. */
+  get backlog(): number {
+    return new Set([...this.waiting.keys(), ...this.loops.keys()]).size;
   }
 
-  private async writeWithRetry(tunnelId: string, item: TunnelStateItem): Promise<void> {
+  /** Resolves once every queued write has finished, or at `deadline` (epoch ms) if given. */
+  async flush(deadline?: number): Promise<void> {
+    while (this.loops.size > 0) {
+      const all = Promise.all(this.loops.values());
+      if (deadline === undefined) {
+        await all;
+        continue;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
+      clearTimeout(timer);
+    }
+  }
+
+  private async drain(tunnelId: string): Promise<void> {
+    for (let item = this.take(tunnelId); item; item = this.take(tunnelId)) {
+      await this.writeUntilDone(tunnelId, item);
+    }
+  }
+
+  private take(tunnelId: string): TunnelStateItem | undefined {
+    const item = this.waiting.get(tunnelId);
+    this.waiting.delete(tunnelId);
+    return item;
+  }
+
+  private async writeUntilDone(tunnelId: string, first: TunnelStateItem): Promise<void> {
+    let item = first;
+    let errors = 0;
     for (let attempt = 1; ; attempt++) {
       try {
         const written = await this.store.writeState(tunnelId, item);
@@ -40,16 +80,45 @@ export class StateWriter {
           state: item.state,
           connId: item.connId,
           code: item.error?.code,
+          attempts: attempt,
         });
         return;
       } catch (err) {
-        if (attempt >= MAX_ATTEMPTS) {
+        const isOutage = err instanceof StorageUnavailableError;
+        if (!isOutage && ++errors >= MAX_ATTEMPTS_ON_ERROR) {
           this.logger.error('tunnel state write failed; giving up', { tunnelId, state: item.state, err });
           return;
         }
-        const cap = Math.min(5_000, 100 * 2 ** attempt);
+        if (attempt === 1 || attempt % 10 === 0) {
+          this.logger.warn('tunnel state write failed; retrying', {
+            tunnelId,
+            state: item.state,
+            attempt,
+            err,
+          });
+        }
+        const cap = Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(attempt, 10));
         await new Promise((resolve) => setTimeout(resolve, randomInt(Math.floor(cap / 2), cap + 1)));
+        // A newer state came meanwhile: write that instead, carrying what this one said.
+        const newer = this.take(tunnelId);
+        if (newer) item = replacing(item, newer);
       }
     }
   }
+}
+
+/** `newer` in place of `older`, which was never written. */
+function replacing(older: TunnelStateItem, newer: TunnelStateItem): TunnelStateItem {
+  const merged: TunnelStateItem = { ...newer };
+  // An up after an unwritten down: the down would have been the item's `lastDown`; keep it so.
+  if (newer.state === 'up') {
+    const lastDown = older.state === 'down' ? lastDownOf(older) : older.lastDown;
+    if (lastDown && !newer.lastDown) merged.lastDown = lastDown;
+  }
+  // A takeover of a connection whose up was never written continues what that one continued.
+  if (newer.continues !== undefined && newer.continues === older.connId) {
+    if (older.continues === undefined) delete merged.continues;
+    else merged.continues = older.continues;
+  }
+  return merged;
 }

@@ -16,6 +16,8 @@ export interface ListenerOptions {
   port: number;
   /** Concurrent connections allowed through this tunnel; more are refused at once. */
   maxChannels: number;
+  /** A connection with no byte either way for this long is closed (`DATA_IDLE_TIMEOUT_MS`). */
+  idleTimeoutMs: number;
   logger: Logger;
 }
 
@@ -82,7 +84,11 @@ export class TunnelListener {
           channel.destroy();
           return;
         }
-        joinSocketAndChannel(socket, channel);
+        joinSocketAndChannel(socket, channel, {
+          idleTimeoutMs: this.options.idleTimeoutMs,
+          onIdle: () =>
+            logger.info('tunnel connection closed: idle', { tunnelId, idleMs: this.options.idleTimeoutMs }),
+        });
         socket.resume();
       },
       (err: unknown) => {

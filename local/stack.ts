@@ -6,8 +6,11 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
-import { Gateway, gatewaySettingsFrom } from '../fargate/gateway';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import { gatewayDepsFromEnv } from '../fargate/compose';
+import { Gateway } from '../fargate/gateway';
 import { createApp } from '../lambda/api/app';
+import { apiDepsFromEnv } from '../lambda/api/compose';
 import { HttpWorkerControl } from '../lambda/api/worker-control-client';
 import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
@@ -15,13 +18,11 @@ import { ensureHostKey } from '../shared/host-key';
 import { newAdminToken, newApiKey, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
 import { FileSecretStore } from '../shared/secrets/file-secret-store';
-import { statusSettingsFrom } from '../shared/status';
 import { createDynamoClients } from '../shared/store/dynamo-client';
-import { DynamoGatewayStore } from '../shared/store/dynamo-gateway-store';
 import { DynamoTunnelStore } from '../shared/store/dynamo-tunnel-store';
 import { ensureTable } from '../shared/store/table';
 import { ALERT_WEBHOOK_SECRET_FILE, alertWebhookSecret } from './alert-webhook-secret';
-import { type DynamoDbLocal, startDynamoDbLocal } from './dynamodb-local';
+import { type DynamoDbLocal, type DynamoDbLocalEvent, startDynamoDbLocal } from './dynamodb-local';
 import { startSweeperThread } from './sweeper-thread';
 
 export const DEFAULT_WORKSPACE_ID = 'default';
@@ -53,12 +54,16 @@ export async function startLocalStack(
     if (!endpoint) {
       const dbDir = join(env.DATA_DIR, 'dynamodb');
       await mkdir(dbDir, { recursive: true, mode: 0o700 });
-      dynamo = await startDynamoDbLocal({ dataDir: dbDir, port: env.DYNAMODB_LOCAL_PORT });
+      dynamo = await startDynamoDbLocal({
+        dataDir: dbDir,
+        port: env.DYNAMODB_LOCAL_PORT,
+        onEvent: (event) => logDynamoDbLocalEvent(logger, event),
+      });
       stops.push(() => dynamo?.stop() ?? Promise.resolve());
       endpoint = dynamo.endpoint;
       logger.info('dynamodb local started', { endpoint });
     }
-    const { client, doc } = createDynamoClients({ region: env.AWS_REGION, endpoint });
+    const { client, doc, health } = createDynamoClients({ region: env.AWS_REGION, endpoint });
     stops.push(async () => client.destroy());
     await ensureTable(client, env.TABLE_NAME);
     const store = new DynamoTunnelStore(doc, env.TABLE_NAME);
@@ -71,13 +76,10 @@ export async function startLocalStack(
     if (bootstrap) shown.BOOTSTRAP_API_KEY = bootstrap;
     if (Object.keys(shown).length > 0) print(shown);
 
-    const gateway = new Gateway({
-      store: new DynamoGatewayStore(doc, env.TABLE_NAME),
-      secrets,
-      logger,
-      // Locally, bastions on private networks are the norm (a VM, a container, a Tailscale peer).
-      settings: { ...gatewaySettingsFrom(env), allowPrivateSshHosts: env.ALLOW_PRIVATE_SSH_HOSTS ?? true },
-    });
+    // Locally, bastions on private networks are the norm (a VM, a container, a Tailscale peer).
+    const gateway = new Gateway(
+      gatewayDepsFromEnv(env, { doc, health, secrets, logger, allowPrivateSshHostsByDefault: true }),
+    );
     await gateway.start();
     stops.push(() => gateway.stop());
 
@@ -97,23 +99,21 @@ export async function startLocalStack(
     stops.push(() => sweeper.stop());
 
     const hostKey = await ensureHostKey(secrets);
-    const app = createApp({
-      store,
-      secrets,
-      logger,
-      bindHost: env.TUNNEL_BIND_HOST,
-      portRange: env.TUNNEL_PORT_RANGE,
-      adminTokenHash: sha256Hex(admin.token),
-      gateway: {
-        sshHost: env.PUBLIC_SSH_HOST,
-        sshPort: env.PUBLIC_SSH_PORT ?? gateway.sshPort,
+    const app = createApp(
+      apiDepsFromEnv(env, {
+        doc,
+        health,
+        secrets,
+        secretsCheck: () => secrets.checkSpace(),
+        logger,
+        adminTokenHash: sha256Hex(admin.token),
         hostPublicKey: hostKey.publicKey,
-        keepaliveIntervalSec: Math.max(1, Math.round(env.SSH_KEEPALIVE_INTERVAL_MS / 1000)),
-      },
-      onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
-      statusTiming: statusSettingsFrom(env),
-      workerControl: new HttpWorkerControl(await ensureControlToken(secrets)),
-    });
+        sshPort: gateway.sshPort,
+        workerControl: new HttpWorkerControl(await ensureControlToken(secrets)),
+        onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
+        clientAddress: (c) => getConnInfo(c).remote.address,
+      }),
+    );
 
     const server = serve({ fetch: app.fetch, hostname: env.HOST, port: env.PORT });
     await new Promise<void>((resolve, reject) => {
@@ -134,6 +134,30 @@ export async function startLocalStack(
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+/** What the DynamoDB Local supervisor did, in the stack's log. */
+function logDynamoDbLocalEvent(logger: Logger, event: DynamoDbLocalEvent): void {
+  switch (event.type) {
+    case 'exited':
+      logger.error('dynamodb local exited; restarting it', {
+        code: event.code,
+        signal: event.signal,
+        restartInMs: event.restartInMs,
+        output: event.output.slice(-500),
+      });
+      break;
+    case 'restart-failed':
+      logger.error('dynamodb local restart failed; trying again', {
+        attempt: event.attempt,
+        reason: event.error,
+        restartInMs: event.restartInMs,
+      });
+      break;
+    case 'restarted':
+      logger.warn('dynamodb local restarted', { attempt: event.attempt, downMs: event.downMs });
+      break;
   }
 }
 

@@ -47,6 +47,13 @@ const envSchema = z.object({
   SSH_HANDSHAKE_TIMEOUT_MS: durationMs.default(20_000),
   /** Concurrent connections through one tunnel. */
   MAX_CHANNELS_PER_TUNNEL: z.coerce.number().int().min(1).max(100_000).default(256),
+  /** Tunnels one workspace may have (CONTRACT.md, Extensions): one more is 409 `quota_exceeded`. */
+  MAX_TUNNELS_PER_WORKSPACE: z.coerce.number().int().min(1).max(1_000_000).default(100),
+  /**
+   * A connection through a tunnel on which neither side sent a byte for this long is closed: a
+   * departed client and a stuck service must not hold sockets (and a channel) forever.
+   */
+  DATA_IDLE_TIMEOUT_MS: durationMs.default(3_600_000),
   /** How often a worker's standard pool looks for new, changed or orphaned standard tunnels. */
   POOL_POLL_INTERVAL_MS: durationMs.default(5_000),
   /** Timeout of one SSH connection attempt to a bastion, TCP connect to authenticated. */

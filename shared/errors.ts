@@ -38,6 +38,28 @@ export class ConflictError extends Error {
   override name = 'ConflictError';
 }
 
+/** A workspace reached one of its limits (e.g. `MAX_TUNNELS_PER_WORKSPACE`); `limit` names it. */
+export class QuotaExceededError extends Error {
+  override name = 'QuotaExceededError';
+  constructor(
+    readonly limit: string,
+    readonly max: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The workspace has `max` tunnels already (`MAX_TUNNELS_PER_WORKSPACE`). */
+export const tunnelQuotaExceeded = (max: number, options?: ErrorOptions): QuotaExceededError =>
+  new QuotaExceededError(
+    'tunnelsPerWorkspace',
+    max,
+    `the workspace has reached its limit of ${max} tunnels; delete one, or ask the operator to raise MAX_TUNNELS_PER_WORKSPACE`,
+    options,
+  );
+
 /** Every port of `TUNNEL_PORT_RANGE` is taken. */
 export class PortsExhaustedError extends ConflictError {
   override name = 'PortsExhaustedError';
@@ -72,6 +94,18 @@ export class SecretAccessDeniedError extends SecretStoreError {
   }
 }
 
+/** The secret store cannot be reached, is failing, or is full: retry later (503, never a 500). */
+export class SecretStoreUnavailableError extends SecretStoreError {
+  override name = 'SecretStoreUnavailableError';
+  constructor(
+    secretName: string,
+    readonly reason: StorageUnavailableReason,
+    options?: ErrorOptions,
+  ) {
+    super(secretName, `the secret store is ${STORAGE_REASON_TEXT[reason]} (secret ${secretName})`, options);
+  }
+}
+
 export class SecretThrottledError extends SecretStoreError {
   override name = 'SecretThrottledError';
   constructor(secretName: string, options?: ErrorOptions) {
@@ -97,3 +131,24 @@ export class AlertDeliveryError extends Error {
     super(`${sink} could not deliver alert ${alertId}: ${message}`, options);
   }
 }
+
+/** Why storage (the table, or the secret store) cannot serve: 503 with a reason, never a 500. */
+export type StorageUnavailableReason = 'unreachable' | 'throttled' | 'failing' | 'full';
+
+/** The table cannot be reached, is overloaded, failing or full: retry later (503, never a 500). */
+export class StorageUnavailableError extends Error {
+  override name = 'StorageUnavailableError';
+  constructor(
+    readonly reason: StorageUnavailableReason,
+    options?: ErrorOptions,
+  ) {
+    super(`the table is ${STORAGE_REASON_TEXT[reason]}`, options);
+  }
+}
+
+const STORAGE_REASON_TEXT: Record<StorageUnavailableReason, string> = {
+  unreachable: 'unreachable',
+  throttled: 'overloaded (throttled)',
+  failing: 'failing',
+  full: 'full (no space left on its disk)',
+};

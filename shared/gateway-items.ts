@@ -3,7 +3,7 @@
  * heartbeat per worker. The status machine and the API read them; zod checks them on read.
  */
 import { z } from 'zod';
-import { StatusErrorSchema } from './schemas';
+import { DownCauseSchema, StatusErrorSchema } from './schemas';
 
 /** `TUNNEL#<id>/STATE`, written by the worker holding the tunnel's connection. */
 export const TunnelStateItemSchema = z.object({
@@ -24,15 +24,36 @@ export const TunnelStateItemSchema = z.object({
   /** Fingerprint of the key the connection authenticated with (tells a rotation's progress). */
   keyFingerprint: z.string().optional(),
   error: StatusErrorSchema.optional(),
+  /** `restart`: the worker shut down cleanly (a deploy or a restart) and handed the tunnel over. */
+  cause: DownCauseSchema.optional(),
   /**
    * The newest `down` written to this item, kept (by the store) when later states overwrite it: a
    * reconnect between two sweeps would otherwise erase when and why the tunnel dropped.
    */
   lastDown: z
-    .object({ since: z.string(), connId: z.string().optional(), error: StatusErrorSchema.optional() })
+    .object({
+      since: z.string(),
+      connId: z.string().optional(),
+      error: StatusErrorSchema.optional(),
+      cause: DownCauseSchema.optional(),
+    })
     .optional(),
+  /**
+   * Bumped by the store on every write: a reader that records a transition from this item makes
+   * its write conditional on the revision it read, so it never records one from a state since gone.
+   */
+  rev: z.number().int().min(0).optional(),
 });
 export type TunnelStateItem = z.infer<typeof TunnelStateItemSchema>;
+
+/** What a `down` leaves behind as its item's `lastDown` once later states are written over it. */
+export function lastDownOf(down: TunnelStateItem): NonNullable<TunnelStateItem['lastDown']> {
+  const lastDown: NonNullable<TunnelStateItem['lastDown']> = { since: down.since };
+  if (down.connId !== undefined) lastDown.connId = down.connId;
+  if (down.error !== undefined) lastDown.error = down.error;
+  if (down.cause !== undefined) lastDown.cause = down.cause;
+  return lastDown;
+}
 
 /** `WORKER#<id>/META`: one per worker every `HEARTBEAT_INTERVAL_MS`, whatever its tunnel count. */
 export const WorkerHeartbeatSchema = z.object({
@@ -45,6 +66,8 @@ export const WorkerHeartbeatSchema = z.object({
   /** The worker's internal control endpoint (diagnostics), reachable only inside the VPC. */
   controlUrl: z.string().optional(),
   counts: z.object({ reverse: z.number().int(), standard: z.number().int() }),
+  /** Set by the worker's clean shutdown: from then on it serves nothing. */
+  stoppedAt: z.string().optional(),
 });
 export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;
 

@@ -145,6 +145,23 @@ export const StatusErrorSchema = z.object({
 });
 export type StatusError = z.infer<typeof StatusErrorSchema>;
 
+/**
+ * Status warnings: what is worth knowing while the state itself holds (CONTRACT.md, Extensions),
+ * plus `status_unreadable`: a stored item of the tunnel's status cannot be read.
+ */
+export const StatusWarningCodeSchema = z.enum([
+  'session_contention',
+  'login_refused',
+  'command_outdated',
+  'service_unreachable',
+  'status_unreadable',
+]);
+
+export const StatusWarningSchema = z
+  .object({ code: StatusWarningCodeSchema, message: z.string(), hint: z.string(), since: z.string() })
+  .openapi('StatusWarning');
+export type StatusWarning = z.infer<typeof StatusWarningSchema>;
+
 export const StatusSchema = z
   .object({
     state: TunnelStateNameSchema,
@@ -153,6 +170,7 @@ export const StatusSchema = z
     error: StatusErrorSchema.optional(),
     /** Standard tunnels while up: fingerprint of the key the session authenticated with. */
     keyFingerprint: z.string().optional(),
+    warnings: z.array(StatusWarningSchema).optional(),
   })
   .openapi('Status');
 export type Status = z.infer<typeof StatusSchema>;
@@ -202,7 +220,15 @@ export const TunnelSchema = z
 export type Tunnel = z.infer<typeof TunnelSchema>;
 
 export const TunnelListSchema = z
-  .object({ items: z.array(TunnelSchema), nextCursor: z.string().optional() })
+  .object({
+    items: z.array(TunnelSchema),
+    nextCursor: z.string().optional(),
+    /**
+     * Tunnels of this page whose stored configuration cannot be read (the others are all in
+     * `items`); `GET /v1/tunnels/{id}` says the same, and `DELETE` still removes them.
+     */
+    unreadable: z.array(z.object({ id: z.string(), message: z.string() })).optional(),
+  })
   .openapi('TunnelList');
 
 export const ListQuerySchema = z.object({
@@ -216,12 +242,20 @@ export const ListQuerySchema = z.object({
   cursor: z.string().max(2048, 'is too long').optional(),
 });
 
+/** Why a tunnel went down when it was not a failure: `restart`, a gateway's clean shutdown (deploy, restart). */
+export const DownCauseSchema = z.enum(['restart']);
+export type DownCause = z.infer<typeof DownCauseSchema>;
+
 export const EventSchema = z
   .object({
     at: z.string(),
     from: TunnelStateNameSchema,
     to: TunnelStateNameSchema,
     error: StatusErrorSchema.optional(),
+    /** On a `down`: it was a restart or handover of the gateway holding the tunnel, not a failure. */
+    cause: DownCauseSchema.optional(),
+    /** On an `up` after a `down`: how long the tunnel was unavailable. */
+    downMs: z.number().int().min(0).optional(),
   })
   .openapi('Event');
 export type TunnelEvent = z.infer<typeof EventSchema>;

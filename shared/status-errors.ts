@@ -12,6 +12,10 @@ export const customerNotConnected = (detail: string): StatusError => ({
     'so the tunnel reconnects by itself; check its output for "Permission denied" or "remote port forwarding failed".',
 });
 
+/** A reverse tunnel's session closed by a gateway's clean shutdown (a deploy or a restart). */
+export const gatewayRestarted = (at: string): StatusError =>
+  customerNotConnected(`the gateway closed the session at ${at} to restart (a deploy or a restart)`);
+
 export const customerTimeout = (seconds: number, from: string): StatusError => ({
   code: 'customer_timeout',
   message: `the customer ssh session from ${from} stopped answering keepalives for ${seconds} s`,
@@ -99,3 +103,10 @@ export const connectionLost = (target: string, reason: string): StatusError => (
   message: `the SSH session to the bastion at ${target} ended: ${reason}`,
   hint: 'The bastion restarted or the network dropped; the tunnel reconnects by itself with backoff.',
 });
+
+/** A standard tunnel handed over by a gateway's clean shutdown; another worker reconnects it. */
+export const handedOver = (target: string): StatusError =>
+  connectionLost(
+    target,
+    'the gateway worker holding it shut down (a deploy or a restart) and handed it over',
+  );

@@ -7,9 +7,19 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Env } from './config';
 import type { TunnelStateItem, WorkerHeartbeat } from './gateway-items';
-import type { Alert, AlertType, Status, StatusError, TunnelEvent, TunnelStateName } from './schemas';
+import { type LivenessSettings, type LivenessView, workerGoneAfterMs, workerLiveness } from './liveness';
+import type {
+  Alert,
+  AlertType,
+  DownCause,
+  Status,
+  StatusError,
+  TunnelEvent,
+  TunnelStateName,
+} from './schemas';
 import { connectionLost, customerNotConnected, hostPort } from './status-errors';
 import type { StatusRecord } from './status-items';
+import type { UnreadableItem } from './store/read-items';
 
 export interface StatusView {
   status: Status;
@@ -17,11 +27,7 @@ export interface StatusView {
   connect: { host: string; port: number } | null;
 }
 
-export interface StatusSettings {
-  /** `HEARTBEAT_INTERVAL_MS`: how often every worker writes its heartbeat. */
-  heartbeatIntervalMs: number;
-  /** `SSH_KEEPALIVE_INTERVAL_MS`: bounds how late a dead worker may be noticed (contract). */
-  keepaliveIntervalMs: number;
+export interface StatusSettings extends LivenessSettings {
   /** `DOWN_GRACE_MS`: how long a tunnel stays down before `tunnel.down` is sent. */
   downGraceMs: number;
   /** `TUNNEL_BIND_HOST`: `connect.host` unless the worker names its own listener address. */
@@ -65,6 +71,8 @@ export interface StatusInput {
   /** The record the sweeper last persisted, absent before its first write. */
   previous?: StatusRecord;
   now: Date;
+  /** Since when the reader has seen the table without a gap (`LivenessView.observingSince`). */
+  observingSince?: number;
   settings: StatusSettings;
 }
 
@@ -85,19 +93,6 @@ export interface StatusEvaluation extends StatusView {
   alerts: PlannedAlert[];
 }
 
-/**
- * How old the owner's last heartbeat may be before its `up` tunnels count as lost: two missed beats
- * (one late write is normal), plus a margin for write latency and clock skew between worker and
- * reader; never later than the contract's bound for noticing a dropped connection (3 keepalives
- * and one heartbeat), since a dead worker drops every connection it held.
- */
-export function heartbeatStaleAfterMs(
-  settings: Pick<StatusSettings, 'heartbeatIntervalMs' | 'keepaliveIntervalMs'>,
-): number {
-  const { heartbeatIntervalMs: beat, keepaliveIntervalMs: keepalive } = settings;
-  return Math.min(2 * beat + Math.min(beat, 5_000), 3 * keepalive + beat);
-}
-
 export function evaluateStatus(input: StatusInput): StatusEvaluation {
   const { tunnel, previous, now, settings } = input;
   const observed = observe(input);
@@ -113,10 +108,10 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
   if (sameState && !excursion) {
     // Still the same state: it began when it first did, whatever the newest item says.
     status.since = before.since;
-    if (status.error?.code === 'worker_lost' && before.error?.code === 'worker_lost') {
+    if (status.error?.code === 'worker_lost' && before.error?.code !== undefined) {
       // The lost worker's heartbeat may expire meanwhile: keep what was said while it was there.
       copyOptional(status, before, 'lastSeenAt');
-      status.error = { ...before.error };
+      if (before.error.code === 'worker_lost') status.error = { ...before.error };
     }
   } else {
     // Never before the previous state began, so history stays ordered whatever the clocks said;
@@ -124,16 +119,18 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
     status.since = maxIso(status.since, before.since);
     if (before.state === 'disabled') status.since = maxIso(status.since, tunnel.updatedAt);
     if (excursion) {
-      const missed: TunnelStateName = status.state === 'up' ? 'down' : 'up';
-      transitions.push(
-        missed === 'down'
+      const missed: TunnelEvent =
+        status.state === 'up'
           ? missedDown(before, input.state, status.since)
-          : { at: status.since, from: before.state, to: missed },
-      );
-      transitions.push(event(missed, status));
+          : { at: status.since, from: before.state, to: 'up' };
+      transitions.push(missed);
+      transitions.push(event(missed.to, missed.at, status, observed.cause));
     } else {
-      transitions.push(event(before.state, status));
+      transitions.push(event(before.state, before.since, status, observed.cause));
     }
+  }
+  if (status.state === 'down' && status.error?.code === 'worker_lost' && tunnel.type === 'reverse') {
+    status.error = afterReconnectWindow(status, now, settings) ?? status.error;
   }
 
   const alerts: PlannedAlert[] = [];
@@ -180,10 +177,12 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
 
 interface Observation extends StatusView {
   source?: NonNullable<StatusRecord['source']>;
+  /** Why the tunnel is down when that was no failure (a gateway's clean shutdown). */
+  cause?: DownCause;
 }
 
 /** What the inputs say right now, before history (previous record) is taken into account. */
-function observe({ tunnel, state, heartbeat, now, settings }: StatusInput): Observation {
+function observe({ tunnel, state, heartbeat, now, observingSince, settings }: StatusInput): Observation {
   if (!tunnel.enabled) return { status: { state: 'disabled', since: tunnel.updatedAt }, connect: null };
   if (!state) return { status: { state: 'pending', since: tunnel.createdAt }, connect: null };
   const source = sourceOf(state);
@@ -192,10 +191,12 @@ function observe({ tunnel, state, heartbeat, now, settings }: StatusInput): Obse
     const status: Status = { state: 'down', since: state.since };
     copyOptional(status, state, 'lastSeenAt');
     status.error = state.error ? { ...state.error } : defaultDownError(tunnel);
-    return { status, connect: null, source };
+    return state.cause
+      ? { status, connect: null, source, cause: state.cause }
+      : { status, connect: null, source };
   }
 
-  const lost = ownerLost(state, heartbeat, now, settings);
+  const lost = ownerLost(state, heartbeat, { now, observingSince }, settings);
   if (lost) {
     const status: Status = { state: 'down', since: maxIso(state.since, lost.since), error: lost.error };
     const lastSeenAt = lost.lastSeenAt ?? state.lastSeenAt;
@@ -211,57 +212,68 @@ function observe({ tunnel, state, heartbeat, now, settings }: StatusInput): Obse
 }
 
 /**
- * An `up` is only as true as the worker that wrote it: without a recent heartbeat from its owner,
- * or when the owner restarted after the connection began (the connection died with the process),
- * the tunnel is down with `worker_lost`.
+ * An `up` is only as true as the worker that wrote it: without a live owner (see liveness.ts), or
+ * when the owner restarted after the connection began (the connection died with the process), the
+ * tunnel is down with `worker_lost`, since the moment the owner went (when nothing says when, since
+ * it is first seen gone: never earlier than the truth).
  */
 function ownerLost(
   state: TunnelStateItem,
   heartbeat: WorkerHeartbeat | undefined,
-  now: Date,
+  view: LivenessView,
   settings: StatusSettings,
 ): { since: string; lastSeenAt?: string; error: StatusError } | undefined {
   const hint = WORKER_LOST_HINT;
+  const firstSeen = view.now.toISOString();
   if (!state.owner) {
     return {
-      since: state.lastSeenAt ?? state.since,
+      since: firstSeen,
       error: { code: 'worker_lost', message: 'no gateway worker is recorded as holding the tunnel', hint },
     };
   }
-  if (!heartbeat || heartbeat.workerId !== state.owner) {
-    return {
-      since: state.lastSeenAt ?? state.since,
-      error: {
-        code: 'worker_lost',
-        message: `gateway worker ${state.owner} holding the tunnel has no heartbeat`,
-        hint,
-      },
+  const mine = heartbeat?.workerId === state.owner ? heartbeat : undefined;
+  const liveness = workerLiveness(mine, view, settings);
+  if (!liveness.isAlive) {
+    const worker = `gateway worker ${state.owner}`;
+    const message = {
+      missing: `${worker} holding the tunnel has no heartbeat`,
+      stopped: `${worker} holding the tunnel shut down at ${liveness.since}`,
+      stale: `${worker} stopped heartbeating; last heartbeat at ${liveness.lastBeatAt} (stale after ${workerGoneAfterMs(settings)} ms)`,
+    }[liveness.why];
+    const lost: { since: string; lastSeenAt?: string; error: StatusError } = {
+      since: liveness.since ?? firstSeen,
+      error: { code: 'worker_lost', message, hint },
     };
+    if (liveness.lastBeatAt) lost.lastSeenAt = liveness.lastBeatAt;
+    return lost;
   }
   const connectedAt = state.connectedAt ?? state.since;
-  if (Date.parse(heartbeat.startedAt) > Date.parse(connectedAt)) {
+  if (mine && Date.parse(mine.startedAt) > Date.parse(connectedAt)) {
     return {
-      since: heartbeat.startedAt,
+      since: mine.startedAt,
       error: {
         code: 'worker_lost',
-        message: `gateway worker ${state.owner} restarted at ${heartbeat.startedAt}, after the tunnel connected at ${connectedAt}`,
-        hint,
-      },
-    };
-  }
-  const staleAfter = heartbeatStaleAfterMs(settings);
-  if (now.getTime() - Date.parse(heartbeat.lastBeatAt) > staleAfter) {
-    return {
-      since: heartbeat.lastBeatAt,
-      lastSeenAt: heartbeat.lastBeatAt,
-      error: {
-        code: 'worker_lost',
-        message: `gateway worker ${state.owner} stopped heartbeating; last heartbeat at ${heartbeat.lastBeatAt} (stale after ${staleAfter} ms)`,
+        message: `gateway worker ${state.owner} restarted at ${mine.startedAt}, after the tunnel connected at ${connectedAt}`,
         hint,
       },
     };
   }
   return undefined;
+}
+
+/**
+ * A reverse tunnel's session died with its worker; the customer's autossh or systemd unit
+ * reconnects within about the contract's bound for noticing a drop (3 keepalives and a heartbeat).
+ * Past it, the lost worker is history: what is true now is that no customer session holds the
+ * forward (a plain ssh does not come back by itself).
+ */
+function afterReconnectWindow(status: Status, now: Date, settings: StatusSettings): StatusError | undefined {
+  const windowMs = 3 * settings.keepaliveIntervalMs + settings.heartbeatIntervalMs;
+  if (now.getTime() - Date.parse(status.since) <= windowMs) return undefined;
+  return customerNotConnected(
+    `the gateway worker holding the session was lost at ${status.since} and no customer session has connected since ` +
+      '(autossh or the systemd unit reconnects by itself; a plain ssh must be started again)',
+  );
 }
 
 const WORKER_LOST_HINT =
@@ -331,12 +343,23 @@ function missedDown(before: StatusRecord, state: TunnelStateItem | undefined, up
   // Never after the up that followed it, whatever two workers' clocks said.
   if (Date.parse(last.since) < Date.parse(upSince)) out.at = last.since;
   if (last.error) out.error = { ...last.error };
+  if (last.cause) out.cause = last.cause;
   return out;
 }
 
-function event(from: TunnelStateName, status: Status): TunnelEvent {
+/** The event of entering `status` from `from`, which began at `fromSince`. */
+function event(
+  from: TunnelStateName,
+  fromSince: string,
+  status: Status,
+  cause: DownCause | undefined,
+): TunnelEvent {
   const out: TunnelEvent = { at: status.since, from, to: status.state };
   if (status.error) out.error = { ...status.error };
+  if (status.state === 'down' && cause) out.cause = cause;
+  if (from === 'down' && status.state === 'up') {
+    out.downMs = Math.max(0, Date.parse(status.since) - Date.parse(fromSince));
+  }
   return out;
 }
 
@@ -359,4 +382,38 @@ function copyOptional<K extends 'lastSeenAt'>(
 /** The later of two ISO timestamps (compared as instants, not as strings). */
 function maxIso(a: string, b: string): string {
   return Date.parse(b) > Date.parse(a) ? b : a;
+}
+
+/**
+ * The view of a tunnel some of whose status items cannot be read (read-items.ts): without its STATE
+ * item, the status last recorded (the truth now is unknown, so no `connect`); without its STATUS
+ * item, the status from STATE alone. Either way a `status_unreadable` warning says so.
+ */
+export function evaluateWithUnreadable(input: StatusInput, unreadable: UnreadableItem[]): StatusView {
+  const isStateLost = unreadable.some((u) => u.item === 'STATE');
+  const view: StatusView = isStateLost
+    ? { status: recordedStatus(input), connect: null }
+    : evaluateStatus({ ...input, previous: undefined });
+  const items = unreadable.map((u) => `${u.item} (${u.reason})`).join(', ');
+  view.status.warnings = [
+    {
+      code: 'status_unreadable',
+      message: `stored status items of this tunnel cannot be read: ${items}; ${
+        isStateLost
+          ? 'the status shown is the last one recorded'
+          : 'the status shown is derived without its history'
+      }`,
+      hint: 'Nothing to change on your side: the tunnel itself is not affected, and the operators have it in their log.',
+      since: input.now.toISOString(),
+    },
+  ];
+  return view;
+}
+
+function recordedStatus({ tunnel, previous }: StatusInput): Status {
+  if (!previous) return { state: 'pending', since: tunnel.createdAt };
+  const status: Status = { state: previous.state, since: previous.since };
+  copyOptional(status, previous, 'lastSeenAt');
+  if (previous.error) status.error = { ...previous.error };
+  return status;
 }

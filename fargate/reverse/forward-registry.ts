@@ -6,6 +6,7 @@
 import type { TunnelStateItem } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
+import { gatewayRestarted } from '../../shared/status-errors';
 import type { TunnelRecord } from '../../shared/tunnel';
 import type { StateWriter } from '../state-writer';
 import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
@@ -32,6 +33,8 @@ export interface ForwardRegistryOptions {
   /** Advertised as `connect.host` while up (this worker's address as workloads see it). */
   connectHost: string;
   maxChannelsPerTunnel: number;
+  /** `DATA_IDLE_TIMEOUT_MS`: a connection through a tunnel quiet both ways this long is closed. */
+  dataIdleTimeoutMs: number;
   /** How long a taken-over connection may keep finishing its open channels. */
   takeoverDrainMs: number;
   logger: Logger;
@@ -46,6 +49,8 @@ interface Entry {
 
 export class ForwardRegistry {
   private readonly entries = new Map<string, Entry>();
+  /** Set by a clean shutdown: sessions that end from now on were handed over, not lost. */
+  private isHandingOver = false;
   /** Listens in progress, so two logins racing for one tunnel do not both bind the port. */
   private readonly opening = new Map<string, Promise<Entry | undefined>>();
 
@@ -86,6 +91,14 @@ export class ForwardRegistry {
     }
   }
 
+  /**
+   * The worker is shutting down cleanly: every session it closes from now on is recorded as a
+   * restart, so history and alerts tell a deploy from an outage.
+   */
+  handOver(): void {
+    this.isHandingOver = true;
+  }
+
   /** The session ended (or cancelled its forward): drops the listener unless taken over. */
   async detach(session: ForwardingSession, error: StatusError): Promise<void> {
     const entry = this.entries.get(session.tunnelId);
@@ -93,15 +106,17 @@ export class ForwardRegistry {
     this.entries.delete(session.tunnelId);
     await entry.listener.close();
     const at = this.options.now().toISOString();
-    this.options.stateWriter.write(session.tunnelId, {
+    const down: TunnelStateItem = {
       state: 'down',
       since: at,
       lastSeenAt: at,
       owner: this.options.workerId,
       connId: session.connId,
       connectedAt: session.connectedAt,
-      error,
-    });
+      error: this.isHandingOver ? gatewayRestarted(at) : error,
+    };
+    if (this.isHandingOver) down.cause = 'restart';
+    this.options.stateWriter.write(session.tunnelId, down);
   }
 
   /** Closes the tunnel's connection (deleted, disabled, key retired); its close detaches it. */
@@ -123,6 +138,7 @@ export class ForwardRegistry {
       host: bindHost,
       port: tunnel.port,
       maxChannels: maxChannelsPerTunnel,
+      idleTimeoutMs: this.options.dataIdleTimeoutMs,
       logger,
     });
     try {

@@ -4,8 +4,9 @@
  * record if it is recent, else a clear "unavailable" instead of anything that looks like a key
  * problem. Errors that are answers (an item that does not parse, a bad request) are thrown.
  */
+import { StorageUnavailableError, type StorageUnavailableReason } from '../../shared/errors';
+import { outageReason } from '../../shared/store/storage-outage';
 import type { TunnelRecord } from '../../shared/tunnel';
-import { isStorageOutage, storageOutage } from './storage-outage';
 import type { TunnelCache } from './tunnel-cache';
 
 export type TunnelLookupResult =
@@ -33,7 +34,7 @@ export class TunnelLookup {
       if (this.inFlight.size >= this.deps.maxInFlight) {
         return this.fallback(
           id,
-          storageOutage(`${this.inFlight.size} tunnel reads already waiting for storage`),
+          outage('throttled', `${this.inFlight.size} tunnel reads already waiting for storage`),
         );
       }
       read = this.deps.read(id);
@@ -48,7 +49,7 @@ export class TunnelLookup {
     try {
       tunnel = await withDeadline(read, this.deps.timeoutMs, `tunnel ${id} read`);
     } catch (err) {
-      if (!isStorageOutage(err)) throw err;
+      if (outageReason(err) === undefined) throw err;
       return this.fallback(id, err);
     }
     if (tunnel) this.deps.cache.remember(tunnel);
@@ -82,10 +83,15 @@ async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): P
     return await Promise.race([
       promise,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(storageOutage(`${what} took longer than ${ms} ms`)), ms);
+        timer = setTimeout(() => reject(outage('unreachable', `${what} took longer than ${ms} ms`)), ms);
       }),
     ]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** An outage of our own finding (a read past its deadline, too many reads waiting). */
+function outage(reason: StorageUnavailableReason, what: string): StorageUnavailableError {
+  return new StorageUnavailableError(reason, { cause: new Error(what) });
 }

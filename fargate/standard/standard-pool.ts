@@ -1,10 +1,14 @@
 /**
  * The standard-forward pool of one worker: finds enabled standard tunnels, holds a lease on its
- * fair share (a lease is valid while its owner's heartbeat is fresh, so leases cost no writes in
- * steady state), runs a `StandardTunnelRunner` for each, and gives leases up on shutdown so other
- * workers take over at once.
+ * fair share (a lease is valid while its owner is alive by its heartbeat, so leases cost no writes
+ * in steady state), runs a `StandardTunnelRunner` for each, and hands them over on shutdown so
+ * other workers take over at once.
+ *
+ * Static stability: when the table cannot be read, polls fail and every runner goes on serving on
+ * what it holds. A worker cut off alone may then serve a tunnel another worker took over meanwhile
+ * (two sessions to the bastion, harmless); its first poll once the table answers lets go.
  */
-import type { WorkerHeartbeat } from '../../shared/gateway-items';
+import { type LivenessSettings, workerLiveness } from '../../shared/liveness';
 import type { Logger } from '../../shared/logger';
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import type { TunnelRecord } from '../../shared/tunnel';
@@ -17,10 +21,10 @@ export interface StandardPoolDeps {
   runner: Omit<StandardRunnerDeps, 'workerId' | 'logger' | 'store'>;
   /** How often the pool looks for new, changed, orphaned or lost tunnels. */
   pollIntervalMs: number;
-  /** A worker whose heartbeat is older than this has lost its leases. */
-  leaseTtlMs: number;
-  /** When this worker's own last successful heartbeat was (self-fencing). */
-  lastOwnBeat: () => number;
+  /** A lease lasts while its owner is alive by this rule (liveness.ts). */
+  liveness: LivenessSettings;
+  /** Since when this process has seen the table without a gap (a lease is not lost to an outage). */
+  observingSince: () => number | undefined;
   now: () => Date;
 }
 
@@ -59,32 +63,37 @@ export class StandardPool {
     });
   }
 
-  /** Stops every runner and releases this worker's leases. */
+  /** Hands every tunnel over (its state says so) and releases this worker's leases. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
     await this.polling;
     const ids = [...this.runners.keys()];
-    await Promise.all(ids.map((id) => this.stopRunner(id, true)));
+    await Promise.all(ids.map((id) => this.stopRunner(id, true, true)));
   }
 
   private async poll(): Promise<void> {
-    const { store, workerId, leaseTtlMs, logger } = this.deps;
-    const nowMs = this.deps.now().getTime();
-    // Cut off from the table (our heartbeats fail): others will take our tunnels, so let go first.
-    if (nowMs - this.deps.lastOwnBeat() > leaseTtlMs) {
-      if (this.runners.size > 0) logger.warn('own heartbeat is stale; giving up standard tunnels', {});
-      await Promise.all([...this.runners.keys()].map((id) => this.stopRunner(id, false)));
-      return;
+    const { store, workerId, logger } = this.deps;
+    const [{ tunnels, unreadable }, workers] = await Promise.all([
+      store.listStandardTunnels(),
+      store.listWorkers(),
+    ]);
+    for (const item of unreadable) {
+      logger.error('stored tunnel unreadable; left as it is', { tunnelId: item.id, ...item });
     }
-    const [tunnels, workers] = await Promise.all([store.listStandardTunnels(), store.listWorkers()]);
+    // Unreadable is not deleted: a runner serving one goes on as it was.
+    const unknown = new Set(unreadable.map((item) => item.id));
     const wanted = new Map(tunnels.filter((t) => t.enabled).map((t) => [t.id, t]));
     const leases = await store.getLeases([...wanted.keys(), ...this.runners.keys()]);
-    const live = new Set(workers.filter((w) => isFresh(w, nowMs, leaseTtlMs)).map((w) => w.workerId));
+    const view = { now: this.deps.now(), observingSince: this.deps.observingSince() };
+    const live = new Set(
+      workers.filter((w) => workerLiveness(w, view, this.deps.liveness).isAlive).map((w) => w.workerId),
+    );
     live.add(workerId);
 
     // Stop what we should no longer serve: deleted, disabled, or taken by another worker.
     for (const id of [...this.runners.keys()]) {
+      if (unknown.has(id)) continue;
       const tunnel = wanted.get(id);
       const lease = leases.get(id);
       if (!tunnel) await this.stopRunner(id, true);
@@ -140,16 +149,12 @@ export class StandardPool {
     this.deps.logger.info('standard tunnel claimed', { tunnelId: tunnel.id, takenFrom });
   }
 
-  private async stopRunner(id: string, release: boolean): Promise<void> {
+  private async stopRunner(id: string, release: boolean, handOver = false): Promise<void> {
     const runner = this.runners.get(id);
     if (!runner) return;
     this.runners.delete(id);
-    await runner.stop();
+    await runner.stop(handOver);
     if (release) await this.deps.store.releaseLease(id, this.deps.workerId).catch(() => {});
     this.deps.logger.info('standard tunnel released', { tunnelId: id, leaseReleased: release });
   }
-}
-
-function isFresh(worker: WorkerHeartbeat, nowMs: number, ttlMs: number): boolean {
-  return nowMs - Date.parse(worker.lastBeatAt) <= ttlMs;
 }

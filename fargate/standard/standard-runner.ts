@@ -8,7 +8,7 @@ import { Backoff, type BackoffSettings } from '../../shared/backoff';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
 import type { SecretStore } from '../../shared/secrets/secret-store';
-import { connectionLost, hostPort } from '../../shared/status-errors';
+import { connectionLost, handedOver, hostPort } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import {
   type TunnelRecord,
@@ -34,6 +34,8 @@ export interface StandardRunnerDeps {
   bindHost: string;
   connectHost: string;
   maxChannelsPerTunnel: number;
+  /** `DATA_IDLE_TIMEOUT_MS`: a connection through a tunnel quiet both ways this long is closed. */
+  dataIdleTimeoutMs: number;
   connect: BastionConnectOptions;
   backoff: BackoffSettings;
   /** While serving on a key being rotated away, how often the new key is tried. */
@@ -85,6 +87,7 @@ export class StandardTunnelRunner {
       host: deps.bindHost,
       port: tunnel.port,
       maxChannels: deps.maxChannelsPerTunnel,
+      idleTimeoutMs: deps.dataIdleTimeoutMs,
       logger: deps.logger,
     });
   }
@@ -119,14 +122,32 @@ export class StandardTunnelRunner {
     }
   }
 
-  /** Stops serving: closes the session and the listener. Writes no state (the next owner will). */
-  async stop(): Promise<void> {
+  /**
+   * Stops serving: closes the session and the listener. Writes no state (the next owner will),
+   * except on `handOver` (a clean shutdown) while up: then the tunnel is recorded as handed over,
+   * a restart rather than an outage (the write only lands while no newer owner has written).
+   */
+  async stop(handOver = false): Promise<void> {
+    const wasUp = this.lastWritten.startsWith('up:');
     this.running = false;
     this.wake?.();
     // A connect in flight can take BASTION_READY_TIMEOUT_MS; shutdown does not wait for it (once
     // stopped, the runner writes nothing and closes what it gets).
     await Promise.race([this.loop, new Promise((resolve) => setTimeout(resolve, STOP_WAIT_MS).unref())]);
     await this.listener.close();
+    if (handOver && wasUp) {
+      const at = this.deps.now().toISOString();
+      this.deps.stateWriter.write(this.tunnel.id, {
+        state: 'down',
+        since: at,
+        lastSeenAt: at,
+        owner: this.deps.workerId,
+        connId: this.connId,
+        connectedAt: this.epoch,
+        error: handedOver(targetOf(this.tunnel)),
+        cause: 'restart',
+      });
+    }
   }
 
   private async run(): Promise<void> {

@@ -1,8 +1,9 @@
 /**
  * The public HTTP API as a Hono app built from its dependencies: the Lambda handler and the local
- * stack serve the same app over different stores.
+ * stack serve the same app over different stores (compose.ts builds the dependencies).
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { PortRange } from '../../shared/config';
 import type { WorkerControl } from '../../shared/control';
@@ -11,30 +12,45 @@ import type { SecretStore } from '../../shared/secrets/secret-store';
 import type { StatusSettings } from '../../shared/status';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
 import type { GatewayInfo } from '../../shared/tunnel-view';
+import { adminAuth, apiKeyAuth } from './auth';
 import { createErrorHandler, errorResponse } from './errors';
 import { describeRoutes } from './openapi';
 import { RateLimiter, type RateLimitSettings } from './rate-limit';
+import { type ReadinessCheck, readinessRoute } from './readiness';
 import { adminRoutes } from './routes/admin';
 import { tunnelRoutes } from './routes/tunnels';
 import { TunnelService } from './tunnel-service';
+
+export interface ApiLimits {
+  /** `MAX_TUNNELS_PER_WORKSPACE`. */
+  maxTunnelsPerWorkspace: number;
+  /** Requests per workspace (a per-instance guard; API Gateway throttling is the global one). */
+  perWorkspace: RateLimitSettings;
+  /**
+   * Requests per source address that cost a credential lookup (no key, an unknown key, a failed
+   * admin token): what an unauthenticated caller can make us do is bounded.
+   */
+  unauthenticatedPerSource: RateLimitSettings;
+}
 
 export interface ApiDeps {
   store: TunnelStore;
   secrets: SecretStore;
   logger: Logger;
   gateway: GatewayInfo;
-  /** `TUNNEL_BIND_HOST`: the `connect.host` of every tunnel. */
-  bindHost: string;
   portRange: PortRange;
   /** SHA-256 (hex) of the operator token. */
   adminTokenHash: string;
-  /**
-   * The status machine's timing (`statusSettingsFrom(env)` fits): how old an owner's heartbeat may
-   * be before its tunnels show down. The contract's defaults when absent.
-   */
-  statusTiming?: Pick<StatusSettings, 'heartbeatIntervalMs' | 'keepaliveIntervalMs' | 'downGraceMs'>;
+  /** The status machine's settings, as the sweeper's. */
+  statusSettings: StatusSettings;
+  limits: ApiLimits;
+  /** What `/readyz` checks. */
+  readiness: ReadinessCheck[];
   now?: () => Date;
-  rateLimit?: RateLimitSettings;
+  /** Since when this process has seen the table without a gap (`StorageHealth.observingSince`). */
+  observingSince?: () => number | undefined;
+  /** The caller's address, for per-source limits; absent where the runtime does not say. */
+  clientAddress?: (c: Context) => string | undefined;
   /** Told after a tunnel is changed or deleted, so a co-located gateway applies it at once. */
   onTunnelChanged?: (tunnelId: string) => void;
   /** Reaches gateway workers' control endpoints for `POST /v1/tunnels/{id}/test`. */
@@ -42,23 +58,24 @@ export interface ApiDeps {
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
-/** The contract's defaults, for compositions that do not pass their configuration. */
-const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
-const DEFAULT_DOWN_GRACE_MS = 120_000;
-const DEFAULT_RATE_LIMIT: RateLimitSettings = { ratePerSec: 50, burst: 100 };
 
 export function createApp(deps: ApiDeps): OpenAPIHono {
   const now = deps.now ?? (() => new Date());
+  const nowMs = () => now().getTime();
+  const observingSince = deps.observingSince ?? (() => undefined);
   const app = new OpenAPIHono();
-  const service = new TunnelService(
-    deps.store,
-    deps.secrets,
-    deps.logger,
-    deps.portRange,
+  const service = new TunnelService({
+    store: deps.store,
+    secrets: deps.secrets,
+    logger: deps.logger,
+    portRange: deps.portRange,
+    maxTunnelsPerWorkspace: deps.limits.maxTunnelsPerWorkspace,
     now,
-    deps.onTunnelChanged,
-  );
-  const limiter = new RateLimiter(deps.rateLimit ?? DEFAULT_RATE_LIMIT, () => now().getTime());
+    onChanged: deps.onTunnelChanged,
+  });
+  const perWorkspace = new RateLimiter(deps.limits.perWorkspace, nowMs);
+  const perSource = new RateLimiter(deps.limits.unauthenticatedPerSource, nowMs);
+  const sourceOf = (c: Context) => deps.clientAddress?.(c) ?? 'unknown';
 
   app.onError(createErrorHandler(deps.logger));
   app.notFound((c) => errorResponse(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`));
@@ -82,25 +99,26 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
   );
 
   app.get('/healthz', (c) => c.json({ ok: true }));
-  app.route('/v1/admin', adminRoutes(deps.store, deps.adminTokenHash, now));
-  const heartbeatIntervalMs = deps.statusTiming?.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+  app.get('/readyz', readinessRoute(deps.readiness, nowMs));
+  app.route('/v1/admin', adminRoutes(deps.store, adminAuth(deps.adminTokenHash, perSource, sourceOf), now));
   app.route(
     '/v1/tunnels',
     tunnelRoutes({
       service,
       store: deps.store,
       gateway: deps.gateway,
-      // A worker is gone once its heartbeat is as old as a lease lasts.
-      test: { store: deps.store, control: deps.workerControl, workerTtlMs: 3 * heartbeatIntervalMs, now },
-      statusSettings: {
-        heartbeatIntervalMs,
-        keepaliveIntervalMs:
-          deps.statusTiming?.keepaliveIntervalMs ?? deps.gateway.keepaliveIntervalSec * 1000,
-        downGraceMs: deps.statusTiming?.downGraceMs ?? DEFAULT_DOWN_GRACE_MS,
-        bindHost: deps.bindHost,
+      auth: apiKeyAuth({ store: deps.store, perWorkspace, perSource, sourceOf, now: nowMs }),
+      logger: deps.logger,
+      test: {
+        store: deps.store,
+        control: deps.workerControl,
+        liveness: deps.statusSettings,
+        now,
+        observingSince,
       },
-      limiter,
+      statusSettings: deps.statusSettings,
       now,
+      observingSince,
     }),
   );
 

@@ -10,21 +10,29 @@ import {
   ConflictError,
   type FieldIssue,
   NotFoundError,
+  QuotaExceededError,
+  SecretStoreUnavailableError,
   SecretThrottledError,
+  StorageUnavailableError,
   ValidationError,
 } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
+import { UnreadableItemError } from '../../shared/store/read-items';
 
 export type ErrorCode =
   | 'invalid_json'
   | 'unauthorized'
   | 'not_found'
   | 'conflict'
+  | 'quota_exceeded'
   | 'payload_too_large'
   | 'validation_failed'
   | 'rate_limited'
-  | 'service_unavailable'
+  | 'unavailable'
   | 'internal_error';
+
+/** How long a client should wait before retrying after an outage of our storage. */
+const STORAGE_RETRY_AFTER_S = 5;
 
 /** An error that already knows its HTTP answer. */
 export class ApiError extends Error {
@@ -77,6 +85,9 @@ export function createErrorHandler(logger: Logger): ErrorHandler {
       return errorResponse(c, 422, 'validation_failed', 'the request has invalid fields', err.issues);
     }
     if (err instanceof NotFoundError) return errorResponse(c, 404, 'not_found', err.message);
+    if (err instanceof QuotaExceededError) {
+      return errorResponse(c, 409, 'quota_exceeded', err.message, { limit: err.limit, max: err.max });
+    }
     if (err instanceof ConflictError) return errorResponse(c, 409, 'conflict', err.message);
     if (err instanceof HTTPException && err.status < 500) {
       return errorResponse(c, err.status as ContentfulStatusCode, 'invalid_json', err.message);
@@ -84,7 +95,34 @@ export function createErrorHandler(logger: Logger): ErrorHandler {
     if (err instanceof SecretThrottledError) {
       logger.warn('secret store throttled', { err, path: c.req.path });
       c.header('Retry-After', '1');
-      return errorResponse(c, 503, 'service_unavailable', 'temporarily overloaded; retry shortly');
+      return errorResponse(c, 503, 'unavailable', 'temporarily overloaded; retry shortly');
+    }
+    if (err instanceof StorageUnavailableError || err instanceof SecretStoreUnavailableError) {
+      const dependency = err instanceof StorageUnavailableError ? 'table' : 'secret store';
+      logger.warn('storage unavailable', { dependency, reason: err.reason, err, path: c.req.path });
+      c.header('Retry-After', String(STORAGE_RETRY_AFTER_S));
+      return errorResponse(
+        c,
+        503,
+        'unavailable',
+        `the ${dependency} is unavailable (${err.reason}); retry shortly`,
+        {
+          dependency,
+          reason: err.reason,
+        },
+      );
+    }
+    if (err instanceof UnreadableItemError) {
+      // Stored data we cannot read is a fault of ours: logged with the item, said plainly.
+      logger.error('stored item unreadable', { ...err.unreadable, path: c.req.path });
+      return errorResponse(
+        c,
+        500,
+        'internal_error',
+        `tunnel ${err.unreadable.id} is stored in a form that cannot be read (${err.unreadable.reason}); ` +
+          'it has been logged for the operators; DELETE still removes it',
+        { id: err.unreadable.id, item: err.unreadable.item },
+      );
     }
     logger.error('unhandled error', { err, method: c.req.method, path: c.req.path });
     return errorResponse(c, 500, 'internal_error', 'internal error; it has been logged');

@@ -3,7 +3,7 @@
  * secret prefix, public SSH endpoint) and hands events to Hono's adapter.
  */
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { handle } from 'hono/aws-lambda';
+import { getConnInfo, handle } from 'hono/aws-lambda';
 import { parseEnv } from '../../shared/config';
 import { ensureControlToken } from '../../shared/control';
 import { SecretNotFoundError } from '../../shared/errors';
@@ -12,10 +12,9 @@ import { newAdminToken, sha256Hex } from '../../shared/ids';
 import { createLogger } from '../../shared/logger';
 import { AwsSecretStore } from '../../shared/secrets/aws-secret-store';
 import type { SecretStore } from '../../shared/secrets/secret-store';
-import { statusSettingsFrom } from '../../shared/status';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
-import { DynamoTunnelStore } from '../../shared/store/dynamo-tunnel-store';
 import { createApp } from './app';
+import { apiDepsFromEnv } from './compose';
 import { HttpWorkerControl } from './worker-control-client';
 
 /** The operator token lives in the secret store; without it admin routes refuse everyone. */
@@ -26,29 +25,26 @@ type LambdaHandler = ReturnType<typeof handle>;
 async function build(): Promise<LambdaHandler> {
   const env = parseEnv(process.env);
   const logger = createLogger(env.LOG_LEVEL);
-  const { doc } = createDynamoClients({ region: env.AWS_REGION, endpoint: env.DYNAMODB_ENDPOINT });
+  const { doc, health } = createDynamoClients({ region: env.AWS_REGION, endpoint: env.DYNAMODB_ENDPOINT });
   const secrets = new AwsSecretStore(new SecretsManagerClient({ region: env.AWS_REGION }), env.SECRET_PREFIX);
   const [hostKey, adminToken, controlToken] = await Promise.all([
     ensureHostKey(secrets),
     readAdminToken(secrets),
     ensureControlToken(secrets),
   ]);
-  const app = createApp({
-    store: new DynamoTunnelStore(doc, env.TABLE_NAME),
-    secrets,
-    logger,
-    bindHost: env.TUNNEL_BIND_HOST,
-    statusTiming: statusSettingsFrom(env),
-    workerControl: new HttpWorkerControl(controlToken),
-    portRange: env.TUNNEL_PORT_RANGE,
-    adminTokenHash: sha256Hex(adminToken ?? newAdminToken()),
-    gateway: {
-      sshHost: env.PUBLIC_SSH_HOST,
-      sshPort: env.PUBLIC_SSH_PORT ?? 22,
+  const app = createApp(
+    apiDepsFromEnv(env, {
+      doc,
+      health,
+      secrets,
+      logger,
+      adminTokenHash: sha256Hex(adminToken ?? newAdminToken()),
       hostPublicKey: hostKey.publicKey,
-      keepaliveIntervalSec: Math.max(1, Math.round(env.SSH_KEEPALIVE_INTERVAL_MS / 1000)),
-    },
-  });
+      sshPort: 22,
+      workerControl: new HttpWorkerControl(controlToken),
+      clientAddress: (c) => getConnInfo(c).remote.address,
+    }),
+  );
   return handle(app);
 }
 

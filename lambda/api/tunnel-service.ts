@@ -4,7 +4,7 @@
  */
 import type { z } from 'zod';
 import type { PortRange } from '../../shared/config';
-import { ConflictError, NotFoundError, ValidationError } from '../../shared/errors';
+import { ConflictError, NotFoundError, tunnelQuotaExceeded, ValidationError } from '../../shared/errors';
 import { newTunnelId, TUNNEL_ID_PATTERN } from '../../shared/ids';
 import { generateKeyPair, type KeyType, parsePrivateKey, parsePublicKey } from '../../shared/keys';
 import type { Logger } from '../../shared/logger';
@@ -15,6 +15,7 @@ import type {
   RotateKeySchema,
 } from '../../shared/schemas';
 import type { SecretStore } from '../../shared/secrets/secret-store';
+import { UnreadableItemError } from '../../shared/store/read-items';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
 import {
   type TunnelRecord,
@@ -37,17 +38,37 @@ export interface TunnelResult {
 /** Optimistic updates that lose a race re-read and re-apply a few times before giving up. */
 const UPDATE_ATTEMPTS = 3;
 
+export interface TunnelServiceDeps {
+  store: TunnelStore;
+  secrets: SecretStore;
+  logger: Logger;
+  portRange: PortRange;
+  /** `MAX_TUNNELS_PER_WORKSPACE`. */
+  maxTunnelsPerWorkspace: number;
+  now: () => Date;
+  /** Told after a tunnel is changed or deleted. */
+  onChanged?: (tunnelId: string) => void;
+}
+
 export class TunnelService {
-  constructor(
-    private readonly store: TunnelStore,
-    private readonly secrets: SecretStore,
-    private readonly logger: Logger,
-    private readonly portRange: PortRange,
-    private readonly now: () => Date,
-    private readonly onChanged: (tunnelId: string) => void = () => {},
-  ) {}
+  private readonly store: TunnelStore;
+  private readonly secrets: SecretStore;
+  private readonly logger: Logger;
+  private readonly now: () => Date;
+  private readonly onChanged: (tunnelId: string) => void;
+
+  constructor(private readonly deps: TunnelServiceDeps) {
+    this.store = deps.store;
+    this.secrets = deps.secrets;
+    this.logger = deps.logger;
+    this.now = deps.now;
+    this.onChanged = deps.onChanged ?? (() => {});
+  }
 
   async create(workspaceId: string, body: CreateStandard | CreateReverse): Promise<TunnelResult> {
+    // A workspace at its limit is told so before any key is made (the create itself checks again).
+    const { maxTunnelsPerWorkspace: max } = this.deps;
+    if ((await this.store.countTunnels(workspaceId)) >= max) throw tunnelQuotaExceeded(max);
     const id = newTunnelId();
     const at = this.now().toISOString();
     const base = { id, workspaceId, name: body.name, enabled: true, createdAt: at, updatedAt: at };
@@ -61,7 +82,8 @@ export class TunnelService {
           publicKey: key.publicKey,
           publicKeyFingerprint: key.fingerprint,
         },
-        this.portRange,
+        this.deps.portRange,
+        this.deps.maxTunnelsPerWorkspace,
       );
       this.logger.info('tunnel created', { tunnelId: id, workspaceId, type: 'reverse', port: record.port });
       return key.privateKey === undefined ? { record } : { record, privateKey: key.privateKey };
@@ -84,7 +106,8 @@ export class TunnelService {
           publicKey: current.publicKey,
           publicKeyFingerprint: current.fingerprint,
         },
-        this.portRange,
+        this.deps.portRange,
+        this.deps.maxTunnelsPerWorkspace,
       );
       this.logger.info('tunnel created', { tunnelId: id, workspaceId, type: 'standard', port: record.port });
       this.onChanged(id);
@@ -171,10 +194,18 @@ export class TunnelService {
   }
 
   async delete(workspaceId: string, id: string): Promise<void> {
-    const record = await this.get(workspaceId, id);
+    let record: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number; type?: string };
+    try {
+      record = await this.get(workspaceId, id);
+    } catch (err) {
+      // A tunnel whose stored item cannot be read can still be deleted, from what can be salvaged.
+      if (!(err instanceof UnreadableItemError)) throw err;
+      record = { id, workspaceId, ...err.salvaged };
+    }
     await this.store.deleteTunnel(record);
     this.onChanged(id);
-    if (record.type === 'standard') await this.deleteSecretQuietly(id);
+    // Standard tunnels have a secret; an unreadable one might: deleting a missing secret is a no-op.
+    if (record.type !== 'reverse') await this.deleteSecretQuietly(id);
     this.logger.info('tunnel deleted', { tunnelId: id, workspaceId, port: record.port });
   }
 

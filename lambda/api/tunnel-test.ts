@@ -4,6 +4,7 @@
  */
 import type { WorkerControl } from '../../shared/control';
 import type { WorkerHeartbeat } from '../../shared/gateway-items';
+import { type LivenessSettings, workerLiveness } from '../../shared/liveness';
 import type { StatusError, TestCheck, TestResult } from '../../shared/schemas';
 import { customerNotConnected, hostPort } from '../../shared/status-errors';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
@@ -12,9 +13,11 @@ import type { TunnelRecord } from '../../shared/tunnel';
 export interface TunnelTestDeps {
   store: TunnelStore;
   control: WorkerControl;
-  /** Heartbeats older than this mean the worker is gone. */
-  workerTtlMs: number;
+  /** When a worker counts as gone (liveness.ts). */
+  liveness: LivenessSettings;
   now: () => Date;
+  /** Since when this process has seen the table without a gap. */
+  observingSince?: () => number | undefined;
 }
 
 const noWorker = (detail: string): StatusError => ({
@@ -64,9 +67,9 @@ export async function testTunnel(tunnel: TunnelRecord, deps: TunnelTestDeps): Pr
     ms: lap(),
   };
 
-  const nowMs = deps.now().getTime();
+  const view = { now: deps.now(), observingSince: deps.observingSince?.() };
   const fresh = (beat: WorkerHeartbeat | undefined): beat is WorkerHeartbeat & { controlUrl: string } =>
-    beat?.controlUrl !== undefined && nowMs - Date.parse(beat.lastBeatAt) <= deps.workerTtlMs;
+    beat?.controlUrl !== undefined && workerLiveness(beat, view, deps.liveness).isAlive;
   const sources = (await deps.store.getStatusSources([tunnel.id])).get(tunnel.id);
   const owner = sources?.state?.owner === sources?.heartbeat?.workerId ? sources?.heartbeat : undefined;
 

@@ -46,6 +46,7 @@ export function sweepDepsFromEnv(env: Env, wiring: SweeperWiring): SweepDeps {
     sinks,
     logger,
     settings: statusSettingsFrom(env),
+    intervalMs: env.SWEEP_INTERVAL_MS,
     delivery: deliveryFrom(env),
   };
 }

@@ -27,6 +27,7 @@ import type { WorkerHeartbeat } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
 import { evaluateStatus, type PlannedAlert, type StatusSettings } from '../../shared/status';
 import type { OutboxAlert, SinkDelivery } from '../../shared/status-items';
+import type { UnreadableItem } from '../../shared/store/read-items';
 import type { StatusSources, StatusStore } from '../../shared/store/status-store';
 import { SHARD_COUNT } from '../../shared/store/table';
 import type { TunnelRecord } from '../../shared/tunnel';
@@ -58,6 +59,12 @@ export interface SweepDeps {
   sinks: AlertSink[];
   logger: Logger;
   settings: StatusSettings;
+  /**
+   * How often sweeps run (`SWEEP_INTERVAL_MS`): a gap of two without a complete sweep means the
+   * sweepers saw nothing meanwhile (an outage of the table, most likely, which also kept workers
+   * from beating), so heartbeats get time to come back before a stale one counts.
+   */
+  intervalMs?: number;
   delivery?: Partial<DeliverySettings>;
   now?: () => Date;
   /** Names this sweeper in alert claims; random by default. */
@@ -99,7 +106,8 @@ export interface SweeperLoop {
  * process; across processes the conditional writes keep them apart).
  */
 export function startSweeperLoop(options: SweepDeps & { intervalMs: number }): SweeperLoop {
-  const { intervalMs, ...deps } = options;
+  const { intervalMs } = options;
+  const deps: SweepDeps = options;
   const controller = new AbortController();
   const signal = deps.signal ? AbortSignal.any([deps.signal, controller.signal]) : controller.signal;
   const sweeperId = deps.sweeperId ?? newSweeperId();
@@ -134,6 +142,7 @@ export function newSweeperId(): string {
 }
 
 const DEFAULT_CONCURRENCY = 8;
+const DEFAULT_INTERVAL_MS = 60_000;
 
 class Sweep {
   private readonly report: SweepReport = {
@@ -147,6 +156,10 @@ class Sweep {
     errors: 0,
     ms: 0,
   };
+  /** Shards that could not be read to the end: the sweep saw less than everything. */
+  private shardErrors = 0;
+  /** Since when the sweepers have seen the table without a gap (see `SweepMark`). */
+  private observingSince: number | undefined;
   /** Owner heartbeats, read once per sweep whatever the number of tunnels a worker holds. */
   private readonly beats = new Map<string, Promise<WorkerHeartbeat | undefined>>();
   private readonly sinks: Map<string, AlertSink>;
@@ -165,7 +178,10 @@ class Sweep {
 
   async run(): Promise<SweepReport> {
     const started = performance.now();
+    const startedAt = this.now().getTime();
+    this.observingSince = await this.readMark(startedAt);
     await Promise.all(Array.from({ length: SHARD_COUNT }, (_, shard) => this.sweepShard(shard)));
+    if (this.shardErrors === 0) await this.writeMark(startedAt);
     this.report.ms = Math.round(performance.now() - started);
     const { ms, ...counts } = this.report;
     const level =
@@ -174,12 +190,44 @@ class Sweep {
     return this.report;
   }
 
+  /**
+   * Since when the sweepers have seen the table without a gap: the mark's, unless no complete sweep
+   * began within two intervals (or none ever did), in which case from now.
+   */
+  private async readMark(now: number): Promise<number> {
+    const mark = await this.deps.store.getSweepMark();
+    const gapMs = 2 * (this.deps.intervalMs ?? DEFAULT_INTERVAL_MS);
+    if (mark && now - mark.lastCompleteAt <= gapMs) return mark.observingSince;
+    if (mark) {
+      this.deps.logger.warn(
+        'sweeps resumed after a gap; stale heartbeats wait for the workers to beat again',
+        {
+          lastCompleteAt: new Date(mark.lastCompleteAt).toISOString(),
+        },
+      );
+    }
+    return now;
+  }
+
+  private async writeMark(startedAt: number): Promise<void> {
+    try {
+      await this.deps.store.putSweepMark({
+        lastCompleteAt: startedAt,
+        observingSince: this.observingSince ?? startedAt,
+      });
+    } catch (err) {
+      this.report.errors++;
+      this.deps.logger.error('sweep mark not written', { err });
+    }
+  }
+
   private async sweepShard(shard: number): Promise<void> {
     try {
       let cursor: Record<string, unknown> | undefined;
       do {
         const page = await this.deps.store.listShard(shard, cursor);
         cursor = page.cursor;
+        for (const item of page.unreadable) this.skipUnreadable(item);
         if (page.items.length === 0) continue;
         const items = await this.deps.store.getStatusItems(page.items.map((t) => t.id));
         const owners = [...items.values()].flatMap((s) =>
@@ -187,13 +235,9 @@ class Sweep {
         );
         const beats = await this.heartbeats(owners);
         await forEachLimit(page.items, this.deps.concurrency ?? DEFAULT_CONCURRENCY, async (tunnel) => {
-          const { invalid, ...sources } = items.get(tunnel.id) ?? {};
-          if (invalid) {
-            this.report.errors++;
-            this.deps.logger.error('tunnel skipped: unreadable item', {
-              tunnelId: tunnel.id,
-              reason: invalid,
-            });
+          const { unreadable, ...sources } = items.get(tunnel.id) ?? {};
+          if (unreadable) {
+            for (const item of unreadable) this.skipUnreadable(item);
             return;
           }
           const owner = sources.state?.owner;
@@ -203,8 +247,19 @@ class Sweep {
       } while (cursor);
     } catch (err) {
       this.report.errors++;
+      this.shardErrors++;
       this.deps.logger.error('sweep of a shard failed', { shard, err });
     }
+  }
+
+  /** One unreadable item leaves its tunnel out of this sweep; every other tunnel goes on. */
+  private skipUnreadable(item: UnreadableItem): void {
+    this.report.errors++;
+    this.deps.logger.error('tunnel skipped: unreadable item', {
+      tunnelId: item.id,
+      item: item.item,
+      reason: item.reason,
+    });
   }
 
   private async heartbeats(owners: string[]): Promise<Map<string, WorkerHeartbeat>> {
@@ -237,6 +292,7 @@ class Sweep {
         heartbeat,
         previous,
         now,
+        observingSince: this.observingSince,
         settings: this.deps.settings,
       });
       let outbox = previous ? Object.values(previous.alerts) : [];
@@ -245,15 +301,17 @@ class Sweep {
         const written = await this.deps.store.recordChange({
           tunnelId: tunnel.id,
           expectedVersion: previous?.version ?? 0,
+          readState: state && (state.rev === undefined ? {} : { rev: state.rev }),
           next: evaluation.next,
           events: evaluation.transitions,
           alerts: queued,
           now,
         });
         if (!written) {
-          // Another sweeper recorded this change (and queued its alerts) first; it delivers them.
+          // Another sweeper recorded this change (and queued its alerts) first, which it delivers;
+          // or the STATE item changed since it was read: the next sweep computes from the new one.
           this.report.conflicts++;
-          this.deps.logger.debug('status written by another sweeper', { tunnelId: tunnel.id });
+          this.deps.logger.debug('status changed meanwhile; not recorded', { tunnelId: tunnel.id });
           return;
         }
         for (const t of evaluation.transitions) {

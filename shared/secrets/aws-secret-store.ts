@@ -11,8 +11,10 @@ import {
   SecretAccessDeniedError,
   SecretNotFoundError,
   SecretStoreError,
+  SecretStoreUnavailableError,
   SecretThrottledError,
 } from '../errors';
+import { outageReason } from '../store/storage-outage';
 import type { SecretStore } from './secret-store';
 
 /** Secrets Manager adapter: the secret `name` lives at `${prefix}/${name}`. */
@@ -111,6 +113,10 @@ const THROTTLING_CODES = new Set(['ThrottlingException', 'TooManyRequestsExcepti
 /** Maps an SDK failure to our named errors. Messages name the secret and the AWS code, never the value. */
 function translate(name: string, err: unknown): SecretStoreError {
   const { name: code, $metadata } = awsError(err);
+  const outage = outageReason(err);
+  if (outage !== undefined && outage !== 'throttled') {
+    return new SecretStoreUnavailableError(name, outage, { cause: err });
+  }
   if (code === 'ResourceNotFoundException') return new SecretNotFoundError(name, { cause: err });
   if (code === 'AccessDeniedException' || code === 'AccessDenied') {
     return new SecretAccessDeniedError(name, { cause: err });

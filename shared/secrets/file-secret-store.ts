@@ -1,10 +1,17 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rename, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SecretAccessDeniedError, SecretNotFoundError, SecretStoreError } from '../errors';
+import {
+  SecretAccessDeniedError,
+  SecretNotFoundError,
+  SecretStoreError,
+  SecretStoreUnavailableError,
+} from '../errors';
 import type { SecretStore } from './secret-store';
 
 const KEY_FILE = 'master.key';
+/** Room for a few secrets and their temp files; below it the store reports itself full. */
+const MIN_FREE_BYTES = 256 * 1024;
 const KEY_BYTES = 32;
 const FORMAT_VERSION = 1;
 // A random 96-bit IV per write is safe for far more writes than this store will ever see under one key
@@ -72,6 +79,23 @@ export class FileSecretStore implements SecretStore {
     } catch (err) {
       if (hasCode(err, 'ENOENT')) return;
       throw fileError(name, `cannot delete secret ${name}`, err);
+    }
+  }
+
+  /**
+   * Readiness: throws `SecretStoreUnavailableError` when the directory's disk has less room than a
+   * handful of secrets need (a create would then fail half-way).
+   */
+  async checkSpace(): Promise<void> {
+    let stats: { bavail: number; bsize: number };
+    try {
+      stats = await statfs(this.dir);
+    } catch (err) {
+      if (hasCode(err, 'ENOENT')) return; // created on first write
+      throw fileError('(store)', `cannot inspect ${this.dir}`, err);
+    }
+    if (stats.bavail * stats.bsize < MIN_FREE_BYTES) {
+      throw new SecretStoreUnavailableError('(readiness check)', 'full');
     }
   }
 
@@ -185,6 +209,12 @@ async function syncDir(dir: string): Promise<void> {
 
 function fileError(name: string, message: string, err: unknown): SecretStoreError {
   if (err instanceof SecretStoreError) return err;
+  if (hasCode(err, 'ENOSPC') || hasCode(err, 'EDQUOT')) {
+    return new SecretStoreUnavailableError(name, 'full', { cause: err });
+  }
+  if (hasCode(err, 'EIO') || hasCode(err, 'EROFS')) {
+    return new SecretStoreUnavailableError(name, 'failing', { cause: err });
+  }
   if (hasCode(err, 'EACCES') || hasCode(err, 'EPERM')) {
     return new SecretAccessDeniedError(name, { cause: err });
   }

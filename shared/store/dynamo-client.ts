@@ -1,25 +1,61 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { StorageUnavailableError } from '../errors';
+import { outageReason, StorageHealth } from './storage-outage';
+
+/**
+ * A table that stopped answering must fail a call in bounded time (the SDK's default is to wait
+ * forever), so callers answer 503 and retry: a socket silent this long is given up. (A connection
+ * timeout would also count the time a request waits for a pooled socket under bulk load.)
+ */
+const SOCKET_TIMEOUT_MS = 4_000;
+
+export interface DynamoClients {
+  client: DynamoDBClient;
+  doc: DynamoDBDocumentClient;
+  /** What this process has seen of the table's availability through these clients. */
+  health: StorageHealth;
+}
 
 /**
  * The DynamoDB clients every runtime uses. With an explicit endpoint (DynamoDB Local) credentials
  * are placeholders, since DynamoDB Local accepts any; in AWS the default provider chain applies.
+ * Failures that mean the table is unavailable (unreachable, throttled, failing, full) come out as
+ * `StorageUnavailableError`, after the SDK's retries; every other error passes unchanged.
  */
-export function createDynamoClients(options: { region: string; endpoint?: string }): {
-  client: DynamoDBClient;
-  doc: DynamoDBDocumentClient;
-} {
+export function createDynamoClients(options: { region: string; endpoint?: string }): DynamoClients {
+  const requestHandler = { socketTimeout: SOCKET_TIMEOUT_MS };
   const client = new DynamoDBClient(
     options.endpoint
       ? {
           region: options.region,
           endpoint: options.endpoint,
           credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+          requestHandler,
         }
-      : { region: options.region },
+      : { region: options.region, requestHandler },
+  );
+  const health = new StorageHealth();
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        const result = await next(args);
+        health.succeeded();
+        return result;
+      } catch (err) {
+        const reason = outageReason(err);
+        if (reason === undefined) {
+          health.succeeded(); // an answer (a condition failed, a bad request): the table is there
+          throw err;
+        }
+        health.failed(reason);
+        throw new StorageUnavailableError(reason, { cause: err });
+      }
+    },
+    { step: 'initialize', name: 'storageOutage', priority: 'high' },
   );
   const doc = DynamoDBDocumentClient.from(client, {
     marshallOptions: { removeUndefinedValues: true },
   });
-  return { client, doc };
+  return { client, doc, health };
 }

@@ -11,6 +11,7 @@ import {
 import {
   type LeaseItem,
   LeaseItemSchema,
+  lastDownOf,
   type TunnelStateItem,
   TunnelStateItemSchema,
   type WorkerHeartbeat,
@@ -19,8 +20,16 @@ import {
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
 import { isConditionalFailure } from './dynamo-errors';
-import type { GatewayStore } from './gateway-store';
+import type { GatewayStore, TunnelsRead } from './gateway-store';
 import { listWorkerHeartbeats, queryAll } from './query';
+import {
+  readEach,
+  salvage,
+  tunnelIdOf,
+  type UnreadableItem,
+  UnreadableItemError,
+  unreadableReason,
+} from './read-items';
 import { GSI2, keys, SHARD_COUNT, shardSortKeyPrefix, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
 import { replaceFields, type UpdateParts, updateExpression } from './update-expression';
 
@@ -34,12 +43,19 @@ export class DynamoGatewayStore implements GatewayStore {
     const { Item } = await this.db.send(
       new GetCommand({ TableName: this.tableName, Key: keys.tunnel(id), ConsistentRead: true }),
     );
-    return Item ? TunnelRecordSchema.parse(Item) : undefined;
+    if (!Item) return undefined;
+    const parsed = TunnelRecordSchema.safeParse(Item);
+    if (parsed.success) return parsed.data;
+    throw new UnreadableItemError(
+      { ...tunnelIdOf(Item), reason: unreadableReason(parsed.error) },
+      salvage(Item),
+    );
   }
 
-  async getTunnelsByIds(ids: string[]): Promise<Map<string, TunnelRecord>> {
+  async getTunnelsByIds(ids: string[]): Promise<TunnelsRead> {
     const items = await batchGetItems(this.db, this.tableName, ids.map(keys.tunnel));
-    return new Map(items.map((item) => TunnelRecordSchema.parse(item)).map((r) => [r.id, r]));
+    const { read, unreadable } = readEach(items, TunnelRecordSchema, tunnelIdOf);
+    return { found: new Map(read.map((r) => [r.id, r])), unreadable };
   }
 
   async writeState(tunnelId: string, item: TunnelStateItem): Promise<boolean> {
@@ -115,15 +131,11 @@ export class DynamoGatewayStore implements GatewayStore {
     );
   }
 
-  async deleteHeartbeat(workerId: string): Promise<void> {
-    await this.db.send(new DeleteCommand({ TableName: this.tableName, Key: keys.worker(workerId) }));
-  }
-
   listWorkers(): Promise<WorkerHeartbeat[]> {
     return listWorkerHeartbeats(this.db, this.tableName);
   }
 
-  async listStandardTunnels(): Promise<TunnelRecord[]> {
+  async listStandardTunnels(): Promise<{ tunnels: TunnelRecord[]; unreadable: UnreadableItem[] }> {
     // By key, not by filter: a filter still reads (and bills) every reverse tunnel on every poll.
     const shards = Array.from({ length: SHARD_COUNT }, (_, n) =>
       queryAll(this.db, this.tableName, GSI2, 'gsi2pk = :p AND begins_with(gsi2sk, :standard)', {
@@ -131,7 +143,8 @@ export class DynamoGatewayStore implements GatewayStore {
         ':standard': shardSortKeyPrefix('standard'),
       }),
     );
-    return (await Promise.all(shards)).flat().map((item) => TunnelRecordSchema.parse(item));
+    const { read, unreadable } = readEach((await Promise.all(shards)).flat(), TunnelRecordSchema, tunnelIdOf);
+    return { tunnels: read, unreadable };
   }
 
   async getLeases(tunnelIds: string[]): Promise<Map<string, LeaseItem>> {
@@ -214,15 +227,17 @@ export class DynamoGatewayStore implements GatewayStore {
  * put, so the newest down outlives the states written after it (a `down` sets it).
  */
 function stateUpdate(item: TunnelStateItem): UpdateParts {
-  const fields = TunnelStateItemSchema.keyof().options.filter((key) => key !== 'lastDown');
+  const fields = TunnelStateItemSchema.keyof().options.filter((key) => key !== 'lastDown' && key !== 'rev');
   const parts = replaceFields(fields, item);
-  if (item.state === 'down') {
-    const lastDown: NonNullable<TunnelStateItem['lastDown']> = { since: item.since };
-    if (item.connId !== undefined) lastDown.connId = item.connId;
-    if (item.error !== undefined) lastDown.error = item.error;
+  const lastDown = item.state === 'down' ? lastDownOf(item) : item.lastDown;
+  if (lastDown) {
     parts.names['#lastDown'] = 'lastDown';
     parts.values[':lastDown'] = lastDown;
     parts.set.push('#lastDown = :lastDown');
   }
+  parts.names['#rev'] = 'rev';
+  parts.values[':zero'] = 0;
+  parts.values[':one'] = 1;
+  parts.set.push('#rev = if_not_exists(#rev, :zero) + :one');
   return parts;
 }

@@ -7,6 +7,8 @@
 import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
   QueryCommand,
   TransactWriteCommand,
   type TransactWriteCommandInput,
@@ -25,6 +27,7 @@ import {
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
 import { isConditionalFailure } from './dynamo-errors';
+import { readEach, tunnelIdOf, unreadableReason } from './read-items';
 import type {
   AlertClaim,
   ShardCursor,
@@ -33,9 +36,12 @@ import type {
   StatusItems,
   StatusSources,
   StatusStore,
+  SweepMark,
 } from './status-store';
 import { GSI2, keys, shardSortKeyOf, TTL_ATTRIBUTE } from './table';
 import { replaceFields, updateExpression } from './update-expression';
+
+const SweepMarkSchema = z.object({ lastCompleteAt: z.number(), observingSince: z.number() });
 
 /** Tunnels per shard query page: two batch reads (STATE and STATUS) of 100 keys each. */
 const SHARD_PAGE_SIZE = 100;
@@ -60,10 +66,10 @@ export class DynamoStatusStore implements StatusStore {
         ExclusiveStartKey: cursor,
       }),
     );
-    const items = out.Items ?? [];
-    const page: ShardPage = { items: items.map((item) => TunnelRecordSchema.parse(item)) };
+    const { read, unreadable } = readEach(out.Items ?? [], TunnelRecordSchema, tunnelIdOf);
+    const page: ShardPage = { items: read, unreadable };
     if (out.LastEvaluatedKey) page.cursor = out.LastEvaluatedKey;
-    await this.upgradeShardSortKeys(items, page.items);
+    await this.upgradeShardSortKeys(out.Items ?? [], read);
     return page;
   }
 
@@ -76,8 +82,13 @@ export class DynamoStatusStore implements StatusStore {
     items: Record<string, unknown>[],
     records: TunnelRecord[],
   ): Promise<void> {
+    const stored = new Map(items.map((item) => [item.pk, item.gsi2sk]));
     const stale = records
-      .map((record, i) => ({ id: record.id, old: items[i]?.gsi2sk, sk: shardSortKeyOf(record) }))
+      .map((record) => ({
+        id: record.id,
+        old: stored.get(keys.tunnel(record.id).pk),
+        sk: shardSortKeyOf(record),
+      }))
       .filter(({ old, sk }) => old !== sk);
     // Conditional: a tunnel updated meanwhile was written with the new key already.
     await Promise.all(
@@ -99,14 +110,20 @@ export class DynamoStatusStore implements StatusStore {
       const id = String(item.pk).slice('TUNNEL#'.length);
       const entry = found.get(id) ?? {};
       found.set(id, entry);
+      const unreadable = (error: z.ZodError) => {
+        entry.unreadable = [
+          ...(entry.unreadable ?? []),
+          { ...tunnelIdOf(item), reason: unreadableReason(error) },
+        ];
+      };
       if (item.sk === 'STATE') {
         const state = TunnelStateItemSchema.safeParse(item);
         if (state.success) entry.state = state.data;
-        else entry.invalid = `STATE item: ${z.prettifyError(state.error)}`;
+        else unreadable(state.error);
       } else {
         const status = StatusItemSchema.safeParse(item);
         if (status.success) entry.status = status.data;
-        else entry.invalid = `STATUS item: ${z.prettifyError(status.error)}`;
+        else unreadable(status.error);
       }
     }
     return found;
@@ -118,24 +135,31 @@ export class DynamoStatusStore implements StatusStore {
     return new Map(items.map((item) => WorkerHeartbeatSchema.parse(item)).map((b) => [b.workerId, b]));
   }
 
+  async getSweepMark(): Promise<SweepMark | undefined> {
+    const { Item } = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: keys.sweepMark(), ConsistentRead: true }),
+    );
+    const mark = SweepMarkSchema.safeParse(Item);
+    return mark.success ? mark.data : undefined;
+  }
+
+  async putSweepMark(mark: SweepMark): Promise<void> {
+    await this.db.send(new PutCommand({ TableName: this.tableName, Item: { ...keys.sweepMark(), ...mark } }));
+  }
+
   /** STATE, STATUS and owner heartbeats of many tunnels: two rounds of batch reads in all. */
   async getStatusSources(ids: string[]): Promise<Map<string, StatusSources>> {
     const items = await this.getStatusItems(ids);
     const owners: string[] = [];
-    for (const [id, entry] of items) {
-      if (entry.invalid) throw new Error(`tunnel ${id}: invalid ${entry.invalid}`);
+    for (const entry of items.values()) {
       // Only an `up` depends on its owner being alive.
       if (entry.state?.state === 'up' && entry.state.owner) owners.push(entry.state.owner);
     }
     const beats = owners.length > 0 ? await this.getHeartbeats(owners) : new Map<string, WorkerHeartbeat>();
     const sources = new Map<string, StatusSources>();
-    for (const [id, { state, status }] of items) {
-      const heartbeat = state?.owner ? beats.get(state.owner) : undefined;
-      sources.set(id, {
-        ...(state && { state }),
-        ...(status && { status }),
-        ...(heartbeat && { heartbeat }),
-      });
+    for (const [id, entry] of items) {
+      const heartbeat = entry.state?.owner ? beats.get(entry.state.owner) : undefined;
+      sources.set(id, heartbeat ? { ...entry, heartbeat } : entry);
     }
     return sources;
   }
@@ -151,6 +175,7 @@ export class DynamoStatusStore implements StatusStore {
           ConditionExpression: 'attribute_exists(pk)',
         },
       },
+      this.stateUnchanged(change),
       change.expectedVersion === 0 ? this.createStatus(change) : this.updateStatus(change),
       ...change.events.map(
         (event, index): TransactItem => ({
@@ -214,6 +239,30 @@ export class DynamoStatusStore implements StatusStore {
       ExpressionAttributeNames: { '#alerts': 'alerts', '#id': alertId, '#claim': 'claim', '#by': 'by' },
       ExpressionAttributeValues: next ? { ':me': claimedBy, ':next': next } : { ':me': claimedBy },
     });
+  }
+
+  /**
+   * The STATE item a transition was computed from must still be the one read: a worker that wrote
+   * in between (a reconnect, a handover) makes the transition stale, and the next run recomputes it.
+   */
+  private stateUnchanged(change: StatusChange): TransactItem {
+    const rev = change.readState?.rev;
+    const names = { '#rev': 'rev' };
+    const condition = !change.readState
+      ? { ConditionExpression: 'attribute_not_exists(pk)' }
+      : rev === undefined
+        ? {
+            ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(#rev)',
+            ExpressionAttributeNames: names,
+          }
+        : {
+            ConditionExpression: '#rev = :rev',
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: { ':rev': rev },
+          };
+    return {
+      ConditionCheck: { TableName: this.tableName, Key: keys.tunnelState(change.tunnelId), ...condition },
+    };
   }
 
   private createStatus(change: StatusChange): TransactItem {

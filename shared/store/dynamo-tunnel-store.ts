@@ -11,10 +11,17 @@ import {
   PutCommand,
   QueryCommand,
   TransactWriteCommand,
+  type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import type { PortRange } from '../config';
-import { ConflictError, NotFoundError, PortsExhaustedError, ValidationError } from '../errors';
+import {
+  ConflictError,
+  NotFoundError,
+  PortsExhaustedError,
+  tunnelQuotaExceeded,
+  ValidationError,
+} from '../errors';
 import type { WorkerHeartbeat } from '../gateway-items';
 import { EventSchema, type TunnelEvent } from '../schemas';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
@@ -22,17 +29,22 @@ import { batchGetItems } from './batch-get';
 import { isConditionalFailure } from './dynamo-errors';
 import { DynamoStatusStore } from './dynamo-status-store';
 import { listWorkerHeartbeats } from './query';
+import { readEach, salvage, tunnelIdOf, UnreadableItemError, unreadableReason } from './read-items';
 import type { StatusSources } from './status-store';
 import { EVENT_SK_PREFIX, GSI1, keys, SHARD_COUNT, shardSortKeyOf } from './table';
 import type { TunnelPage, TunnelStore, Workspace } from './tunnel-store';
 
 /** Ports looked up per batch read while searching for a free one (BatchGetItem's maximum). */
 const PORT_WINDOW = 100;
-/** Creates that lose a port race retry with a fresh candidate; bounded so exhaustion surfaces. */
-const MAX_PORT_ATTEMPTS = 20;
+/**
+ * Creates that lose a port race (or collide on the workspace's count) retry with a fresh candidate;
+ * bounded so exhaustion surfaces.
+ */
+const MAX_CREATE_ATTEMPTS = 20;
 
 const CursorSchema = z.object({ pk: z.string(), sk: z.string(), gsi1pk: z.string(), gsi1sk: z.string() });
 const ApiKeyItemSchema = z.object({ workspaceId: z.string() });
+const UsageItemSchema = z.object({ tunnelCount: z.number().int() });
 
 export class DynamoTunnelStore implements TunnelStore {
   private readonly statusStore: DynamoStatusStore;
@@ -89,10 +101,14 @@ export class DynamoTunnelStore implements TunnelStore {
   async createTunnel(
     tunnel: Omit<TunnelRecord, 'port' | 'version'>,
     range: PortRange,
+    maxTunnels = Number.POSITIVE_INFINITY,
   ): Promise<TunnelRecord> {
-    for (let attempt = 0; attempt < MAX_PORT_ATTEMPTS; attempt++) {
+    await this.usage(tunnel.workspaceId);
+    for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++) {
+      if (attempt > 0) await jitteredPause(attempt);
       const port = await this.findFreePort(range);
       const record: TunnelRecord = { ...tunnel, port, version: 1 };
+      const withinQuota = Number.isFinite(maxTunnels);
       try {
         await this.db.send(
           new TransactWriteCommand({
@@ -111,19 +127,31 @@ export class DynamoTunnelStore implements TunnelStore {
                   ConditionExpression: 'attribute_not_exists(pk)',
                 },
               },
+              {
+                // Counted in the same write as the tunnel, so the quota holds under any concurrency.
+                Update: {
+                  TableName: this.tableName,
+                  Key: keys.workspaceUsage(record.workspaceId),
+                  UpdateExpression: 'SET tunnelCount = tunnelCount + :one',
+                  ConditionExpression: withinQuota ? 'tunnelCount < :max' : 'attribute_exists(tunnelCount)',
+                  ExpressionAttributeValues: withinQuota ? { ':one': 1, ':max': maxTunnels } : { ':one': 1 },
+                },
+              },
             ],
           }),
         );
         return record;
       } catch (err) {
-        // Another create claimed the port between our read and our write: try another one.
-        if (cancelledBy(err, 1)) continue;
+        if (cancelledBy(err, 2)) throw tunnelQuotaExceeded(maxTunnels, { cause: err });
+        // Another create claimed the port between our read and our write, or wrote the workspace's
+        // count at the same moment: try again with a fresh port.
+        if (cancelledBy(err, 1) || isTransactionConflict(err)) continue;
         if (cancelledBy(err, 0))
           throw new ConflictError(`tunnel ${record.id} already exists`, { cause: err });
         throw err;
       }
     }
-    throw new ConflictError(`could not claim a tunnel port after ${MAX_PORT_ATTEMPTS} attempts; retry`);
+    throw new ConflictError(`could not claim a tunnel port after ${MAX_CREATE_ATTEMPTS} attempts; retry`);
   }
 
   async getTunnel(workspaceId: string, id: string): Promise<TunnelRecord | undefined> {
@@ -131,8 +159,17 @@ export class DynamoTunnelStore implements TunnelStore {
       new GetCommand({ TableName: this.tableName, Key: keys.tunnel(id), ConsistentRead: true }),
     );
     if (!Item) return undefined;
-    const record = TunnelRecordSchema.parse(Item);
-    return record.workspaceId === workspaceId ? record : undefined;
+    const parsed = TunnelRecordSchema.safeParse(Item);
+    if (!parsed.success) {
+      const salvaged = salvage(Item);
+      // Another workspace's tunnel stays indistinguishable from a missing one, readable or not.
+      if (salvaged.workspaceId !== workspaceId) return undefined;
+      throw new UnreadableItemError(
+        { ...tunnelIdOf(Item), reason: unreadableReason(parsed.error) },
+        salvaged,
+      );
+    }
+    return parsed.data.workspaceId === workspaceId ? parsed.data : undefined;
   }
 
   async listTunnels(workspaceId: string, page: { limit: number; cursor?: string }): Promise<TunnelPage> {
@@ -149,8 +186,8 @@ export class DynamoTunnelStore implements TunnelStore {
         ExclusiveStartKey: startKey,
       }),
     );
-    const items = (out.Items ?? []).map((item) => TunnelRecordSchema.parse(item));
-    const result: TunnelPage = { items };
+    const { read, unreadable } = readEach(out.Items ?? [], TunnelRecordSchema, tunnelIdOf);
+    const result: TunnelPage = { items: read, unreadable };
     if (out.LastEvaluatedKey) result.cursor = encodeCursor(CursorSchema.parse(out.LastEvaluatedKey));
     return result;
   }
@@ -175,32 +212,56 @@ export class DynamoTunnelStore implements TunnelStore {
     return written;
   }
 
-  async deleteTunnel(tunnel: TunnelRecord): Promise<void> {
+  async deleteTunnel(tunnel: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number }): Promise<void> {
+    await this.usage(tunnel.workspaceId);
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) await jitteredPause(attempt);
+      try {
+        await this.deleteOnce(tunnel);
+        return;
+      } catch (err) {
+        if (attempt < MAX_CREATE_ATTEMPTS && isTransactionConflict(err)) continue;
+        throw err;
+      }
+    }
+  }
+
+  private async deleteOnce(
+    tunnel: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number },
+  ): Promise<void> {
+    const items: NonNullable<TransactWriteCommandInput['TransactItems']> = [
+      {
+        Delete: {
+          TableName: this.tableName,
+          Key: keys.tunnel(tunnel.id),
+          ConditionExpression: 'attribute_exists(pk) AND workspaceId = :ws',
+          ExpressionAttributeValues: { ':ws': tunnel.workspaceId },
+        },
+      },
+      { Delete: { TableName: this.tableName, Key: keys.tunnelState(tunnel.id) } },
+      { Delete: { TableName: this.tableName, Key: keys.tunnelStatus(tunnel.id) } },
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: keys.workspaceUsage(tunnel.workspaceId),
+          UpdateExpression: 'SET tunnelCount = tunnelCount - :one',
+          ExpressionAttributeValues: { ':one': 1 },
+        },
+      },
+    ];
+    // The port is freed only if it is still this tunnel's (an unreadable item may not say which).
+    if (tunnel.port !== undefined) {
+      items.push({
+        Delete: {
+          TableName: this.tableName,
+          Key: keys.port(tunnel.port),
+          ConditionExpression: 'attribute_not_exists(pk) OR tunnelId = :id',
+          ExpressionAttributeValues: { ':id': tunnel.id },
+        },
+      });
+    }
     try {
-      await this.db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Delete: {
-                TableName: this.tableName,
-                Key: keys.tunnel(tunnel.id),
-                ConditionExpression: 'attribute_exists(pk) AND workspaceId = :ws',
-                ExpressionAttributeValues: { ':ws': tunnel.workspaceId },
-              },
-            },
-            {
-              Delete: {
-                TableName: this.tableName,
-                Key: keys.port(tunnel.port),
-                ConditionExpression: 'tunnelId = :id',
-                ExpressionAttributeValues: { ':id': tunnel.id },
-              },
-            },
-            { Delete: { TableName: this.tableName, Key: keys.tunnelState(tunnel.id) } },
-            { Delete: { TableName: this.tableName, Key: keys.tunnelStatus(tunnel.id) } },
-          ],
-        }),
-      );
+      await this.db.send(new TransactWriteCommand({ TransactItems: items }));
     } catch (err) {
       if (cancelledBy(err, 0)) throw new NotFoundError('tunnel', tunnel.id, { cause: err });
       throw err;
@@ -226,6 +287,50 @@ export class DynamoTunnelStore implements TunnelStore {
       }),
     );
     return (out.Items ?? []).map((item) => EventSchema.parse(item));
+  }
+
+  async ping(): Promise<void> {
+    await this.db.send(new GetCommand({ TableName: this.tableName, Key: keys.sweepMark() }));
+  }
+
+  countTunnels(workspaceId: string): Promise<number> {
+    return this.usage(workspaceId);
+  }
+
+  /**
+   * The workspace's tunnel count, from its usage item. Workspaces from before quotas have none:
+   * their tunnels are counted once (the listing index, read to the end) and the count stored,
+   * unless a concurrent call stored it first.
+   */
+  private async usage(workspaceId: string): Promise<number> {
+    const key = keys.workspaceUsage(workspaceId);
+    const read = async () => {
+      const { Item } = await this.db.send(
+        new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }),
+      );
+      return UsageItemSchema.safeParse(Item);
+    };
+    const stored = await read();
+    if (stored.success) return stored.data.tunnelCount;
+    let count = 0;
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await this.db.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          IndexName: GSI1,
+          KeyConditionExpression: 'gsi1pk = :ws',
+          ExpressionAttributeValues: { ':ws': `WS#${workspaceId}` },
+          Select: 'COUNT',
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      count += out.Count ?? 0;
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    await this.putIfAbsent({ ...key, tunnelCount: count });
+    const settled = await read();
+    return settled.success ? settled.data.tunnelCount : count;
   }
 
   private async putIfAbsent(item: Record<string, unknown>): Promise<void> {
@@ -303,6 +408,19 @@ function decodeCursor(cursor: string, partition: string): z.infer<typeof CursorS
   if (key.gsi1pk !== partition)
     throw ValidationError.field('cursor', 'is not a cursor returned by this listing');
   return key;
+}
+
+function isTransactionConflict(err: unknown): boolean {
+  return (
+    err instanceof TransactionCanceledException &&
+    (err.CancellationReasons ?? []).some((r) => r.Code === 'TransactionConflict')
+  );
+}
+
+/** A short jittered pause before retrying a write that collided with a concurrent one. */
+function jitteredPause(attempt: number): Promise<void> {
+  const cap = Math.min(500, 20 * 2 ** attempt);
+  return new Promise((resolve) => setTimeout(resolve, randomInt(Math.floor(cap / 2), cap + 1)));
 }
 
 function cancelledBy(err: unknown, index: number): boolean {

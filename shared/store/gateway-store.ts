@@ -4,23 +4,31 @@
  */
 import type { LeaseItem, TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
 import type { TunnelRecord } from '../tunnel';
+import type { UnreadableItem } from './read-items';
+
+/** Tunnels read by id: those found, and those stored but unreadable (neither is "deleted"). */
+export interface TunnelsRead {
+  found: Map<string, TunnelRecord>;
+  unreadable: UnreadableItem[];
+}
 
 export interface GatewayStore {
+  /** Throws `UnreadableItemError` when the tunnel is stored but cannot be read. */
   getTunnelById(id: string): Promise<TunnelRecord | undefined>;
   /** One batch read for many tunnels (reconciliation of what a worker holds). */
-  getTunnelsByIds(ids: string[]): Promise<Map<string, TunnelRecord>>;
+  getTunnelsByIds(ids: string[]): Promise<TunnelsRead>;
   /**
    * Records a transition of the connection (reverse) or lease (standard) that began at
    * `item.connectedAt`. Returns false, writing nothing, when a newer one already wrote: a stale
-   * worker cannot overwrite a newer owner. A `down` is also kept as the item's `lastDown`, which
-   * later writes leave in place.
+   * worker cannot overwrite a newer owner. A `down` is also kept as the item's `lastDown` (or an
+   * `up` may bring the `lastDown` of a down it replaced unwritten), which later writes leave in
+   * place. Every write bumps the item's `rev`.
    */
   writeState(tunnelId: string, item: TunnelStateItem): Promise<boolean>;
   /** Forgets a rotated-away key once the new one has logged in; no-op if it changed meanwhile. */
   retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void>;
+  /** Writes the worker's heartbeat; its last one, with `stoppedAt`, tells the others it is gone. */
   putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void>;
-  /** A worker shutting down removes its heartbeat: others stop counting it at once. */
-  deleteHeartbeat(workerId: string): Promise<void>;
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
   /** Every worker's latest heartbeat (fresh or not). */
   listWorkers(): Promise<WorkerHeartbeat[]>;
@@ -29,7 +37,7 @@ export interface GatewayStore {
    * Every standard tunnel, enabled or not, read shard by shard (reads, never writes, grow with the
    * tunnel count; DynamoDB still reads the reverse tunnels' items to filter them out).
    */
-  listStandardTunnels(): Promise<TunnelRecord[]>;
+  listStandardTunnels(): Promise<{ tunnels: TunnelRecord[]; unreadable: UnreadableItem[] }>;
   getLeases(tunnelIds: string[]): Promise<Map<string, LeaseItem>>;
   /** Takes the lease if it is free or still held by `staleOwner`; false if someone else won. */
   claimLease(tunnelId: string, owner: string, staleOwner: string | undefined, at: string): Promise<boolean>;

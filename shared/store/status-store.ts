@@ -7,6 +7,7 @@ import type { TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
 import type { TunnelEvent } from '../schemas';
 import type { OutboxAlert, StatusItem, StatusRecord } from '../status-items';
 import type { TunnelRecord } from '../tunnel';
+import type { UnreadableItem } from './read-items';
 
 /** What the status machine reads for one tunnel besides its configuration. */
 export interface StatusSources {
@@ -14,18 +15,19 @@ export interface StatusSources {
   status?: StatusItem;
   /** The heartbeat of `state.owner`. */
   heartbeat?: WorkerHeartbeat;
+  /** STATE or STATUS items of the tunnel that could not be read (and are left out above). */
+  unreadable?: UnreadableItem[];
 }
 
-export interface StatusItems extends Omit<StatusSources, 'heartbeat'> {
-  /** Why an item of this tunnel could not be read (the item is left out). */
-  invalid?: string;
-}
+export type StatusItems = Omit<StatusSources, 'heartbeat'>;
 
 /** Opaque position in a shard's listing. */
 export type ShardCursor = Record<string, unknown>;
 
 export interface ShardPage {
   items: TunnelRecord[];
+  /** Tunnels of the page whose META item cannot be read; the others are swept. */
+  unreadable: UnreadableItem[];
   cursor?: ShardCursor;
 }
 
@@ -33,12 +35,29 @@ export interface StatusChange {
   tunnelId: string;
   /** The STATUS version the change was computed from; 0 when there was no STATUS item. */
   expectedVersion: number;
+  /**
+   * The STATE item the change was computed from (its `rev`; absent when there was none): the
+   * change is recorded only while the STATE item is still that one.
+   */
+  readState: { rev?: number } | undefined;
   next: StatusRecord;
   /** Appended to the history in the same write. */
   events: TunnelEvent[];
   /** Added to the outbox in the same write. */
   alerts: OutboxAlert[];
   now: Date;
+}
+
+/**
+ * How far the sweepers have seen: when the last sweep that read every shard began, and since when
+ * they have seen the table without a gap (after an outage, workers get time to beat again before
+ * a stale heartbeat counts: see liveness.ts).
+ */
+export interface SweepMark {
+  /** Epoch ms. */
+  lastCompleteAt: number;
+  /** Epoch ms. */
+  observingSince: number;
 }
 
 export interface AlertClaim {
@@ -51,15 +70,17 @@ export interface StatusStore {
   listShard(shard: number, cursor?: ShardCursor): Promise<ShardPage>;
   /**
    * STATE and STATUS items of many tunnels, by tunnel id, in batch reads. An item that fails
-   * validation is named in `invalid` instead of failing the batch: one bad item must not silence
-   * the alerts of every other tunnel read with it.
+   * validation is named in `unreadable` instead of failing the batch: one bad item must not silence
+   * the alerts of every other tunnel read with it (read-items.ts).
    */
   getStatusItems(ids: string[]): Promise<Map<string, StatusItems>>;
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
+  getSweepMark(): Promise<SweepMark | undefined>;
+  putSweepMark(mark: SweepMark): Promise<void>;
   /**
    * Writes the next record, its events and new alerts at once, if the STATUS item is still at
-   * `expectedVersion` and the tunnel still exists. False, writing nothing, when another sweeper
-   * (or a delete) got there first.
+   * `expectedVersion`, the STATE item is still the one read, and the tunnel still exists. False,
+   * writing nothing, when another sweeper, a worker's state write or a delete got there first.
    */
   recordChange(change: StatusChange): Promise<boolean>;
   /** Takes an alert for delivery if it is still at `rev` and unclaimed (or its claim expired). */

@@ -21,6 +21,8 @@ export const TTL_ATTRIBUTE = 'expiresAt';
 
 export const keys = {
   workspace: (id: string) => ({ pk: `WS#${id}`, sk: 'META' }),
+  /** What a workspace uses against its quotas (`tunnelCount`), kept with every create and delete. */
+  workspaceUsage: (id: string) => ({ pk: `WS#${id}`, sk: 'USAGE' }),
   apiKey: (hash: string) => ({ pk: `APIKEY#${hash}`, sk: 'META' }),
   tunnel: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'META' }),
   tunnelState: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATE' }),
@@ -28,6 +30,8 @@ export const keys = {
   tunnelLease: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'LEASE' }),
   port: (port: number) => ({ pk: `PORT#${port}`, sk: 'META' }),
   worker: (id: string) => ({ pk: `WORKER#${id}`, sk: 'META' }),
+  /** The sweepers' record of how far they have seen (status-store.ts `SweepMark`). */
+  sweepMark: () => ({ pk: 'SWEEPER', sk: 'MARK' }),
 };
 
 export const EVENT_SK_PREFIX = 'EVENT#';

@@ -6,6 +6,7 @@ import type { PortRange } from '../config';
 import type { WorkerHeartbeat } from '../gateway-items';
 import type { TunnelEvent } from '../schemas';
 import type { TunnelRecord } from '../tunnel';
+import type { UnreadableItem } from './read-items';
 import type { StatusSources } from './status-store';
 
 export interface Workspace {
@@ -16,25 +17,42 @@ export interface Workspace {
 
 export interface TunnelPage {
   items: TunnelRecord[];
+  /** Tunnels of the page whose stored item cannot be read (read-items.ts); the others are served. */
+  unreadable: UnreadableItem[];
   /** Opaque; pass back to get the next page. Absent on the last page. */
   cursor?: string;
 }
 
 export interface TunnelStore {
+  /** Resolves when the table answers a read (readiness); throws `StorageUnavailableError` else. */
+  ping(): Promise<void>;
   /** Creates the workspace and its first API key (by hash) atomically. */
   createWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void>;
   /** Idempotent: creates the workspace if missing and maps the key hash to it. */
   ensureWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void>;
   findWorkspaceIdByApiKeyHash(apiKeyHash: string): Promise<string | undefined>;
 
-  /** Stores the tunnel and allocates a free port from `range` in one transaction. */
-  createTunnel(tunnel: Omit<TunnelRecord, 'port' | 'version'>, range: PortRange): Promise<TunnelRecord>;
+  /**
+   * Stores the tunnel and allocates a free port from `range` in one transaction, counting it
+   * against its workspace's `maxTunnels` (`QuotaExceededError` beyond it).
+   */
+  createTunnel(
+    tunnel: Omit<TunnelRecord, 'port' | 'version'>,
+    range: PortRange,
+    maxTunnels?: number,
+  ): Promise<TunnelRecord>;
+  /** Throws `UnreadableItemError` when the workspace's tunnel is stored but cannot be read. */
   getTunnel(workspaceId: string, id: string): Promise<TunnelRecord | undefined>;
+  /** How many tunnels the workspace has (what its quota counts). */
+  countTunnels(workspaceId: string): Promise<number>;
   listTunnels(workspaceId: string, page: { limit: number; cursor?: string }): Promise<TunnelPage>;
   /** Writes `next` if the stored version is still `next.version`; returns it with the version bumped. */
   updateTunnel(next: TunnelRecord): Promise<TunnelRecord>;
-  /** Deletes the tunnel with its state and frees its port. */
-  deleteTunnel(tunnel: TunnelRecord): Promise<void>;
+  /**
+   * Deletes the tunnel with its state and frees its port (the port may be unknown for a tunnel
+   * whose stored item cannot be read: then only its port item is left behind).
+   */
+  deleteTunnel(tunnel: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number }): Promise<void>;
 
   /**
    * What the status machine needs of the given tunnels, by id: STATE, STATUS and the owner's

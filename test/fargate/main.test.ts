@@ -16,6 +16,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BuiltBundle, buildBundle, REPO_ROOT } from '../../cdk/lib/bundles';
 import { createApp } from '../../lambda/api/app';
+import { apiDepsFromEnv } from '../../lambda/api/compose';
 import { HttpWorkerControl } from '../../lambda/api/worker-control-client';
 import { freePort } from '../../local/free-port';
 import { parseEnv } from '../../shared/config';
@@ -25,7 +26,6 @@ import { newAdminToken, newApiKey, newWorkspaceId, sha256Hex } from '../../share
 import { silentLogger } from '../../shared/logger';
 import { type Tunnel, TunnelSchema } from '../../shared/schemas';
 import { AwsSecretStore } from '../../shared/secrets/aws-secret-store';
-import { statusSettingsFrom } from '../../shared/status';
 import { keys } from '../../shared/store/table';
 import { synthTemplate } from '../helpers/cdk';
 import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
@@ -193,17 +193,20 @@ describe('the Fargate entry point with AWS-style configuration', () => {
       env.SECRET_PREFIX,
     );
     const [hostKey, controlToken] = await Promise.all([ensureHostKey(store), ensureControlToken(store)]);
-    const app = createApp({
-      store: table.store,
-      secrets: store,
-      logger: silentLogger,
-      bindHost: env.TUNNEL_BIND_HOST,
-      portRange: env.TUNNEL_PORT_RANGE,
-      statusTiming: statusSettingsFrom(env),
-      adminTokenHash: sha256Hex(newAdminToken()),
-      gateway: { sshHost: '127.0.0.1', sshPort, hostPublicKey: hostKey.publicKey, keepaliveIntervalSec: 5 },
-      workerControl: new HttpWorkerControl(controlToken),
-    });
+    const app = createApp(
+      apiDepsFromEnv(
+        { ...env, PUBLIC_SSH_HOST: '127.0.0.1' },
+        {
+          doc: table.doc,
+          secrets: store,
+          logger: silentLogger,
+          adminTokenHash: sha256Hex(newAdminToken()),
+          hostPublicKey: hostKey.publicKey,
+          sshPort,
+          workerControl: new HttpWorkerControl(controlToken),
+        },
+      ),
+    );
     const apiKey = newApiKey();
     await table.store.createWorkspace(
       { id: newWorkspaceId(), name: 'acme', createdAt: new Date().toISOString() },

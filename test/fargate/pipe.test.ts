@@ -82,7 +82,7 @@ describe('joinSocketAndChannel', () => {
     );
     const channel = await serverChannel;
     const { platform, gateway } = await tcpPair();
-    joinSocketAndChannel(gateway, channel);
+    joinSocketAndChannel(gateway, channel, { idleTimeoutMs: 60_000 });
 
     // More than the window lets through, less than the window plus the channel's own buffer: the
     // socket reads it all and ends while the channel still holds the tail.
@@ -100,5 +100,39 @@ describe('joinSocketAndChannel', () => {
     const all = Buffer.concat(received);
     expect(all.length).toBe(payload.length);
     expect(all.equals(payload)).toBe(true);
+  });
+
+  it('closes both ends once neither side has sent a byte for the idle timeout, and not before', async () => {
+    const { client, serverChannel } = await sshPair();
+    const customerSide = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+      client.forwardOut('127.0.0.1', 1, '127.0.0.1', 2, (err, stream) =>
+        err ? reject(err) : resolve(stream),
+      ),
+    );
+    const channel = await serverChannel;
+    const { platform, gateway } = await tcpPair();
+    // Both ends read what they get (a channel closes only once its readable side is consumed).
+    customerSide.resume();
+    platform.resume();
+    let idled = 0;
+    const idleTimeoutMs = 400;
+    joinSocketAndChannel(gateway, channel, { idleTimeoutMs, onIdle: () => idled++ });
+
+    // Traffic one way, then the other, keeps it open well past the timeout.
+    const started = Date.now();
+    for (let i = 0; i < 6; i++) {
+      await new Promise((resolve) => setTimeout(resolve, idleTimeoutMs / 2));
+      if (i % 2 === 0) platform.write('ping');
+      else customerSide.write('pong');
+    }
+    expect(Date.now() - started).toBeGreaterThan(idleTimeoutMs);
+    expect(idled).toBe(0);
+    expect(gateway.destroyed).toBe(false);
+
+    // Then silence both ways: the platform connection and the channel are closed.
+    const customerClosed = once(customerSide, 'close');
+    const platformClosed = once(platform, 'close');
+    await withTimeout(Promise.all([customerClosed, platformClosed]), 5_000, 'idle connection closed');
+    expect(idled).toBe(1);
   });
 });

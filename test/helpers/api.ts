@@ -1,8 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createApp } from '../../lambda/api/app';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { type ApiLimits, createApp } from '../../lambda/api/app';
+import { apiDepsFromEnv } from '../../lambda/api/compose';
 import { HttpWorkerControl } from '../../lambda/api/worker-control-client';
+import { parseEnv } from '../../shared/config';
 import { newAdminToken, newApiKey, newWorkspaceId, sha256Hex } from '../../shared/ids';
 import { generateKeyPair } from '../../shared/keys';
 import { createLogger } from '../../shared/logger';
@@ -11,8 +14,24 @@ import { createTestTable } from './dynamo';
 
 export const PORT_RANGE = { from: 20000, to: 29999 };
 
-/** The API app over a fresh DynamoDB Local table and a file secret store, with captured logs. */
-export async function createTestApi(options: { portRange?: { from: number; to: number } } = {}) {
+export interface TestApiOptions {
+  portRange?: { from: number; to: number };
+  /** Configuration on top of the test defaults, as `npm start` would read it. */
+  env?: Record<string, string>;
+  /** The API's limits; the tests' defaults lift the rate limits out of the way. */
+  limits?: Partial<ApiLimits>;
+  /** The table's client (to count the calls the app makes). */
+  doc?: DynamoDBDocumentClient;
+}
+
+/** Rate limits no test reaches unless it means to. */
+const UNLIMITED = { ratePerSec: 100_000, burst: 100_000 };
+
+/**
+ * The API app over a fresh DynamoDB Local table and a file secret store, with captured logs, built
+ * by the same composition as the Lambda and `npm start` (compose.ts).
+ */
+export async function createTestApi(options: TestApiOptions = {}) {
   const table = await createTestTable();
   const dir = await mkdtemp(join(tmpdir(), 'tk-api-'));
   const secrets = new FileSecretStore(join(dir, 'secrets'));
@@ -20,22 +39,37 @@ export async function createTestApi(options: { portRange?: { from: number; to: n
   const logger = createLogger('debug', (line) => logs.push(line));
   const adminToken = newAdminToken();
   const hostKey = await generateKeyPair('ed25519', 'test-gateway');
-  const app = createApp({
-    store: table.store,
-    secrets,
-    logger,
-    bindHost: '127.0.0.1',
-    portRange: options.portRange ?? PORT_RANGE,
-    adminTokenHash: sha256Hex(adminToken),
-    gateway: {
-      sshHost: 'tunnels.example.com',
-      sshPort: 22,
+  const range = options.portRange ?? PORT_RANGE;
+
+  /** Another app over the same table and secrets, configured differently. */
+  const appWith = (over: Omit<TestApiOptions, 'portRange'> = {}) => {
+    const env = parseEnv({
+      TABLE_NAME: table.tableName,
+      PUBLIC_SSH_HOST: 'tunnels.example.com',
+      TUNNEL_BIND_HOST: '127.0.0.1',
+      TUNNEL_PORT_RANGE: `${range.from}-${range.to}`,
+      ...options.env,
+      ...over.env,
+    });
+    const deps = apiDepsFromEnv(env, {
+      doc: over.doc ?? table.doc,
+      secrets,
+      logger,
+      adminTokenHash: sha256Hex(adminToken),
       hostPublicKey: hostKey.publicKey,
-      keepaliveIntervalSec: 15,
-    },
-    rateLimit: { ratePerSec: 10_000, burst: 10_000 },
-    workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
-  });
+      sshPort: 22,
+      workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
+    });
+    deps.limits = {
+      ...deps.limits,
+      perWorkspace: UNLIMITED,
+      unauthenticatedPerSource: UNLIMITED,
+      ...options.limits,
+      ...over.limits,
+    };
+    return createApp(deps);
+  };
+  const app = appWith();
 
   const newWorkspace = async (name = 'acme') => {
     const apiKey = newApiKey();
@@ -66,6 +100,7 @@ export async function createTestApi(options: { portRange?: { from: number; to: n
 
   return {
     app,
+    appWith,
     table,
     secrets,
     secretsDir: join(dir, 'secrets'),

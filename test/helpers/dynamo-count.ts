@@ -2,7 +2,8 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 
 /**
  * Wraps a document client's `send` to count the commands, writes and items read through it
- * (BatchGetItem items; for queries, what DynamoDB read and bills, filters notwithstanding).
+ * (GetItem and BatchGetItem items; for queries, what DynamoDB read and bills, filters
+ * notwithstanding).
  */
 export function countingClient(doc: DynamoDBDocumentClient) {
   const WRITES = new Set([
@@ -27,6 +28,7 @@ export function countingClient(doc: DynamoDBDocumentClient) {
         if (name === 'QueryCommand') queries++;
         commands.push(name);
         const out = await send(command, ...rest);
+        if (name === 'GetCommand' && (out as { Item?: unknown }).Item) itemsRead++;
         if (name === 'BatchGetCommand') {
           const responses = (out as { Responses?: Record<string, unknown[]> }).Responses ?? {};
           for (const items of Object.values(responses)) itemsRead += items.length;

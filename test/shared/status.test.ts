@@ -5,10 +5,10 @@ import {
   TunnelStateItemSchema,
   type WorkerHeartbeat,
 } from '../../shared/gateway-items';
+import { workerGoneAfterMs } from '../../shared/liveness';
 import { AlertSchema, ConnectSchema, type StatusError, StatusSchema } from '../../shared/schemas';
 import {
   evaluateStatus,
-  heartbeatStaleAfterMs,
   type StatusEvaluation,
   type StatusInput,
   type StatusSettings,
@@ -85,14 +85,14 @@ const evaluate = (over: Partial<StatusInput> & { nowMs?: number }): StatusEvalua
   return evaluateStatus({ tunnel: tunnel(), now: new Date(T0 + nowMs), settings: SETTINGS, ...rest });
 };
 
-describe('heartbeatStaleAfterMs', () => {
+describe('workerGoneAfterMs', () => {
   it.each([
     ['the defaults: two beats and 5 s', 15_000, 15_000, 35_000],
     ['short test intervals: the margin is one beat', 200, 1_000, 600],
     ['slow beats under fast keepalives: the contract bound caps it', 10_000, 1_000, 13_000],
     ['a minute between beats', 60_000, 15_000, 105_000],
   ])('%s', (_, heartbeatIntervalMs, keepaliveIntervalMs, expected) => {
-    expect(heartbeatStaleAfterMs({ heartbeatIntervalMs, keepaliveIntervalMs })).toBe(expected);
+    expect(workerGoneAfterMs({ heartbeatIntervalMs, keepaliveIntervalMs })).toBe(expected);
     // Never within one missed beat, never past the contract's bound for a dropped connection.
     expect(expected).toBeGreaterThan(heartbeatIntervalMs);
     expect(expected).toBeLessThanOrEqual(3 * keepaliveIntervalMs + heartbeatIntervalMs);
@@ -171,12 +171,12 @@ describe('evaluateStatus: what the API shows', () => {
       },
     ],
     [
-      'up, the owner has no heartbeat at all (expired): worker_lost since the state',
+      'up, the owner has no heartbeat at all (expired): worker_lost since first seen so, never earlier',
       { state: up(-MIN, { lastSeenAt: at(-MIN) }) },
       {
         status: {
           state: 'down',
-          since: at(-MIN),
+          since: at(0),
           lastSeenAt: at(-MIN),
           error: workerLost(/w1 holding the tunnel has no heartbeat/),
         },
@@ -186,12 +186,67 @@ describe('evaluateStatus: what the API shows', () => {
     [
       "up, but the heartbeat given is another worker's",
       { state: up(-MIN), heartbeat: beat(-S, { workerId: 'w2' }) },
-      { status: { state: 'down', since: at(-MIN), error: workerLost(/w1 .* no heartbeat/) }, connect: null },
+      { status: { state: 'down', since: at(0), error: workerLost(/w1 .* no heartbeat/) }, connect: null },
     ],
     [
       'up without an owner: nobody vouches for it',
       { state: up(-MIN, { owner: undefined }), heartbeat: beat(-S) },
-      { status: { state: 'down', since: at(-MIN), error: workerLost(/no gateway worker/) }, connect: null },
+      { status: { state: 'down', since: at(0), error: workerLost(/no gateway worker/) }, connect: null },
+    ],
+    [
+      'up, the owner shut down cleanly: worker_lost since its stop',
+      { state: up(-MIN), heartbeat: beat(-10 * S, { stoppedAt: at(-10 * S) }) },
+      {
+        status: {
+          state: 'down',
+          since: at(-10 * S),
+          lastSeenAt: at(-10 * S),
+          error: workerLost(/w1 holding the tunnel shut down at/),
+        },
+        connect: null,
+      },
+    ],
+    [
+      'up, a stale beat the reader could not have seen (its view of the table came back late): still up',
+      { state: up(-MIN), heartbeat: beat(-STALE - 10 * S), observingSince: T0 - 5 * S },
+      { status: { state: 'up', since: at(-MIN) }, connect: { host: BIND, port: PORT } },
+    ],
+    [
+      'a reverse tunnel whose worker was lost long ago: no customer session reconnected since',
+      { state: up(-10 * MIN), heartbeat: beat(-2 * MIN) },
+      {
+        status: {
+          state: 'down',
+          since: at(-2 * MIN),
+          lastSeenAt: at(-2 * MIN),
+          error: {
+            code: 'customer_not_connected',
+            message: expect.stringMatching(
+              /worker holding the session was lost at .* a plain ssh must be started/,
+            ),
+            hint: expect.stringMatching(/autossh/),
+          },
+        },
+        connect: null,
+      },
+    ],
+    [
+      'a standard tunnel whose worker was lost long ago: still worker_lost (another worker takes it)',
+      { tunnel: standard, state: up(-10 * MIN), heartbeat: beat(-2 * MIN) },
+      {
+        status: {
+          state: 'down',
+          since: at(-2 * MIN),
+          lastSeenAt: at(-2 * MIN),
+          error: workerLost(/w1 stopped heartbeating/),
+        },
+        connect: null,
+      },
+    ],
+    [
+      'a gateway restart handed the tunnel over: down with the cause the worker wrote',
+      { state: down(-5 * S, { cause: 'restart', error: lost }), heartbeat: beat(-S) },
+      { status: { state: 'down', since: at(-5 * S), error: lost }, connect: null },
     ],
     [
       'up, but the owner restarted after the connection began: the connection died with it',
@@ -245,8 +300,8 @@ describe('evaluateStatus: what the API shows', () => {
   });
 
   it('keeps a lost worker\'s "since" and message once its heartbeat has expired', () => {
-    const seen = evaluate({ state: up(-10 * MIN), heartbeat: beat(-MIN) });
-    const later = evaluate({ state: up(-10 * MIN), previous: seen.next, nowMs: 5 * MIN });
+    const seen = evaluate({ tunnel: standard, state: up(-10 * MIN), heartbeat: beat(-MIN) });
+    const later = evaluate({ tunnel: standard, state: up(-10 * MIN), previous: seen.next, nowMs: 5 * MIN });
     expect(later.status).toEqual(seen.status);
     expect(later.transitions).toEqual([]);
     // Only the incident moved on: its grace ran out.
@@ -276,7 +331,7 @@ describe('evaluateStatus: what the API shows', () => {
     });
     expect(reconnect.transitions).toEqual([
       { at: at(-3 * S), from: 'up', to: 'down', error: lost },
-      { at: at(-S), from: 'down', to: 'up' },
+      { at: at(-S), from: 'down', to: 'up', downMs: 2 * S },
     ]);
     // A down from before the up the previous run saw is not this flap's: when and why stay unknown.
     const older = evaluate({
@@ -821,7 +876,7 @@ describe('evaluateStatus: properties', () => {
     );
   });
 
-  it('shows an up whose owner is dead, silent or restarted as down with worker_lost', () => {
+  it('shows an up whose owner is dead, silent or restarted as down with worker_lost (until the reconnect window)', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 0, max: 60 * MIN }),
@@ -841,7 +896,12 @@ describe('evaluateStatus: properties', () => {
             heartbeat = beat(0, { startedAt: at(-connectedAgo + failure.after) });
           const view = evaluate({ state, heartbeat, previous });
           expect(view.status.state).toBe('down');
-          expect(view.status.error?.code).toBe('worker_lost');
+          // A reverse tunnel lost longer than a reconnect takes: no customer came back since.
+          const lostForMs = T0 - Date.parse(view.status.since);
+          const reconnectWindowMs = 3 * SETTINGS.keepaliveIntervalMs + SETTINGS.heartbeatIntervalMs;
+          expect(view.status.error?.code).toBe(
+            lostForMs > reconnectWindowMs ? 'customer_not_connected' : 'worker_lost',
+          );
           expect(view.connect).toBeNull();
         },
       ),

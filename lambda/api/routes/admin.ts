@@ -1,14 +1,13 @@
 /** Operator routes, behind the admin token. */
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { newApiKey, newWorkspaceId, sha256Hex } from '../../../shared/ids';
 import { CreateWorkspaceSchema } from '../../../shared/schemas';
 import type { TunnelStore } from '../../../shared/store/tunnel-store';
-import { adminAuth } from '../auth';
 import { readJson } from '../body';
 
-export function adminRoutes(store: TunnelStore, adminTokenHash: string, now: () => Date): Hono {
+export function adminRoutes(store: TunnelStore, auth: MiddlewareHandler, now: () => Date): Hono {
   const app = new Hono();
-  app.use(adminAuth(adminTokenHash));
+  app.use(auth);
   app.post('/workspaces', async (c) => {
     const body = await readJson(c, CreateWorkspaceSchema);
     const workspace = { id: newWorkspaceId(), name: body.name, createdAt: now().toISOString() };

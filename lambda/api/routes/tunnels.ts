@@ -1,6 +1,7 @@
 /** Tunnel routes: every one scoped to the caller's workspace by its API key. */
 import { createHash } from 'node:crypto';
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
+import type { Logger } from '../../../shared/logger';
 import type { Tunnel } from '../../../shared/schemas';
 import {
   CreateTunnelSchema,
@@ -8,13 +9,12 @@ import {
   PatchTunnelSchema,
   RotateKeySchema,
 } from '../../../shared/schemas';
-import { evaluateStatus, type StatusSettings } from '../../../shared/status';
+import { evaluateStatus, evaluateWithUnreadable, type StatusSettings } from '../../../shared/status';
 import type { TunnelStore } from '../../../shared/store/tunnel-store';
 import type { TunnelRecord } from '../../../shared/tunnel';
 import { type GatewayInfo, toTunnel } from '../../../shared/tunnel-view';
-import { type AuthEnv, apiKeyAuth } from '../auth';
+import type { AuthEnv } from '../auth';
 import { parseWith, readJson } from '../body';
-import type { RateLimiter } from '../rate-limit';
 import type { TunnelResult, TunnelService } from '../tunnel-service';
 import { type TunnelTestDeps, testTunnel } from '../tunnel-test';
 
@@ -24,8 +24,11 @@ export interface TunnelRouteDeps {
   gateway: GatewayInfo;
   statusSettings: StatusSettings;
   test: TunnelTestDeps;
-  limiter: RateLimiter;
+  auth: MiddlewareHandler<AuthEnv>;
+  logger: Logger;
   now: () => Date;
+  /** Since when this process has seen the table without a gap (liveness.ts). */
+  observingSince: () => number | undefined;
 }
 
 /** A filtered listing reads at most this many store pages per request, then hands back a cursor. */
@@ -35,16 +38,22 @@ const EVENTS_LIMIT = 100;
 export function tunnelRoutes(deps: TunnelRouteDeps): Hono<AuthEnv> {
   const { service, store, gateway, statusSettings: settings } = deps;
   const app = new Hono<AuthEnv>();
-  app.use(apiKeyAuth(store, deps.limiter, () => deps.now().getTime()));
+  app.use(deps.auth);
 
   // Status on read: the same machine as the sweeper's over the same items, so dashboards see the
   // truth within a heartbeat instead of a sweep; what it would persist is the sweeper's business.
   const render = async (records: TunnelRecord[]): Promise<Tunnel[]> => {
     const sources = await store.getStatusSources(records.map((r) => r.id));
     const now = deps.now();
+    const observingSince = deps.observingSince();
     return records.map((tunnel) => {
-      const { state, heartbeat, status: previous } = sources.get(tunnel.id) ?? {};
-      const view = evaluateStatus({ tunnel, state, heartbeat, previous, now, settings });
+      const { state, heartbeat, status: previous, unreadable } = sources.get(tunnel.id) ?? {};
+      const input = { tunnel, state, heartbeat, previous, now, observingSince, settings };
+      if (unreadable) {
+        for (const item of unreadable)
+          deps.logger.error('stored item unreadable', { tunnelId: tunnel.id, ...item });
+      }
+      const view = unreadable ? evaluateWithUnreadable(input, unreadable) : evaluateStatus(input);
       return toTunnel(tunnel, { status: view.status, connect: view.connect }, gateway);
     });
   };
@@ -63,18 +72,28 @@ export function tunnelRoutes(deps: TunnelRouteDeps): Hono<AuthEnv> {
   app.get('/', async (c) => {
     const query = parseWith(ListQuerySchema, c.req.query());
     const items: Tunnel[] = [];
+    const unreadable: { id: string; message: string }[] = [];
     let cursor = query.cursor;
     for (let page = 0; page < MAX_PAGES_PER_LIST && items.length < query.limit; page++) {
       const result = await store.listTunnels(c.get('workspaceId'), {
         limit: query.limit - items.length,
         cursor,
       });
+      // One item that does not read back never costs the page: it is named apart and logged.
+      for (const item of result.unreadable) {
+        deps.logger.error('stored item unreadable', { tunnelId: item.id, ...item });
+        unreadable.push({ id: item.id, message: `stored configuration cannot be read (${item.reason})` });
+      }
       const tunnels = await render(result.items);
       items.push(...(query.state ? tunnels.filter((t) => t.status.state === query.state) : tunnels));
       cursor = result.cursor;
       if (!cursor) break;
     }
-    return c.json(cursor ? { items, nextCursor: cursor } : { items });
+    return c.json({
+      items,
+      ...(cursor ? { nextCursor: cursor } : {}),
+      ...(unreadable.length > 0 ? { unreadable } : {}),
+    });
   });
 
   app.get('/:id', async (c) => {

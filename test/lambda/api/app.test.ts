@@ -5,11 +5,7 @@ import { join } from 'node:path';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../../lambda/api/app';
-import { HttpWorkerControl } from '../../../lambda/api/worker-control-client';
-import { sha256Hex } from '../../../shared/ids';
 import { generateKeyPair } from '../../../shared/keys';
-import { silentLogger } from '../../../shared/logger';
 import { StatusSchema, TunnelListSchema, TunnelSchema } from '../../../shared/schemas';
 import { keys } from '../../../shared/store/table';
 import { TunnelSecretSchema, tunnelSecretName } from '../../../shared/tunnel';
@@ -605,22 +601,7 @@ describe('rate limiting', () => {
     const api = await createTestApi();
     try {
       const ws = await api.newWorkspace();
-      const app = createApp({
-        store: api.table.store,
-        secrets: api.secrets,
-        logger: silentLogger,
-        bindHost: '127.0.0.1',
-        portRange: { from: 20000, to: 20010 },
-        adminTokenHash: sha256Hex('unused-admin-token'),
-        workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
-        gateway: {
-          sshHost: 'h',
-          sshPort: 22,
-          hostPublicKey: api.hostKey.publicKey,
-          keepaliveIntervalSec: 15,
-        },
-        rateLimit: { ratePerSec: 1, burst: 3 },
-      });
+      const app = api.appWith({ limits: { perWorkspace: { ratePerSec: 1, burst: 3 } } });
       const statuses: number[] = [];
       for (let i = 0; i < 5; i++) {
         statuses.push(

@@ -3,14 +3,11 @@
  * read in batches, through the same status machine the sweeper runs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../../lambda/api/app';
-import { HttpWorkerControl } from '../../../lambda/api/worker-control-client';
+import type { createApp } from '../../../lambda/api/app';
 import { sweep } from '../../../lambda/sweeper/sweep';
-import { sha256Hex } from '../../../shared/ids';
 import { silentLogger } from '../../../shared/logger';
 import { StatusSchema, TunnelListSchema } from '../../../shared/schemas';
 import { DynamoStatusStore } from '../../../shared/store/dynamo-status-store';
-import { DynamoTunnelStore } from '../../../shared/store/dynamo-tunnel-store';
 import { createTestApi } from '../../helpers/api';
 import { countingClient } from '../../helpers/dynamo-count';
 import { gatewaySim, iso, storeTunnels } from '../../helpers/gateway-sim';
@@ -69,27 +66,8 @@ describe('tunnel status through the API', () => {
     const tunnel = await create();
     await sim.up(tunnel.id, Date.now() + 1, 'w-timing', 'c1');
     await sim.beat('w-timing', Date.now() - 2_000);
-    const appWith = (statusTiming?: {
-      heartbeatIntervalMs: number;
-      keepaliveIntervalMs: number;
-      downGraceMs: number;
-    }) =>
-      createApp({
-        store: api.table.store,
-        secrets: api.secrets,
-        logger: silentLogger,
-        bindHost: '127.0.0.1',
-        portRange: { from: 20000, to: 29999 },
-        adminTokenHash: sha256Hex('unused-admin-token'),
-        workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
-        gateway: {
-          sshHost: 'h',
-          sshPort: 22,
-          hostPublicKey: api.hostKey.publicKey,
-          keepaliveIntervalSec: 15,
-        },
-        statusTiming,
-      });
+    const appWith = (timing?: { HEARTBEAT_INTERVAL_MS: string; SSH_KEEPALIVE_INTERVAL_MS: string }) =>
+      api.appWith({ env: timing });
     const state = async (app: ReturnType<typeof createApp>) => {
       const res = await app.request(`/v1/tunnels/${tunnel.id}/status`, {
         headers: { Authorization: `Bearer ${ws.apiKey}` },
@@ -98,9 +76,9 @@ describe('tunnel status through the API', () => {
     };
     // A beat 2 s old is fresh at the contract's 15 s, stale at 200 ms (stale after 600 ms).
     expect(await state(appWith())).toBe('up');
-    expect(
-      await state(appWith({ heartbeatIntervalMs: 200, keepaliveIntervalMs: 1_000, downGraceMs: 0 })),
-    ).toBe('down');
+    expect(await state(appWith({ HEARTBEAT_INTERVAL_MS: '200', SSH_KEEPALIVE_INTERVAL_MS: '1000' }))).toBe(
+      'down',
+    );
   });
 
   it('filters the listing by the state the machine derives', async () => {
@@ -171,7 +149,7 @@ describe('tunnel status through the API', () => {
     await run();
     const events = (await api.call('GET', `/v1/tunnels/${tunnel.id}/events`, ws.apiKey)).json;
     expect(events.items).toEqual([
-      { at: iso(start + 2 * MIN), from: 'down', to: 'up' },
+      { at: iso(start + 2 * MIN), from: 'down', to: 'up', downMs: MIN },
       {
         at: iso(start + MIN),
         from: 'up',
@@ -188,17 +166,7 @@ describe('tunnel status through the API', () => {
     for (const r of records) await sim.up(r.id, Date.now() - MIN, 'w-hundred', `c-${r.id}`);
     await sim.beat('w-hundred', Date.now());
     const counted = countingClient(api.table.doc);
-    const app = createApp({
-      store: new DynamoTunnelStore(counted.doc, api.table.tableName),
-      secrets: api.secrets,
-      logger: silentLogger,
-      bindHost: '127.0.0.1',
-      portRange: { from: 20000, to: 29999 },
-      adminTokenHash: sha256Hex('unused-admin-token'),
-      workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
-      gateway: { sshHost: 'h', sshPort: 22, hostPublicKey: api.hostKey.publicKey, keepaliveIntervalSec: 15 },
-      rateLimit: { ratePerSec: 1000, burst: 1000 },
-    });
+    const app = api.appWith({ doc: counted.doc });
     const res = await app.request('/v1/tunnels?limit=100', {
       headers: { Authorization: `Bearer ${own.apiKey}` },
     });

@@ -159,7 +159,7 @@ describe('sweeper Lambda handler', () => {
     const skipped = logs.filter((l) => l.includes('"msg":"tunnel skipped: unreadable item"'));
     expect(skipped).toHaveLength(1);
     expect(skipped[0]).toContain(tunnel.id);
-    expect(skipped[0]).toContain('STATE item');
+    expect(skipped[0]).toContain('"item":"STATE"');
     // The healthy tunnel, read in the same batch, still got its alert out.
     const published = sns.commandCalls(PublishCommand).map((c) => JSON.parse(c.args[0].input.Message ?? ''));
     expect(published.map((a) => a.tunnel.id)).toEqual([healthy.id]);

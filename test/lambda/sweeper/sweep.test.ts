@@ -190,7 +190,7 @@ describe('sweep on DynamoDB Local', () => {
 
     expect(record.sent).toEqual([]);
     expect((await t.store.listEvents(tunnel.id, 100)).slice(0, 2)).toEqual([
-      { at: iso(T0 + 4 * S), from: 'down', to: 'up' },
+      { at: iso(T0 + 4 * S), from: 'down', to: 'up', downMs: 3 * S },
       { at: iso(T0 + S), from: 'up', to: 'down', error: ended },
     ]);
   });
@@ -472,7 +472,7 @@ describe('sweep on DynamoDB Local', () => {
     expect(logged('alert delivery gave up')).toHaveLength(1);
   });
 
-  it('keeps steady-state writes flat: zero per sweep for 1 and for 1,000 idle up tunnels', async () => {
+  it('keeps steady-state writes flat: one per sweep (its mark) for 1 and for 1,000 idle up tunnels', async () => {
     const perMinute: Record<number, { sweeper: number; heartbeats: number; itemsRead: number }> = {};
     for (const count of [1, 1_000]) {
       const table = count === 1 ? t : await createTestTable();
@@ -488,9 +488,9 @@ describe('sweep on DynamoDB Local', () => {
           tableName: table.tableName,
           concurrency: 32,
         });
-        // The first sweep records each tunnel's first transition (pending -> up), once.
+        // The first sweep records each tunnel's first transition (pending -> up), once, and its mark.
         expect(await run()).toMatchObject({ tunnels: count, transitions: count, errors: 0 });
-        expect(counted.writes()).toBe(count);
+        expect(counted.writes()).toBe(count + 1);
 
         // Then a minute of steady state: a heartbeat every 15 s from the one worker, one sweep.
         counted.reset();
@@ -502,15 +502,16 @@ describe('sweep on DynamoDB Local', () => {
         const steady = await run();
         expect(steady).toMatchObject({ tunnels: count, transitions: 0, errors: 0 });
         perMinute[count] = { sweeper: counted.writes(), heartbeats, itemsRead: counted.itemsRead() };
-        // A sweep reads each tunnel once: its STATE and STATUS in batches, the worker's heartbeat once.
-        expect(counted.itemsRead()).toBe(2 * count + 1);
+        // A sweep reads each tunnel once: its STATE and STATUS in batches, the worker's heartbeat
+        // once, and the sweepers' mark.
+        expect(counted.itemsRead()).toBe(2 * count + 2);
         expect(counted.queries()).toBeLessThanOrEqual(16 + Math.ceil(count / 100));
       } finally {
         if (table !== t) await table.drop();
       }
     }
-    expect(perMinute[1]).toEqual({ sweeper: 0, heartbeats: 4, itemsRead: 3 });
-    expect(perMinute[1_000]).toEqual({ sweeper: 0, heartbeats: 4, itemsRead: 2_001 });
+    expect(perMinute[1]).toEqual({ sweeper: 1, heartbeats: 4, itemsRead: 4 });
+    expect(perMinute[1_000]).toEqual({ sweeper: 1, heartbeats: 4, itemsRead: 2_002 });
   });
 
   describe('startSweeperLoop', () => {

@@ -16,6 +16,7 @@ import {
   SecretAccessDeniedError,
   SecretNotFoundError,
   SecretStoreError,
+  SecretStoreUnavailableError,
   SecretThrottledError,
 } from '../../../shared/errors';
 import { AwsSecretStore } from '../../../shared/secrets/aws-secret-store';
@@ -166,15 +167,16 @@ describe('error translation', () => {
     ['RequestLimitExceeded', () => awsError('RequestLimitExceeded', 400), SecretThrottledError],
     ['an unnamed HTTP 429', () => awsError('Error', 429), SecretThrottledError],
     [
-      'InternalServiceError',
+      'InternalServiceError (an outage: 503 in the API)',
       () => new InternalServiceError({ message: 'oops', $metadata: {} }),
-      SecretStoreError,
+      SecretStoreUnavailableError,
     ],
     [
-      'a network error',
+      'a network error (an outage)',
       () => Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }),
-      SecretStoreError,
+      SecretStoreUnavailableError,
     ],
+    ['an unnamed HTTP 503 (an outage)', () => awsError('Error', 503), SecretStoreUnavailableError],
     ['a plain Error with no AWS name', () => new Error('weird'), SecretStoreError],
   ])('maps %s on get to the right error', async (_, makeError, expected) => {
     sm.on(GetSecretValueCommand).rejects(makeError());

@@ -41,6 +41,7 @@ describe('DynamoStatusStore', () => {
   const change = (tunnelId: string, over: Partial<StatusChange> = {}): StatusChange => ({
     tunnelId,
     expectedVersion: 0,
+    readState: undefined,
     next: DOWN,
     events: [{ at: iso(T0), from: 'up', to: 'down' }],
     alerts: [alert()],
@@ -97,7 +98,7 @@ describe('DynamoStatusStore', () => {
     );
     const pool = new DynamoGatewayStore(t.doc, t.tableName);
     const standardIds = async () =>
-      (await pool.listStandardTunnels())
+      (await pool.listStandardTunnels()).tunnels
         .filter((r) => r.workspaceId === ws)
         .map((r) => r.id)
         .sort();
@@ -232,7 +233,7 @@ describe('DynamoStatusStore', () => {
     await sim.down(b, T0, 'w-down');
     await sim.beat('w-up', T0);
     await sim.beat('w-down', T0);
-    await store.recordChange(change(b, { alerts: [] }));
+    await store.recordChange(change(b, { alerts: [], readState: {} }));
     const sources = await store.getStatusSources([a, b, c]);
     expect(sources.get(a)).toEqual({
       state: expect.objectContaining({ state: 'up', owner: 'w-up' }),

@@ -152,7 +152,7 @@ describe('DynamoGatewayStore', () => {
       t.store.createTunnel(standard(false), range),
     ]);
     const counting = countingClient(t.doc);
-    const listed = await new DynamoGatewayStore(counting.doc, t.tableName).listStandardTunnels();
+    const { tunnels: listed } = await new DynamoGatewayStore(counting.doc, t.tableName).listStandardTunnels();
     expect(listed.map((r) => r.id).sort()).toEqual(wanted.map((r) => r.id).sort());
     // The pool polls every few seconds: what it reads (and pays for) is the standard tunnels alone.
     expect(counting.queriedItems()).toBe(wanted.length);
@@ -189,11 +189,22 @@ describe('DynamoGatewayStore', () => {
       keyFingerprint: 'SHA256:x',
       ...second,
       lastDown: { since: at(2), connId: 'cA', error },
+      // Every write counts: a reader records transitions only from the revision it read.
+      rev: 3,
     });
 
     // The first connection's late write loses to the newer one and changes nothing.
     expect(await gateway.writeState(id, { state: 'down', since: at(4), error, ...first })).toBe(false);
     expect((await read())?.connId).toBe('cB');
     expect((await read())?.lastDown?.since).toBe(at(2));
+    expect((await read())?.rev).toBe(3);
+
+    // An up that replaced an unwritten down (the state writer, after an outage) brings its memory.
+    const third = { owner: 'w3', connId: 'cC', connectedAt: at(5) };
+    const missed = { since: at(4), connId: 'cB', error, cause: 'restart' as const };
+    expect(await gateway.writeState(id, { state: 'up', since: at(5), ...third, lastDown: missed })).toBe(
+      true,
+    );
+    expect(await read()).toMatchObject({ connId: 'cC', lastDown: missed, rev: 4 });
   });
 });
