@@ -54,8 +54,9 @@ describe('reverse-tunnel endpoint under a silent flood', () => {
     expect(result.silent.opened).toBeGreaterThanOrEqual(FULL_SIZE.silent);
     expect(result.silent.droppedAtDeadline).toBeGreaterThan(0);
     expect(result.silent.leftOpen).toBe(0);
-    // Generous: timers and closes run late on a loaded machine; the chaos figure holds the tight bound.
-    expect(result.silent.longestLifeMs).toBeLessThan(BANNER_TIMEOUT_MS + 3_000);
+    // Generous (timers, accepts and closes run late on a loaded machine; the chaos figure holds the
+    // tight bound), yet far inside the 20 s handshake deadline: the banner deadline dropped them.
+    expect(result.silent.longestLifeMs).toBeLessThan(2 * BANNER_TIMEOUT_MS);
 
     // The gateway's side: each login accepted once, refused never; the flood met every mechanism.
     const logins = stack.logsWith({ msg: 'ssh login accepted' });
