@@ -109,7 +109,7 @@ describe('sessions per tunnel', () => {
     await stack.waitForTunnel(tunnel.id, isUp, 15_000, withForward.stderr);
     expect(await echoProbe('127.0.0.1', reverse.remotePort, 5_000)).toBe(true);
     expect(logsSince(mark, { msg: 'ssh login refused', tunnelId: tunnel.id })).toHaveLength(1);
-  });
+  }, 60_000);
 
   it('never counts sessions taken over: six reconnects whose old sessions hang are all let in', async () => {
     const { tunnel, reverse, customer } = await tunnelWithCustomer();
@@ -147,5 +147,5 @@ describe('sessions per tunnel', () => {
     expect(stack.gateway.connectionCount).toBeGreaterThan(1);
     for (const ssh of frozen) ssh.kill();
     await withTimeout(Promise.all(frozen.map((p) => p.exited)), 10_000, 'frozen ssh killed');
-  });
+  }, 60_000);
 });

@@ -93,7 +93,7 @@ describe('reverse logins while storage is down', () => {
     const ssh = customer.start(reverse.commands.ssh);
     await stack.waitForTunnel(tunnel.id, isUp, 15_000, ssh.stderr);
     expect(await echoProbe('127.0.0.1', reverse.remotePort, 5_000)).toBe(true);
-  });
+  }, 60_000);
 
   it('says so within its read deadline when storage does not answer at all', async () => {
     const { tunnel, reverse, customer } = await tunnelWithCustomer();
@@ -108,7 +108,7 @@ describe('reverse logins while storage is down', () => {
     const [line] = logsSince(mark, { msg: 'ssh login refused', user: tunnel.id });
     expect(JSON.stringify(line?.err)).toContain('took longer than 5000 ms');
     console.info(`figure: login refused as unavailable ${ms} ms after ssh started, storage blackholed`);
-  });
+  }, 60_000);
 
   it('lets a tunnel it read recently log in again from its cache, and never lets the cache outvote storage', async () => {
     const { tunnel, reverse, customer } = await tunnelWithCustomer();
@@ -153,5 +153,5 @@ describe('reverse logins while storage is down', () => {
     await cutStorage('refuse');
     const stillRefused = await customer.exec(reverse.commands.ssh, 15_000);
     expect(stillRefused.stderr).toContain('Permission denied (publickey)');
-  });
+  }, 60_000);
 });
