@@ -14,13 +14,15 @@ import type { Logger } from '../shared/logger';
 import type { SecretStore } from '../shared/secrets/secret-store';
 import type { GatewayStore } from '../shared/store/gateway-store';
 import type { TunnelRecord } from '../shared/tunnel';
+import type { AdmissionSettings, AdmissionStats } from './admission/admission-control';
+import { DEFAULT_PENALTIES } from './admission/source-penalties';
 import { ControlServer } from './control-server';
 import { diagnoseTunnel } from './diagnostics/diagnose';
 import { tuneGcForThroughput } from './gc-tuning';
 import { hasNativeSshCrypto } from './native-crypto';
 import { ForwardRegistry } from './reverse/forward-registry';
 import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
-import { DEFAULT_SOURCE_GUARD, type SourceGuardSettings } from './source-guard';
+import type { TunnelCacheSettings } from './reverse/tunnel-cache';
 import type { BastionConnectOptions } from './standard/bastion-connection';
 import { StandardPool } from './standard/standard-pool';
 import { StateWriter } from './state-writer';
@@ -34,6 +36,10 @@ const PROBE_TIMEOUT_MS = 5_000;
 const BEAT_RETRY_MS = 1_000;
 /** What a shutdown gives its last state writes and heartbeat (npm start must stop within 10 s). */
 const STOP_WRITES_MS = 3_000;
+/** A login's tunnel read unanswered after this is an outage: well inside the handshake deadline. */
+const LOGIN_READ_TIMEOUT_MS = 5_000;
+/** A penalized source keeps at least this many unauthenticated connections: a customer may share its address. */
+const PENALIZED_SOURCE_MIN_STARTUPS = 8;
 
 export interface GatewaySettings {
   sshHost: string;
@@ -45,7 +51,9 @@ export interface GatewaySettings {
   handshakeTimeoutMs: number;
   maxChannelsPerTunnel: number;
   dataIdleTimeoutMs: number;
-  guard: SourceGuardSettings;
+  admission: AdmissionSettings;
+  maxSessionsPerTunnel: number;
+  loginCache: TunnelCacheSettings;
   ciphers: string[];
   poolPollIntervalMs: number;
   /** The control endpoint listens on `connectHost` at this port (0: any free port). */
@@ -66,7 +74,15 @@ export function gatewaySettingsFrom(env: Env): GatewaySettings {
     handshakeTimeoutMs: env.SSH_HANDSHAKE_TIMEOUT_MS,
     maxChannelsPerTunnel: env.MAX_CHANNELS_PER_TUNNEL,
     dataIdleTimeoutMs: env.DATA_IDLE_TIMEOUT_MS,
-    guard: DEFAULT_SOURCE_GUARD,
+    admission: {
+      maxStartups: env.SSH_MAX_STARTUPS,
+      perSourceMaxStartups: env.SSH_PER_SOURCE_MAX_STARTUPS,
+      penalizedSourceMinStartups: PENALIZED_SOURCE_MIN_STARTUPS,
+      bannerTimeoutMs: env.SSH_BANNER_TIMEOUT_MS,
+      penalties: DEFAULT_PENALTIES,
+    },
+    maxSessionsPerTunnel: env.MAX_SESSIONS_PER_TUNNEL,
+    loginCache: { ttlMs: env.SSH_LOGIN_CACHE_TTL_MS, maxTunnels: env.SSH_LOGIN_CACHE_MAX_TUNNELS },
     ciphers: DEFAULT_CIPHERS,
     poolPollIntervalMs: env.POOL_POLL_INTERVAL_MS,
     controlPort: env.CONTROL_PORT,
@@ -159,6 +175,16 @@ export class Gateway {
     return this.server?.connectionCount ?? 0;
   }
 
+  /** The SSH endpoint's admission tallies (unauthenticated connections, drops by reason). */
+  get admissionStats(): AdmissionStats | undefined {
+    return this.server?.admissionStats();
+  }
+
+  /** Logged-in sessions of `tunnelId` on this gateway that count against MAX_SESSIONS_PER_TUNNEL. */
+  sessionCount(tunnelId: string): number {
+    return this.server?.sessionCount(tunnelId) ?? 0;
+  }
+
   get reverseTunnelCount(): number {
     return this.registry.size;
   }
@@ -205,7 +231,10 @@ export class Gateway {
         handshakeTimeoutMs: settings.handshakeTimeoutMs,
         maxAuthAttempts: 6,
         ciphers: settings.ciphers,
-        guard: settings.guard,
+        admission: settings.admission,
+        maxSessionsPerTunnel: settings.maxSessionsPerTunnel,
+        tunnelCache: settings.loginCache,
+        loginReadTimeoutMs: LOGIN_READ_TIMEOUT_MS,
       },
       onLogin: (tunnel, keyFingerprint) => this.onLogin(tunnel, keyFingerprint),
     });
@@ -337,6 +366,11 @@ export class Gateway {
       });
     }
     const unknown = new Set(unreadable.map((item) => item.id));
+    // The login cache learns what storage said of the tunnels held here (unreadable ones aside).
+    this.server?.sawTunnels(
+      ids.filter((id) => !unknown.has(id)),
+      found,
+    );
     for (const id of ids) {
       const session = this.registry.sessionOf(id);
       if (!session || unknown.has(id)) continue;

@@ -23,6 +23,20 @@ const portRange = z
     return { from, to };
   });
 
+/** sshd's MaxStartups: `start:rate:full` (drop rate% of unauthenticated connections from start, all at full), or `full`. */
+const maxStartups = z
+  .string()
+  .regex(/^\d{1,6}(:\d{1,3}:\d{1,6})?$/, 'expected START:RATE:FULL (e.g. 100:30:1000) or FULL')
+  .transform((v, ctx) => {
+    // A lone number is `full` with nothing dropped at random before it, as in sshd.
+    const [start = 0, rate = 100, full = start] = v.split(':').map(Number);
+    if (full < 1 || start > full || rate > 100) {
+      ctx.addIssue({ code: 'custom', message: 'expected 1 <= FULL, START <= FULL and RATE <= 100' });
+      return z.NEVER;
+    }
+    return { start, rate, full };
+  });
+
 const envSchema = z.object({
   PORT: port.default(8787),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -84,6 +98,18 @@ const envSchema = z.object({
   SECRET_PREFIX: z.string().min(1).default('tunnelkeeper'),
   AWS_REGION: z.string().min(1).default('us-east-1'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  /** SSH endpoint: from accept to the client's identification string (`SSH-2.0-...`). */
+  SSH_BANNER_TIMEOUT_MS: durationMs.default(10_000),
+  /** SSH endpoint: random early drop of unauthenticated connections from penalized or busy sources. */
+  SSH_MAX_STARTUPS: maxStartups.default({ start: 100, rate: 30, full: 1000 }),
+  /** SSH endpoint: unauthenticated connections one source (IPv4 address, IPv6 /64) may hold at once. */
+  SSH_PER_SOURCE_MAX_STARTUPS: z.coerce.number().int().min(1).max(100_000).default(64),
+  /** Logged-in sessions of one tunnel at once on a gateway (CONTRACT.md, Extensions). */
+  MAX_SESSIONS_PER_TUNNEL: z.coerce.number().int().min(1).max(10_000).default(4),
+  /** How long a tunnel record the gateway read still lets its customer log in while storage is down (0: never). */
+  SSH_LOGIN_CACHE_TTL_MS: z.coerce.number().int().min(0).default(21_600_000),
+  /** Tunnel records the gateway keeps for that, least recently read dropped first. */
+  SSH_LOGIN_CACHE_MAX_TUNNELS: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -109,7 +135,9 @@ export function envVariables(env: Env): Record<string, string> {
   const variables: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
     if (value === undefined) continue;
-    variables[name] = typeof value === 'object' ? `${value.from}-${value.to}` : String(value);
+    if (typeof value !== 'object') variables[name] = String(value);
+    else if ('from' in value) variables[name] = `${value.from}-${value.to}`;
+    else variables[name] = `${value.start}:${value.rate}:${value.full}`;
   }
   return variables;
 }

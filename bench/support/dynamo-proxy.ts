@@ -2,8 +2,9 @@
  * A counting HTTP proxy in front of DynamoDB Local: the stack talks to it as its DynamoDB
  * endpoint, and every request is recorded with its operation (from `X-Amz-Target`) and time, so
  * a measurement can count what reached the database in a window without touching product code.
+ * A test can also cut it (DynamoDB gone: connections refused, or never answered) and restore it.
  */
-import { Agent, createServer, request } from 'node:http';
+import { Agent, createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** Operations that write (what DESIGN's "writes do not grow with the number of tunnels" is about). */
@@ -29,6 +30,14 @@ export interface CountingProxy {
   countsBetween(from: number, to?: number): Record<string, number>;
   /** Date.now() of the newest request of one of `operations`, or 0. */
   lastOf(operations: ReadonlySet<string>): number;
+  /**
+   * DynamoDB becomes unreachable: `refuse` closes the port and every open connection (as when
+   * DynamoDB Local is killed: ECONNREFUSED, ECONNRESET); `blackhole` keeps accepting but never
+   * answers (as a network that drops packets).
+   */
+  cut(mode: 'refuse' | 'blackhole'): Promise<void>;
+  /** Reachable again, on the same port; requests held by a blackhole are dropped. */
+  restore(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -36,7 +45,14 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
   const target = new URL(upstream);
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   let events: DynamoEvent[] = [];
+  let cutMode: 'refuse' | 'blackhole' | undefined;
+  const held = new Set<ServerResponse<IncomingMessage>>();
   const server = createServer((req, res) => {
+    if (cutMode === 'blackhole') {
+      held.add(res);
+      res.once('close', () => held.delete(res));
+      return;
+    }
     const header = req.headers['x-amz-target'];
     const operation = (Array.isArray(header) ? header[0] : header)?.split('.').pop() ?? 'unknown';
     if (events.length >= MAX_EVENTS) events = events.slice(MAX_EVENTS / 2);
@@ -67,6 +83,14 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
     server.listen(0, '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
   return {
     endpoint: `http://127.0.0.1:${port}`,
     countsBetween(from, to = Number.POSITIVE_INFINITY) {
@@ -84,8 +108,30 @@ export async function startCountingProxy(upstream: string): Promise<CountingProx
       }
       return 0;
     },
+    async cut(mode) {
+      if (cutMode) throw new Error(`the proxy is already cut (${cutMode})`);
+      cutMode = mode;
+      if (mode === 'refuse') {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await closed;
+      }
+    },
+    async restore() {
+      const mode = cutMode;
+      cutMode = undefined;
+      if (mode === 'refuse') await listen();
+      for (const res of held) res.destroy();
+      held.clear();
+    },
     close: () =>
       new Promise<void>((resolve) => {
+        for (const res of held) res.destroy();
+        if (!server.listening) {
+          agent.destroy();
+          resolve();
+          return;
+        }
         server.close(() => resolve());
         server.closeAllConnections();
         agent.destroy();

@@ -1,5 +1,9 @@
 /** Memory of processes as Linux accounts it, read from /proc. */
+import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 /** Resident set size of one process, in bytes. */
 export async function rssBytes(pid: number): Promise<number> {
@@ -161,4 +165,27 @@ export async function quiesce(pid: number, timeoutMs: number, maxCpuShare = 0.05
     previous = now;
   }
   return Date.now() - started;
+}
+
+/**
+ * Makes sure this process may hold `needed` open files: raises its own soft limit (up to the hard
+ * limit, with util-linux's prlimit) when it is lower. Throws, naming the limit, when even the hard
+ * limit is too low.
+ */
+export async function ensureOwnOpenFiles(needed: number): Promise<void> {
+  const read = async () => {
+    const limits = await readFile('/proc/self/limits', 'utf8');
+    const [, soft = '0', hard = '0'] = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits) ?? [];
+    const value = (v: string) => (v === 'unlimited' ? Number.POSITIVE_INFINITY : Number(v));
+    return { soft: value(soft), hard: value(hard), hardText: hard };
+  };
+  const before = await read();
+  if (before.soft >= needed) return;
+  if (before.hard < needed) {
+    throw new Error(`this needs ${needed} open files, but the hard limit (ulimit -Hn) is ${before.hardText}`);
+  }
+  await run('prlimit', ['--pid', String(process.pid), `--nofile=${needed}:${before.hardText}`]);
+  const after = await read();
+  if (after.soft < needed)
+    throw new Error(`could not raise the open-files limit to ${needed} (now ${after.soft})`);
 }

@@ -32,6 +32,8 @@ export interface StackOptions {
   /** The bench waits for the sweeper to record new tunnels as up before counting writes. */
   sweepIntervalMs: number;
   openFiles: number;
+  /** Further variables for the stack, over the bench's own. */
+  env?: Record<string, string>;
 }
 
 export interface BenchStack {
@@ -88,6 +90,7 @@ export async function startBenchStack(cleanup: Cleanup, options: StackOptions): 
     TUNNEL_PORT_RANGE: `${options.portRange.from}-${options.portRange.to}`,
     SWEEP_INTERVAL_MS: String(options.sweepIntervalMs),
     LOG_LEVEL: 'info',
+    ...options.env,
   };
   let stack: StartedStack | undefined;
   const stopStack = cleanup.add('local stack process', async () => {

@@ -21,6 +21,8 @@ export interface ForwardingSession {
   keyFingerprint: string;
   open: ChannelOpener;
   activeChannels(): number;
+  /** A newer login of the tunnel took the listener over: this session only drains from now on. */
+  takenOver(): void;
   /** Ends the SSH connection. */
   close(): void;
 }
@@ -158,6 +160,7 @@ export class ForwardRegistry {
     const previous = entry.session;
     entry.listener.setOpener(next.open);
     entry.session = next;
+    previous.takenOver();
     this.writeUp(next, previous.connId);
     this.options.logger.info('reverse tunnel taken over by a newer login', {
       tunnelId: next.tunnelId,

@@ -1,7 +1,9 @@
 /**
  * The reverse-tunnel SSH endpoint customers reach with `ssh -R`. Public-key logins as the tunnel
  * id; the tunnel's one `tcpip-forward` granted; everything else refused with a reason in our log.
- * Our own TCP server sits in front of ssh2 to bound unauthenticated connections and handshakes.
+ * Our own TCP server sits in front of ssh2 to admit unauthenticated connections (admission/) and
+ * bound their handshakes; logins beyond the tunnel's session limit, or that cannot be checked
+ * because storage is down, are refused with a reason the customer's ssh prints.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
@@ -13,10 +15,21 @@ import type { StatusError } from '../../shared/schemas';
 import { customerNotConnected, customerTimeout } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import type { TunnelRecord } from '../../shared/tunnel';
+import {
+  AdmissionControl,
+  type AdmissionSettings,
+  type AdmissionStats,
+  DropReason,
+  type UnauthenticatedConnection,
+} from '../admission/admission-control';
+import { DEFAULT_DROP_LOG, DropLog, type DropLogSettings } from '../admission/drop-log';
 import type { SshChannel } from '../pipe';
-import { SourceGuard, type SourceGuardSettings } from '../source-guard';
 import { rejectAsProhibited } from './channel-refusal';
+import { DisconnectReason, disconnectWithReason } from './disconnect';
 import type { ForwardingSession, ForwardRegistry } from './forward-registry';
+import { TunnelCache, type TunnelCacheSettings } from './tunnel-cache';
+import { TunnelLookup, type TunnelLookupResult } from './tunnel-lookup';
+import { TunnelSessions } from './tunnel-sessions';
 
 const { Server: SshServer, utils } = ssh2;
 
@@ -32,7 +45,13 @@ export interface ReverseServerSettings {
   maxAuthAttempts: number;
   /** Cipher offer; the client's preference wins among these, so list only ones worth having. */
   ciphers: string[];
-  guard: SourceGuardSettings;
+  admission: AdmissionSettings;
+  /** Logged-in sessions of one tunnel at once (MAX_SESSIONS_PER_TUNNEL). */
+  maxSessionsPerTunnel: number;
+  tunnelCache: TunnelCacheSettings;
+  /** A login's tunnel read still unanswered after this counts as a storage outage. */
+  loginReadTimeoutMs: number;
+  dropLog?: DropLogSettings;
 }
 
 export interface ReverseServerDeps {
@@ -58,23 +77,70 @@ const STREAMLOCAL_REFUSAL = 'Unix-socket forwarding is not allowed';
 /** Follows a channel refusal in OpenSSH's "open failed: administratively prohibited: …" line. */
 const ONLY_THE_TUNNEL = "this endpoint only carries the tunnel's own -R";
 
+/** Printed by OpenSSH as "Received disconnect from HOST port P:7: …". */
+const STORAGE_UNAVAILABLE_REFUSAL =
+  'Tunnelkeeper is temporarily unavailable: it cannot check logins right now (its storage does not answer). ' +
+  'This is not a problem with your key; retry in a minute (autossh and systemd retry by themselves).';
+const INTERNAL_ERROR_REFUSAL =
+  'Tunnelkeeper could not check this login because of an internal error on our side (it has been logged). ' +
+  'This is not a problem with your key.';
+const tooManySessions = (tunnelId: string, limit: number) =>
+  `Too many sessions of tunnel ${tunnelId} at once (at most ${limit} on this endpoint): ` +
+  "another copy of this tunnel's ssh or autossh may be running somewhere; stop the extra ones.";
+
+/** Tunnel reads in flight at once; beyond, a login is answered as during an outage. */
+const MAX_LOGIN_READS_IN_FLIGHT = 256;
+/**
+ * Connections the kernel completes before we accept them (Linux caps it at net.core.somaxconn).
+ * Node's 511 overflows under a reconnect wave after a restart, or a flood: the kernel then drops
+ * SYNs, and a customer's ssh waits out TCP's 1 s (then 3 s) retransmission before it even
+ * connects. A longer queue is a short wait in the kernel instead.
+ */
+const LISTEN_BACKLOG = 4096;
+
+/** A TCP connection from accept until it logs in or closes: its admission and its deadlines. */
 interface PendingSocket {
   socket: Socket;
-  source: string;
-  timer: NodeJS.Timeout;
-  released: boolean;
+  address: string;
+  admission: UnauthenticatedConnection;
+  bannerTimer: NodeJS.Timeout | undefined;
+  handshakeTimer: NodeJS.Timeout;
 }
+
+/** How one authentication attempt ended. `key-ok` answers a signature-less "would this key do?". */
+type AuthOutcome =
+  | { kind: 'accepted' }
+  | { kind: 'key-ok' }
+  | { kind: 'refused'; reason: string }
+  | {
+      kind: 'disconnect';
+      code: DisconnectReason;
+      description: string;
+      reason: string;
+      fields?: Record<string, unknown>;
+    };
 
 export class ReverseServer {
   private readonly net: NetServer;
   private readonly ssh: InstanceType<typeof SshServer>;
-  private readonly guard: SourceGuard;
+  private readonly admission: AdmissionControl;
+  private readonly dropLog: DropLog;
+  private readonly sessions: TunnelSessions;
+  private readonly lookup: TunnelLookup;
   private readonly pending = new Map<string, PendingSocket>();
   private readonly sockets = new Set<Socket>();
 
   constructor(private readonly deps: ReverseServerDeps) {
     const { settings } = deps;
-    this.guard = new SourceGuard(settings.guard);
+    this.admission = new AdmissionControl(settings.admission);
+    this.dropLog = new DropLog(deps.logger, settings.dropLog ?? DEFAULT_DROP_LOG);
+    this.sessions = new TunnelSessions(settings.maxSessionsPerTunnel);
+    this.lookup = new TunnelLookup({
+      read: (id) => deps.store.getTunnelById(id),
+      cache: new TunnelCache(settings.tunnelCache),
+      timeoutMs: settings.loginReadTimeoutMs,
+      maxInFlight: MAX_LOGIN_READS_IN_FLIGHT,
+    });
     this.ssh = new SshServer(
       {
         hostKeys: [deps.hostKey],
@@ -94,7 +160,8 @@ export class ReverseServer {
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.net.once('error', reject);
-      this.net.listen(this.deps.settings.listenPort, this.deps.settings.listenHost, () => {
+      const { listenPort: port, listenHost: host } = this.deps.settings;
+      this.net.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         this.net.off('error', reject);
         const address = this.net.address();
         resolve(typeof address === 'object' && address ? address.port : this.deps.settings.listenPort);
@@ -108,23 +175,44 @@ export class ReverseServer {
   }
 
   get unauthenticatedCount(): number {
-    return this.guard.unauthenticatedCount;
+    return this.admission.unauthenticatedCount;
+  }
+
+  /** Admission's tallies: unauthenticated connections now, drops by reason since start. */
+  admissionStats(): AdmissionStats {
+    return this.admission.stats();
+  }
+
+  /** Logged-in sessions of `tunnelId` that count against MAX_SESSIONS_PER_TUNNEL. */
+  sessionCount(tunnelId: string): number {
+    return this.sessions.count(tunnelId);
+  }
+
+  /** Tunnel records read elsewhere on this gateway (the heartbeat's check) keep the login cache fresh. */
+  sawTunnels(ids: readonly string[], records: ReadonlyMap<string, TunnelRecord>): void {
+    this.lookup.sawRecords(ids, records);
   }
 
   /** Stops accepting and closes every connection. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.net.close(() => resolve()));
     for (const socket of this.sockets) socket.destroy();
+    this.dropLog.close();
     await closed;
   }
 
   private onSocket(socket: Socket): void {
-    const { logger, settings } = this.deps;
-    const source = socket.remoteAddress ?? 'unknown';
+    const { settings } = this.deps;
+    const address = socket.remoteAddress ?? 'unknown';
     socket.on('error', () => {}); // the SSH layer reports what matters
-    const admitted = this.guard.admit(source);
+    const admitted = this.admission.admit(address, (reason, fields) => {
+      this.dropLog.drop(address, reason, fields);
+      socket.destroy();
+    });
     if (!admitted.ok) {
-      logger.warn('ssh connection dropped', { source, reason: admitted.reason });
+      // No line to the client as sshd writes: OpenSSH shows it only with -v, and a flood is
+      // turned away cheapest without it.
+      this.dropLog.drop(address, admitted.reason, admitted.fields);
       socket.destroy();
       return;
     }
@@ -133,56 +221,87 @@ export class ReverseServer {
     const key = `${socket.remoteAddress}:${socket.remotePort}`;
     const entry: PendingSocket = {
       socket,
-      source,
-      released: false,
-      timer: setTimeout(() => {
-        logger.info('ssh connection dropped', { source, reason: 'handshake and authentication timed out' });
-        socket.destroy();
-      }, settings.handshakeTimeoutMs),
+      address,
+      admission: admitted.connection,
+      bannerTimer:
+        settings.admission.bannerTimeoutMs < settings.handshakeTimeoutMs
+          ? setTimeout(() => this.deadlinePassed(entry), settings.admission.bannerTimeoutMs)
+          : undefined,
+      handshakeTimer: setTimeout(() => this.deadlinePassed(entry), settings.handshakeTimeoutMs),
     };
     this.pending.set(key, entry);
     socket.once('close', () => {
       this.sockets.delete(socket);
       this.pending.delete(key);
-      this.authenticated(entry);
+      this.settled(entry);
     });
+    // ssh2 gets the socket at once and sends our identification string: clients such as libssh
+    // wait for it before sending theirs. Its 'connection' event tells us theirs arrived.
     this.ssh.injectSocket(socket);
   }
 
+  /** The banner deadline or the handshake deadline passed before the login. */
+  private deadlinePassed(entry: PendingSocket): void {
+    const { admission } = entry;
+    if (admission.isDone) return;
+    const silent = !admission.hasSentBanner;
+    const reason = silent ? DropReason.silent : DropReason.handshakeTimeout;
+    const penalty = admission.timedOut(reason, silent ? 'silent' : 'handshake-timeout');
+    this.settled(entry);
+    this.dropLog.drop(entry.address, reason, {
+      penaltyS: Math.round(penalty.outstandingMs / 1000),
+      penalized: penalty.active,
+    });
+    entry.socket.destroy();
+  }
+
   /** The connection no longer counts as unauthenticated (logged in, or gone). */
-  private authenticated(entry: PendingSocket): void {
-    clearTimeout(entry.timer);
-    if (entry.released) return;
-    entry.released = true;
-    this.guard.release(entry.source);
+  private settled(entry: PendingSocket): void {
+    clearTimeout(entry.bannerTimer);
+    clearTimeout(entry.handshakeTimer);
+    entry.admission.done();
   }
 
   private onConnection(conn: Connection, info: { ip: string; port: number }): void {
     const { logger, settings } = this.deps;
     const pending = this.pending.get(`${info.ip}:${info.port}`);
+    // ssh2 emits 'connection' once the client's identification string has arrived.
+    if (pending) clearTimeout(pending.bannerTimer);
+    pending?.admission.bannerReceived();
     const source = info.ip;
     const connId = `c_${randomBytes(8).toString('hex')}`;
     let tunnel: TunnelRecord | undefined;
     let keyFingerprint = '';
     let session: ForwardingSession | undefined;
+    /** The tunnel whose session count this login holds a place in. */
+    let countedAs: string | undefined;
     let failures = 0;
     let endReason: StatusError | undefined;
     let channels = 0;
     // Clients ask "would this key do?" and then sign: two attempts milliseconds apart for one login.
     // The tunnel read for the first serves the second (one DynamoDB read per login, not two); a
     // change in between is caught by the heartbeat's recheck like any later change.
-    let lookup: { username: string; tunnel: Promise<TunnelRecord | undefined> } | undefined;
+    let lookup: { username: string; result: Promise<TunnelLookupResult> } | undefined;
     const tunnelNamed = (username: string) => {
       if (lookup?.username !== username) {
-        const tunnel = this.deps.store.getTunnelById(username);
-        const entry = { username, tunnel };
-        // A failed read is not reused: the next attempt reads again.
-        tunnel.catch(() => {
-          if (lookup === entry) lookup = undefined;
-        });
+        const result = this.lookup.find(username);
+        const entry = { username, result };
+        // Only an answer is reused: after a failure the next attempt reads again.
+        result.then(
+          (r) => {
+            if (r.outcome === 'unavailable' && lookup === entry) lookup = undefined;
+          },
+          () => {
+            if (lookup === entry) lookup = undefined;
+          },
+        );
         lookup = entry;
       }
-      return lookup.tunnel;
+      return lookup.result;
+    };
+    const uncount = () => {
+      if (countedAs) this.sessions.remove(countedAs, connId);
+      countedAs = undefined;
     };
 
     const log = (msg: string, fields: Record<string, unknown> = {}) =>
@@ -210,15 +329,35 @@ export class ReverseServer {
         ctx.reject(['publickey']);
         return;
       }
-      void this.authenticate(ctx, tunnelNamed, (t, fingerprint) => {
+      void this.authenticate(ctx, connId, tunnelNamed, (t, fingerprint) => {
         tunnel = t;
         keyFingerprint = fingerprint;
+        countedAs = t.id;
       }).then(
-        (result) => {
-          if (result === 'accepted' || result === 'key-ok') return;
+        (outcome) => {
+          if (outcome.kind === 'accepted' || outcome.kind === 'key-ok') return;
+          if (outcome.kind === 'disconnect') {
+            // Not the client's fault (our storage, or a limit it is told about): no penalty.
+            const level = outcome.code === DisconnectReason.TOO_MANY_CONNECTIONS ? 'info' : 'warn';
+            logger[level]('ssh login refused', {
+              connId,
+              source,
+              user: userForLog(ctx.username),
+              method: ctx.method,
+              reason: outcome.reason,
+              disconnectCode: outcome.code,
+              ...outcome.fields,
+            });
+            disconnectWithReason(conn, pending?.socket, outcome.code, outcome.description);
+            return;
+          }
           failures++;
-          log('ssh login refused', { user: userForLog(ctx.username), method: ctx.method, reason: result });
-          const delay = this.guard.recordFailure(source);
+          log('ssh login refused', {
+            user: userForLog(ctx.username),
+            method: ctx.method,
+            reason: outcome.reason,
+          });
+          const delay = pending?.admission.loginFailed() ?? 0;
           setTimeout(() => {
             if (failures >= settings.maxAuthAttempts) {
               log('ssh connection closed', {
@@ -233,20 +372,24 @@ export class ReverseServer {
         },
         (err: unknown) => {
           logger.error('ssh authentication failed internally', { connId, source, err });
-          ctx.reject();
-          conn.end();
+          disconnectWithReason(
+            conn,
+            pending?.socket,
+            DisconnectReason.BY_APPLICATION,
+            INTERNAL_ERROR_REFUSAL,
+          );
         },
       );
     });
 
     conn.on('ready', () => {
-      if (pending) this.authenticated(pending);
+      if (pending) this.settled(pending);
       if (!tunnel) {
         conn.end();
         return;
       }
       const t = tunnel;
-      log('ssh login accepted', { user: t.id, keyFingerprint });
+      log('ssh login accepted', { user: t.id, keyFingerprint, sessions: this.sessions.count(t.id) });
       this.deps.onLogin?.(t, keyFingerprint);
       session = {
         connId,
@@ -255,6 +398,7 @@ export class ReverseServer {
         connectedAt: this.deps.now().toISOString(),
         keyFingerprint,
         activeChannels: () => channels,
+        takenOver: uncount,
         close: () => conn.end(),
         open: () => Promise.reject(new Error('no forward requested yet')),
       };
@@ -349,7 +493,8 @@ export class ReverseServer {
     });
 
     conn.on('close', () => {
-      if (pending) this.authenticated(pending);
+      if (pending) this.settled(pending);
+      uncount();
       if (!session) return;
       log('ssh connection closed', { reason: endReason?.code ?? 'closed by the customer' });
       void this.deps.registry.detach(
@@ -360,29 +505,61 @@ export class ReverseServer {
   }
 
   /**
-   * Decides one authentication attempt. `key-ok` answers a signature-less publickey query
-   * ("would this key do?"), which is not a failure; anything else but `accepted` is a reason.
+   * Decides one authentication attempt: a reason to refuse it as a failed login, or to end the
+   * connection with a reason the client prints (storage down, the tunnel's session limit).
    */
   private async authenticate(
     ctx: AuthContext,
-    tunnelNamed: (username: string) => Promise<TunnelRecord | undefined>,
+    connId: string,
+    tunnelNamed: (username: string) => Promise<TunnelLookupResult>,
     loggedIn: (tunnel: TunnelRecord, keyFingerprint: string) => void,
-  ): Promise<'accepted' | 'key-ok' | string> {
-    if (ctx.method !== 'publickey') return `${ctx.method} authentication is not allowed`;
-    if (!TUNNEL_ID_PATTERN.test(ctx.username)) return 'user is not a tunnel id';
-    const tunnel = await tunnelNamed(ctx.username);
-    if (tunnel?.type !== 'reverse') return 'no such reverse tunnel';
-    if (!tunnel.enabled) return 'tunnel is disabled';
+  ): Promise<AuthOutcome> {
+    const refused = (reason: string): AuthOutcome => ({ kind: 'refused', reason });
+    if (ctx.method !== 'publickey') return refused(`${ctx.method} authentication is not allowed`);
+    if (!TUNNEL_ID_PATTERN.test(ctx.username)) return refused('user is not a tunnel id');
+    const found = await tunnelNamed(ctx.username);
+    if (found.outcome === 'unavailable') {
+      return {
+        kind: 'disconnect',
+        code: DisconnectReason.SERVICE_NOT_AVAILABLE,
+        description: STORAGE_UNAVAILABLE_REFUSAL,
+        reason: 'storage unavailable: the tunnel could not be read, and this gateway has no recent copy',
+        fields: { err: found.cause },
+      };
+    }
+    const tunnel = found.tunnel;
+    if (tunnel?.type !== 'reverse') return refused('no such reverse tunnel');
+    if (!tunnel.enabled) return refused('tunnel is disabled');
     const key = matchingKey(tunnel, ctx.key.algo, ctx.key.data);
-    if (!key) return "key is not the tunnel's key";
+    if (!key) return refused("key is not the tunnel's key");
     if (!ctx.signature || !ctx.blob) {
       ctx.accept();
-      return 'key-ok';
+      return { kind: 'key-ok' };
     }
-    if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return 'signature does not verify';
+    if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true)
+      return refused('signature does not verify');
+    // Counted before accept(), synchronously with the check: two logins racing cannot both pass.
+    const counted = this.sessions.tryAdd(tunnel.id, connId);
+    if (!counted.ok) {
+      return {
+        kind: 'disconnect',
+        code: DisconnectReason.TOO_MANY_CONNECTIONS,
+        description: tooManySessions(tunnel.id, this.sessions.limit),
+        reason: `too many sessions of this tunnel at once (${counted.count}, the limit)`,
+        fields: { tunnelId: tunnel.id, sessions: counted.count },
+      };
+    }
+    if (found.outcome === 'cached') {
+      this.deps.logger.warn('ssh login checked against a cached tunnel: storage unavailable', {
+        connId,
+        tunnelId: tunnel.id,
+        cacheAgeS: Math.round(found.ageMs / 1000),
+        err: found.cause,
+      });
+    }
     loggedIn(tunnel, fingerprintOf(key.getPublicSSH()));
     ctx.accept();
-    return 'accepted';
+    return { kind: 'accepted' };
   }
 }
 

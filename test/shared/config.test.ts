@@ -196,3 +196,41 @@ describe('envVariables', () => {
     expect(Object.values(variables).every((v) => typeof v === 'string')).toBe(true);
   });
 });
+
+describe('SSH endpoint admission and login variables', () => {
+  it('defaults to the documented values, MAX_SESSIONS_PER_TUNNEL to the contract extension 4', () => {
+    expect(parseEnv({})).toMatchObject({
+      SSH_BANNER_TIMEOUT_MS: 10_000,
+      SSH_MAX_STARTUPS: { start: 100, rate: 30, full: 1000 },
+      SSH_PER_SOURCE_MAX_STARTUPS: 64,
+      MAX_SESSIONS_PER_TUNNEL: 4,
+      SSH_LOGIN_CACHE_TTL_MS: 21_600_000,
+      SSH_LOGIN_CACHE_MAX_TUNNELS: 10_000,
+    });
+  });
+
+  it.each([
+    ['10:30:100', { start: 10, rate: 30, full: 100 }],
+    ['50', { start: 50, rate: 100, full: 50 }],
+    ['0:0:5', { start: 0, rate: 0, full: 5 }],
+  ])('reads SSH_MAX_STARTUPS=%s as sshd does', (value, expected) => {
+    expect(parseEnv({ SSH_MAX_STARTUPS: value }).SSH_MAX_STARTUPS).toEqual(expected);
+  });
+
+  it.each(['100:30', '30:101:100', '200:30:100', '0', 'x', '1:2:3:4'])(
+    'rejects SSH_MAX_STARTUPS=%s',
+    (value) => {
+      expect(configError({ SSH_MAX_STARTUPS: value })).toContain('SSH_MAX_STARTUPS');
+    },
+  );
+
+  it('gives variables that parse back to the same configuration', () => {
+    const env = parseEnv({
+      SSH_MAX_STARTUPS: '10:50:20',
+      MAX_SESSIONS_PER_TUNNEL: '2',
+      SSH_LOGIN_CACHE_TTL_MS: '0',
+    });
+    expect(parseEnv(envVariables(env))).toEqual(env);
+    expect(envVariables(env).SSH_MAX_STARTUPS).toBe('10:50:20');
+  });
+});
