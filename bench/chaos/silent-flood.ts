@@ -18,14 +18,7 @@ import { ensureOwnOpenFiles, openFilesLimit, rssBytes } from '../support/procfs'
 import { RemoteSilentClients } from '../support/silent-clients-remote';
 import { startBenchStack } from '../support/stack';
 import { median, percentile, round } from '../support/stats';
-
-export interface ChaosFigure {
-  name: string;
-  value: number;
-  unit: string;
-  target?: string;
-  ok?: boolean;
-}
+import type { ChaosFigure } from './figures';
 
 /** A running gateway to flood. */
 export interface FloodTarget {
