@@ -121,6 +121,7 @@ export class Gateway {
   private beating: Promise<void> = Promise.resolve();
   private boundSshPort = 0;
   private isServing = false;
+  private isRechecking = false;
 
   private readonly now: () => Date;
 
@@ -265,13 +266,19 @@ export class Gateway {
     this.scheduleBeat(settings.heartbeatIntervalMs);
   }
 
-  /** The next heartbeat in `delayMs`; a failed one is retried soon, so an outage's end shows at once. */
+  /**
+   * The next heartbeat in `delayMs`. Beats keep their rate whatever a slow table does to each
+   * (the next is due an interval after the last began, not after it ended); a failed one is tried
+   * again soon, so the end of an outage shows at once.
+   */
   private scheduleBeat(delayMs: number): void {
     this.beatTimer = setTimeout(() => {
+      const began = Date.now();
       this.beating = this.beat().then((ok) => {
         if (!this.isServing) return;
         const interval = this.deps.settings.heartbeatIntervalMs;
-        this.scheduleBeat(ok ? interval : Math.min(interval, BEAT_RETRY_MS));
+        const next = ok ? interval : Math.min(interval, BEAT_RETRY_MS);
+        this.scheduleBeat(Math.max(0, began + next - Date.now()));
       });
     }, delayMs);
     this.beatTimer.unref();
@@ -336,20 +343,24 @@ export class Gateway {
     };
   }
 
-  /** Writes the heartbeat, then reconciles the sessions held; false when the heartbeat failed. */
+  /**
+   * Writes the heartbeat; false when that failed. Then reconciles the sessions held, in the
+   * background (one reconciliation at a time), so a slow read never delays the next beat.
+   */
   private async beat(): Promise<boolean> {
-    let ok = true;
     try {
       await this.deps.store.putHeartbeat(this.heartbeat(this.now().toISOString()), HEARTBEAT_TTL_SECONDS);
     } catch (err) {
-      ok = false;
       this.logger.error('heartbeat write failed', { err });
+      return false;
     }
-    if (!ok) return false;
-    try {
-      await this.recheck(this.registry.tunnelIds());
-    } catch (err) {
-      this.logger.warn('tunnel reconciliation failed', { err });
+    if (!this.isRechecking) {
+      this.isRechecking = true;
+      this.recheck(this.registry.tunnelIds())
+        .catch((err) => this.logger.warn('tunnel reconciliation failed', { err }))
+        .finally(() => {
+          this.isRechecking = false;
+        });
     }
     return true;
   }

@@ -14,6 +14,8 @@ import { apiDepsFromEnv } from '../lambda/api/compose';
 import { HttpWorkerControl } from '../lambda/api/worker-control-client';
 import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
+import { availableBytes, MIN_FREE_BYTES } from '../shared/disk-space';
+import { StorageUnavailableError } from '../shared/errors';
 import { ensureHostKey } from '../shared/host-key';
 import { newAdminToken, newApiKey, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
@@ -52,10 +54,9 @@ export async function startLocalStack(
     let dynamo: DynamoDbLocal | undefined;
     let endpoint = env.DYNAMODB_ENDPOINT;
     if (!endpoint) {
-      const dbDir = join(env.DATA_DIR, 'dynamodb');
-      await mkdir(dbDir, { recursive: true, mode: 0o700 });
+      await mkdir(join(env.DATA_DIR, 'dynamodb'), { recursive: true, mode: 0o700 });
       dynamo = await startDynamoDbLocal({
-        dataDir: dbDir,
+        dataDir: join(env.DATA_DIR, 'dynamodb'),
         port: env.DYNAMODB_LOCAL_PORT,
         onEvent: (event) => logDynamoDbLocalEvent(logger, event),
       });
@@ -63,7 +64,16 @@ export async function startLocalStack(
       endpoint = dynamo.endpoint;
       logger.info('dynamodb local started', { endpoint });
     }
-    const { client, doc, health } = createDynamoClients({ region: env.AWS_REGION, endpoint });
+    const dbDir = join(env.DATA_DIR, 'dynamodb');
+    const { client, doc, health } = createDynamoClients({
+      region: env.AWS_REGION,
+      endpoint,
+      // DynamoDB Local answers a full disk with a bare InternalFailure: look at the disk.
+      explainFailure: async () =>
+        dynamo && ((await availableBytes(dbDir)) ?? Number.POSITIVE_INFINITY) < MIN_FREE_BYTES
+          ? 'full'
+          : undefined,
+    });
     stops.push(async () => client.destroy());
     await ensureTable(client, env.TABLE_NAME);
     const store = new DynamoTunnelStore(doc, env.TABLE_NAME);
@@ -105,6 +115,8 @@ export async function startLocalStack(
         health,
         secrets,
         secretsCheck: () => secrets.checkSpace(),
+        // DynamoDB Local reads on a full disk but cannot write: not ready.
+        ...(dynamo ? { storageCheck: () => checkDiskSpace(dbDir) } : {}),
         logger,
         adminTokenHash: sha256Hex(admin.token),
         hostPublicKey: hostKey.publicKey,
@@ -197,4 +209,10 @@ async function bootstrapApiKey(env: Env, store: DynamoTunnelStore): Promise<stri
   await store.ensureWorkspace(workspace, sha256Hex(apiKey));
   await writeFile(marker, `${workspace.createdAt}\n`, { mode: 0o600 });
   return apiKey;
+}
+
+/** Readiness of DynamoDB Local's disk: room for its writes. */
+async function checkDiskSpace(dir: string): Promise<void> {
+  const available = await availableBytes(dir);
+  if (available !== undefined && available < MIN_FREE_BYTES) throw new StorageUnavailableError('full');
 }

@@ -32,6 +32,8 @@ export interface ApiWiring {
   secrets: SecretStore;
   /** Readiness of the secret store, where it can be checked cheaply (the local file store). */
   secretsCheck?: () => Promise<void>;
+  /** More to check of the table than that it answers a read (DynamoDB Local's disk). */
+  storageCheck?: () => Promise<void>;
   logger: Logger;
   /** SHA-256 (hex) of the operator token. */
   adminTokenHash: string;
@@ -47,7 +49,16 @@ export interface ApiWiring {
 
 export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
   const store = new DynamoTunnelStore(wiring.doc, env.TABLE_NAME);
-  const readiness: ReadinessCheck[] = [{ name: 'storage', run: () => store.ping() }];
+  const { storageCheck } = wiring;
+  const readiness: ReadinessCheck[] = [
+    {
+      name: 'storage',
+      run: async () => {
+        await store.ping();
+        await storageCheck?.();
+      },
+    },
+  ];
   const { secretsCheck } = wiring;
   if (secretsCheck) readiness.push({ name: 'secrets', run: secretsCheck });
   const deps: ApiDeps = {

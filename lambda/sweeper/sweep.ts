@@ -178,7 +178,7 @@ class Sweep {
 
   async run(): Promise<SweepReport> {
     const started = performance.now();
-    this.observingSince = await this.readMark(this.now().getTime());
+    this.observingSince = await this.readMark();
     await Promise.all(Array.from({ length: SHARD_COUNT }, (_, shard) => this.sweepShard(shard)));
     if (this.shardErrors === 0) await this.writeMark(this.now().getTime());
     this.report.ms = Math.round(performance.now() - started);
@@ -194,8 +194,10 @@ class Sweep {
    * ended within two intervals and a heartbeat (a heartbeat missed in a shorter gap is the worker's
    * doing), or none ever did; then from now.
    */
-  private async readMark(now: number): Promise<number> {
+  private async readMark(): Promise<number> {
     const mark = await this.deps.store.getSweepMark();
+    // Sight is back when the read answers (it may have waited out a table starting up).
+    const now = this.now().getTime();
     const gapMs = 2 * (this.deps.intervalMs ?? DEFAULT_INTERVAL_MS) + this.deps.settings.heartbeatIntervalMs;
     if (mark && now - mark.lastCompleteAt <= gapMs) return mark.observingSince;
     if (mark) {

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, statfs, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { availableBytes, MIN_FREE_BYTES } from '../disk-space';
 import {
   SecretAccessDeniedError,
   SecretNotFoundError,
@@ -10,8 +11,6 @@ import {
 import type { SecretStore } from './secret-store';
 
 const KEY_FILE = 'master.key';
-/** Room for a few secrets and their temp files; below it the store reports itself full. */
-const MIN_FREE_BYTES = 256 * 1024;
 const KEY_BYTES = 32;
 const FORMAT_VERSION = 1;
 // A random 96-bit IV per write is safe for far more writes than this store will ever see under one key
@@ -87,14 +86,8 @@ export class FileSecretStore implements SecretStore {
    * handful of secrets need (a create would then fail half-way).
    */
   async checkSpace(): Promise<void> {
-    let stats: { bavail: number; bsize: number };
-    try {
-      stats = await statfs(this.dir);
-    } catch (err) {
-      if (hasCode(err, 'ENOENT')) return; // created on first write
-      throw fileError('(store)', `cannot inspect ${this.dir}`, err);
-    }
-    if (stats.bavail * stats.bsize < MIN_FREE_BYTES) {
+    const available = await availableBytes(this.dir);
+    if (available !== undefined && available < MIN_FREE_BYTES) {
       throw new SecretStoreUnavailableError('(readiness check)', 'full');
     }
   }

@@ -1,6 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { StorageUnavailableError } from '../errors';
+import { StorageUnavailableError, type StorageUnavailableReason } from '../errors';
 import { outageReason, StorageHealth } from './storage-outage';
 
 /**
@@ -23,7 +23,17 @@ export interface DynamoClients {
  * Failures that mean the table is unavailable (unreachable, throttled, failing, full) come out as
  * `StorageUnavailableError`, after the SDK's retries; every other error passes unchanged.
  */
-export function createDynamoClients(options: { region: string; endpoint?: string }): DynamoClients {
+export interface DynamoClientOptions {
+  region: string;
+  endpoint?: string;
+  /**
+   * Says more about a `failing` table when the runtime can (DynamoDB Local answers a full disk
+   * with a bare InternalFailure; `npm start` knows the disk it writes to).
+   */
+  explainFailure?: () => Promise<StorageUnavailableReason | undefined>;
+}
+
+export function createDynamoClients(options: DynamoClientOptions): DynamoClients {
   const requestHandler = { socketTimeout: SOCKET_TIMEOUT_MS };
   const client = new DynamoDBClient(
     options.endpoint
@@ -43,10 +53,13 @@ export function createDynamoClients(options: { region: string; endpoint?: string
         health.succeeded();
         return result;
       } catch (err) {
-        const reason = outageReason(err);
+        let reason = outageReason(err);
         if (reason === undefined) {
           health.succeeded(); // an answer (a condition failed, a bad request): the table is there
           throw err;
+        }
+        if (reason === 'failing' && options.explainFailure) {
+          reason = (await options.explainFailure().catch(() => undefined)) ?? reason;
         }
         health.failed(reason);
         throw new StorageUnavailableError(reason, { cause: err });
