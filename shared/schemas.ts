@@ -2,18 +2,15 @@
  * zod schemas for every request and response of the public contract (../shared/CONTRACT.md).
  * Types come from them; the OpenAPI document is generated from them.
  */
-import { isIP } from 'node:net';
 import { z } from '@hono/zod-openapi';
-
-// RFC 1123 host name labels; underscores tolerated because internal DNS uses them.
-const HOSTNAME =
-  /^(?=.{1,253}\.?$)[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?(?:\.[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?)*\.?$/;
+import { hostProblem, MAX_HOST_LENGTH } from './hosts';
 
 export const HostSchema = z
   .string()
-  .max(253, 'must be at most 253 characters')
-  .refine((h) => isIP(h) !== 0 || HOSTNAME.test(h), {
-    message: 'must be a DNS name or an IP address, without spaces, port, scheme or shell characters',
+  .max(MAX_HOST_LENGTH, `must be at most ${MAX_HOST_LENGTH} characters`)
+  .superRefine((host, ctx) => {
+    const problem = host.length > MAX_HOST_LENGTH ? undefined : hostProblem(host);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
   })
   .openapi({ example: 'db.internal.example.com' });
 
