@@ -22,10 +22,13 @@ const SMALL_PRIMES_PRODUCT = oddPrimesBelow(752).reduce((product, p) => product 
 export function rsaPublicKeyProblem(e: Buffer, n: Buffer): string | undefined {
   const exponent = toBigInt(e);
   const modulus = toBigInt(n);
-  if ((modulus & 1n) === 0n) return 'the RSA modulus is even, so it is not the product of two odd primes: the key is corrupt';
+  if ((modulus & 1n) === 0n)
+    return 'the RSA modulus is even, so it is not the product of two odd primes: the key is corrupt';
   if (exponent <= 1n) return `the RSA public exponent is ${exponent}; it must be an odd number of at least 3`;
-  if ((exponent & 1n) === 0n) return 'the RSA public exponent is even, so no private key can match it: the key is corrupt';
-  if (exponent >= modulus) return 'the RSA public exponent is not smaller than the modulus: the key is corrupt';
+  if ((exponent & 1n) === 0n)
+    return 'the RSA public exponent is even, so no private key can match it: the key is corrupt';
+  if (exponent >= modulus)
+    return 'the RSA public exponent is not smaller than the modulus: the key is corrupt';
   const exponentBits = exponent.toString(2).length;
   if (exponentBits > MAX_EXPONENT_BITS) {
     return `the RSA public exponent has ${exponentBits} bits; at most ${MAX_EXPONENT_BITS} are accepted (ssh-keygen uses 65537)`;
