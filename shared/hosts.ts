@@ -5,7 +5,9 @@
  */
 import { isIP } from 'node:net';
 
-export const MAX_HOST_LENGTH = 253;
+/** RFC 1035's 253 characters of a name, plus the trailing dot of a fully qualified one. */
+export const MAX_HOST_LENGTH = 254;
+export const HOST_TOO_LONG = 'must be at most 253 characters (254 with a trailing dot)';
 
 // RFC 1123 host name labels; underscores tolerated because internal DNS uses them.
 const HOSTNAME =
@@ -14,7 +16,7 @@ const HOSTNAME =
 /** Why `host` is not a host we can use, in words for the customer; `undefined` when it is fine. */
 export function hostProblem(host: string): string | undefined {
   if (host.length === 0) return 'must not be empty';
-  if (host.length > MAX_HOST_LENGTH) return `must be at most ${MAX_HOST_LENGTH} characters`;
+  if (host.length > (host.endsWith('.') ? MAX_HOST_LENGTH : MAX_HOST_LENGTH - 1)) return HOST_TOO_LONG;
   const percent = host.indexOf('%');
   if (percent > 0 && isIP(host.slice(0, percent)) === 6) {
     // Node's isIP accepts `fe80::1%eth0`, but a zone names an interface of one machine: ours has no

@@ -3,11 +3,11 @@
  * Types come from them; the OpenAPI document is generated from them.
  */
 import { z } from '@hono/zod-openapi';
-import { hostProblem, MAX_HOST_LENGTH } from './hosts';
+import { HOST_TOO_LONG, hostProblem, MAX_HOST_LENGTH } from './hosts';
 
 export const HostSchema = z
   .string()
-  .max(MAX_HOST_LENGTH, `must be at most ${MAX_HOST_LENGTH} characters`)
+  .max(MAX_HOST_LENGTH, HOST_TOO_LONG)
   .superRefine((host, ctx) => {
     const problem = host.length > MAX_HOST_LENGTH ? undefined : hostProblem(host);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
