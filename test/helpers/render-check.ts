@@ -292,3 +292,117 @@ export async function authorizedKeysFingerprints(lines: string[]): Promise<strin
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** The rendered parts of a tunnel object the checks read (a `Tunnel` from the API). */
+export interface RenderedTunnel {
+  id: string;
+  type: string;
+  service: { host: string; port: number };
+  publicKeyFingerprint: string;
+  authorizedKeysLine?: string;
+  reverse?: {
+    sshHost: string;
+    sshPort: number;
+    remotePort: number;
+    commands: { ssh: string; autossh: string; systemd: string; crontab: string };
+  };
+}
+
+const bracketed = (host: string) => (host.includes(':') ? `[${host}]` : host);
+
+/**
+ * Every rendered output of these tunnels read by its real parser, batched: `sh -n` and the argv of
+ * `reverse.commands.ssh`/`autossh`, the crontab line (cron's `%` handling, `sh`, `crontab`), the
+ * unit (`systemd-analyze verify`, ExecStart's argv), and `authorizedKeysLine` (`ssh-keygen -l`).
+ * The four forms must pass the same arguments, with the service as the `-R` target and the
+ * tunnel's key. Returns one line per problem, naming the tunnel; empty when all is well.
+ */
+export async function renderProblems(tunnels: RenderedTunnel[]): Promise<string[]> {
+  const problems: string[] = [];
+  const reverse = tunnels.filter((t) => t.reverse);
+  const standard = tunnels.filter((t) => t.type === 'standard');
+
+  const expected = reverse.map((t) => ({
+    key: `${CUSTOMER_HOME}/.ssh/tunnelkeeper_${t.id}`,
+    forward: `${t.reverse?.remotePort}:${bracketed(t.service.host)}:${t.service.port}`,
+    target: `${t.id}@${t.reverse?.sshHost}`,
+  }));
+  const crons = reverse.map((t) => parseCronLine(t.reverse?.commands.crontab ?? ''));
+  const commands = reverse.flatMap((t, i) => [
+    t.reverse?.commands.ssh ?? '',
+    t.reverse?.commands.autossh ?? '',
+    crons[i]?.command ?? '',
+  ]);
+  const traps = globTraps(expected.map((e) => e.forward));
+  const outcomes = await shellOutcomes(commands, ['ssh', 'autossh'], traps);
+  for (const [i, t] of reverse.entries()) {
+    const want = expected[i];
+    const cron = crons[i];
+    if (!want || !cron || !t.reverse) continue;
+    if (cron.schedule !== '@reboot' || cron.input !== undefined) {
+      problems.push(`${t.id}: cron reads ${JSON.stringify(cron)} from the crontab line`);
+    }
+    const forms: [string, string[] | undefined][] = [];
+    for (const [j, [form, prefix]] of (
+      [
+        ['ssh', ['ssh']],
+        ['autossh', ['autossh', '-M', '0']],
+        ['crontab', ['autossh', '-M', '0', '-f']],
+      ] as const
+    ).entries()) {
+      const outcome = outcomes[i * 3 + j];
+      if (!outcome?.syntaxOk) {
+        problems.push(
+          `${t.id}: sh -n refuses the ${form} command: ${outcome?.syntaxError} in ${outcome?.command}`,
+        );
+        continue;
+      }
+      const argv = outcome.argv ?? [];
+      if (prefix.some((word, k) => argv[k] !== word)) {
+        problems.push(`${t.id}: the ${form} command runs ${JSON.stringify(argv.slice(0, 5))}`);
+        continue;
+      }
+      forms.push([form, argv.slice(prefix.length)]);
+    }
+    try {
+      const argv = execStartArgv(t.reverse.commands.systemd);
+      if (argv[0] !== '/usr/bin/ssh') problems.push(`${t.id}: the unit runs ${argv[0]}`);
+      forms.push(['systemd', argv.slice(1)]);
+    } catch (err) {
+      problems.push(`${t.id}: the unit's ExecStart does not read back: ${(err as Error).message}`);
+    }
+    for (const [form, args = []] of forms) {
+      const at = (flag: string) => args[args.indexOf(flag) + 1];
+      if (at('-R') !== want.forward)
+        problems.push(`${t.id}: ${form} forwards ${at('-R')}, not ${want.forward}`);
+      if (at('-i') !== want.key) problems.push(`${t.id}: ${form} uses the key ${at('-i')}, not ${want.key}`);
+      if (args.at(-1) !== want.target) problems.push(`${t.id}: ${form} logs in as ${args.at(-1)}`);
+      if (JSON.stringify(args) !== JSON.stringify(forms[0]?.[1])) {
+        problems.push(`${t.id}: ${form} passes other arguments than ${forms[0]?.[0]}`);
+      }
+    }
+  }
+  const cronRefusal = await crontabRefusal(reverse.map((t) => t.reverse?.commands.crontab ?? ''));
+  if (cronRefusal) problems.push(`crontab refuses the lines: ${cronRefusal}`);
+  for (const [file, output] of await systemdRefusals(reverse.map((t) => t.reverse?.commands.systemd ?? ''))) {
+    problems.push(`systemd-analyze verify refuses ${file}: ${output}`);
+  }
+
+  const lines = standard.map((t) => t.authorizedKeysLine ?? '');
+  const fingerprints = await authorizedKeysFingerprints(lines);
+  if (fingerprints.length !== lines.length) {
+    problems.push(`ssh-keygen -l reads ${fingerprints.length} of ${lines.length} authorized_keys lines`);
+  }
+  for (const [i, t] of standard.entries()) {
+    if (fingerprints.length === lines.length && fingerprints[i] !== t.publicKeyFingerprint) {
+      problems.push(`${t.id}: ssh-keygen -l reads ${fingerprints[i]} from authorizedKeysLine`);
+    }
+    const permitOpen = /^restrict,port-forwarding,permitopen="([^"\\]*)" /.exec(
+      t.authorizedKeysLine ?? '',
+    )?.[1];
+    if (permitOpen !== `${bracketed(t.service.host)}:${t.service.port}`) {
+      problems.push(`${t.id}: authorizedKeysLine permits ${permitOpen}`);
+    }
+  }
+  return problems;
+}
