@@ -33,7 +33,7 @@ import { type RenderedTunnel, renderProblems, requireRenderCheckTools } from '..
 const run = promisify(execFile);
 
 /** Requests the fuzzer sends (cleanup and fixture requests come on top). */
-const FUZZ_REQUESTS = 2_400;
+const FUZZ_REQUESTS = 2_100;
 /** Tunnels the fuzzer created and keeps for its DELETEs, per workspace (the quota is 100). */
 const MAX_VICTIMS = 10;
 /** Requests in flight at once. */
