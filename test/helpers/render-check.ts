@@ -369,7 +369,9 @@ export async function renderProblems(tunnels: RenderedTunnel[]): Promise<string[
       if (argv[0] !== '/usr/bin/ssh') problems.push(`${t.id}: the unit runs ${argv[0]}`);
       forms.push(['systemd', argv.slice(1)]);
     } catch (err) {
-      problems.push(`${t.id}: the unit's ExecStart does not read back: ${(err as Error).message}`);
+      problems.push(
+        `${t.id}: the unit's ExecStart does not read back: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
     for (const [form, args = []] of forms) {
       const at = (flag: string) => args[args.indexOf(flag) + 1];

@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { TunnelSchema } from '../../../shared/schemas';
 import { createTestApi } from '../../helpers/api';
 import {
   AWKWARD_HOSTS,
@@ -332,17 +333,12 @@ function bind(value: unknown, keys: Keys): unknown {
   if (Array.isArray(value)) return value.map((v) => bind(v, keys));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      // A passphrase goes with the encrypted key when the plan chose it, so decryption runs too.
-      out[k] = bind(v, keys);
-    }
-    if (isSymbolic((value as Record<string, unknown>).privateKey)) {
-      const chosen =
-        keys.privateKeys[
-          (value as { privateKey: { index: number } }).privateKey.index % keys.privateKeys.length
-        ];
-      if (chosen?.passphrase && typeof out.passphrase !== 'string') out.passphrase = chosen.passphrase;
-    }
+    for (const [k, v] of Object.entries(value)) out[k] = bind(v, keys);
+    // A passphrase goes with the encrypted key when the plan chose it, so decryption runs too.
+    const chosen =
+      'privateKey' in value && isSymbolic(value.privateKey) && value.privateKey.symbol === 'privateKey';
+    const key = chosen ? keys.privateKeys.find((k) => k.pem === out.privateKey) : undefined;
+    if (key?.passphrase && typeof out.passphrase !== 'string') out.passphrase = key.passphrase;
     return out;
   }
   return value;
@@ -421,6 +417,7 @@ async function createOk(ws: Workspace, body: unknown): Promise<RenderedTunnel & 
 describe('a fuzzer over every route of /openapi.json', () => {
   it(`gets no 5xx from ${FUZZ_REQUESTS} malformed requests, and every tunnel it creates renders for its real parsers`, async () => {
     const started = performance.now();
+    const cpuBefore = process.cpuUsage();
     const doc = await (await api.app.request('/openapi.json')).json();
     const { operations, resolve } = operationsOf(doc);
     expect(operations.length).toBeGreaterThanOrEqual(10);
@@ -451,9 +448,17 @@ describe('a fuzzer over every route of /openapi.json', () => {
     };
 
     const rendered = new Map<string, RenderedTunnel>();
-    const collect = (value: unknown) => {
+    // Every tunnel a 2xx carries must match the contract's schema; its renderings are checked below.
+    const collect = (value: unknown, request: () => string) => {
       if (!value || typeof value !== 'object' || !('id' in value) || !('type' in value)) return;
-      const t = value as RenderedTunnel;
+      const parsed = TunnelSchema.safeParse(value);
+      if (!parsed.success) {
+        failures.push(
+          `a tunnel off the contract's schema (${parsed.error.message.slice(0, 200)}) for ${request()}`,
+        );
+        return;
+      }
+      const t = parsed.data;
       rendered.set(JSON.stringify([t.id, t.service, t.authorizedKeysLine, t.reverse?.commands]), t);
     };
     const secrets = [
@@ -549,9 +554,10 @@ describe('a fuzzer over every route of /openapi.json', () => {
 
       if (!res.ok || !text || !res.headers.get('content-type')?.includes('json')) return;
       const json: unknown = JSON.parse(text);
-      collect(json);
-      if (json && typeof json === 'object' && 'items' in json && Array.isArray(json.items))
-        json.items.forEach(collect);
+      collect(json, shown);
+      if (json && typeof json === 'object' && 'items' in json && Array.isArray(json.items)) {
+        for (const item of json.items) collect(item, shown);
+      }
       if (plan.method === 'POST' && plan.op.path === '/v1/tunnels' && res.status === 201 && keyWorkspace) {
         created++;
         const id = z.object({ id: z.string() }).parse(json).id;
@@ -563,6 +569,7 @@ describe('a fuzzer over every route of /openapi.json', () => {
       }
     }
     const fuzzMs = performance.now() - started;
+    const cpu = process.cpuUsage(cpuBefore);
 
     // No request left a workspace unable to list its tunnels.
     for (const ws of [own, other]) {
@@ -575,7 +582,7 @@ describe('a fuzzer over every route of /openapi.json', () => {
     const problems = await renderProblems(tunnels);
     const totalMs = performance.now() - started;
     console.info(
-      `fuzz (seed ${seed}): ${sent} requests in ${(fuzzMs / 1000).toFixed(1)} s, ${created} tunnels created, ` +
+      `fuzz (seed ${seed}): ${sent} requests in ${(fuzzMs / 1000).toFixed(1)} s (${((cpu.user + cpu.system) / 1e6).toFixed(1)} s of this process's CPU), ${created} tunnels created, ` +
         `${tunnels.length} renderings checked (total ${(totalMs / 1000).toFixed(1)} s); statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
     );
     expect(failures.slice(0, 20), `fast-check seed ${seed}`).toEqual([]);
@@ -716,6 +723,19 @@ describe('inputs that can never be valid', () => {
       () => ({ ...reverseBody('z'), publicKey: rsaLine(65537n, 3n * n) }),
       /small prime factor/,
     ],
+    ['a lone surrogate in the name', 'name', () => reverseBody('a\ud800b'), /valid Unicode/],
+    [
+      'a lone surrogate in a key comment',
+      'publicKey',
+      () => ({ ...reverseBody('z'), publicKey: `${keys.publicKeys[0]?.line} laptop\udc00` }),
+      /valid Unicode/,
+    ],
+    [
+      'a lone surrogate in a password',
+      'auth.password',
+      () => ({ ...standardBody('z'), auth: { method: 'password', password: '\ud800' } }),
+      /valid Unicode/,
+    ],
     [
       'an RSA private key whose public half has an even e',
       'auth.privateKey',
@@ -739,6 +759,43 @@ describe('inputs that can never be valid', () => {
     expect(res.json.error.details).toEqual([{ path: field, message: expect.stringMatching(message) }]);
     expect((await api.call('GET', `/v1/tunnels/${tunnel.id}`, own.apiKey)).status).toBe(200);
     await api.call('DELETE', `/v1/tunnels/${tunnel.id}`, own.apiKey);
+  });
+
+  it('lists tunnels stored with a zone id before it was refused; PATCH repairs them', async () => {
+    const ws = await api.newWorkspace('legacy');
+    const at = new Date().toISOString();
+    const base = { workspaceId: ws.id, enabled: true, createdAt: at, updatedAt: at, name: 'legacy' };
+    const key = keys.publicKeys[0]?.line ?? '';
+    const fingerprint = (await createOk(ws, { ...reverseBody('k'), publicKey: key })).publicKeyFingerprint;
+    const service = { host: 'fe80::1%eth0', port: 5432 };
+    const stored = [
+      {
+        ...base,
+        id: 'tun_legacystandardaa',
+        type: 'standard' as const,
+        service,
+        ssh: { host: 'b.example.com', port: 22, user: 'u' },
+      },
+      { ...base, id: 'tun_legacyreverseaaa', type: 'reverse' as const, service },
+    ];
+    for (const record of stored) {
+      await api.table.store.createTunnel(
+        { ...record, publicKey: key, publicKeyFingerprint: fingerprint },
+        { from: 20000, to: 29999 },
+      );
+    }
+    const listed = await api.call('GET', '/v1/tunnels', ws.apiKey);
+    expect(listed.status, listed.text).toBe(200);
+    const legacyStandard = listed.json.items.find((t: { id: string }) => t.id === 'tun_legacystandardaa');
+    expect(legacyStandard.authorizedKeysLine).toBeUndefined();
+    const legacyReverse = listed.json.items.find((t: { id: string }) => t.id === 'tun_legacyreverseaaa');
+    expect(await renderProblems([legacyReverse])).toEqual([]);
+
+    const repaired = await api.call('PATCH', '/v1/tunnels/tun_legacystandardaa', ws.apiKey, {
+      service: { host: 'fe80::1' },
+    });
+    expect(repaired.status, repaired.text).toBe(200);
+    expect(repaired.json.authorizedKeysLine).toContain('permitopen="[fe80::1]:5432"');
   });
 
   it('refuses a bogus RSA key at rotation with 422 on publicKey', async () => {
