@@ -1,9 +1,12 @@
 /**
  * The arithmetic checks of an RSA public key, beyond its size: what OpenSSL 3 checks of a public
  * key (crypto/rsa/rsa_sp800_56b_check.c: odd modulus, odd exponent above 1, no prime factor below
- * 752), what OpenSSL refuses when it verifies a signature (crypto/rsa/rsa_ossl.c: e < n, e of at
- * most 64 bits above 3072-bit moduli). A key that fails them is bogus (anyone can forge its signatures) or can never log in. Cheap
- * enough for the request path: a few BigInt operations on at most 16384 bits.
+ * 752) and what it refuses when it verifies a signature (crypto/rsa/rsa_ossl.c: e < n, and e of at
+ * most 64 bits above 3072-bit moduli). A key that fails them is bogus (anyone can factor it or
+ * forge its signatures) or can never log in. OpenSSH itself checks only the size. Cheap enough for
+ * the request path: a few BigInt operations on at most 16384 bits (well under a millisecond).
+ * Not checked: that the modulus is not a prime or a prime power, which takes a Miller-Rabin round
+ * (tens of milliseconds of blocked event loop for 4096 bits).
  */
 
 // ossl_rsa_check_public_exponent caps e below 2^256 in FIPS mode; no real key has a larger one,
@@ -16,8 +19,8 @@ const MAX_PUBEXP_BITS_LARGE_MODULUS = 64;
 const SMALL_PRIMES_PRODUCT = oddPrimesBelow(752).reduce((product, p) => product * BigInt(p), 1n);
 
 /**
- * Why the RSA public key with exponent `e` and modulus `n` (SSH mpint bytes, already known to be
- * big-endian bytes) is unusable, for the customer; `undefined` when it passes.
+ * Why the RSA public key with exponent `e` and modulus `n` (unsigned big-endian bytes, as in an SSH
+ * mpint) is unusable, in words for the customer; `undefined` when it passes.
  */
 export function rsaPublicKeyProblem(e: Buffer, n: Buffer): string | undefined {
   const exponent = toBigInt(e);
