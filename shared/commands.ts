@@ -2,6 +2,7 @@
  * The commands a customer runs for a reverse tunnel, rendered from one argument list so `ssh`,
  * `autossh`, the systemd unit and the crontab line can never drift apart.
  */
+import { cronArg, cronHomePath, shellArg, shellHomePath, systemdArg } from './quoting';
 
 export interface ReverseCommandInput {
   tunnelId: string;
@@ -19,7 +20,8 @@ export interface ReverseCommands {
   crontab: string;
 }
 
-const AUTOSSH_ENV = ['AUTOSSH_GATETIME=0', 'AUTOSSH_POLL=30'];
+/** A word of a command: literal text, or a path under the user's home (`~` in a shell, `%h` in systemd). */
+type Word = string | { home: string };
 
 const bracketIpv6 = (host: string) => (host.includes(':') ? `[${host}]` : host);
 
@@ -44,12 +46,12 @@ export function customerSshOptions(sshPort: number, keepaliveIntervalSec: number
   ];
 }
 
-function sshArgs(input: ReverseCommandInput, keyPath: string): string[] {
+function sshArgs(input: ReverseCommandInput): Word[] {
   return [
     '-N',
     '-T',
     '-i',
-    keyPath,
+    { home: `.ssh/tunnelkeeper_${input.tunnelId}` },
     ...customerSshOptions(input.sshPort, input.keepaliveIntervalSec),
     '-R',
     `${input.remotePort}:${bracketIpv6(input.service.host)}:${input.service.port}`,
@@ -57,14 +59,25 @@ function sshArgs(input: ReverseCommandInput, keyPath: string): string[] {
   ];
 }
 
-/** Renders all four commands. Every interpolated value is validated (ids, host names, numbers): no quoting needed. */
+const shellWords = (words: Word[]) =>
+  words.map((w) => (typeof w === 'string' ? shellArg(w) : shellHomePath(w.home))).join(' ');
+const cronWords = (words: Word[]) =>
+  words.map((w) => (typeof w === 'string' ? cronArg(w) : cronHomePath(w.home))).join(' ');
+const systemdWords = (words: Word[]) =>
+  words.map((w) => (typeof w === 'string' ? systemdArg(w) : systemdArg(w.home, '%h/'))).join(' ');
+
+/**
+ * Renders all four commands, each quoted for the programs that read it (shared/quoting.ts): an
+ * IPv6 service's brackets are globs to a shell, `%` means something to systemd and to cron.
+ */
 export function renderReverseCommands(input: ReverseCommandInput): ReverseCommands {
-  const keyFile = `.ssh/tunnelkeeper_${input.tunnelId}`;
-  const ssh = ['ssh', ...sshArgs(input, `~/${keyFile}`)].join(' ');
+  const args = sshArgs(input);
+  const ssh = `ssh ${shellWords(args)}`;
   // -M 0: rely on ServerAlive keepalives instead of autossh's monitor port; GATETIME=0 retries even a
   // first failure; POLL=30 caps autossh's back-off after fast failures (a gateway restarting) at 30 s
   // instead of 10 minutes, and forgives them once a session has lived 10 s.
-  const autossh = [...AUTOSSH_ENV, 'autossh', '-M', '0', ...sshArgs(input, `~/${keyFile}`)].join(' ');
+  const autosshPrefix = 'AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0';
+  const autossh = `${autosshPrefix} ${shellWords(args)}`;
   const unit = `tunnelkeeper-${input.tunnelId}`;
   const systemd = [
     `# Save as ~/.config/systemd/user/${unit}.service, then: systemctl --user enable --now ${unit}`,
@@ -76,7 +89,7 @@ export function renderReverseCommands(input: ReverseCommandInput): ReverseComman
     'StartLimitIntervalSec=0',
     '',
     '[Service]',
-    `ExecStart=/usr/bin/ssh ${sshArgs(input, `%h/${keyFile}`).join(' ')}`,
+    `ExecStart=/usr/bin/ssh ${systemdWords(args)}`,
     'Restart=always',
     'RestartSec=5',
     '',
@@ -84,6 +97,6 @@ export function renderReverseCommands(input: ReverseCommandInput): ReverseComman
     'WantedBy=default.target',
     '',
   ].join('\n');
-  const crontab = `@reboot ${[...AUTOSSH_ENV, 'autossh', '-M', '0', '-f', ...sshArgs(input, `~/${keyFile}`)].join(' ')}`;
+  const crontab = `@reboot ${autosshPrefix} -f ${cronWords(args)}`;
   return { ssh, autossh, systemd, crontab };
 }

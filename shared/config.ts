@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from './errors';
+import { hostProblem } from './hosts';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const durationMs = z.coerce.number().int().min(1);
@@ -74,7 +75,14 @@ const envSchema = z.object({
   DATA_DIR: z.string().min(1).default('.data'),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   BOOTSTRAP_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
-  PUBLIC_SSH_HOST: z.string().min(1).default('localhost'),
+  /** Written into every customer command and known_hosts line: a host those can carry. */
+  PUBLIC_SSH_HOST: z
+    .string()
+    .default('localhost')
+    .superRefine((host, ctx) => {
+      const problem = hostProblem(host);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   /** Port customers dial; in AWS the NLB's 22, locally `SSH_PORT`. */
   PUBLIC_SSH_PORT: port.optional(),
   TUNNEL_BIND_HOST: z.string().min(1).default('127.0.0.1'),

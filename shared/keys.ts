@@ -7,6 +7,9 @@ import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'n
 import { isIP } from 'node:net';
 import ssh2 from 'ssh2';
 import { ValidationError } from './errors.js';
+import { hostProblem } from './hosts.js';
+import { authorizedKeysOptionValue } from './quoting.js';
+import { rsaPublicKeyProblem } from './rsa-public-check.js';
 
 // ssh2 is CommonJS and Node's ESM loader cannot see `utils` as a named export.
 const { utils } = ssh2;
@@ -300,7 +303,8 @@ export function authorizedKeysLine(publicKey: string, service: { host: string; p
   assertHostPort(service.host, service.port);
   if (/[\r\n]/.test(publicKey)) throw new RangeError('public key must be a single line');
   const host = isIP(service.host) === 6 ? `[${service.host}]` : service.host;
-  return `restrict,port-forwarding,permitopen="${host}:${service.port}" ${publicKey.trim()}`;
+  const permitOpen = authorizedKeysOptionValue(`${host}:${service.port}`);
+  return `restrict,port-forwarding,permitopen=${permitOpen} ${publicKey.trim()}`;
 }
 
 /** A `known_hosts` line: `host <type> <base64>`, or `[host]:port ...` when the port is not 22. */
@@ -314,8 +318,9 @@ export function knownHostsLine(host: string, port: number, publicKey: string): s
 type CheckedBlob = { type: string; bits: number; blob: Buffer } | { message: string };
 
 /**
- * Parses an SSH public key blob completely and applies our policy (types, RSA size). When
- * `declaredType` is given the blob must carry that type.
+ * Parses an SSH public key blob completely and applies our policy (types, RSA size and arithmetic).
+ * When `declaredType` is given the blob must carry that type. Returns the blob as OpenSSH would
+ * write it.
  */
 function checkPublicBlob(blob: Buffer, declaredType?: string): CheckedBlob {
   const reader = new WireReader(blob);
@@ -348,6 +353,12 @@ function checkPublicBlob(blob: Buffer, declaredType?: string): CheckedBlob {
     }
     if (bits > MAX_RSA_BITS)
       return { message: `RSA key is ${bits} bits; at most ${MAX_RSA_BITS} are supported` };
+    if (!reader.atEnd()) return invalid;
+    const problem = rsaPublicKeyProblem(e, n);
+    if (problem) return { message: problem };
+    // OpenSSH reads integers with superfluous leading zeros and writes them without: so do we, or
+    // the fingerprint and the key a client offers at login would not match what we store.
+    return { type: embedded, bits, blob: wire(embedded, mpint(e), mpint(n)) };
   } else {
     const curve = ECDSA_CURVES.get(embedded);
     const name = reader.string()?.toString('latin1');
@@ -573,10 +584,10 @@ function siblingField(field: string, name: string): string {
 }
 
 function assertHostPort(host: string, port: number): void {
-  // Both lines are parsed by sshd/ssh: a quote, space, comma or wildcard would change their meaning.
-  if (!/^[A-Za-z0-9._:-]+$/.test(host) || (host.includes(':') && isIP(host) !== 6)) {
-    throw new RangeError('host must be a hostname, an IPv4 or an IPv6 address');
-  }
+  // Both lines are parsed by sshd/ssh: a quote, space, comma, % or wildcard would change their
+  // meaning. The request schemas refuse the same hosts, so a stored tunnel always renders.
+  const problem = hostProblem(host);
+  if (problem) throw new RangeError(`host ${problem}`);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError('port must be 1-65535');
 }
 

@@ -2,20 +2,27 @@
  * zod schemas for every request and response of the public contract (../shared/CONTRACT.md).
  * Types come from them; the OpenAPI document is generated from them.
  */
-import { isIP } from 'node:net';
 import { z } from '@hono/zod-openapi';
-
-// RFC 1123 host name labels; underscores tolerated because internal DNS uses them.
-const HOSTNAME =
-  /^(?=.{1,253}\.?$)[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?(?:\.[a-zA-Z0-9_](?:[a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?)*\.?$/;
+import { HOST_TOO_LONG, hostProblem, MAX_HOST_LENGTH } from './hosts';
 
 export const HostSchema = z
   .string()
-  .max(253, 'must be at most 253 characters')
-  .refine((h) => isIP(h) !== 0 || HOSTNAME.test(h), {
-    message: 'must be a DNS name or an IP address, without spaces, port, scheme or shell characters',
+  .max(MAX_HOST_LENGTH, HOST_TOO_LONG)
+  .superRefine((host, ctx) => {
+    const problem = host.length > MAX_HOST_LENGTH ? undefined : hostProblem(host);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
   })
   .openapi({ example: 'db.internal.example.com' });
+
+// A UTF-16 surrogate without its pair: JSON can carry one (`"\ud800"`), UTF-8 (DynamoDB, files,
+// the customer's terminal) cannot.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** A free-text string: valid Unicode, so that it can be stored and shown as UTF-8. */
+const text = () =>
+  z.string().refine((s) => !LONE_SURROGATE.test(s), {
+    message: 'must be valid Unicode text (it has an unpaired surrogate code unit)',
+  });
 
 export const PortSchema = z
   .number({ error: 'must be a number' })
@@ -23,8 +30,7 @@ export const PortSchema = z
   .min(1, 'must be between 1 and 65535')
   .max(65535, 'must be between 1 and 65535');
 
-export const NameSchema = z
-  .string()
+export const NameSchema = text()
   .max(100, 'must be at most 100 characters')
   .refine((s) => s.trim().length > 0, { message: 'must not be empty or blank' })
   // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
@@ -44,7 +50,7 @@ export const FingerprintSchema = z
     'must be an OpenSSH SHA256 fingerprint, e.g. SHA256:abc... (43 chars)',
   );
 
-const PublicKeyLine = z.string().min(1, 'must not be empty').max(16_384, 'is too long for a public key');
+const PublicKeyLine = text().min(1, 'must not be empty').max(16_384, 'is too long for a public key');
 
 export const ServiceSchema = z
   .strictObject({ host: HostSchema, port: PortSchema })
@@ -64,12 +70,12 @@ export const AuthInputSchema = z
     z.strictObject({ method: z.literal('generated'), keyType: KeyTypeSchema.default('ed25519') }),
     z.strictObject({
       method: z.literal('private_key'),
-      privateKey: z.string().min(1, 'must not be empty').max(32_768, 'is too long for a private key'),
-      passphrase: z.string().max(1024, 'is too long').optional(),
+      privateKey: text().min(1, 'must not be empty').max(32_768, 'is too long for a private key'),
+      passphrase: text().max(1024, 'is too long').optional(),
     }),
     z.strictObject({
       method: z.literal('password'),
-      password: z.string().min(1, 'must not be empty').max(1024, 'is too long'),
+      password: text().min(1, 'must not be empty').max(1024, 'is too long'),
     }),
   ])
   .openapi('Auth');

@@ -1,5 +1,6 @@
 /** The public tunnel object of the contract, built from the stored record and its status. */
 import { renderReverseCommands } from './commands';
+import { hostProblem } from './hosts';
 import { authorizedKeysLine, knownHostsLine } from './keys';
 import type { Tunnel } from './schemas';
 import type { StatusView } from './status';
@@ -29,7 +30,11 @@ export function toTunnel(record: TunnelRecord, view: StatusView, gateway: Gatewa
   };
   if (record.type === 'standard' && record.ssh) {
     tunnel.ssh = { ...record.ssh };
-    tunnel.authorizedKeysLine = authorizedKeysLine(record.publicKey, record.service);
+    // A tunnel stored before hosts were checked as the renderers need (an IPv6 zone id, issue 12)
+    // shows without the line rather than failing its whole workspace's listing.
+    if (hostProblem(record.service.host) === undefined) {
+      tunnel.authorizedKeysLine = authorizedKeysLine(record.publicKey, record.service);
+    }
   }
   if (record.type === 'reverse') {
     tunnel.reverse = {

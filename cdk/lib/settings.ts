@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { parseEnv } from '../../shared/config';
+import { hostProblem } from '../../shared/hosts';
 import { GATEWAY_CONTROL_PORT, GATEWAY_HEALTH_PORT, GATEWAY_SSH_PORT } from './ports';
 
 /** `-c` values arrive as strings, cdk.json values as JSON: accept both for lists. */
@@ -30,7 +31,14 @@ export const SettingsSchema = z.object({
    * Host name written into customer commands (a DNS name you point at the NLB). Unset: the NLB's
    * own DNS name, which changes if the load balancer is ever replaced.
    */
-  publicSshHost: z.string().min(1).optional(),
+  publicSshHost: z
+    .string()
+    .superRefine((host, ctx) => {
+      // Written into every customer command and known_hosts line (shared/hosts.ts).
+      const problem = hostProblem(host);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
   /** Subscribed to the alerts topic by email (on-call confirms the subscription once). */
   alertEmail: z.email().optional(),
   /** Secrets live under `<prefix>/...`: the gateway host key, the admin token, tunnel keys. */

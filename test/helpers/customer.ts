@@ -19,7 +19,7 @@ export function requireTools(...names: string[]): void {
   if (missing.length > 0) {
     throw new Error(
       `end-to-end tests need ${missing.join(', ')} on PATH (Debian: openssh-client, autossh, ` +
-        'postgresql, postgresql-client, passwd, util-linux, procps; .ci/run installs them)',
+        'postgresql, postgresql-client, passwd, util-linux, procps, cron, systemd, openssl; .ci/run installs them)',
     );
   }
   if (process.getuid?.() !== 0) {

@@ -1,6 +1,17 @@
 import { execFileSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { type ReverseCommandInput, type ReverseCommands, renderReverseCommands } from '../../shared/commands';
+import {
+  CUSTOMER_HOME,
+  crontabRefusal,
+  execStartArgv,
+  globTraps,
+  parseCronLine,
+  requireRenderCheckTools,
+  type ShellOutcome,
+  shellOutcomes,
+  systemdRefusals,
+} from '../helpers/render-check';
 
 const input: ReverseCommandInput = {
   tunnelId: 'tun_abcdefghijklmnop',
@@ -12,26 +23,49 @@ const input: ReverseCommandInput = {
 };
 
 const KEY_FILE = `.ssh/tunnelkeeper_${input.tunnelId}`;
+const FORMS = ['ssh', 'autossh', 'systemd', 'crontab'] as const;
+type Form = (typeof FORMS)[number];
 
-/** The ssh argument string of each form, with the unit's `%h` read as the shell's `~`. */
-function sshArgsOf(commands: ReverseCommands): Record<keyof ReverseCommands, string> {
-  const execStart = commands.systemd.split('\n').find((line) => line.startsWith('ExecStart='));
-  const strip = (text: string | undefined, prefix: string) => {
-    expect(text?.startsWith(prefix), `${text} starts with ${prefix}`).toBe(true);
-    return (text ?? '').slice(prefix.length);
+beforeAll(() => requireRenderCheckTools());
+
+/**
+ * The ssh arguments of each form as its real reader passes them on: `sh` for ssh and autossh
+ * (next to files an unquoted glob would match), cron's `%` handling then `sh` for the crontab
+ * line, systemd's ExecStart rules for the unit (with `%h` read as the home `~` gives). Also fails
+ * when `sh -n` finds a syntax error or cron would cut the command short.
+ */
+async function sshArgsOf(
+  commands: ReverseCommands,
+  expected: string[] = [],
+): Promise<Record<Form, string[]>> {
+  const cron = parseCronLine(commands.crontab);
+  expect(cron.schedule).toBe('@reboot');
+  expect(cron.input, 'cron must not cut the command at a %').toBeUndefined();
+  const traps = globTraps(expected);
+  const [ssh, autossh, crontab] = await shellOutcomes(
+    [commands.ssh, commands.autossh, cron.command],
+    ['ssh', 'autossh'],
+    traps,
+  );
+  const strip = (outcome: ShellOutcome | undefined, prefix: string[]) => {
+    expect(outcome?.syntaxOk, `${outcome?.command}: ${outcome?.syntaxError}`).toBe(true);
+    expect(outcome?.argv?.slice(0, prefix.length)).toEqual(prefix);
+    return outcome?.argv?.slice(prefix.length) ?? [];
   };
+  const execStart = execStartArgv(commands.systemd);
+  expect(execStart[0]).toBe('/usr/bin/ssh');
   return {
-    ssh: strip(commands.ssh, 'ssh '),
-    autossh: strip(commands.autossh, 'AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0 '),
-    systemd: strip(execStart, 'ExecStart=/usr/bin/ssh ').replaceAll('%h/', '~/'),
-    crontab: strip(commands.crontab, '@reboot AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0 -f '),
+    ssh: strip(ssh, ['ssh']),
+    autossh: strip(autossh, ['autossh', '-M', '0']),
+    systemd: execStart.slice(1),
+    crontab: strip(crontab, ['autossh', '-M', '0', '-f']),
   };
 }
 
 /** What OpenSSH makes of the arguments: `ssh -G` resolves the configuration without connecting. */
-function sshResolve(args: string): Map<string, string[]> {
+function sshResolve(args: string[]): Map<string, string[]> {
   // -F /dev/null: neither ~/.ssh/config nor /etc/ssh/ssh_config may change what we check.
-  const out = execFileSync('ssh', ['-F', '/dev/null', '-G', ...args.split(' ')], {
+  const out = execFileSync('ssh', ['-F', '/dev/null', '-G', ...args], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -54,14 +88,50 @@ function remoteForwards(config: Map<string, string[]>) {
   });
 }
 
+/** The ssh arguments every form must pass, with `~` as the checks' customer home. */
+const expectedArgs = (over: Partial<ReverseCommandInput> = {}) => {
+  const i = { ...input, ...over };
+  const host = i.service.host.includes(':') ? `[${i.service.host}]` : i.service.host;
+  return [
+    '-N',
+    '-T',
+    '-i',
+    `${CUSTOMER_HOME}/.ssh/tunnelkeeper_${i.tunnelId}`,
+    '-p',
+    String(i.sshPort),
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'ExitOnForwardFailure=yes',
+    '-o',
+    `ServerAliveInterval=${i.keepaliveIntervalSec}`,
+    '-o',
+    'ServerAliveCountMax=3',
+    '-R',
+    `${i.remotePort}:${host}:${i.service.port}`,
+    `${i.tunnelId}@${i.sshHost}`,
+  ];
+};
+
 describe('renderReverseCommands', () => {
   const commands = renderReverseCommands(input);
 
-  it('gives all four forms the same ssh arguments', () => {
-    const args = sshArgsOf(commands);
-    expect(args.autossh).toBe(args.ssh);
-    expect(args.systemd).toBe(args.ssh);
-    expect(args.crontab).toBe(args.ssh);
+  it('gives all four forms the same ssh arguments, as sh, cron and systemd read them', async () => {
+    const args = await sshArgsOf(commands);
+    expect(args.ssh).toEqual(expectedArgs());
+    expect(args.autossh).toEqual(args.ssh);
+    expect(args.systemd).toEqual(args.ssh);
+    expect(args.crontab).toEqual(args.ssh);
+  });
+
+  it('keeps the commands of a DNS-named service exactly as they always were', () => {
+    const args = expectedArgs().join(' ').replace(CUSTOMER_HOME, '~');
+    expect(commands.ssh).toBe(`ssh ${args}`);
+    expect(commands.autossh).toBe(`AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0 ${args}`);
+    expect(commands.crontab).toBe(`@reboot AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0 -f ${args}`);
+    expect(commands.systemd).toContain(`ExecStart=/usr/bin/ssh ${args.replace('~', '%h')}\n`);
   });
 
   it.each([
@@ -89,12 +159,31 @@ describe('renderReverseCommands', () => {
   });
 
   it.each([
-    ['::1', '-R 20001:[::1]:5432 '],
-    ['fd00:1:2::5', '-R 20001:[fd00:1:2::5]:5432 '],
-    ['10.0.0.5', '-R 20001:10.0.0.5:5432 '],
-  ])('writes the service host %s as %s', (host, fragment) => {
-    const rendered = renderReverseCommands({ ...input, service: { host, port: 5432 } });
-    for (const args of Object.values(sshArgsOf(rendered))) expect(args).toContain(fragment);
+    ['::1', '20001:[::1]:5432'],
+    ['fd00:1:2::5', '20001:[fd00:1:2::5]:5432'],
+    ['::ffff:10.0.0.5', '20001:[::ffff:10.0.0.5]:5432'],
+    ['10.0.0.5', '20001:10.0.0.5:5432'],
+    ['db_1.internal.', '20001:db_1.internal.:5432'],
+  ])(
+    'passes the service host %s as -R %s, next to files its brackets would glob to',
+    async (host, forward) => {
+      const rendered = renderReverseCommands({ ...input, service: { host, port: 5432 } });
+      const expected = expectedArgs({ service: { host, port: 5432 } });
+      expect(globTraps(expected).length).toBe(host.includes(':') ? 1 : 0);
+      const args = await sshArgsOf(rendered, expected);
+      for (const form of FORMS) {
+        expect(args[form], form).toEqual(expected);
+        expect(args[form][args[form].indexOf('-R') + 1]).toBe(forward);
+      }
+    },
+  );
+
+  it('single-quotes an IPv6 forward for the shell and cron, not for systemd, which does not glob', () => {
+    const rendered = renderReverseCommands({ ...input, service: { host: '::1', port: 5432 } });
+    expect(rendered.ssh).toContain(" -R '20001:[::1]:5432' ");
+    expect(rendered.autossh).toContain(" -R '20001:[::1]:5432' ");
+    expect(rendered.crontab).toContain(" -R '20001:[::1]:5432' ");
+    expect(rendered.systemd).toContain(' -R 20001:[::1]:5432 ');
   });
 
   it('renders a complete systemd user unit that restarts forever with an absolute ssh', () => {
@@ -113,41 +202,54 @@ describe('renderReverseCommands', () => {
     expect(commands.systemd).toContain(`tunnelkeeper-${input.tunnelId}`);
   });
 
-  it('renders one @reboot crontab line under autossh in the background', () => {
+  it('writes units that systemd-analyze verifies, with %h a working specifier', async () => {
+    const units = [
+      commands.systemd,
+      renderReverseCommands({ ...input, service: { host: 'fd00:1:2::5', port: 1 } }).systemd,
+      renderReverseCommands({ ...input, sshPort: 65535, remotePort: 29999 }).systemd,
+    ];
+    expect([...(await systemdRefusals(units))]).toEqual([]);
+    expect(execStartArgv(commands.systemd)).toContain(`${CUSTOMER_HOME}/${KEY_FILE}`);
+    // The same check refuses what systemd refuses: an unknown specifier is fatal.
+    const broken = commands.systemd.replace('%h/', '%Z/');
+    expect((await systemdRefusals([broken])).size).toBe(1);
+  });
+
+  it('renders one @reboot crontab line under autossh in the background, which crontab installs', async () => {
     expect(commands.crontab).toMatch(/^@reboot /);
     expect(commands.crontab).not.toContain('\n');
     expect(commands.crontab).toContain('autossh -M 0 -f ');
     expect(commands.autossh).toMatch(/^AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0 -N /);
+    const ipv6 = renderReverseCommands({ ...input, service: { host: '::1', port: 5432 } }).crontab;
+    expect(await crontabRefusal([commands.crontab, ipv6])).toBeUndefined();
+    expect(await crontabRefusal(['@rebooot autossh'])).toMatch(/bad|error/i);
   });
 
-  it.each(['ssh', 'autossh', 'systemd', 'crontab'] as const)(
-    'the %s form parses under the real OpenSSH client as intended',
-    (form) => {
-      const config = sshResolve(sshArgsOf(commands)[form]);
-      expect(config.get('user')).toEqual([input.tunnelId]);
-      expect(config.get('hostname')).toEqual(['tunnels.example.com']);
-      expect(config.get('port')).toEqual(['2222']);
-      expect(config.get('exitonforwardfailure')).toEqual(['yes']);
-      expect(config.get('serveraliveinterval')).toEqual(['15']);
-      expect(config.get('serveralivecountmax')).toEqual(['3']);
-      expect(config.get('stricthostkeychecking')).toEqual(['true']);
-      expect(config.get('identitiesonly')).toEqual(['yes']);
-      expect(remoteForwards(config)).toEqual([{ remotePort: 20001, host: 'db.internal', port: 5432 }]);
-      expect(config.get('sessiontype')).toEqual(['none']);
-    },
-  );
+  it.each(FORMS)('the %s form parses under the real OpenSSH client as intended', async (form) => {
+    const config = sshResolve((await sshArgsOf(commands))[form]);
+    expect(config.get('user')).toEqual([input.tunnelId]);
+    expect(config.get('hostname')).toEqual(['tunnels.example.com']);
+    expect(config.get('port')).toEqual(['2222']);
+    expect(config.get('exitonforwardfailure')).toEqual(['yes']);
+    expect(config.get('serveraliveinterval')).toEqual(['15']);
+    expect(config.get('serveralivecountmax')).toEqual(['3']);
+    expect(config.get('stricthostkeychecking')).toEqual(['true']);
+    expect(config.get('identitiesonly')).toEqual(['yes']);
+    expect(remoteForwards(config)).toEqual([{ remotePort: 20001, host: 'db.internal', port: 5432 }]);
+    expect(config.get('sessiontype')).toEqual(['none']);
+  });
 
   it.each([
     ['::1', '[::1]:5432'],
     ['fd00:1:2::5', '[fd00:1:2::5]:5432'],
-  ])('OpenSSH reads the bracketed IPv6 service %s as one forward', (host, target) => {
-    const rendered = renderReverseCommands({
-      ...input,
-      keepaliveIntervalSec: 30,
-      service: { host, port: 5432 },
-    });
-    const config = sshResolve(sshArgsOf(rendered).ssh);
-    expect(config.get('remoteforward')).toEqual([`20001 ${target}`]);
-    expect(config.get('serveraliveinterval')).toEqual(['30']);
+  ])('OpenSSH reads the bracketed IPv6 service %s as one forward in every form', async (host, target) => {
+    const over = { keepaliveIntervalSec: 30, service: { host, port: 5432 } };
+    const rendered = renderReverseCommands({ ...input, ...over });
+    const args = await sshArgsOf(rendered, expectedArgs(over));
+    for (const form of FORMS) {
+      const config = sshResolve(args[form]);
+      expect(config.get('remoteforward'), form).toEqual([`20001 ${target}`]);
+      expect(config.get('serveraliveinterval')).toEqual(['30']);
+    }
   });
 });

@@ -126,6 +126,10 @@ describe('parseEnv', () => {
     ['TABLE_NAME', 'ab'],
     ['ALERT_TOPIC_ARN', 'tunnel-alerts'],
     ['ALERT_TOPIC_ARN', 'arn:aws:sqs:us-east-1:123456789012:tunnel-alerts'],
+    // Written into every customer command and known_hosts line.
+    ['PUBLIC_SSH_HOST', 'tunnels.example.com:22'],
+    ['PUBLIC_SSH_HOST', 'fe80::1%eth0'],
+    ['PUBLIC_SSH_HOST', 'tunnels example'],
   ])('rejects %s=%s with a ConfigError naming it', (name, value) => {
     expect(configError({ [name]: value })).toMatch(new RegExp(`\\b${name}: `));
   });

@@ -37,6 +37,7 @@ describe('parseSettings', () => {
     ['a reversed port range', { tunnelPortRange: '30000-20000' }, /tunnelPortRange/],
     ['a port range over the health port', { tunnelPortRange: '8000-9000' }, /tunnelPortRange.*8080, 8081/],
     ['one egress IP for two AZs', { egressEipAllocationIds: ['eipalloc-1'] }, /egressEipAllocationIds/],
+    ['an SSH host with a port', { publicSshHost: 'tunnels.example.com:22' }, /publicSshHost/],
   ])('refuses %s, naming the key', (_, context, message) => {
     expect(() => parseSettings(context)).toThrow(message);
   });
