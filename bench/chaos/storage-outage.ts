@@ -90,7 +90,7 @@ export async function runStorageOutage(
         SSH_PORT: String(await freePort()),
         BOOTSTRAP_API_KEY: apiKey,
         ADMIN_TOKEN: `tka_${randomBytes(24).toString('base64url')}`,
-        TUNNEL_PORT_RANGE: '33500-33599',
+        TUNNEL_PORT_RANGE: '11500-11599',
         ...alertTimingEnv(GRACE_MS),
         ALERT_WEBHOOK_URL: receiver.url,
         ALERT_WEBHOOK_SECRET: secret,

@@ -185,7 +185,12 @@ describe('tunnel status and on-call alerts, end to end', () => {
     const { items } = EventListSchema.strict().parse(res.json);
     expect(items.map((e) => `${e.from}->${e.to}`)).toEqual(['down->up', 'up->down', 'pending->up']);
     const [recovered, lost, connected] = items;
-    expect(recovered).toEqual({ at: up.status.since, from: 'down', to: 'up' });
+    expect(recovered).toEqual({
+      at: up.status.since,
+      from: 'down',
+      to: 'up',
+      downMs: Date.parse(up.status.since) - Date.parse(down.status.since),
+    });
     expect(lost).toEqual({ at: down.status.since, from: 'up', to: 'down', error: down.status.error });
     expect(lost?.error?.code).toBe('customer_not_connected');
     expect(connected).toEqual({ at: firstUp.status.since, from: 'pending', to: 'up' });

@@ -156,5 +156,6 @@ describe('npm start restarted in the middle of an incident', () => {
       `figure: npm start restart (stop + start, embedded DynamoDB Local) took ${restartMs} ms; ` +
         `no re-page after it; tunnel.up ${upAlert.at - restartedAt} ms after the customer's ssh restarted`,
     );
-  });
+    // Two starts of npm start with its own DynamoDB Local, a grace and an incident: seconds each.
+  }, 180_000);
 });

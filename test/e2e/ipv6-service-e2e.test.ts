@@ -23,7 +23,7 @@ describe('a reverse tunnel to an IPv6 service', () => {
   beforeAll(async () => {
     requireTools('ssh', 'autossh', 'ssh-keygen', 'runuser', 'useradd', 'userdel', 'pgrep');
     [stack, echo] = await Promise.all([
-      startTestStack({ portRange: '31000-31099', heartbeatIntervalMs: 1_000 }),
+      startTestStack({ portRange: '12000-12099', heartbeatIntervalMs: 1_000 }),
       startEchoServer('::1'),
     ]);
   });

@@ -78,7 +78,7 @@ describe('ten clean restarts of npm start with 20 tunnels up, then a crash', () 
       SSH_PORT: sshPort,
       BOOTSTRAP_API_KEY: apiKey,
       ADMIN_TOKEN: `tka_${randomBytes(24).toString('base64url')}`,
-      TUNNEL_PORT_RANGE: '33000-33499',
+      TUNNEL_PORT_RANGE: '11000-11499',
       ...alertTimingEnv(GRACE_MS),
       ALERT_WEBHOOK_URL: receiver.url,
       ALERT_WEBHOOK_SECRET: secret,

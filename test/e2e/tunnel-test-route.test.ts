@@ -26,7 +26,7 @@ describe('POST /v1/tunnels/{id}/test', () => {
     requirePostgres();
     [stack, bastion, postgres, echo] = await Promise.all([
       startTestStack({
-        portRange: '25000-25499',
+        portRange: '12200-12699',
         heartbeatIntervalMs: 500,
         env: { POOL_POLL_INTERVAL_MS: '300', RECONNECT_INITIAL_MS: '200', RECONNECT_MAX_MS: '1000' },
       }),

@@ -21,7 +21,7 @@ describe('reverse-tunnel endpoint under a silent flood', () => {
   beforeAll(async () => {
     requireTools('ssh', 'ssh-keygen', 'runuser', 'useradd', 'userdel', 'pgrep', 'prlimit');
     stack = await startTestStack({
-      portRange: '27000-27999',
+      portRange: '12800-12899',
       handshakeTimeoutMs: 20_000,
       env: { SSH_BANNER_TIMEOUT_MS: String(BANNER_TIMEOUT_MS), SSH_PER_SOURCE_MAX_STARTUPS: '250' },
     });

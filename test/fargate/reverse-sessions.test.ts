@@ -35,7 +35,7 @@ describe('sessions per tunnel', () => {
   beforeAll(async () => {
     requireTools('ssh', 'ssh-keygen', 'runuser', 'useradd', 'userdel', 'pgrep');
     stack = await startTestStack({
-      portRange: '25000-25999',
+      portRange: '12100-12199',
       env: { MAX_SESSIONS_PER_TUNNEL: String(MAX_SESSIONS) },
     });
     echo = await startEchoServer();

@@ -44,7 +44,7 @@ describe('reverse logins while storage is down', () => {
   beforeAll(async () => {
     requireTools('ssh', 'ssh-keygen', 'runuser', 'useradd', 'userdel', 'pgrep');
     proxy = await startCountingProxy(inject('dynamoEndpoint'));
-    stack = await startTestStack({ portRange: '26000-26999', env: { DYNAMODB_ENDPOINT: proxy.endpoint } });
+    stack = await startTestStack({ portRange: '12700-12799', env: { DYNAMODB_ENDPOINT: proxy.endpoint } });
     echo = await startEchoServer();
   });
 
