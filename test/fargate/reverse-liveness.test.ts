@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Tunnel } from '../../shared/schemas';
-import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
+import { type Customer, requireTools, reverseTunnelWithCustomer } from '../helpers/customer';
 import { type EchoServer, echoProbe, startEchoServer } from '../helpers/echo';
 import { startTestStack, type TestStack } from '../helpers/gateway-stack';
 import { waitFor, withTimeout } from '../helpers/wait-for';
@@ -62,12 +62,9 @@ describe('reverse-tunnel takeover and silent customers', () => {
   });
 
   async function tunnelWithCustomer() {
-    const key = await sshKeygen('ed25519');
-    const tunnel = await stack.createReverse({ host: '127.0.0.1', port: echo.port }, key.publicKey);
-    if (!tunnel.reverse) throw new Error('no reverse block');
-    const customer = await customerFor(tunnel, key.privateKey);
-    customers.push(customer);
-    return { tunnel, reverse: tunnel.reverse, customer };
+    const made = await reverseTunnelWithCustomer(stack.createReverse, { host: '127.0.0.1', port: echo.port });
+    customers.push(made.customer);
+    return made;
   }
 
   it('a second ssh -R takes over: it works, the first exits, no connection fails for 1 s or more', async () => {

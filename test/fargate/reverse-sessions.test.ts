@@ -9,9 +9,8 @@ import type { Tunnel } from '../../shared/schemas';
 import {
   type Customer,
   type CustomerProcess,
-  customerFor,
   requireTools,
-  sshKeygen,
+  reverseTunnelWithCustomer,
 } from '../helpers/customer';
 import { type EchoServer, echoProbe, startEchoServer } from '../helpers/echo';
 import { type LogLine, startTestStack, type TestStack } from '../helpers/gateway-stack';
@@ -52,12 +51,9 @@ describe('sessions per tunnel', () => {
   });
 
   async function tunnelWithCustomer() {
-    const key = await sshKeygen('ed25519');
-    const tunnel = await stack.createReverse({ host: '127.0.0.1', port: echo.port }, key.publicKey);
-    if (!tunnel.reverse) throw new Error('no reverse block');
-    const customer = await customerFor(tunnel, key.privateKey);
-    customers.push(customer);
-    return { tunnel, reverse: tunnel.reverse, customer };
+    const made = await reverseTunnelWithCustomer(stack.createReverse, { host: '127.0.0.1', port: echo.port });
+    customers.push(made.customer);
+    return made;
   }
 
   /** Starts `command` and waits until the gateway logged its login in. */

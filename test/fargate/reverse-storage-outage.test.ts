@@ -8,7 +8,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type CountingProxy, startCountingProxy } from '../../bench/support/dynamo-proxy';
 import type { Tunnel } from '../../shared/schemas';
-import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
+import { type Customer, requireTools, reverseTunnelWithCustomer } from '../helpers/customer';
 import { type EchoServer, echoProbe, startEchoServer } from '../helpers/echo';
 import { type LogLine, startTestStack, type TestStack } from '../helpers/gateway-stack';
 import { waitFor, withTimeout } from '../helpers/wait-for';
@@ -62,12 +62,9 @@ describe('reverse logins while storage is down', () => {
   });
 
   async function tunnelWithCustomer() {
-    const key = await sshKeygen('ed25519');
-    const tunnel = await stack.createReverse({ host: '127.0.0.1', port: echo.port }, key.publicKey);
-    if (!tunnel.reverse) throw new Error('no reverse block');
-    const customer = await customerFor(tunnel, key.privateKey);
-    customers.push(customer);
-    return { tunnel, reverse: tunnel.reverse, customer };
+    const made = await reverseTunnelWithCustomer(stack.createReverse, { host: '127.0.0.1', port: echo.port });
+    customers.push(made.customer);
+    return made;
   }
 
   it('refuses a login it cannot check as temporarily unavailable, then lets it in once storage is back', async () => {

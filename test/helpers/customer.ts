@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Tunnel } from '../../shared/schemas';
 import { waitFor, withTimeout } from './wait-for';
 
 const OUTPUT_CAP = 1024 * 1024;
@@ -278,4 +279,19 @@ export async function customerFor(
     throw err;
   }
   return customer;
+}
+
+/**
+ * A reverse tunnel to `service` created through `create` with a fresh customer key, and its
+ * customer set up to run `reverse.commands` (the caller disposes of the customer).
+ */
+export async function reverseTunnelWithCustomer(
+  create: (service: { host: string; port: number }, publicKey: string) => Promise<Tunnel>,
+  service: { host: string; port: number },
+): Promise<{ tunnel: Tunnel; reverse: NonNullable<Tunnel['reverse']>; customer: Customer }> {
+  const key = await sshKeygen('ed25519');
+  const tunnel = await create(service, key.publicKey);
+  if (!tunnel.reverse) throw new Error(`tunnel ${tunnel.id} has no reverse block`);
+  const customer = await customerFor(tunnel, key.privateKey);
+  return { tunnel, reverse: tunnel.reverse, customer };
 }
