@@ -233,5 +233,6 @@ describe('a gateway killed with SIGKILL while holding 10 reverse tunnels', () =>
         `(bound ${DOWN_BOUND_MS} ms); ${TUNNELS} × tunnel.down ${Math.min(...lateness)}–${Math.max(...lateness)} ms ` +
         `after the grace; ${TUNNELS} × tunnel.up within ${lastUpMs} ms of restarting ssh against C`,
     );
-  });
+    // Three stacks, a kill, a grace, and ten customers reconnecting: well past the default timeout.
+  }, 120_000);
 });
