@@ -10,6 +10,7 @@ import {
   ConflictError,
   type FieldIssue,
   NotFoundError,
+  OverloadedError,
   SecretThrottledError,
   ValidationError,
 } from '../../shared/errors';
@@ -23,7 +24,7 @@ export type ErrorCode =
   | 'payload_too_large'
   | 'validation_failed'
   | 'rate_limited'
-  | 'service_unavailable'
+  | 'unavailable'
   | 'internal_error';
 
 /** An error that already knows its HTTP answer. */
@@ -84,7 +85,12 @@ export function createErrorHandler(logger: Logger): ErrorHandler {
     if (err instanceof SecretThrottledError) {
       logger.warn('secret store throttled', { err, path: c.req.path });
       c.header('Retry-After', '1');
-      return errorResponse(c, 503, 'service_unavailable', 'temporarily overloaded; retry shortly');
+      return errorResponse(c, 503, 'unavailable', 'temporarily overloaded; retry shortly');
+    }
+    if (err instanceof OverloadedError) {
+      logger.warn('request shed: overloaded', { resource: err.resource, path: c.req.path });
+      c.header('Retry-After', String(err.retryAfterSeconds));
+      return errorResponse(c, 503, 'unavailable', 'temporarily overloaded; retry shortly');
     }
     logger.error('unhandled error', { err, method: c.req.method, path: c.req.path });
     return errorResponse(c, 500, 'internal_error', 'internal error; it has been logged');

@@ -274,7 +274,7 @@ describe('API Lambda handler', () => {
       expect(wrong.json.error.code).toBe('unauthorized');
     });
 
-    it('answers a Secrets Manager throttle with 503 service_unavailable and creates nothing', async () => {
+    it('answers a Secrets Manager throttle with 503 unavailable and creates nothing', async () => {
       const own = await newWorkspace();
       sm.on(CreateSecretCommand).rejects(awsError('ThrottlingException', 400, 'Rate exceeded'));
       const res = await invoke(
@@ -283,7 +283,7 @@ describe('API Lambda handler', () => {
       );
       expect(res.statusCode).toBe(503);
       expect(res.headers['retry-after']).toBe('1');
-      expect(res.json).toEqual({ error: { code: 'service_unavailable', message: expect.any(String) } });
+      expect(res.json).toEqual({ error: { code: 'unavailable', message: expect.any(String) } });
       expect(res.body).not.toMatch(/ThrottlingException|Rate exceeded|\n\s+at |stack/);
       expect(sm.commandCalls(CreateSecretCommand)).toHaveLength(1);
 
