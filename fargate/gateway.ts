@@ -8,6 +8,7 @@ import type { BackoffSettings } from '../shared/backoff';
 import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
 import { ensureHostKey } from '../shared/host-key';
+import { inlineKeyCrypto, type KeyCrypto } from '../shared/key-crypto';
 import { parsePublicKey } from '../shared/keys';
 import type { Logger } from '../shared/logger';
 import type { SecretStore } from '../shared/secrets/secret-store';
@@ -21,6 +22,7 @@ import { ForwardRegistry } from './reverse/forward-registry';
 import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
 import { DEFAULT_SOURCE_GUARD, type SourceGuardSettings } from './source-guard';
 import type { BastionConnectOptions } from './standard/bastion-connection';
+import { BastionKeyLoader } from './standard/bastion-keys';
 import { StandardPool } from './standard/standard-pool';
 import { StateWriter } from './state-writer';
 
@@ -80,6 +82,11 @@ export interface GatewayDeps {
   logger: Logger;
   settings: GatewaySettings;
   now?: () => Date;
+  /**
+   * Decrypts passphrase-protected bastion keys and signs with large RSA keys off the event loop:
+   * the process's key crypto pool (fargate/main.ts, local/stack.ts). Inline when absent (tests).
+   */
+  keyCrypto?: KeyCrypto;
 }
 
 export class Gateway {
@@ -96,8 +103,10 @@ export class Gateway {
   private beatTimer: NodeJS.Timeout | undefined;
   private beating: Promise<void> = Promise.resolve();
   private boundSshPort = 0;
+  private readonly bastionKeys: BastionKeyLoader;
 
   constructor(private readonly deps: GatewayDeps) {
+    this.bastionKeys = new BastionKeyLoader(deps.keyCrypto ?? inlineKeyCrypto);
     const now = deps.now ?? (() => new Date());
     this.startedAt = now().toISOString();
     this.logger = deps.logger.child({ workerId: this.workerId });
@@ -223,6 +232,7 @@ export class Gateway {
       readyTimeoutMs: settings.bastionReadyTimeoutMs,
       keepaliveIntervalMs: settings.keepaliveIntervalMs,
       keepaliveCountMax: 3,
+      keys: this.bastionKeys,
     };
   }
 

@@ -6,6 +6,7 @@
 import { createServer } from 'node:http';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { parseEnv } from '../shared/config';
+import { keyCryptoSettingsFrom, startKeyCrypto } from '../shared/crypto-pool/pooled-key-crypto';
 import { createLogger } from '../shared/logger';
 import { AwsSecretStore } from '../shared/secrets/aws-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
@@ -28,6 +29,8 @@ async function main(): Promise<void> {
       ? await taskAddress(env.ECS_CONTAINER_METADATA_URI_V4)
       : env.TUNNEL_BIND_HOST);
   const settings = gatewaySettingsFrom(env);
+  // Fails the start if the threads cannot load (a bundle without crypto-worker.mjs beside it).
+  const keyCrypto = await startKeyCrypto(keyCryptoSettingsFrom(env), logger);
   const gateway = new Gateway({
     store: new DynamoGatewayStore(doc, env.TABLE_NAME),
     secrets,
@@ -39,6 +42,7 @@ async function main(): Promise<void> {
       connectHost: address,
       allowPrivateSshHosts: env.ALLOW_PRIVATE_SSH_HOSTS ?? false,
     },
+    keyCrypto,
   });
   await gateway.start();
 
@@ -58,6 +62,7 @@ async function main(): Promise<void> {
     logger.info('shutting down', { signal });
     gateway
       .stop()
+      .then(() => keyCrypto.close())
       .then(() => {
         health.close();
         client.destroy();

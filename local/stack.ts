@@ -11,6 +11,7 @@ import { createApp } from '../lambda/api/app';
 import { HttpWorkerControl } from '../lambda/api/worker-control-client';
 import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
+import { keyCryptoSettingsFrom, startKeyCrypto } from '../shared/crypto-pool/pooled-key-crypto';
 import { ensureHostKey } from '../shared/host-key';
 import { newAdminToken, newApiKey, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
@@ -48,6 +49,9 @@ export async function startLocalStack(
     for (const stop of stops.reverse()) await stop().catch((err) => logger.error('stop failed', { err }));
   };
   try {
+    // One pool for the API and the gateway: together they may not take more than its threads.
+    const keyCrypto = await startKeyCrypto(keyCryptoSettingsFrom(env), logger);
+    stops.push(() => keyCrypto.close());
     let dynamo: DynamoDbLocal | undefined;
     let endpoint = env.DYNAMODB_ENDPOINT;
     if (!endpoint) {
@@ -77,6 +81,7 @@ export async function startLocalStack(
       logger,
       // Locally, bastions on private networks are the norm (a VM, a container, a Tailscale peer).
       settings: { ...gatewaySettingsFrom(env), allowPrivateSshHosts: env.ALLOW_PRIVATE_SSH_HOSTS ?? true },
+      keyCrypto,
     });
     await gateway.start();
     stops.push(() => gateway.stop());
@@ -113,6 +118,7 @@ export async function startLocalStack(
       onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
       statusTiming: statusSettingsFrom(env),
       workerControl: new HttpWorkerControl(await ensureControlToken(secrets)),
+      keyCrypto,
     });
 
     const server = serve({ fetch: app.fetch, hostname: env.HOST, port: env.PORT });

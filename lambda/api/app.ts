@@ -6,6 +6,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import type { PortRange } from '../../shared/config';
 import type { WorkerControl } from '../../shared/control';
+import type { KeyCrypto } from '../../shared/key-crypto';
 import type { Logger } from '../../shared/logger';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import type { StatusSettings } from '../../shared/status';
@@ -39,6 +40,8 @@ export interface ApiDeps {
   onTunnelChanged?: (tunnelId: string) => void;
   /** Reaches gateway workers' control endpoints for `POST /v1/tunnels/{id}/test`. */
   workerControl: WorkerControl;
+  /** Where key derivation and RSA generation run; inline (on the event loop) when absent. */
+  keyCrypto?: KeyCrypto;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -57,6 +60,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     deps.portRange,
     now,
     deps.onTunnelChanged,
+    deps.keyCrypto,
   );
   const limiter = new RateLimiter(deps.rateLimit ?? DEFAULT_RATE_LIMIT, () => now().getTime());
 

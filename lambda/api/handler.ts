@@ -9,6 +9,7 @@ import { ensureControlToken } from '../../shared/control';
 import { SecretNotFoundError } from '../../shared/errors';
 import { ensureHostKey } from '../../shared/host-key';
 import { newAdminToken, sha256Hex } from '../../shared/ids';
+import { inlineKeyCrypto } from '../../shared/key-crypto';
 import { createLogger } from '../../shared/logger';
 import { AwsSecretStore } from '../../shared/secrets/aws-secret-store';
 import type { SecretStore } from '../../shared/secrets/secret-store';
@@ -40,6 +41,9 @@ async function build(): Promise<LambdaHandler> {
     bindHost: env.TUNNEL_BIND_HOST,
     statusTiming: statusSettingsFrom(env),
     workerControl: new HttpWorkerControl(controlToken),
+    // An instance serves one request at a time: a key derivation delays only the request that
+    // asked for it, and a thread would only add its start-up to the cold start and the bundle.
+    keyCrypto: inlineKeyCrypto,
     portRange: env.TUNNEL_PORT_RANGE,
     adminTokenHash: sha256Hex(adminToken ?? newAdminToken()),
     gateway: {
