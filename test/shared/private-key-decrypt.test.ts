@@ -20,14 +20,17 @@ const PASSPHRASE = 'correct horse battery';
 
 function parsedPrivate(text: string): ParsedKey {
   const parsed = utils.parseKey(text);
-  if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`ssh2 cannot parse: ${String(parsed)}`);
+  if (parsed instanceof Error || Array.isArray(parsed))
+    throw new Error(`ssh2 cannot parse: ${String(parsed)}`);
   expect(parsed.isPrivateKey()).toBe(true);
   return parsed;
 }
 
 /** The decrypted key is the customer's: same public blob, and its signatures verify against it. */
 function expectSameKey(decrypted: string, publicLine: string): void {
-  expect(decrypted).toMatch(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[\s\S]+\n-----END OPENSSH PRIVATE KEY-----\n$/);
+  expect(decrypted).toMatch(
+    /^-----BEGIN OPENSSH PRIVATE KEY-----\n[\s\S]+\n-----END OPENSSH PRIVATE KEY-----\n$/,
+  );
   const key = parsedPrivate(decrypted);
   const pub = utils.parseKey(publicLine);
   if (pub instanceof Error || Array.isArray(pub)) throw new Error('public key unparseable');
@@ -106,7 +109,11 @@ describe('encodeOpenSshPrivateKey', () => {
       const line = `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`;
       expectSameKey(encoded, line);
       // And ssh-keygen's reading of the public half agrees with Node's.
-      const fromNode = parsePrivateKey(key.export({ type: 'pkcs8', format: 'pem' }).toString(), undefined, 'k');
+      const fromNode = parsePrivateKey(
+        key.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        undefined,
+        'k',
+      );
       expect(fromNode.publicKey).toBe(line);
     }
   });

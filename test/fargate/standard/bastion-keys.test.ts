@@ -87,7 +87,9 @@ describe('bastion keys through the key crypto pool', () => {
     const { value: conn, stallMs } = await longestStall(() =>
       connectToBastion(target(), { keys: [passphraseKey] }, options(keys)),
     );
-    console.info(`figure: event loop's longest stall during a bastion connect with a 64-round key: ${stallMs.toFixed(1)} ms`);
+    console.info(
+      `figure: event loop's longest stall during a bastion connect with a 64-round key: ${stallMs.toFixed(1)} ms`,
+    );
     expect(conn.authenticatedWith).toBe(passphraseKey.fingerprint);
     conn.close();
     expect(stallMs).toBeLessThan(100); // inline it is the whole derivation, ~2 s
@@ -138,7 +140,11 @@ describe('bastion keys through the key crypto pool', () => {
     // The only thread busy with another derivation, and no queue: the connect cannot be served now.
     const other = await keygen({ type: 'ed25519', passphrase: PASSPHRASE, rounds: MAX_BCRYPT_ROUNDS });
     const busy = crypto.decryptPrivateKey(other.privateKey, PASSPHRASE);
-    const outcome = await connectToBastion(target(), { keys: [passphraseKey] }, options(new BastionKeyLoader(crypto))).then(
+    const outcome = await connectToBastion(
+      target(),
+      { keys: [passphraseKey] },
+      options(new BastionKeyLoader(crypto)),
+    ).then(
       (conn) => {
         conn.close();
         return 'connected';

@@ -88,7 +88,10 @@ describe('WorkerPool', () => {
     expect(elapsed).toBeLessThan(2_000); // the 5 s task was not waited for
     expect(pool.stats.timedOut).toBe(2);
     // A fresh thread (loading it takes longer than this pool's deadline) serves the next task.
-    const [after] = await waitFor(() => (pool.stats.threadIds.length === 1 ? pool.stats.threadIds : undefined), 10_000);
+    const [after] = await waitFor(
+      () => (pool.stats.threadIds.length === 1 ? pool.stats.threadIds : undefined),
+      10_000,
+    );
     expect(after).not.toBe(before);
     expect((await block(pool, 1)).threadId).toBe(after);
     expect(logs.some((l) => l.msg === 'worker pool task timed out; replacing its thread')).toBe(true);
@@ -118,7 +121,11 @@ describe('WorkerPool', () => {
     const leaky = await pool.run('leaky', null, z.unknown()).catch((err: unknown) => err);
     expect(leaky).toBeInstanceOf(TaskFailedError);
     expect((leaky as Error).message).not.toContain('BEGIN');
-    expect((leaky as TaskFailedError).failure).toEqual({ kind: 'failed', name: 'Error', message: 'the task failed' });
+    expect((leaky as TaskFailedError).failure).toEqual({
+      kind: 'failed',
+      name: 'Error',
+      message: 'the task failed',
+    });
   });
 
   it('rejects a result that does not match the caller’s schema', async () => {

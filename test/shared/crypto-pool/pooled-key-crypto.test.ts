@@ -79,7 +79,9 @@ describe('the key crypto pool', () => {
     const { value, stallMs } = await longestStall(() =>
       crypto.parsePrivateKey(key64.privateKey, PASSPHRASE, 'auth.privateKey'),
     );
-    console.info(`figure: event loop's longest stall during a 64-round key derivation on the pool: ${stallMs.toFixed(1)} ms`);
+    console.info(
+      `figure: event loop's longest stall during a 64-round key derivation on the pool: ${stallMs.toFixed(1)} ms`,
+    );
     expect(stallMs).toBeLessThan(100); // inline, the same call holds it for ~2 s
     expect(completed()).toBe(before + 1);
     expect(value.publicKey).toBe(key64.publicKey.split(' ').slice(0, 2).join(' '));
@@ -88,7 +90,9 @@ describe('the key crypto pool', () => {
 
   it('answers exactly as parsePrivateKey inline does: the key, and the same 422 issues', async () => {
     const inline = parsePrivateKey(key16.privateKey, PASSPHRASE, 'auth.privateKey');
-    await expect(crypto.parsePrivateKey(key16.privateKey, PASSPHRASE, 'auth.privateKey')).resolves.toEqual(inline);
+    await expect(crypto.parsePrivateKey(key16.privateKey, PASSPHRASE, 'auth.privateKey')).resolves.toEqual(
+      inline,
+    );
 
     const inlineWrong = await failureOf(
       inlineKeyCrypto.parsePrivateKey(key16.privateKey, 'wrong', 'auth.privateKey'),
@@ -99,7 +103,9 @@ describe('the key crypto pool', () => {
       { path: 'auth.passphrase', message: 'is wrong: the private key could not be decrypted with it' },
     ]);
 
-    const pooledRounds = await failureOf(crypto.parsePrivateKey(tooMany.privateKey, PASSPHRASE, 'auth.privateKey'));
+    const pooledRounds = await failureOf(
+      crypto.parsePrivateKey(tooMany.privateKey, PASSPHRASE, 'auth.privateKey'),
+    );
     const inlineRounds = await failureOf(
       inlineKeyCrypto.parsePrivateKey(tooMany.privateKey, PASSPHRASE, 'auth.privateKey'),
     );
@@ -114,7 +120,9 @@ describe('the key crypto pool', () => {
       { path: 'auth.passphrase', message: 'is required: the private key is encrypted' },
     ]);
     const plain = await keygen({ type: 'ed25519' });
-    await expect(crypto.parsePrivateKey(plain.privateKey, undefined, 'auth.privateKey')).resolves.toMatchObject({
+    await expect(
+      crypto.parsePrivateKey(plain.privateKey, undefined, 'auth.privateKey'),
+    ).resolves.toMatchObject({
       type: 'ssh-ed25519',
     });
     await crypto.generateKeyPair('ed25519', 'tunnelkeeper-test');
@@ -124,7 +132,9 @@ describe('the key crypto pool', () => {
 
   it('generates RSA-4096 on its thread; the pair parses back and matches', async () => {
     const before = completed();
-    const { value: pair, stallMs } = await longestStall(() => crypto.generateKeyPair('rsa', 'tunnelkeeper-test'));
+    const { value: pair, stallMs } = await longestStall(() =>
+      crypto.generateKeyPair('rsa', 'tunnelkeeper-test'),
+    );
     expect(stallMs).toBeLessThan(100);
     expect(completed()).toBe(before + 1);
     const info = parsePrivateKey(pair.privateKey, undefined, 'k');
@@ -165,8 +175,12 @@ describe('keyCryptoSettingsFrom', () => {
       createLogger('debug', (line) => lines.push(JSON.parse(line))),
     );
     expect(inline.stats).toBeUndefined();
-    expect(lines).toEqual([expect.objectContaining({ level: 'warn', msg: 'key crypto runs on the event loop' })]);
-    await expect(inline.generateKeyPair('ed25519', 'x')).resolves.toMatchObject({ publicKey: /^ssh-ed25519 / });
+    expect(lines).toEqual([
+      expect.objectContaining({ level: 'warn', msg: 'key crypto runs on the event loop' }),
+    ]);
+    await expect(inline.generateKeyPair('ed25519', 'x')).resolves.toMatchObject({
+      publicKey: /^ssh-ed25519 /,
+    });
     await inline.close();
   });
 });
