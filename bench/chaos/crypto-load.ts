@@ -454,11 +454,12 @@ async function measureBurst(
 
 /**
  * The stack's event-loop thread from the kernel's view (/proc/<pid>/task/<pid>/schedstat: time on
- * a CPU and time waiting for one, in ns), sampled every ~20 ms. `longestBusyMs` is the longest
- * stretch it ran without a break (at least 80% of each window on a CPU): work of its own holding
- * the loop, as a key derivation would. Time it merely waited for a CPU (the machine busy with
- * other processes) is `runqueueWaitMs`, and is not the loop's doing. Separates the two on a shared
- * machine, where wall-clock latencies alone cannot.
+ * a CPU and time waiting for one, in ns), sampled every ~20 ms. While the loop has work it is
+ * running or waiting for a CPU; idle, it sleeps in epoll and is neither. `longestBusyMs` is the most
+ * CPU it spent in one stretch without going idle: work of its own holding the loop, as a key
+ * derivation would (2 s of CPU at 64 rounds), however long the machine made that stretch last.
+ * `runqueueWaitMs` is the time it merely waited for a CPU (a machine busy with other processes):
+ * not the loop's doing. On a shared machine, wall-clock latencies alone cannot tell them apart.
  */
 function watchEventLoopThread(pid: number, deadline: number) {
   const path = `/proc/${pid}/task/${pid}/schedstat`;
@@ -467,18 +468,18 @@ function watchEventLoopThread(pid: number, deadline: number) {
     return { at: performance.now(), run: run / 1e6, wait: wait / 1e6 };
   };
   let isStopped = false;
-  let longestBusyMs = 0;
   const done = (async () => {
     const first = await read();
     let previous = first;
-    let busySince: number | undefined;
+    let stretchRunMs = 0;
+    let longestBusyMs = 0;
     while (!isStopped && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS));
       const now = await read();
-      const isBusy = now.run - previous.run >= 0.8 * (now.at - previous.at);
-      if (isBusy) busySince ??= previous.at;
-      else busySince = undefined;
-      if (busySince !== undefined) longestBusyMs = Math.max(longestBusyMs, now.at - busySince);
+      const ran = now.run - previous.run;
+      const hadWork = ran + (now.wait - previous.wait) >= 0.8 * (now.at - previous.at);
+      stretchRunMs = hadWork ? stretchRunMs + ran : 0;
+      longestBusyMs = Math.max(longestBusyMs, stretchRunMs);
       previous = now;
     }
     return { longestBusyMs, runqueueWaitMs: previous.wait - first.wait };
