@@ -134,7 +134,8 @@ async function runMode(
       // The bastions named below are loopback: refused before any key is used, so the figures are
       // the API's creates alone (the gateway's own decryption is tested in bastion-keys.test.ts).
       ALLOW_PRIVATE_SSH_HOSTS: 'false',
-      ...(mode === 'inline' ? { KEY_CRYPTO_THREADS: '0' } : {}),
+      // Empty is the default (CPUs - 1 threads), whatever this process's environment says.
+      KEY_CRYPTO_THREADS: mode === 'inline' ? '0' : '',
       LOG_LEVEL: 'info',
     },
     60_000,
