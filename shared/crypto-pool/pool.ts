@@ -67,6 +67,8 @@ export class TaskFailedError extends Error {
 export const DEFAULT_NICENESS = 19;
 const DEFAULT_RESTART: BackoffSettings = { initialMs: 100, maxMs: 30_000, healthyAfterMs: 60_000 };
 const DEFAULT_START_TIMEOUT_MS = 30_000;
+/** A key task needs a few MB; a thread that grows past this is ended (and restarted) instead. */
+const THREAD_LIMITS = { maxOldGenerationSizeMb: 64 };
 /** The mean task time before any has finished, for Retry-After. */
 const INITIAL_TASK_MS = 1_000;
 const MAX_RETRY_AFTER_S = 60;
@@ -296,7 +298,7 @@ export class WorkerPool {
       let worker: Worker;
       try {
         const workerData: PoolWorkerData = { niceness: this.options.niceness ?? DEFAULT_NICENESS };
-        worker = new Worker(this.options.entry, { workerData });
+        worker = new Worker(this.options.entry, { workerData, resourceLimits: THREAD_LIMITS });
       } catch (err) {
         reject(err instanceof Error ? err : new Error(String(err)));
         this.crashed(slot, err);
@@ -317,10 +319,9 @@ export class WorkerPool {
           if (slot.worker !== worker) return; // replaced on purpose
           slot.worker = undefined;
           slot.ready = false;
-          if (this.isClosed) return;
           const err = failure ?? new Error(`thread exited with code ${exitCode}`);
-          reject(err instanceof Error ? err : new Error(String(err)));
-          this.crashed(slot, err);
+          reject(err instanceof Error ? err : new Error(String(err))); // a start() still waiting
+          if (!this.isClosed) this.crashed(slot, err);
         });
       });
     });
