@@ -130,7 +130,11 @@ export async function connectToBastion(
   const where = hostPort(target.host, target.port);
   const address = await resolveBastion(target, options);
   options.onProgress?.('resolved');
-  const methods = await authMethods(target.user, credentials, options.keys ?? new BastionKeyLoader(inlineKeyCrypto));
+  const methods = await authMethods(
+    target.user,
+    credentials,
+    options.keys ?? new BastionKeyLoader(inlineKeyCrypto),
+  );
   const client = new Client();
   client.once('connect', () => {
     // ssh2's client leaves Nagle on: a platform connection's first bytes (channel open, then the
@@ -149,9 +153,20 @@ export async function connectToBastion(
     client.on('error', (err: Error & { level?: string; code?: string }) => {
       if (err instanceof OverloadedError) {
         reject(err); // from the signing agent: the pool is full
-      } else if (target.hostKeyFingerprint && presentedHostKey && presentedHostKey !== target.hostKeyFingerprint) {
+      } else if (
+        target.hostKeyFingerprint &&
+        presentedHostKey &&
+        presentedHostKey !== target.hostKeyFingerprint
+      ) {
         reject(
           new TunnelFailure(hostKeyMismatch(where, target.hostKeyFingerprint, presentedHostKey), {
+            cause: err,
+          }),
+        );
+      } else if (err.level === 'agent') {
+        // Our signing agent failed (the pool's thread crashed): say nothing internal to the customer.
+        reject(
+          new TunnelFailure(connectionLost(where, 'internal error signing with the key; retrying'), {
             cause: err,
           }),
         );

@@ -7,7 +7,12 @@
  * under 10 ms per signature) is parsed and used inline, as ssh2 does by itself.
  */
 import { createHash } from 'node:crypto';
-import ssh2, { type AgentAuthMethod, type ParsedKey, type PublicKeyAuthMethod, type SignCallback } from 'ssh2';
+import ssh2, {
+  type AgentAuthMethod,
+  type ParsedKey,
+  type PublicKeyAuthMethod,
+  type SignCallback,
+} from 'ssh2';
 import type { KeyCrypto } from '../../shared/key-crypto';
 import { KeyDecryptError } from '../../shared/private-key-decrypt';
 
