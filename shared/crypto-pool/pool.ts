@@ -77,7 +77,6 @@ interface Task {
   id: number;
   kind: string;
   payload: unknown;
-  transfer: ArrayBuffer[];
   resolve(value: unknown): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
@@ -146,8 +145,8 @@ export class WorkerPool {
    * Runs `kind` on a thread and validates its value with `result`. Rejects with `OverloadedError`
    * when the queue is full or the deadline passes, `TaskFailedError` when the task threw.
    */
-  run<T>(kind: string, payload: unknown, result: z.ZodType<T>, transfer: ArrayBuffer[] = []): Promise<T> {
-    return this.submit(kind, payload, transfer).then((value) => {
+  run<T>(kind: string, payload: unknown, result: z.ZodType<T>): Promise<T> {
+    return this.submit(kind, payload).then((value) => {
       const parsed = result.safeParse(value);
       if (!parsed.success) throw new Error(`${this.options.name}: ${kind} returned an unexpected value`);
       return parsed.data;
@@ -180,7 +179,7 @@ export class WorkerPool {
     if (wasOpen && this.slots.length > 0) this.log.info('worker pool stopped', { ...this.counts });
   }
 
-  private submit(kind: string, payload: unknown, transfer: ArrayBuffer[]): Promise<unknown> {
+  private submit(kind: string, payload: unknown): Promise<unknown> {
     if (this.isClosed) return Promise.reject(new OverloadedError(this.options.name, 1, 'shutting down'));
     if (this.queue.length >= this.options.maxQueue && !this.idleSlot()) {
       this.counts.rejected++;
@@ -198,7 +197,6 @@ export class WorkerPool {
         id,
         kind,
         payload,
-        transfer,
         resolve,
         reject,
         timer: setTimeout(() => this.expire(task), this.options.taskTimeoutMs),
@@ -219,7 +217,7 @@ export class WorkerPool {
       slot.task = task;
       task.startedAt = performance.now();
       const message: ToWorker = { type: 'task', id: task.id, kind: task.kind, payload: task.payload };
-      slot.worker.postMessage(message, task.transfer);
+      slot.worker.postMessage(message);
     }
   }
 
