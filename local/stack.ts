@@ -50,8 +50,10 @@ export async function startLocalStack(
   };
   try {
     // One pool for the API and the gateway: together they may not take more than its threads.
-    const keyCrypto = await startKeyCrypto(keyCryptoSettingsFrom(env), logger);
-    stops.push(() => keyCrypto.close());
+    // Its threads load while DynamoDB Local starts.
+    const keyCryptoReady = startKeyCrypto(keyCryptoSettingsFrom(env), logger);
+    // A pool that failed to start has nothing to close; its error is thrown where it is awaited.
+    stops.push(async () => (await keyCryptoReady.catch(() => undefined))?.close());
     let dynamo: DynamoDbLocal | undefined;
     let endpoint = env.DYNAMODB_ENDPOINT;
     if (!endpoint) {
@@ -75,6 +77,7 @@ export async function startLocalStack(
     if (bootstrap) shown.BOOTSTRAP_API_KEY = bootstrap;
     if (Object.keys(shown).length > 0) print(shown);
 
+    const keyCrypto = await keyCryptoReady;
     const gateway = new Gateway({
       store: new DynamoGatewayStore(doc, env.TABLE_NAME),
       secrets,

@@ -59,12 +59,11 @@ export class TaskFailedError extends Error {
 }
 
 /**
- * The lowest priority: key work is background work that must never compete with the event loop.
- * Within one process (one autogroup) the kernel shares the CPU by weight: at nice 19 a busy
- * thread weighs 15 against the loop's 1024, so it takes almost nothing from the loop on a shared
- * CPU and almost none of the process's share from the loop's CPU on a contended machine.
+ * Key work yields to the event loop: within one process the kernel shares a CPU by weight, and at
+ * nice 10 a busy thread weighs 110 against the loop's 1024. Not 19 (weight 15): everything else
+ * in the same session (DynamoDB Local under npm start, a test runner) would starve it outright.
  */
-export const DEFAULT_NICENESS = 19;
+export const DEFAULT_NICENESS = 10;
 const DEFAULT_RESTART: BackoffSettings = { initialMs: 100, maxMs: 30_000, healthyAfterMs: 60_000 };
 const DEFAULT_START_TIMEOUT_MS = 30_000;
 /** A key task needs a few MB; a thread that grows past this is ended (and restarted) instead. */
