@@ -11,7 +11,7 @@ import type { z } from 'zod';
 import { Backoff, type BackoffSettings } from '../backoff';
 import { OverloadedError } from '../errors';
 import type { Logger } from '../logger';
-import { FromWorkerSchema, type PoolWorkerData, type TaskFailure, type ToWorker } from './protocol';
+import { FromWorkerSchema, type TaskFailure, type ToWorker } from './protocol';
 
 export interface WorkerPoolOptions {
   /** Names the pool in logs and errors. */
@@ -25,8 +25,6 @@ export interface WorkerPoolOptions {
   /** From submission to result; past it the task fails with `OverloadedError`. */
   taskTimeoutMs: number;
   logger: Logger;
-  /** Nice value of the threads (Linux: per thread). */
-  niceness?: number;
   /** Between restarts of a thread that keeps crashing. */
   restart?: BackoffSettings;
   /** How long `start()` waits for the threads to load. */
@@ -58,12 +56,6 @@ export class TaskFailedError extends Error {
   }
 }
 
-/**
- * Key work yields to the event loop: within one process the kernel shares a CPU by weight, and at
- * nice 10 a busy thread weighs 110 against the loop's 1024. Not 19 (weight 15): everything else
- * in the same session (DynamoDB Local under npm start, a test runner) would starve it outright.
- */
-export const DEFAULT_NICENESS = 10;
 const DEFAULT_RESTART: BackoffSettings = { initialMs: 100, maxMs: 30_000, healthyAfterMs: 60_000 };
 const DEFAULT_START_TIMEOUT_MS = 30_000;
 /** A key task needs a few MB; a thread that grows past this is ended (and restarted) instead. */
@@ -136,7 +128,6 @@ export class WorkerPool {
       threads: this.options.size,
       maxQueue: this.options.maxQueue,
       taskTimeoutMs: this.options.taskTimeoutMs,
-      niceness: this.options.niceness ?? DEFAULT_NICENESS,
     });
   }
 
@@ -262,7 +253,7 @@ export class WorkerPool {
     if (data.type === 'ready') {
       slot.threadId = data.threadId;
       slot.ready = true;
-      this.log.debug('worker pool thread ready', { threadId: data.threadId, niceness: data.niceness });
+      this.log.debug('worker pool thread ready', { threadId: data.threadId });
       markReady();
       this.dispatch();
       return;
@@ -294,8 +285,7 @@ export class WorkerPool {
     return new Promise<void>((resolve, reject) => {
       let worker: Worker;
       try {
-        const workerData: PoolWorkerData = { niceness: this.options.niceness ?? DEFAULT_NICENESS };
-        worker = new Worker(this.options.entry, { workerData, resourceLimits: THREAD_LIMITS });
+        worker = new Worker(this.options.entry, { resourceLimits: THREAD_LIMITS });
       } catch (err) {
         reject(err instanceof Error ? err : new Error(String(err)));
         this.crashed(slot, err);

@@ -31,7 +31,8 @@ export interface KeyCryptoSettings {
 
 export function keyCryptoSettingsFrom(env: Env): KeyCryptoSettings {
   return {
-    // One core stays with the event loop; a 1-CPU task still gets a thread, niced below the loop.
+    // One core stays with the event loop; with one CPU, the thread and the loop share it (the
+    // kernel's time slices: milliseconds for the loop, not a derivation's seconds).
     threads: env.KEY_CRYPTO_THREADS ?? Math.max(1, availableParallelism() - 1),
     maxQueue: env.KEY_CRYPTO_MAX_QUEUE,
     taskTimeoutMs: env.KEY_CRYPTO_TIMEOUT_MS,

@@ -5,13 +5,6 @@
  */
 import { z } from 'zod';
 
-/** What a thread is started with. */
-export const PoolWorkerDataSchema = z.object({
-  /** Linux nice value for the thread alone (0 = as the event loop; 19 = lowest). */
-  niceness: z.number().int().min(0).max(19),
-});
-export type PoolWorkerData = z.infer<typeof PoolWorkerDataSchema>;
-
 /** Main thread to worker: one task at a time per worker. */
 export const ToWorkerSchema = z.object({
   type: z.literal('task'),
@@ -36,7 +29,7 @@ export type TaskFailure = z.infer<typeof TaskFailureSchema>;
 
 /** Worker to main thread: `ready` once after start-up, then one `result` per task. */
 export const FromWorkerSchema = z.union([
-  z.object({ type: z.literal('ready'), threadId: z.number().int(), niceness: z.number().int() }),
+  z.object({ type: z.literal('ready'), threadId: z.number().int() }),
   z.object({ type: z.literal('result'), id: z.number().int(), ok: z.literal(true), value: z.unknown() }),
   z.object({
     type: z.literal('result'),

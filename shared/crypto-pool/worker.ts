@@ -3,11 +3,9 @@
  * this thread is the point: it is not the event loop that carries tunnel bytes), answers with a
  * result or a failure that carries no secret material.
  */
-import { stat } from 'node:fs/promises';
-import { getPriority, setPriority } from 'node:os';
 import { type MessagePort, threadId } from 'node:worker_threads';
 import { ValidationError } from '../errors';
-import { type FromWorker, PoolWorkerDataSchema, type TaskFailure, ToWorkerSchema } from './protocol';
+import { type FromWorker, type TaskFailure, ToWorkerSchema } from './protocol';
 
 /** Runs one task; throws to fail it. */
 export type TaskHandler = (payload: unknown) => unknown;
@@ -21,18 +19,11 @@ export function withheldFailure(err: unknown): TaskFailure {
   return { kind: 'failed', name: err instanceof Error ? err.name : 'Error', message: 'the task failed' };
 }
 
-export async function serveTasks(
+export function serveTasks(
   port: MessagePort,
-  workerData: unknown,
   handlers: Record<string, TaskHandler>,
   describeFailure: DescribeFailure = withheldFailure,
-): Promise<void> {
-  const parsed = PoolWorkerDataSchema.safeParse(workerData);
-  if (!parsed.success) {
-    // A ZodError does not survive the trip to the main thread: say it plainly.
-    throw new Error(`invalid worker data: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
-  }
-  await lowerPriority(parsed.data.niceness);
+): void {
   const post = (message: FromWorker) => port.postMessage(message);
 
   port.on('message', (message: unknown) => {
@@ -55,21 +46,5 @@ export async function serveTasks(
       post({ type: 'result', id, ok: false, failure: describeFailure(err) });
     }
   });
-  post({ type: 'ready', threadId, niceness: getPriority() });
-}
-
-/**
- * On Linux the nice value belongs to the thread, so this thread alone yields the CPU to the event
- * loop (and to ssh, DynamoDB, everything else on the machine) when they compete. Threads inherit
- * it when they are created: libuv's shared pool must exist before, or its threads (file and DNS
- * work of the whole process) would start niced; one async fs call makes sure it does.
- */
-async function lowerPriority(niceness: number): Promise<void> {
-  if (niceness === 0) return;
-  await stat('.').catch(() => undefined);
-  try {
-    setPriority(niceness);
-  } catch {
-    // Not permitted here (some sandboxes): the pool still bounds how many threads compete.
-  }
+  post({ type: 'ready', threadId });
 }

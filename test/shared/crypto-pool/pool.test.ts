@@ -3,7 +3,6 @@
  * task that blocks its thread as a key derivation does, a crash, failures. Bounds, queue, deadline,
  * restarts and shutdown, each observed from the outside.
  */
-import { getPriority } from 'node:os';
 import { threadId as mainThreadId } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -14,7 +13,6 @@ import { waitFor } from '../../helpers/wait-for';
 
 const ENTRY = new URL('./fixtures/test-worker.mjs', import.meta.url);
 const Block = z.object({ start: z.number(), end: z.number(), threadId: z.number() });
-const WhoAmI = z.object({ threadId: z.number(), niceness: z.number() });
 
 const pools: WorkerPool[] = [];
 const logs: { msg: string; level: string }[] = [];
@@ -131,14 +129,6 @@ describe('WorkerPool', () => {
   it('rejects a result that does not match the caller’s schema', async () => {
     const pool = await startPool();
     await expect(pool.run('whoami', null, z.string())).rejects.toThrow(/whoami returned an unexpected value/);
-  });
-
-  it('lowers the priority of its threads only, not of the event loop', async () => {
-    const pool = await startPool({ niceness: 10 });
-    const me = await pool.run('whoami', null, WhoAmI);
-    expect(me.threadId).not.toBe(mainThreadId);
-    expect(me.niceness).toBe(10);
-    expect(getPriority()).toBe(0);
   });
 
   it('close() fails what waits or runs, ends every thread, refuses new work, and is idempotent', async () => {
