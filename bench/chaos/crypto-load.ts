@@ -26,6 +26,7 @@ import { type Customer, customerFor, requireTools } from '../../test/helpers/cus
 import { type EchoServer, startEchoServer } from '../../test/helpers/echo';
 import { keygen } from '../../test/helpers/keygen';
 import { killGroup, type StartedStack, startStack } from '../../test/helpers/local-stack';
+import { BusyStretches, parseSchedstat } from '../../test/helpers/loop-busy';
 import { waitFor } from '../../test/helpers/wait-for';
 import { Cleanup } from '../support/cleanup';
 import { median, percentile, round } from '../support/stats';
@@ -454,36 +455,22 @@ async function measureBurst(
 }
 
 /**
- * The stack's event-loop thread from the kernel's view (/proc/<pid>/task/<pid>/schedstat: time on
- * a CPU and time waiting for one, in ns), sampled every ~20 ms. While the loop has work it is
- * running or waiting for a CPU; idle, it sleeps in epoll and is neither. `longestBusyMs` is the most
- * CPU it spent in one stretch without going idle: work of its own holding the loop, as a key
- * derivation would (2 s of CPU at 64 rounds), however long the machine made that stretch last.
- * `runqueueWaitMs` is the time it merely waited for a CPU (a machine busy with other processes):
- * not the loop's doing. On a shared machine, wall-clock latencies alone cannot tell them apart.
+ * The stack's event-loop thread from the kernel's view (its schedstat, sampled every ~20 ms; see
+ * test/helpers/loop-busy.ts): the most CPU it spent without going idle (a key derivation holding
+ * it), apart from the time it only waited for a CPU (the machine busy with other processes).
  */
 function watchEventLoopThread(pid: number, deadline: number) {
   const path = `/proc/${pid}/task/${pid}/schedstat`;
-  const read = async () => {
-    const [run = 0, wait = 0] = (await readFile(path, 'utf8')).trim().split(/\s+/).map(Number);
-    return { at: performance.now(), run: run / 1e6, wait: wait / 1e6 };
-  };
+  const stretches = new BusyStretches();
+  const sample = async () => stretches.add(parseSchedstat(await readFile(path, 'utf8'), performance.now()));
   let isStopped = false;
   const done = (async () => {
-    const first = await read();
-    let previous = first;
-    let stretchRunMs = 0;
-    let longestBusyMs = 0;
+    await sample();
     while (!isStopped && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS));
-      const now = await read();
-      const ran = now.run - previous.run;
-      const hadWork = ran + (now.wait - previous.wait) >= 0.8 * (now.at - previous.at);
-      stretchRunMs = hadWork ? stretchRunMs + ran : 0;
-      longestBusyMs = Math.max(longestBusyMs, stretchRunMs);
-      previous = now;
+      await sample();
     }
-    return { longestBusyMs, runqueueWaitMs: previous.wait - first.wait };
+    return { longestBusyMs: stretches.longestBusyMs, runqueueWaitMs: stretches.runqueueWaitMs };
   })();
   return {
     stop: async () => {
