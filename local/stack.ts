@@ -11,7 +11,7 @@ import { createApp } from '../lambda/api/app';
 import { HttpWorkerControl } from '../lambda/api/worker-control-client';
 import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
-import { keyCryptoSettingsFrom, startKeyCrypto } from '../shared/crypto-pool/pooled-key-crypto';
+import { createKeyCrypto, keyCryptoSettingsFrom } from '../shared/crypto-pool/pooled-key-crypto';
 import { ensureHostKey } from '../shared/host-key';
 import { newAdminToken, newApiKey, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
@@ -50,10 +50,8 @@ export async function startLocalStack(
   };
   try {
     // One pool for the API and the gateway: together they may not take more than its threads.
-    // Its threads load while DynamoDB Local starts.
-    const keyCryptoReady = startKeyCrypto(keyCryptoSettingsFrom(env), logger);
-    // A pool that failed to start has nothing to close; its error is thrown where it is awaited.
-    stops.push(async () => (await keyCryptoReady.catch(() => undefined))?.close());
+    const keyCrypto = createKeyCrypto(keyCryptoSettingsFrom(env), logger, { fallBackInline: true });
+    stops.push(() => keyCrypto.close());
     let dynamo: DynamoDbLocal | undefined;
     let endpoint = env.DYNAMODB_ENDPOINT;
     if (!endpoint) {
@@ -77,7 +75,6 @@ export async function startLocalStack(
     if (bootstrap) shown.BOOTSTRAP_API_KEY = bootstrap;
     if (Object.keys(shown).length > 0) print(shown);
 
-    const keyCrypto = await keyCryptoReady;
     const gateway = new Gateway({
       store: new DynamoGatewayStore(doc, env.TABLE_NAME),
       secrets,
@@ -139,6 +136,9 @@ export async function startLocalStack(
     );
     const apiPort = (server.address() as AddressInfo).port;
     logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
+    // Loaded once the stack serves: from source (tsx) that takes a core for a second or two, which
+    // start-up (DynamoDB Local's Java above all) needs. Key work asked for before waits for them.
+    void keyCrypto.start();
     return { apiPort, sshPort: gateway.sshPort, gateway, stop: stopAll };
   } catch (err) {
     await stopAll();

@@ -45,39 +45,84 @@ export function keyCryptoSettingsFrom(env: Env): KeyCryptoSettings {
  */
 export const KEY_CRYPTO_WORKER_ENTRY = new URL('./crypto-worker.mjs', import.meta.url);
 
-/** What a composition holds: the port, its shutdown, and counts for figures and tests. */
+/** What a composition holds: the port, its start and shutdown, and counts for figures and tests. */
 export interface KeyCryptoService extends KeyCrypto {
   /** Undefined when inline. */
   readonly stats: WorkerPoolStats | undefined;
+  /** Loads the threads; key work submitted before waits in the queue (within its deadline). */
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startKeyCrypto(
+export interface KeyCryptoOptions {
+  /** The threads' entry (tests point at a bundle's). */
+  entry?: URL;
+  /**
+   * When the threads cannot load, run key work on the event loop (and say so) instead of failing
+   * `start()`: for `npm start`, which starts them in the background. The gateway image fails.
+   */
+  fallBackInline?: boolean;
+}
+
+/** The service, threads not started yet (see `start()`). */
+export function createKeyCrypto(
   settings: KeyCryptoSettings,
   logger: Logger,
-  entry: URL = KEY_CRYPTO_WORKER_ENTRY,
-): Promise<KeyCryptoService> {
+  options: KeyCryptoOptions = {},
+): KeyCryptoService {
   if (settings.threads === 0) {
     logger.warn('key crypto runs on the event loop', {
       consequence: 'a key derivation or RSA generation stalls every tunnel of this process for seconds',
       fix: 'unset KEY_CRYPTO_THREADS (or set it above 0)',
     });
-    return { ...inlineKeyCrypto, stats: undefined, close: async () => {} };
+    return { ...inlineKeyCrypto, stats: undefined, start: async () => {}, close: async () => {} };
   }
   const pool = new WorkerPool({
     name: 'key crypto pool',
-    entry,
+    entry: options.entry ?? KEY_CRYPTO_WORKER_ENTRY,
     size: settings.threads,
     maxQueue: settings.maxQueue,
     taskTimeoutMs: settings.taskTimeoutMs,
     logger,
   });
-  await pool.start();
-  return new PooledKeyCrypto(pool);
+  return new PooledKeyCrypto(pool, logger, options.fallBackInline ?? false);
+}
+
+/** Creates the service and loads its threads; rejects when they cannot load. */
+export async function startKeyCrypto(
+  settings: KeyCryptoSettings,
+  logger: Logger,
+  entry: URL = KEY_CRYPTO_WORKER_ENTRY,
+): Promise<KeyCryptoService> {
+  const service = createKeyCrypto(settings, logger, { entry });
+  await service.start();
+  return service;
 }
 
 export class PooledKeyCrypto implements KeyCryptoService {
-  constructor(private readonly pool: WorkerPool) {}
+  /** The threads could not load and `fallBackInline` was asked for. */
+  private isInline = false;
+  private isClosed = false;
+
+  constructor(
+    private readonly pool: WorkerPool,
+    private readonly logger: Logger,
+    private readonly fallBackInline: boolean,
+  ) {}
+
+  async start(): Promise<void> {
+    try {
+      await this.pool.start();
+    } catch (err) {
+      if (this.isClosed) return; // stopped while loading: nothing to run any more
+      if (!this.fallBackInline) throw err;
+      this.isInline = true;
+      this.logger.error('key crypto threads could not start; key work runs on the event loop', {
+        err,
+        consequence: 'a key derivation or RSA generation stalls every tunnel of this process for seconds',
+      });
+    }
+  }
 
   get stats(): WorkerPoolStats {
     return this.pool.stats;
@@ -85,22 +130,23 @@ export class PooledKeyCrypto implements KeyCryptoService {
 
   parsePrivateKey(input: string, passphrase: string | undefined, field: string): Promise<PrivateKeyInfo> {
     // Without a passphrase no key derivation can run: an encrypted key is refused before any.
-    if (!passphrase) return inlineKeyCrypto.parsePrivateKey(input, passphrase, field);
+    if (!passphrase || this.isInline) return inlineKeyCrypto.parsePrivateKey(input, passphrase, field);
     return this.run('parsePrivateKey', { input, passphrase, field }, PrivateKeyInfoSchema);
   }
 
   generateKeyPair(type: KeyType, comment: string): Promise<KeyPair> {
     // ed25519 and P-256 take a millisecond or two; RSA-4096 seconds.
-    if (type !== 'rsa') return inlineKeyCrypto.generateKeyPair(type, comment);
+    if (type !== 'rsa' || this.isInline) return inlineKeyCrypto.generateKeyPair(type, comment);
     return this.run('generateKeyPair', { keyType: type, comment }, KeyPairSchema);
   }
 
   decryptPrivateKey(privateKey: string, passphrase: string | undefined): Promise<string> {
-    if (!passphrase) return inlineKeyCrypto.decryptPrivateKey(privateKey, passphrase);
+    if (!passphrase || this.isInline) return inlineKeyCrypto.decryptPrivateKey(privateKey, passphrase);
     return this.run('decryptPrivateKey', { privateKey, passphrase }, DecryptedKeySchema);
   }
 
   async sign(privateKey: string, data: Buffer, hash: string | undefined): Promise<Buffer> {
+    if (this.isInline) return inlineKeyCrypto.sign(privateKey, data, hash);
     // A copy of just these bytes: a Buffer's backing store may be a shared 8 KiB slab.
     const bytes = new Uint8Array(data);
     const signature = await this.run('sign', { privateKey, data: bytes, hash }, SignatureSchema);
@@ -108,6 +154,7 @@ export class PooledKeyCrypto implements KeyCryptoService {
   }
 
   close(): Promise<void> {
+    this.isClosed = true;
     return this.pool.close();
   }
 

@@ -7,6 +7,7 @@ import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEnv } from '../../../shared/config';
 import {
+  createKeyCrypto,
   type KeyCryptoService,
   keyCryptoSettingsFrom,
   startKeyCrypto,
@@ -14,7 +15,7 @@ import {
 import { ValidationError } from '../../../shared/errors';
 import { inlineKeyCrypto } from '../../../shared/key-crypto';
 import { MAX_BCRYPT_ROUNDS, parsePrivateKey } from '../../../shared/keys';
-import { createLogger } from '../../../shared/logger';
+import { createLogger, silentLogger } from '../../../shared/logger';
 import { requireTools } from '../../helpers/customer';
 import { keygen } from '../../helpers/keygen';
 import { measureLoopBusy } from '../../helpers/loop-busy';
@@ -147,6 +148,53 @@ describe('the key crypto pool', () => {
     await expect(crypto.decryptPrivateKey(key16.privateKey, 'wrong')).rejects.toMatchObject({
       name: 'KeyDecryptError',
     });
+  });
+});
+
+describe('starting the key crypto threads', () => {
+  const settings = { threads: 1, maxQueue: 4, taskTimeoutMs: 60_000 };
+  const missing = new URL('./fixtures/no-such-worker.mjs', import.meta.url);
+
+  it('takes key work before the threads are up, and runs it once they are (npm start loads them late)', async () => {
+    const crypto = createKeyCrypto(settings, silentLogger);
+    try {
+      const pending = crypto.generateKeyPair('rsa', 'queued-before-start');
+      await crypto.start();
+      await expect(pending).resolves.toMatchObject({ publicKey: expect.stringMatching(/^ssh-rsa /) });
+      expect(crypto.stats?.completed).toBe(1);
+    } finally {
+      await crypto.close();
+    }
+  }, 60_000);
+
+  it('startKeyCrypto fails when the threads cannot load: the gateway does not run without them', async () => {
+    await expect(startKeyCrypto(settings, silentLogger, missing)).rejects.toThrow(/no-such-worker\.mjs/);
+  });
+
+  it('with fallBackInline, threads that cannot load leave key work on the event loop, said loudly', async () => {
+    const lines: { msg: string; level: string }[] = [];
+    const crypto = createKeyCrypto(
+      settings,
+      createLogger('debug', (line) => lines.push(JSON.parse(line))),
+      {
+        entry: missing,
+        fallBackInline: true,
+      },
+    );
+    await crypto.start();
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        level: 'error',
+        msg: 'key crypto threads could not start; key work runs on the event loop',
+      }),
+    );
+    const key = await keygen({ type: 'ed25519', passphrase: PASSPHRASE, rounds: 4 });
+    await expect(
+      crypto.parsePrivateKey(key.privateKey, PASSPHRASE, 'auth.privateKey'),
+    ).resolves.toMatchObject({
+      type: 'ssh-ed25519',
+    });
+    await crypto.close();
   });
 });
 
