@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { createApp } from '../../lambda/api/app';
 import { HttpWorkerControl } from '../../lambda/api/worker-control-client';
 import { newAdminToken, newApiKey, newWorkspaceId, sha256Hex } from '../../shared/ids';
+import type { KeyCrypto } from '../../shared/key-crypto';
 import { generateKeyPair } from '../../shared/keys';
 import { createLogger } from '../../shared/logger';
 import { FileSecretStore } from '../../shared/secrets/file-secret-store';
@@ -12,7 +13,9 @@ import { createTestTable } from './dynamo';
 export const PORT_RANGE = { from: 20000, to: 29999 };
 
 /** The API app over a fresh DynamoDB Local table and a file secret store, with captured logs. */
-export async function createTestApi(options: { portRange?: { from: number; to: number } } = {}) {
+export async function createTestApi(
+  options: { portRange?: { from: number; to: number }; keyCrypto?: KeyCrypto } = {},
+) {
   const table = await createTestTable();
   const dir = await mkdtemp(join(tmpdir(), 'tk-api-'));
   const secrets = new FileSecretStore(join(dir, 'secrets'));
@@ -35,6 +38,7 @@ export async function createTestApi(options: { portRange?: { from: number; to: n
     },
     rateLimit: { ratePerSec: 10_000, burst: 10_000 },
     workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
+    ...(options.keyCrypto ? { keyCrypto: options.keyCrypto } : {}),
   });
 
   const newWorkspace = async (name = 'acme') => {
