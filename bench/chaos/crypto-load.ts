@@ -388,8 +388,15 @@ async function measureBurst(
     ),
   );
   await minimum;
-  const cpuAfter = await cpuSeconds(pid);
+  // Unreadable when the stack died meanwhile: the check below says so with its last words.
+  const cpuAfter = await cpuSeconds(pid).catch(() => undefined);
   const [, , thread] = await Promise.all([healthz.stop(), connections.stop(), sched.stop()]);
+  if (thread instanceof Error || !cpuAfter || stack.child.exitCode !== null) {
+    throw new Error(
+      `${name}: the stack ${stack.child.exitCode !== null ? `exited (${stack.child.exitCode})` : 'could not be watched'}: ${stack.output.slice(-8).join(' | ')}`,
+      { cause: thread instanceof Error ? thread : undefined },
+    );
+  }
   const created = creates.filter((c) => c.status === 201);
   const unexpected = creates.filter((c) => c.status !== 201 && c.status !== 503);
   if (unexpected.length > 0) {
@@ -464,6 +471,7 @@ function watchEventLoopThread(pid: number, deadline: number) {
   const stretches = new BusyStretches();
   const sample = async () => stretches.add(parseSchedstat(await readFile(path, 'utf8'), performance.now()));
   let isStopped = false;
+  // Settles only through stop(): a stack that died meanwhile (no /proc entry) is reported there.
   const done = (async () => {
     await sample();
     while (!isStopped && Date.now() < deadline) {
@@ -471,7 +479,7 @@ function watchEventLoopThread(pid: number, deadline: number) {
       await sample();
     }
     return { longestBusyMs: stretches.longestBusyMs, runqueueWaitMs: stretches.runqueueWaitMs };
-  })();
+  })().catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
   return {
     stop: async () => {
       isStopped = true;
