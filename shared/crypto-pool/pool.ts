@@ -60,7 +60,7 @@ const DEFAULT_RESTART: BackoffSettings = { initialMs: 100, maxMs: 30_000, health
 const DEFAULT_START_TIMEOUT_MS = 30_000;
 /** A key task needs a few MB; a thread that grows past this is ended (and restarted) instead. */
 const THREAD_LIMITS = { maxOldGenerationSizeMb: 64 };
-/** The mean task time before any has finished, for Retry-After. */
+/** The mean task time before any has finished, for admission and Retry-After. */
 const INITIAL_TASK_MS = 1_000;
 const MAX_RETRY_AFTER_S = 60;
 
@@ -171,15 +171,19 @@ export class WorkerPool {
 
   private submit(kind: string, payload: unknown): Promise<unknown> {
     if (this.isClosed) return Promise.reject(new OverloadedError(this.options.name, 1, 'shutting down'));
-    if (this.queue.length >= this.options.maxQueue && !this.idleSlot()) {
-      this.counts.rejected++;
-      return Promise.reject(
-        new OverloadedError(
-          this.options.name,
-          this.retryAfterSeconds(),
-          `queue full (${this.queue.length} waiting)`,
-        ),
-      );
+    if (!this.idleSlot()) {
+      // Refused now rather than failed at the deadline: a task that cannot be done in time waits
+      // for nothing (and a client learns when to come back at once, not after a minute).
+      const why =
+        this.queue.length >= this.options.maxQueue
+          ? `queue full (${this.queue.length} waiting)`
+          : this.drainMs() + this.meanTaskMs > this.options.taskTimeoutMs
+            ? `queue would not drain within ${this.options.taskTimeoutMs} ms (${this.queue.length} waiting)`
+            : undefined;
+      if (why) {
+        this.counts.rejected++;
+        return Promise.reject(new OverloadedError(this.options.name, this.retryAfterSeconds(), why));
+      }
     }
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
@@ -349,8 +353,12 @@ export class WorkerPool {
 
   /** When the queue will likely have room again: what waits and runs, over the threads. */
   private retryAfterSeconds(): number {
+    return Math.min(MAX_RETRY_AFTER_S, Math.max(1, Math.ceil(this.drainMs() / 1000)));
+  }
+
+  /** How long what waits and runs will take, by the mean task time, over the threads. */
+  private drainMs(): number {
     const pending = this.queue.length + this.slots.filter((s) => s.task).length;
-    const seconds = Math.ceil((pending * this.meanTaskMs) / this.options.size / 1000);
-    return Math.min(MAX_RETRY_AFTER_S, Math.max(1, seconds));
+    return (pending * this.meanTaskMs) / this.options.size;
   }
 }

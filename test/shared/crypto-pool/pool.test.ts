@@ -71,19 +71,31 @@ describe('WorkerPool', () => {
     await expect(block(pool, 1)).resolves.toMatchObject({ threadId: expect.any(Number) });
   });
 
+  it('refuses at once what would not be done by its deadline, by the mean task time', async () => {
+    // Before any task finished the mean is 1 s: with a 3 s deadline, one runs and two may wait.
+    const pool = await startPool({ size: 1, maxQueue: 8, taskTimeoutMs: 3_000 });
+    const admitted = [block(pool, 400), block(pool, 400), block(pool, 400)];
+    const refused = await block(pool, 400).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(OverloadedError);
+    expect((refused as Error).message).toMatch(/would not drain within 3000 ms \(2 waiting\)/);
+    expect((refused as OverloadedError).retryAfterSeconds).toBe(3);
+    await expect(Promise.all(admitted)).resolves.toHaveLength(3);
+    expect(pool.stats).toMatchObject({ completed: 3, rejected: 1, timedOut: 0 });
+  });
+
   it('fails a task at its deadline, running or queued, and replaces the thread it held', async () => {
-    const pool = await startPool({ size: 1, taskTimeoutMs: 400 });
+    const pool = await startPool({ size: 1, taskTimeoutMs: 2_500 });
     const [before] = pool.stats.threadIds;
     const started = performance.now();
     const [running, queued] = await Promise.all([
-      block(pool, 5_000).catch((err: unknown) => err),
+      block(pool, 10_000).catch((err: unknown) => err),
       block(pool, 10).catch((err: unknown) => err),
     ]);
     const elapsed = performance.now() - started;
     expect(running).toBeInstanceOf(OverloadedError);
     expect(queued).toBeInstanceOf(OverloadedError);
-    expect((running as Error).message).toMatch(/not done within 400 ms/);
-    expect(elapsed).toBeLessThan(2_000); // the 5 s task was not waited for
+    expect((running as Error).message).toMatch(/not done within 2500 ms/);
+    expect(elapsed).toBeLessThan(5_000); // the 10 s task was not waited for
     expect(pool.stats.timedOut).toBe(2);
     // A fresh thread (loading it takes longer than this pool's deadline) serves the next task.
     const [after] = await waitFor(
