@@ -29,6 +29,11 @@ export interface WorkerPoolOptions {
   restart?: BackoffSettings;
   /** How long `start()` waits for the threads to load. */
   startTimeoutMs?: number;
+  /**
+   * Expected run time of each kind of task until some have finished (then their running mean):
+   * what admission and Retry-After reckon with. Kinds not named: 1 s.
+   */
+  expectedTaskMs?: Record<string, number>;
 }
 
 export interface WorkerPoolStats {
@@ -60,8 +65,8 @@ const DEFAULT_RESTART: BackoffSettings = { initialMs: 100, maxMs: 30_000, health
 const DEFAULT_START_TIMEOUT_MS = 30_000;
 /** A key task needs a few MB; a thread that grows past this is ended (and restarted) instead. */
 const THREAD_LIMITS = { maxOldGenerationSizeMb: 64 };
-/** The mean task time before any has finished, for admission and Retry-After. */
-const INITIAL_TASK_MS = 1_000;
+/** The expected time of a task of a kind the pool was told nothing about. */
+const DEFAULT_TASK_MS = 1_000;
 const MAX_RETRY_AFTER_S = 60;
 
 interface Task {
@@ -91,7 +96,8 @@ export class WorkerPool {
   private readonly slots: Slot[] = [];
   private readonly queue: Task[] = [];
   private nextId = 0;
-  private meanTaskMs = INITIAL_TASK_MS;
+  /** Running mean of each kind's run time. */
+  private readonly meanTaskMs = new Map<string, number>();
   private isClosed = false;
   private readonly counts = { completed: 0, rejected: 0, timedOut: 0, crashes: 0 };
   private readonly log: Logger;
@@ -177,7 +183,7 @@ export class WorkerPool {
       const why =
         this.queue.length >= this.options.maxQueue
           ? `queue full (${this.queue.length} waiting)`
-          : this.drainMs() + this.meanTaskMs > this.options.taskTimeoutMs
+          : this.drainMs() + this.expectedMs(kind) > this.options.taskTimeoutMs
             ? `queue would not drain within ${this.options.taskTimeoutMs} ms (${this.queue.length} waiting)`
             : undefined;
       if (why) {
@@ -266,7 +272,8 @@ export class WorkerPool {
     if (!task || task.id !== data.id) return; // answered after its deadline: already settled
     slot.task = undefined;
     if (task.startedAt !== undefined) {
-      this.meanTaskMs = 0.8 * this.meanTaskMs + 0.2 * (performance.now() - task.startedAt);
+      const took = performance.now() - task.startedAt;
+      this.meanTaskMs.set(task.kind, 0.8 * this.expectedMs(task.kind) + 0.2 * took);
     }
     this.counts.completed++;
     this.settle(task, data.ok ? { value: data.value } : new TaskFailedError(task.kind, data.failure));
@@ -356,9 +363,13 @@ export class WorkerPool {
     return Math.min(MAX_RETRY_AFTER_S, Math.max(1, Math.ceil(this.drainMs() / 1000)));
   }
 
-  /** How long what waits and runs will take, by the mean task time, over the threads. */
+  /** How long what waits and runs will take, by each kind's expected time, over the threads. */
   private drainMs(): number {
-    const pending = this.queue.length + this.slots.filter((s) => s.task).length;
-    return (pending * this.meanTaskMs) / this.options.size;
+    const pending = [...this.queue, ...this.slots.flatMap((s) => (s.task ? [s.task] : []))];
+    return pending.reduce((sum, task) => sum + this.expectedMs(task.kind), 0) / this.options.size;
+  }
+
+  private expectedMs(kind: string): number {
+    return this.meanTaskMs.get(kind) ?? this.options.expectedTaskMs?.[kind] ?? DEFAULT_TASK_MS;
   }
 }

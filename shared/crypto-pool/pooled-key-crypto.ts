@@ -40,6 +40,19 @@ export function keyCryptoSettingsFrom(env: Env): KeyCryptoSettings {
 }
 
 /**
+ * What a key task takes on one core of this kind of machine before the pool has seen some (then it
+ * goes by their running mean): a 64-round derivation ~2 s, RSA-4096 generation 1–3 s (its prime
+ * search varies), a large-RSA signature 60–500 ms. On the high side: admission refuses at once
+ * what the queue could not finish by the deadline.
+ */
+const EXPECTED_TASK_MS: Record<KeyTaskKind, number> = {
+  parsePrivateKey: 2_000,
+  decryptPrivateKey: 2_000,
+  generateKeyPair: 2_500,
+  sign: 500,
+};
+
+/**
  * The thread entry beside this module: `crypto-worker.mjs` here (tsx) from source, the bundled
  * `crypto-worker.mjs` beside `main.mjs` in the gateway image (cdk/lib/bundles.ts emits it there).
  */
@@ -84,6 +97,7 @@ export function createKeyCrypto(
     maxQueue: settings.maxQueue,
     taskTimeoutMs: settings.taskTimeoutMs,
     logger,
+    expectedTaskMs: EXPECTED_TASK_MS,
   });
   return new PooledKeyCrypto(pool, logger, options.fallBackInline ?? false);
 }

@@ -83,6 +83,16 @@ describe('WorkerPool', () => {
     expect(pool.stats).toMatchObject({ completed: 3, rejected: 1, timedOut: 0 });
   });
 
+  it('reckons with what each kind of task is expected to take until it has seen some', async () => {
+    const pool = await startPool({ size: 1, taskTimeoutMs: 1_000, expectedTaskMs: { block: 200 } });
+    const admitted = Array.from({ length: 5 }, () => block(pool, 100));
+    const refused = await block(pool, 100).catch((err: unknown) => err);
+    expect((refused as Error).message).toMatch(/would not drain within 1000 ms \(4 waiting\)/);
+    await expect(Promise.all(admitted)).resolves.toHaveLength(5);
+    // Now it knows a block takes ~100 ms: more fit before the deadline.
+    await expect(Promise.all(Array.from({ length: 6 }, () => block(pool, 100)))).resolves.toHaveLength(6);
+  });
+
   it('fails a task at its deadline, running or queued, and replaces the thread it held', async () => {
     const pool = await startPool({ size: 1, taskTimeoutMs: 2_500 });
     const [before] = pool.stats.threadIds;
