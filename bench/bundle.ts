@@ -15,7 +15,9 @@ export async function measureBundle(_bench: BenchBasics): Promise<Measured> {
     .map(
       (s) =>
         `${s.name} ${(s.bytes / 1000).toFixed(0)} KB` +
-        (s.extraBytes > 0 ? ` + ${(s.extraBytes / 1000).toFixed(0)} KB native helper` : '') +
+        (s.extraBytes > 0
+          ? ` + ${(s.extraBytes / 1000).toFixed(0)} KB beside it (native helper, crypto thread)`
+          : '') +
         (s.loadMs !== undefined ? `, loads in ${s.loadMs} ms` : ''),
     )
     .join('; ');

@@ -5,6 +5,7 @@
  */
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Env } from '../shared/config';
+import type { KeyCrypto } from '../shared/key-crypto';
 import type { Logger } from '../shared/logger';
 import type { SecretStore } from '../shared/secrets/secret-store';
 import { DynamoGatewayStore } from '../shared/store/dynamo-gateway-store';
@@ -16,6 +17,8 @@ export interface GatewayWiring {
   health?: StorageHealth;
   secrets: SecretStore;
   logger: Logger;
+  /** Where key derivation and large-RSA signatures run (the process's worker pool). */
+  keyCrypto?: KeyCrypto;
   /**
    * The worker's address as the platform's workloads reach it: its tunnel listeners bind it and
    * `connect.host` names it (on Fargate, the task's VPC address). Default: `WORKER_ADDRESS`, else
@@ -45,5 +48,6 @@ export function gatewayDepsFromEnv(env: Env, wiring: GatewayWiring): GatewayDeps
   };
   const { health } = wiring;
   if (health) deps.observingSince = () => health.observingSince;
+  if (wiring.keyCrypto) deps.keyCrypto = wiring.keyCrypto;
   return deps;
 }

@@ -4,6 +4,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { OverloadedError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { TestResult } from '../shared/schemas';
 
@@ -43,6 +44,11 @@ export class ControlServer {
       options.testTunnel(tunnelId).then(
         (result) => (result ? reply(200, result) : reply(404, { error: 'no such tunnel' })),
         (err: unknown) => {
+          if (err instanceof OverloadedError) {
+            options.logger.warn('tunnel test shed: overloaded', { tunnelId, resource: err.resource });
+            reply(503, { error: 'overloaded' });
+            return;
+          }
           options.logger.error('tunnel test failed internally', { tunnelId, err });
           reply(500, { error: 'internal error' });
         },

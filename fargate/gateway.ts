@@ -9,6 +9,7 @@ import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
 import type { WorkerHeartbeat } from '../shared/gateway-items';
 import { ensureHostKey } from '../shared/host-key';
+import { inlineKeyCrypto, type KeyCrypto } from '../shared/key-crypto';
 import { parsePublicKey } from '../shared/keys';
 import type { Logger } from '../shared/logger';
 import type { SecretStore } from '../shared/secrets/secret-store';
@@ -24,6 +25,7 @@ import { ForwardRegistry } from './reverse/forward-registry';
 import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
 import type { TunnelCacheSettings } from './reverse/tunnel-cache';
 import type { BastionConnectOptions } from './standard/bastion-connection';
+import { BastionKeyLoader } from './standard/bastion-keys';
 import { StandardPool } from './standard/standard-pool';
 import { StateWriter } from './state-writer';
 
@@ -105,6 +107,11 @@ export interface GatewayDeps {
   now?: () => Date;
   /** Since when this process has seen the table without a gap (`StorageHealth.observingSince`). */
   observingSince?: () => number | undefined;
+  /**
+   * Decrypts passphrase-protected bastion keys and signs with large RSA keys off the event loop:
+   * the process's key crypto pool (fargate/main.ts, local/stack.ts). Inline when absent (tests).
+   */
+  keyCrypto?: KeyCrypto;
 }
 
 export class Gateway {
@@ -124,8 +131,10 @@ export class Gateway {
   private isRechecking = false;
 
   private readonly now: () => Date;
+  private readonly bastionKeys: BastionKeyLoader;
 
   constructor(private readonly deps: GatewayDeps) {
+    this.bastionKeys = new BastionKeyLoader(deps.keyCrypto ?? inlineKeyCrypto);
     const now = deps.now ?? (() => new Date());
     this.now = now;
     this.startedAt = now().toISOString();
@@ -291,6 +300,7 @@ export class Gateway {
       readyTimeoutMs: settings.bastionReadyTimeoutMs,
       keepaliveIntervalMs: settings.keepaliveIntervalMs,
       keepaliveCountMax: 3,
+      keys: this.bastionKeys,
     };
   }
 

@@ -6,6 +6,7 @@
 import { createServer } from 'node:http';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { parseEnv } from '../shared/config';
+import { keyCryptoSettingsFrom, startKeyCrypto } from '../shared/crypto-pool/pooled-key-crypto';
 import { createLogger } from '../shared/logger';
 import { AwsSecretStore } from '../shared/secrets/aws-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
@@ -31,12 +32,15 @@ async function main(): Promise<void> {
     (env.ECS_CONTAINER_METADATA_URI_V4
       ? await taskAddress(env.ECS_CONTAINER_METADATA_URI_V4)
       : env.TUNNEL_BIND_HOST);
+  // Fails the start if the threads cannot load (a bundle without crypto-worker.mjs beside it).
+  const keyCrypto = await startKeyCrypto(keyCryptoSettingsFrom(env), logger);
   const gateway = new Gateway(
     gatewayDepsFromEnv(env, {
       doc,
       health: storageHealth,
       secrets,
       logger,
+      keyCrypto,
       address,
       sshHost: '0.0.0.0',
       allowPrivateSshHostsByDefault: false,
@@ -60,6 +64,7 @@ async function main(): Promise<void> {
     logger.info('shutting down', { signal });
     gateway
       .stop()
+      .then(() => keyCrypto.close())
       .then(() => {
         health.close();
         client.destroy();

@@ -14,6 +14,7 @@ import { apiDepsFromEnv } from '../lambda/api/compose';
 import { HttpWorkerControl } from '../lambda/api/worker-control-client';
 import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
+import { createKeyCrypto, keyCryptoSettingsFrom } from '../shared/crypto-pool/pooled-key-crypto';
 import { availableBytes, MIN_FREE_BYTES } from '../shared/disk-space';
 import { StorageUnavailableError } from '../shared/errors';
 import { ensureHostKey } from '../shared/host-key';
@@ -51,6 +52,9 @@ export async function startLocalStack(
     for (const stop of stops.reverse()) await stop().catch((err) => logger.error('stop failed', { err }));
   };
   try {
+    // One pool for the API and the gateway: together they may not take more than its threads.
+    const keyCrypto = createKeyCrypto(keyCryptoSettingsFrom(env), logger, { fallBackInline: true });
+    stops.push(() => keyCrypto.close());
     let dynamo: DynamoDbLocal | undefined;
     let endpoint = env.DYNAMODB_ENDPOINT;
     if (!endpoint) {
@@ -88,7 +92,14 @@ export async function startLocalStack(
 
     // Locally, bastions on private networks are the norm (a VM, a container, a Tailscale peer).
     const gateway = new Gateway(
-      gatewayDepsFromEnv(env, { doc, health, secrets, logger, allowPrivateSshHostsByDefault: true }),
+      gatewayDepsFromEnv(env, {
+        doc,
+        health,
+        secrets,
+        logger,
+        keyCrypto,
+        allowPrivateSshHostsByDefault: true,
+      }),
     );
     await gateway.start();
     stops.push(() => gateway.stop());
@@ -122,6 +133,7 @@ export async function startLocalStack(
         hostPublicKey: hostKey.publicKey,
         sshPort: gateway.sshPort,
         workerControl: new HttpWorkerControl(await ensureControlToken(secrets)),
+        keyCrypto,
         onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
         clientAddress: (c) => getConnInfo(c).remote.address,
       }),
@@ -142,6 +154,9 @@ export async function startLocalStack(
     );
     const apiPort = (server.address() as AddressInfo).port;
     logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
+    // Loaded once the stack serves: from source (tsx) that takes a core for a second or two, which
+    // start-up (DynamoDB Local's Java above all) needs. Key work asked for before waits for them.
+    void keyCrypto.start();
     return { apiPort, sshPort: gateway.sshPort, gateway, stop: stopAll };
   } catch (err) {
     await stopAll();

@@ -152,3 +152,18 @@ const STORAGE_REASON_TEXT: Record<StorageUnavailableReason, string> = {
   failing: 'failing',
   full: 'full (no space left on its disk)',
 };
+/**
+ * A bounded resource is full (the key crypto pool's queue, a task past its deadline): nothing is
+ * wrong with the request, a later attempt will likely succeed. `retryAfterSeconds` says when.
+ */
+export class OverloadedError extends Error {
+  override name = 'OverloadedError';
+  constructor(
+    readonly resource: string,
+    readonly retryAfterSeconds: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${resource}: ${message}`, options);
+  }
+}

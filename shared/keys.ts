@@ -97,9 +97,7 @@ const CERTIFICATE_MESSAGE = 'OpenSSH certificates are not supported; paste the p
 
 /** Generates a key pair with ssh2's asynchronous generator (RSA-4096 takes seconds of CPU). */
 export async function generateKeyPair(type: KeyType, comment: string): Promise<KeyPair> {
-  if (/[\r\n]/.test(comment) || CONTROL_CHARS.test(comment)) {
-    throw new RangeError('key comment must not contain control characters');
-  }
+  checkComment(comment);
   // ssh2 1.17's keygen drops leading zero bytes of an ed25519 public key (mscdex/ssh2#1390): about
   // one key in 256 comes out unparseable. Such a key would never log in; generate again.
   let pair = await generateRaw(type, comment);
@@ -108,20 +106,37 @@ export async function generateKeyPair(type: KeyType, comment: string): Promise<K
       throw new Error(`ssh2 generated no parseable ${type} key in ${attempt} attempts`);
     pair = await generateRaw(type, comment);
   }
-  const [, base64 = ''] = pair.public.split(' ');
-  return {
-    privateKey: `${pair.private.trim()}\n`,
-    publicKey: pair.public.trim(),
-    fingerprint: fingerprintOf(Buffer.from(base64, 'base64')),
-  };
+  return toKeyPair(pair);
+}
+
+/**
+ * The same on the calling thread, blocking it: for a worker thread, where the key's CPU then counts
+ * against that thread (bounded, low priority) instead of libuv's shared pool.
+ */
+export function generateKeyPairSync(type: KeyType, comment: string): KeyPair {
+  checkComment(comment);
+  let pair = generateRawSync(type, comment);
+  for (let attempt = 1; !parsesBack(pair); attempt++) {
+    if (attempt >= KEYGEN_ATTEMPTS)
+      throw new Error(`ssh2 generated no parseable ${type} key in ${attempt} attempts`);
+    pair = generateRawSync(type, comment);
+  }
+  return toKeyPair(pair);
 }
 
 const KEYGEN_ATTEMPTS = 8;
 
-function generateRaw(type: KeyType, comment: string): Promise<{ private: string; public: string }> {
+function checkComment(comment: string): void {
+  if (/[\r\n]/.test(comment) || CONTROL_CHARS.test(comment)) {
+    throw new RangeError('key comment must not contain control characters');
+  }
+}
+
+type RawPair = { private: string; public: string };
+
+function generateRaw(type: KeyType, comment: string): Promise<RawPair> {
   return new Promise((resolve, reject) => {
-    const done = (err: Error | null, generated: { private: string; public: string }) =>
-      err ? reject(err) : resolve(generated);
+    const done = (err: Error | null, generated: RawPair) => (err ? reject(err) : resolve(generated));
     switch (type) {
       case 'ed25519':
         utils.generateKeyPair('ed25519', { comment }, done);
@@ -136,7 +151,27 @@ function generateRaw(type: KeyType, comment: string): Promise<{ private: string;
   });
 }
 
-function parsesBack(pair: { private: string; public: string }): boolean {
+function generateRawSync(type: KeyType, comment: string): RawPair {
+  switch (type) {
+    case 'ed25519':
+      return utils.generateKeyPairSync('ed25519', { comment });
+    case 'rsa':
+      return utils.generateKeyPairSync('rsa', { bits: 4096, comment });
+    case 'ecdsa':
+      return utils.generateKeyPairSync('ecdsa', { bits: 256, comment });
+  }
+}
+
+function toKeyPair(pair: RawPair): KeyPair {
+  const [, base64 = ''] = pair.public.split(' ');
+  return {
+    privateKey: `${pair.private.trim()}\n`,
+    publicKey: pair.public.trim(),
+    fingerprint: fingerprintOf(Buffer.from(base64, 'base64')),
+  };
+}
+
+function parsesBack(pair: RawPair): boolean {
   return !(utils.parseKey(pair.public) instanceof Error) && !(utils.parseKey(pair.private) instanceof Error);
 }
 
@@ -525,7 +560,8 @@ function sshBlobOf(key: KeyObject): Buffer | string {
   }
 }
 
-function wire(type: string, ...fields: Buffer[]): Buffer {
+/** SSH wire format: each field as a length-prefixed string, the type name first. */
+export function wire(type: string, ...fields: Buffer[]): Buffer {
   const parts = [Buffer.from(type, 'latin1'), ...fields].flatMap((field) => {
     const length = Buffer.alloc(4);
     length.writeUInt32BE(field.length);
@@ -535,7 +571,7 @@ function wire(type: string, ...fields: Buffer[]): Buffer {
 }
 
 /** Unsigned big-endian bytes as an SSH mpint: no leading zeros, a zero byte if the top bit is set. */
-function mpint(bytes: Buffer): Buffer {
+export function mpint(bytes: Buffer): Buffer {
   let start = 0;
   while (start < bytes.length && bytes[start] === 0) start++;
   const trimmed = bytes.subarray(start);

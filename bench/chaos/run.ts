@@ -4,6 +4,7 @@
  * non-zero when a target is missed. Scenarios run one after the other (each owns the machine).
  */
 import { loadavg } from 'node:os';
+import { runCryptoLoad } from './crypto-load';
 import { type ChaosFigure, formatFigures } from './figures';
 import { silentFlood } from './silent-flood';
 import { runStorageOutage } from './storage-outage';
@@ -15,6 +16,11 @@ interface Scenario {
 }
 
 const SCENARIOS: Scenario[] = [
+  {
+    name: 'crypto-load',
+    what: 'passphrase-key and RSA-4096 creates in bursts while a reverse tunnel carries bytes; the key pool against inline',
+    run: (log) => runCryptoLoad({ log }),
+  },
   {
     name: 'silent-flood',
     what: '2,000 silent connections from 8 sources; a customer from a ninth logs in 20 times',

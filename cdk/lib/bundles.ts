@@ -56,6 +56,13 @@ export const LAMBDA_BUNDLE_FILE = 'index.mjs';
 export const GATEWAY_ENTRY = 'fargate/main.ts';
 /** `.mjs`: the image has no package.json saying `"type": "module"`. */
 export const GATEWAY_BUNDLE_FILE = 'main.mjs';
+/**
+ * The key crypto pool's thread, a second entry emitted beside the gateway bundle: the pool finds
+ * it as `./crypto-worker.mjs` relative to the bundle (shared/crypto-pool/pooled-key-crypto.ts),
+ * as it finds the tsx shim of the same name beside its source.
+ */
+export const KEY_CRYPTO_WORKER_ENTRY = 'shared/crypto-pool/key-worker.ts';
+export const KEY_CRYPTO_WORKER_FILE = 'crypto-worker.mjs';
 
 /** The esbuild options NodejsFunction derives from the stack's bundling props, for a Lambda bundle. */
 export function lambdaBuildOptions(name: LambdaBundleName, outdir: string): BuildOptions {
@@ -75,15 +82,18 @@ export function lambdaBuildOptions(name: LambdaBundleName, outdir: string): Buil
 }
 
 /**
- * The gateway bundle for the Fargate image: everything inside (the container has no AWS SDK),
- * and ssh2's native crypto helper copied next to the bundle with the `require` rewritten to it,
- * so AES-GCM runs through the helper. Building fails if the helper was never built (ssh2 skips
+ * The gateway bundle for the Fargate image: everything inside (the container has no AWS SDK), its
+ * key crypto thread beside it, and ssh2's native crypto helper copied next to the bundle with the
+ * `require` rewritten to it, so AES-GCM runs through the helper. Building fails if the helper was never built (ssh2 skips
  * it silently when its install fails), which is the point. `cpu-features` only orders ssh2's
  * default ciphers, which the gateway sets itself: left out.
  */
 export function gatewayBuildOptions(outdir: string): BuildOptions {
   return {
-    entryPoints: [join(REPO_ROOT, GATEWAY_ENTRY)],
+    entryPoints: [
+      join(REPO_ROOT, GATEWAY_ENTRY),
+      { in: join(REPO_ROOT, KEY_CRYPTO_WORKER_ENTRY), out: KEY_CRYPTO_WORKER_FILE.replace(/\.mjs$/, '') },
+    ],
     outdir,
     entryNames: '[name]',
     outExtension: { '.js': '.mjs' },

@@ -7,11 +7,14 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import ssh2, {
+  type AgentAuthMethod,
   type AuthenticationType,
   type PasswordAuthMethod,
   type PublicKeyAuthMethod,
   type Client as SshClient,
 } from 'ssh2';
+import { OverloadedError } from '../../shared/errors';
+import { inlineKeyCrypto } from '../../shared/key-crypto';
 import { fingerprintOf } from '../../shared/keys';
 import type { StatusError } from '../../shared/schemas';
 import { forbiddenAddressKind } from '../../shared/ssrf';
@@ -28,6 +31,7 @@ import {
   sshUnreachable,
 } from '../../shared/status-errors';
 import type { SshChannel } from '../pipe';
+import { BastionKeyLoader } from './bastion-keys';
 
 const { Client } = ssh2;
 
@@ -65,6 +69,11 @@ export interface BastionConnectOptions {
   resolve?: (host: string) => Promise<string[]>;
   /** Told as each stage completes (the test route times them). */
   onProgress?: (stage: ConnectStage) => void;
+  /**
+   * Turns the tunnel's keys into auth methods, decrypting and signing on the key crypto pool (the
+   * gateway's, shared by its tunnels); inline, uncached, when absent.
+   */
+  keys?: BastionKeyLoader;
 }
 
 /** Stages of a connection, in order: name resolved, TCP connected, SSH handshake (host key) done, authenticated. */
@@ -109,6 +118,10 @@ async function resolveBastion(target: BastionTarget, options: BastionConnectOpti
   return first;
 }
 
+/**
+ * Rejects with `TunnelFailure`, or with `OverloadedError` when the key crypto pool cannot take the
+ * key's decryption or signature now (not the bastion's fault: retry later, write no state).
+ */
 export async function connectToBastion(
   target: BastionTarget,
   credentials: BastionCredentials,
@@ -117,6 +130,11 @@ export async function connectToBastion(
   const where = hostPort(target.host, target.port);
   const address = await resolveBastion(target, options);
   options.onProgress?.('resolved');
+  const methods = await authMethods(
+    target.user,
+    credentials,
+    options.keys ?? new BastionKeyLoader(inlineKeyCrypto),
+  );
   const client = new Client();
   client.once('connect', () => {
     // ssh2's client leaves Nagle on: a platform connection's first bytes (channel open, then the
@@ -129,14 +147,26 @@ export async function connectToBastion(
   let lastMethod = 'publickey';
   let lastKeyFingerprint = '';
 
-  const methods = authMethods(target.user, credentials);
   const ready = new Promise<void>((resolve, reject) => {
     client.once('ready', () => resolve());
     // `on`, not `once`: ssh2 can emit a second error (e.g. the socket closing after a timeout).
     client.on('error', (err: Error & { level?: string; code?: string }) => {
-      if (target.hostKeyFingerprint && presentedHostKey && presentedHostKey !== target.hostKeyFingerprint) {
+      if (err instanceof OverloadedError) {
+        reject(err); // from the signing agent: the pool is full
+      } else if (
+        target.hostKeyFingerprint &&
+        presentedHostKey &&
+        presentedHostKey !== target.hostKeyFingerprint
+      ) {
         reject(
           new TunnelFailure(hostKeyMismatch(where, target.hostKeyFingerprint, presentedHostKey), {
+            cause: err,
+          }),
+        );
+      } else if (err.level === 'agent') {
+        // Our signing agent failed (the pool's thread crashed): say nothing internal to the customer.
+        reject(
+          new TunnelFailure(connectionLost(where, 'internal error signing with the key; retrying'), {
             cause: err,
           }),
         );
@@ -181,7 +211,7 @@ export async function connectToBastion(
       );
       if (!method) return next(false as unknown as AuthenticationType);
       method.tried = true;
-      lastMethod = method.auth.type;
+      lastMethod = method.auth.type === 'agent' ? 'publickey' : method.auth.type;
       lastKeyFingerprint = method.fingerprint;
       return next(method.auth);
     },
@@ -219,23 +249,22 @@ function isUnreachable(code: string | undefined): boolean {
 }
 
 interface AuthMethod {
-  auth: PublicKeyAuthMethod | PasswordAuthMethod;
+  auth: PublicKeyAuthMethod | AgentAuthMethod | PasswordAuthMethod;
   fingerprint: string;
   tried: boolean;
 }
 
 /** Keys newest first (a rotation tries the new key before the old one), then the password. */
-function authMethods(user: string, credentials: BastionCredentials): AuthMethod[] {
+async function authMethods(
+  user: string,
+  credentials: BastionCredentials,
+  keys: BastionKeyLoader,
+): Promise<AuthMethod[]> {
   const methods: AuthMethod[] = [];
   for (const key of credentials.keys) {
-    const parsed = ssh2.utils.parseKey(key.privateKey, key.passphrase);
-    const first = Array.isArray(parsed) ? parsed[0] : parsed;
-    if (!first || first instanceof Error) continue;
-    methods.push({
-      auth: { type: 'publickey', username: user, key: first },
-      fingerprint: key.fingerprint,
-      tried: false,
-    });
+    const auth = await keys.authFor(user, key);
+    if (!auth) continue;
+    methods.push({ auth, fingerprint: key.fingerprint, tried: false });
   }
   if (credentials.password !== undefined) {
     methods.push({

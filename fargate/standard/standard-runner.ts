@@ -6,6 +6,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { Backoff, type BackoffSettings } from '../../shared/backoff';
+import { OverloadedError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
 import { secretNames } from '../../shared/secrets/secret-names';
@@ -165,6 +166,14 @@ export class StandardTunnelRunner {
         }
       } catch (err) {
         if (!this.running) return; // stopped meanwhile: the next owner writes the state
+        if (err instanceof OverloadedError) {
+          // This worker's key crypto pool is busy, not the bastion failing: no state, try again later.
+          this.log.warn('standard tunnel connect deferred: key crypto busy', {
+            retryAfterSeconds: err.retryAfterSeconds,
+          });
+          if (!this.reconnectRequested) await this.retryLater();
+          continue;
+        }
         const status =
           err instanceof TunnelFailure
             ? err.status

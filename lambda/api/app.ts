@@ -7,6 +7,7 @@ import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { PortRange } from '../../shared/config';
 import type { WorkerControl } from '../../shared/control';
+import type { KeyCrypto } from '../../shared/key-crypto';
 import type { Logger } from '../../shared/logger';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import type { StatusSettings } from '../../shared/status';
@@ -55,6 +56,8 @@ export interface ApiDeps {
   onTunnelChanged?: (tunnelId: string) => void;
   /** Reaches gateway workers' control endpoints for `POST /v1/tunnels/{id}/test`. */
   workerControl: WorkerControl;
+  /** Where key derivation and RSA generation run; inline (on the event loop) when absent. */
+  keyCrypto?: KeyCrypto;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -72,6 +75,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     maxTunnelsPerWorkspace: deps.limits.maxTunnelsPerWorkspace,
     now,
     onChanged: deps.onTunnelChanged,
+    keyCrypto: deps.keyCrypto,
   });
   const perWorkspace = new RateLimiter(deps.limits.perWorkspace, nowMs);
   const perSource = new RateLimiter(deps.limits.unauthenticatedPerSource, nowMs);

@@ -7,6 +7,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Context } from 'hono';
 import type { Env } from '../../shared/config';
 import type { WorkerControl } from '../../shared/control';
+import type { KeyCrypto } from '../../shared/key-crypto';
 import type { Logger } from '../../shared/logger';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import { statusSettingsFrom } from '../../shared/status';
@@ -42,6 +43,8 @@ export interface ApiWiring {
   /** The port customers dial: `PUBLIC_SSH_PORT`, else the runtime's own (22 in AWS). */
   sshPort: number;
   workerControl: WorkerControl;
+  /** Where key derivation and RSA generation run (a worker pool where others are served meanwhile). */
+  keyCrypto?: KeyCrypto;
   onTunnelChanged?: (tunnelId: string) => void;
   clientAddress?: (c: Context) => string | undefined;
   now?: () => Date;
@@ -80,6 +83,7 @@ export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
   };
   const { health } = wiring;
   if (health) deps.observingSince = () => health.observingSince;
+  if (wiring.keyCrypto) deps.keyCrypto = wiring.keyCrypto;
   if (wiring.onTunnelChanged) deps.onTunnelChanged = wiring.onTunnelChanged;
   if (wiring.clientAddress) deps.clientAddress = wiring.clientAddress;
   if (wiring.now) deps.now = wiring.now;

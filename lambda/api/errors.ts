@@ -10,6 +10,7 @@ import {
   ConflictError,
   type FieldIssue,
   NotFoundError,
+  OverloadedError,
   QuotaExceededError,
   SecretStoreUnavailableError,
   SecretThrottledError,
@@ -123,6 +124,11 @@ export function createErrorHandler(logger: Logger): ErrorHandler {
           'it has been logged for the operators; DELETE still removes it',
         { id: err.unreadable.id, item: err.unreadable.item },
       );
+    }
+    if (err instanceof OverloadedError) {
+      logger.warn('request shed: overloaded', { resource: err.resource, path: c.req.path });
+      c.header('Retry-After', String(err.retryAfterSeconds));
+      return errorResponse(c, 503, 'unavailable', 'temporarily overloaded; retry shortly');
     }
     logger.error('unhandled error', { err, method: c.req.method, path: c.req.path });
     return errorResponse(c, 500, 'internal_error', 'internal error; it has been logged');

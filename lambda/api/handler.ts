@@ -10,6 +10,7 @@ import { ensureControlToken } from '../../shared/control';
 import { SecretNotFoundError } from '../../shared/errors';
 import { ensureHostKey } from '../../shared/host-key';
 import { newAdminToken, sha256Hex } from '../../shared/ids';
+import { inlineKeyCrypto } from '../../shared/key-crypto';
 import { createLogger } from '../../shared/logger';
 import { AwsSecretStore } from '../../shared/secrets/aws-secret-store';
 import { secretNames } from '../../shared/secrets/secret-names';
@@ -38,6 +39,9 @@ async function build(): Promise<LambdaHandler> {
       secrets,
       logger,
       adminTokenHash: sha256Hex(adminToken ?? newAdminToken()),
+      // An instance serves one request at a time: a key derivation delays only the request that
+      // asked for it, and a thread would only add its start-up to the cold start and the bundle.
+      keyCrypto: inlineKeyCrypto,
       hostPublicKey: hostKey.publicKey,
       sshPort: 22,
       workerControl: new HttpWorkerControl(controlToken),

@@ -7,7 +7,8 @@ import type { z } from 'zod';
 import type { PortRange } from '../../shared/config';
 import { ConflictError, NotFoundError, tunnelQuotaExceeded, ValidationError } from '../../shared/errors';
 import { newTunnelId, TUNNEL_ID_PATTERN } from '../../shared/ids';
-import { generateKeyPair, type KeyType, parsePrivateKey, parsePublicKey } from '../../shared/keys';
+import { inlineKeyCrypto, type KeyCrypto } from '../../shared/key-crypto';
+import { type KeyType, parsePublicKey } from '../../shared/keys';
 import type { Logger } from '../../shared/logger';
 import type {
   CreateReverseTunnelSchema,
@@ -45,6 +46,8 @@ export interface TunnelServiceDeps {
   now: () => Date;
   /** Told after a tunnel is changed or deleted. */
   onChanged?: (tunnelId: string) => void;
+  /** Where key derivation and RSA generation run; inline (on the event loop) when absent. */
+  keyCrypto?: KeyCrypto;
 }
 
 export class TunnelService {
@@ -53,6 +56,8 @@ export class TunnelService {
   private readonly logger: Logger;
   private readonly now: () => Date;
   private readonly onChanged: (tunnelId: string) => void;
+  /** Key derivation and RSA generation: a worker pool where the process serves others meanwhile. */
+  private readonly keys: KeyCrypto;
 
   constructor(private readonly deps: TunnelServiceDeps) {
     this.store = deps.store;
@@ -60,6 +65,7 @@ export class TunnelService {
     this.logger = deps.logger;
     this.now = deps.now;
     this.onChanged = deps.onChanged ?? (() => {});
+    this.keys = deps.keyCrypto ?? inlineKeyCrypto;
   }
 
   async create(workspaceId: string, body: CreateStandard | CreateReverse): Promise<TunnelResult> {
@@ -169,7 +175,7 @@ export class TunnelService {
       );
     }
     const old = TunnelSecretSchema.parse(JSON.parse(await this.secrets.get(secretNames.tunnel(id))));
-    const pair = await generateKeyPair(keyTypeOf(record.publicKey), `tunnelkeeper-${id}`);
+    const pair = await this.keys.generateKeyPair(keyTypeOf(record.publicKey), `tunnelkeeper-${id}`);
     // Both keys stay valid until the gateway has connected with the new one and retires the old.
     const secret: TunnelSecret = {
       ...old,
@@ -234,18 +240,18 @@ export class TunnelService {
       const parsed = parsePublicKey(publicKey, 'publicKey');
       return { publicKey: parsed.publicKey, fingerprint: parsed.fingerprint };
     }
-    const pair = await generateKeyPair('ed25519', `tunnelkeeper-${id}`);
+    const pair = await this.keys.generateKeyPair('ed25519', `tunnelkeeper-${id}`);
     return { publicKey: pair.publicKey, fingerprint: pair.fingerprint, privateKey: pair.privateKey };
   }
 
   private async standardSecret(id: string, auth: NonNullable<CreateStandard['auth']>): Promise<TunnelSecret> {
     if (auth.method === 'private_key') {
-      const key = parsePrivateKey(auth.privateKey, auth.passphrase, 'auth.privateKey');
+      const key = await this.keys.parsePrivateKey(auth.privateKey, auth.passphrase, 'auth.privateKey');
       const entry = { privateKey: key.privateKey, publicKey: key.publicKey, fingerprint: key.fingerprint };
       return { keys: [auth.passphrase === undefined ? entry : { ...entry, passphrase: auth.passphrase }] };
     }
     // Password tunnels get a key pair too, so the customer can move to key auth without a new tunnel.
-    const pair = await generateKeyPair(
+    const pair = await this.keys.generateKeyPair(
       auth.method === 'generated' ? auth.keyType : 'ed25519',
       `tunnelkeeper-${id}`,
     );

@@ -6,6 +6,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -13,10 +14,15 @@ import {
   buildBundle,
   GATEWAY_BUNDLE_FILE,
   gatewayBuildOptions,
+  KEY_CRYPTO_WORKER_FILE,
   REPO_ROOT,
 } from '../../cdk/lib/bundles';
 import { GATEWAY_HEALTH_PORT, GATEWAY_SSH_PORT } from '../../cdk/lib/ports';
 import { GATEWAY_NODE_FLAGS } from '../../fargate/gc-tuning';
+import { startKeyCrypto } from '../../shared/crypto-pool/pooled-key-crypto';
+import { parsePrivateKey } from '../../shared/keys';
+import { silentLogger } from '../../shared/logger';
+import { keygen } from '../helpers/keygen';
 import { startScriptNodeArgs } from '../helpers/local-stack';
 
 interface Stage {
@@ -154,16 +160,39 @@ describe('the gateway bundle the build stage produces', () => {
     await rm(bundle.outdir, { recursive: true, force: true });
   });
 
-  it("is one ESM file with ssh2's native helper beside it, which loads and offers AES-GCM", async () => {
+  it("is one ESM file with its key crypto thread and ssh2's native helper beside it, which loads and offers AES-GCM", async () => {
     const names = bundle.files.map((f) => f.name).sort();
-    expect(names).toHaveLength(2);
-    expect(names[0]).toBe(GATEWAY_BUNDLE_FILE);
-    const helper = names[1] as string;
+    expect(names).toHaveLength(3);
+    expect(names.slice(0, 2)).toEqual([KEY_CRYPTO_WORKER_FILE, GATEWAY_BUNDLE_FILE]);
+    const helper = names[2] as string;
     expect(helper).toMatch(/^sshcrypto-[A-Z0-9]+\.node$/);
     const code = await readFile(bundle.file, 'utf8');
     expect(code).toContain(`"./${helper}"`); // the require esbuild rewrote to the copied helper
     const binding = createRequire(bundle.file)(`./${helper}`);
     expect(typeof binding.AESGCMCipher).toBe('function');
     console.info(`figure: gateway bundle ${(bundle.bytes / 1024).toFixed(0)} KiB + helper`);
+  });
+
+  it('finds its key crypto thread beside itself, and the thread decrypts a passphrase key', async () => {
+    const code = await readFile(bundle.file, 'utf8');
+    // The pool's entry, resolved against the bundle's own URL at run time (not the source tree's).
+    expect(code).toContain(`new URL("./${KEY_CRYPTO_WORKER_FILE}",import.meta.url)`);
+    const worker = join(bundle.outdir, KEY_CRYPTO_WORKER_FILE);
+    expect(await readFile(worker, 'utf8')).not.toMatch(/from\s*"tsx|tsImport/); // plain JavaScript
+    const crypto = await startKeyCrypto(
+      { threads: 1, maxQueue: 1, taskTimeoutMs: 30_000 },
+      silentLogger,
+      pathToFileURL(worker),
+    );
+    try {
+      const key = await keygen({ type: 'ecdsa', bits: 256, passphrase: 'bundled thread', rounds: 4 });
+      const decrypted = await crypto.decryptPrivateKey(key.privateKey, 'bundled thread');
+      expect(parsePrivateKey(decrypted, undefined, 'k').publicKey).toBe(
+        key.publicKey.split(' ').slice(0, 2).join(' '),
+      );
+      expect(crypto.stats?.completed).toBe(1);
+    } finally {
+      await crypto.close();
+    }
   });
 });

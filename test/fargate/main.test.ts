@@ -223,6 +223,11 @@ describe('the Fargate entry point with AWS-style configuration', () => {
     expect(metadata.requests).toBeGreaterThan(0);
     // The bundle found ssh2's native helper beside it (the gateway warns at start when it did not).
     expect(gateway.logs.filter((l) => /native crypto helper/.test(l.msg))).toEqual([]);
+    // And its key crypto thread (crypto-worker.mjs beside main.mjs): the gateway does not start without it.
+    expect(gateway.logs.find((l) => l.msg === 'worker pool started')).toMatchObject({
+      component: 'key crypto pool',
+      threads: expect.any(Number),
+    });
     const sshPort = Number(ready.sshPort);
     expect(sshPort).toBeGreaterThan(0);
 
@@ -301,7 +306,9 @@ describe('the Fargate entry point with AWS-style configuration', () => {
     gateway.child.kill('SIGTERM');
     const exit = await withTimeout(gateway.exited, 30_000, 'gateway exit after SIGTERM');
     expect(exit).toEqual({ code: 0, signal: null });
-    expect(gateway.logs.map((l) => l.msg)).toEqual(expect.arrayContaining(['shutting down', 'stopped']));
+    expect(gateway.logs.map((l) => l.msg)).toEqual(
+      expect.arrayContaining(['shutting down', 'worker pool stopped', 'stopped']),
+    );
     console.info(
       `figure: gateway stopped ${Date.now() - stopping} ms after SIGTERM, with a tunnel connected`,
     );

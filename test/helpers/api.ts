@@ -7,6 +7,7 @@ import { apiDepsFromEnv } from '../../lambda/api/compose';
 import { HttpWorkerControl } from '../../lambda/api/worker-control-client';
 import { parseEnv } from '../../shared/config';
 import { newAdminToken, newApiKey, newWorkspaceId, sha256Hex } from '../../shared/ids';
+import type { KeyCrypto } from '../../shared/key-crypto';
 import { generateKeyPair } from '../../shared/keys';
 import { createLogger } from '../../shared/logger';
 import { FileSecretStore } from '../../shared/secrets/file-secret-store';
@@ -22,6 +23,8 @@ export interface TestApiOptions {
   limits?: Partial<ApiLimits>;
   /** The table's client (to count the calls the app makes). */
   doc?: DynamoDBDocumentClient;
+  /** Where key derivation and RSA generation run; inline when absent. */
+  keyCrypto?: KeyCrypto;
 }
 
 /** Rate limits no test reaches unless it means to. */
@@ -59,6 +62,7 @@ export async function createTestApi(options: TestApiOptions = {}) {
       hostPublicKey: hostKey.publicKey,
       sshPort: 22,
       workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
+      ...(options.keyCrypto ? { keyCrypto: options.keyCrypto } : {}),
     });
     deps.limits = {
       ...deps.limits,
