@@ -1,6 +1,7 @@
 /** `npm start`: the whole system on this machine. Stops cleanly on SIGINT/SIGTERM within 10 s. */
 import { parseEnv } from '../shared/config';
 import { createLogger } from '../shared/logger';
+import { runtimeMismatch } from './runtime-check';
 import { startLocalStack } from './stack';
 
 const SHUTDOWN_DEADLINE_MS = 9_000;
@@ -9,6 +10,13 @@ const PARENT_CHECK_MS = 500;
 async function main(): Promise<void> {
   const env = parseEnv(process.env);
   const logger = createLogger(env.LOG_LEVEL);
+  const mismatch = runtimeMismatch(new URL('../package.json', import.meta.url).pathname);
+  if (mismatch) {
+    logger.warn('running on another Node major than the one this repository is tested on', {
+      ...mismatch,
+      fix: 'run `npm ci`, then `npm start` (npm puts the pinned Node first on PATH)',
+    });
+  }
   const stack = await startLocalStack(env, logger, (credentials) => {
     // Deliberately outside the redacting logger: shown once, on first start, for the operator.
     process.stdout.write(

@@ -65,9 +65,10 @@ describe('npm start: the local stack over HTTP', () => {
     apiKey = String(creds.BOOTSTRAP_API_KEY);
     expect((await readFile(join(dataDir, 'admin-token'), 'utf8')).trim()).toBe(adminToken);
     expect((await stat(join(dataDir, 'admin-token'))).mode & 0o777).toBe(0o600);
-    // Every other line is a structured log line.
+    // Every other line is a structured log line: no runtime, engine or SDK warning on the way.
     for (const line of stack.lines)
       expect(line).toMatchObject({ time: expect.any(String), level: expect.any(String) });
+    expect(stack.output.filter((line) => !line.startsWith('{'))).toEqual([]);
   });
 
   const state: { reverseId?: string; standardId?: string; workspaceKey?: string; knownHostsLine?: string } =
