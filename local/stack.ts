@@ -12,13 +12,14 @@ import { Gateway } from '../fargate/gateway';
 import { createApp } from '../lambda/api/app';
 import { apiDepsFromEnv } from '../lambda/api/compose';
 import { HttpWorkerControl } from '../lambda/api/worker-control-client';
+import { issueApiKey } from '../shared/api-keys';
 import type { Env } from '../shared/config';
 import { ensureControlToken } from '../shared/control';
 import { createKeyCrypto, keyCryptoSettingsFrom } from '../shared/crypto-pool/pooled-key-crypto';
 import { availableBytes, MIN_FREE_BYTES } from '../shared/disk-space';
 import { StorageUnavailableError } from '../shared/errors';
 import { ensureHostKey } from '../shared/host-key';
-import { newAdminToken, newApiKey, sha256Hex } from '../shared/ids';
+import { newAdminToken, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
 import { FileSecretStore } from '../shared/secrets/file-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
@@ -86,7 +87,7 @@ export async function startLocalStack(
     const shown: Parameters<PrintCredentials>[0] = {};
     const admin = await adminToken(env);
     if (admin.isNew) shown.ADMIN_TOKEN = admin.token;
-    const bootstrap = await bootstrapApiKey(env, store);
+    const bootstrap = await bootstrapApiKey(env, store, logger);
     if (bootstrap) shown.BOOTSTRAP_API_KEY = bootstrap;
     if (Object.keys(shown).length > 0) print(shown);
 
@@ -154,6 +155,16 @@ export async function startLocalStack(
     );
     const apiPort = (server.address() as AddressInfo).port;
     logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
+    // Only hashes of API keys are kept: a lost one is replaced, never shown again.
+    logger.info(
+      'lost an API key? the operator issues a new one for its workspace, then revoke the lost one with it',
+      {
+        command: `curl -sS -X POST -H "Authorization: Bearer ${
+          env.ADMIN_TOKEN ? '$ADMIN_TOKEN' : `$(cat ${join(env.DATA_DIR, 'admin-token')})`
+        }" http://${env.HOST}:${apiPort}/v1/admin/workspaces/${DEFAULT_WORKSPACE_ID}/api-keys`,
+        revoke: 'GET /v1/api-keys lists the keys, DELETE /v1/api-keys/{id} revokes one',
+      },
+    );
     // Loaded once the stack serves: from source (tsx) that takes a core for a second or two, which
     // start-up (DynamoDB Local's Java above all) needs. Key work asked for before waits for them.
     void keyCrypto.start();
@@ -205,12 +216,29 @@ async function adminToken(env: Env): Promise<{ token: string; isNew: boolean }> 
 
 /**
  * Makes sure the `default` workspace exists with an API key: `BOOTSTRAP_API_KEY` if set, else one
- * generated on first start (returned to be printed once; only its hash is stored).
+ * generated on first start (returned to be printed once; only its hash is stored). The key is given
+ * to a new workspace only: one revoked since does not come back on a restart.
  */
-async function bootstrapApiKey(env: Env, store: DynamoTunnelStore): Promise<string | undefined> {
-  const workspace = { id: DEFAULT_WORKSPACE_ID, name: 'default', createdAt: new Date().toISOString() };
+async function bootstrapApiKey(
+  env: Env,
+  store: DynamoTunnelStore,
+  logger: Logger,
+): Promise<string | undefined> {
+  const createdAt = new Date().toISOString();
+  const workspace = { id: DEFAULT_WORKSPACE_ID, name: 'default', createdAt };
   if (env.BOOTSTRAP_API_KEY) {
-    await store.ensureWorkspace(workspace, sha256Hex(env.BOOTSTRAP_API_KEY));
+    const { keyIsTheWorkspaces } = await store.ensureWorkspace(
+      workspace,
+      issueApiKey(createdAt, env.BOOTSTRAP_API_KEY).record,
+    );
+    if (!keyIsTheWorkspaces) {
+      logger.warn(
+        'BOOTSTRAP_API_KEY is not a key of the default workspace (revoked, or the workspace has others): not restored',
+        {
+          fix: 'use a key the workspace has, or have the operator issue one (see "lost an API key?" above)',
+        },
+      );
+    }
     return undefined;
   }
   const marker = join(env.DATA_DIR, 'bootstrapped');
@@ -220,8 +248,8 @@ async function bootstrapApiKey(env: Env, store: DynamoTunnelStore): Promise<stri
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const apiKey = newApiKey();
-  await store.ensureWorkspace(workspace, sha256Hex(apiKey));
+  const { apiKey, record } = issueApiKey(createdAt);
+  await store.ensureWorkspace(workspace, record);
   await writeFile(marker, `${workspace.createdAt}\n`, { mode: 0o600 });
   return apiKey;
 }

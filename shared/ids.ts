@@ -12,6 +12,8 @@ function base32(bytes: Buffer): string {
 /** `tun_` + 16 base32 characters (80 bits): a tunnel id, also its SSH user name. */
 export const newTunnelId = (): string => `tun_${base32(randomBytes(16))}`;
 export const newWorkspaceId = (): string => `ws_${base32(randomBytes(16))}`;
+/** `key_` + 16 base32 characters: names an API key (to list and revoke it) without being it. */
+export const newApiKeyId = (): string => `key_${base32(randomBytes(16))}`;
 
 /** An API key: `tk_` + 43 base64url characters (256 bits). Only its hash is ever stored. */
 export const newApiKey = (): string => `tk_${randomBytes(32).toString('base64url')}`;
@@ -21,3 +23,5 @@ export const newAdminToken = (): string => `tka_${randomBytes(32).toString('base
 export const sha256Hex = (value: string): string => createHash('sha256').update(value).digest('hex');
 
 export const TUNNEL_ID_PATTERN = /^tun_[a-z2-7]{16}$/;
+export const API_KEY_ID_PATTERN = /^key_[a-z2-7]{16}$/;
+export const WORKSPACE_ID_PATTERN = /^(ws_[a-z2-7]{16}|default)$/;

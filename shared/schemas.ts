@@ -4,6 +4,7 @@
  */
 import { z } from '@hono/zod-openapi';
 import { HOST_TOO_LONG, hostProblem, MAX_HOST_LENGTH } from './hosts';
+import { API_KEY_ID_PATTERN, WORKSPACE_ID_PATTERN } from './ids';
 
 export const HostSchema = z
   .string()
@@ -124,6 +125,66 @@ export const CreateWorkspaceSchema = z.strictObject({ name: NameSchema }).openap
 export const WorkspaceCreatedSchema = z
   .object({ id: z.string(), name: z.string(), apiKey: z.string() })
   .openapi('WorkspaceCreated');
+
+/** An API key as listed: never the key itself, only what tells keys apart. */
+export const ApiKeySchema = z
+  .object({
+    id: z.string(),
+    /** The key's first characters (`tk_` and 7 more), as a password manager would show them. */
+    prefix: z.string().nullable(),
+    createdAt: z.string(),
+    /** When it last authenticated a request, to the nearest few minutes; absent: never since listed. */
+    lastUsedAt: z.string().optional(),
+    /** Whether this is the key the request was made with. */
+    current: z.boolean(),
+  })
+  .openapi('ApiKey');
+export type ApiKey = z.infer<typeof ApiKeySchema>;
+
+export const ApiKeyListSchema = z.object({ items: z.array(ApiKeySchema) }).openapi('ApiKeyList');
+
+export const ApiKeyCreatedSchema = z
+  .object({
+    id: z.string(),
+    prefix: z.string(),
+    createdAt: z.string(),
+    workspaceId: z.string(),
+    /** The key itself: shown here once, never stored (only its hash). */
+    apiKey: z.string(),
+  })
+  .openapi('ApiKeyCreated');
+
+export const ApiKeyIdParamSchema = z.object({
+  id: z
+    .string()
+    .regex(API_KEY_ID_PATTERN, 'is not an API key id')
+    .openapi({ param: { name: 'id', in: 'path' } }),
+});
+
+export const WorkspaceIdParamSchema = z.object({
+  id: z
+    .string()
+    .regex(WORKSPACE_ID_PATTERN, 'is not a workspace id')
+    .openapi({ param: { name: 'id', in: 'path' } }),
+});
+
+export const WorkspaceSchema = z
+  .object({ id: z.string(), name: z.string(), createdAt: z.string() })
+  .openapi('Workspace');
+
+export const WorkspaceListSchema = z
+  .object({ items: z.array(WorkspaceSchema), cursor: z.string().optional() })
+  .openapi('WorkspaceList');
+
+export const PageQuerySchema = z.object({
+  limit: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be between 1 and 100')
+    .max(100, 'must be between 1 and 100')
+    .default(50),
+  cursor: z.string().max(2048, 'is too long').optional(),
+});
 
 export const StatusErrorCodeSchema = z.enum([
   'customer_not_connected',

@@ -13,18 +13,21 @@ import type { SecretStore } from '../../shared/secrets/secret-store';
 import type { StatusSettings } from '../../shared/status';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
 import type { GatewayInfo } from '../../shared/tunnel-view';
-import { adminAuth, apiKeyAuth } from './auth';
+import { ApiKeyCache, adminAuth, apiKeyAuth } from './auth';
 import { createErrorHandler, errorResponse } from './errors';
 import { describeRoutes } from './openapi';
 import { RateLimiter, type RateLimitSettings } from './rate-limit';
 import { type ReadinessCheck, readinessRoute } from './readiness';
 import { adminRoutes } from './routes/admin';
+import { apiKeyRoutes } from './routes/api-keys';
 import { tunnelRoutes } from './routes/tunnels';
 import { TunnelService } from './tunnel-service';
 
 export interface ApiLimits {
   /** `MAX_TUNNELS_PER_WORKSPACE`. */
   maxTunnelsPerWorkspace: number;
+  /** API keys a workspace may hold at once (rotation needs two; a team a few more). */
+  maxApiKeysPerWorkspace: number;
   /** Requests per workspace (a per-instance guard; API Gateway throttling is the global one). */
   perWorkspace: RateLimitSettings;
   /**
@@ -104,14 +107,38 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
 
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/readyz', readinessRoute(deps.readiness, nowMs));
-  app.route('/v1/admin', adminRoutes(deps.store, adminAuth(deps.adminTokenHash, perSource, sourceOf), now));
+  const keyCache = new ApiKeyCache();
+  const auth = apiKeyAuth({
+    store: deps.store,
+    cache: keyCache,
+    logger: deps.logger,
+    perWorkspace,
+    perSource,
+    sourceOf,
+    now: nowMs,
+  });
+  const maxKeysPerWorkspace = deps.limits.maxApiKeysPerWorkspace;
+  app.route(
+    '/v1/admin',
+    adminRoutes({
+      store: deps.store,
+      auth: adminAuth(deps.adminTokenHash, perSource, sourceOf),
+      logger: deps.logger,
+      maxKeysPerWorkspace,
+      now,
+    }),
+  );
+  app.route(
+    '/v1/api-keys',
+    apiKeyRoutes({ store: deps.store, cache: keyCache, auth, logger: deps.logger, maxKeysPerWorkspace, now }),
+  );
   app.route(
     '/v1/tunnels',
     tunnelRoutes({
       service,
       store: deps.store,
       gateway: deps.gateway,
-      auth: apiKeyAuth({ store: deps.store, perWorkspace, perSource, sourceOf, now: nowMs }),
+      auth,
       logger: deps.logger,
       test: {
         store: deps.store,

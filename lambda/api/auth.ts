@@ -5,15 +5,57 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
+import { LAST_USED_RESOLUTION_MS } from '../../shared/api-keys';
 import { sha256Hex } from '../../shared/ids';
-import type { TunnelStore } from '../../shared/store/tunnel-store';
+import type { Logger } from '../../shared/logger';
+import type { WorkspaceStore } from '../../shared/store/tunnel-store';
 import { ApiError } from './errors';
 import type { RateLimiter } from './rate-limit';
 
-export type AuthEnv = { Variables: { workspaceId: string } };
+export type AuthEnv = { Variables: { workspaceId: string; apiKeyId: string } };
 
 const CACHE_TTL_MS = 60_000;
 const CACHE_MAX = 5_000;
+
+interface CachedKey {
+  workspaceId: string;
+  keyId: string;
+  until: number;
+}
+
+/**
+ * Keys seen lately (by hash), so a busy key costs a table read a minute, not one per request. A key
+ * revoked here is dropped at once; other instances drop it within `CACHE_TTL_MS`.
+ */
+export class ApiKeyCache {
+  private readonly entries = new Map<string, CachedKey>();
+  /** When each key was last marked used by this instance (bounded like the cache). */
+  private readonly marked = new Map<string, number>();
+
+  get(hash: string, now: number): CachedKey | undefined {
+    const hit = this.entries.get(hash);
+    return hit && hit.until > now ? hit : undefined;
+  }
+
+  set(hash: string, workspaceId: string, keyId: string, now: number): void {
+    if (this.entries.size >= CACHE_MAX) this.entries.clear();
+    this.entries.set(hash, { workspaceId, keyId, until: now + CACHE_TTL_MS });
+  }
+
+  forget(hash: string): void {
+    this.entries.delete(hash);
+    this.marked.delete(hash);
+  }
+
+  /** Whether to write `lastUsedAt` now: at most once per resolution per key and instance. */
+  shouldMarkUsed(hash: string, now: number): boolean {
+    const last = this.marked.get(hash);
+    if (last !== undefined && now - last < LAST_USED_RESOLUTION_MS) return false;
+    if (this.marked.size >= CACHE_MAX) this.marked.clear();
+    this.marked.set(hash, now);
+    return true;
+  }
+}
 
 function bearerToken(header: string | undefined): string | undefined {
   const match = header?.match(/^Bearer[ \t]+([A-Za-z0-9._~+/=-]{1,512})[ \t]*$/i);
@@ -43,7 +85,9 @@ function chargeSource(limiter: RateLimiter, source: string): void {
 }
 
 export interface ApiKeyAuthOptions {
-  store: TunnelStore;
+  store: WorkspaceStore;
+  cache: ApiKeyCache;
+  logger: Logger;
   perWorkspace: RateLimiter;
   perSource: RateLimiter;
   sourceOf: (c: Context) => string;
@@ -52,25 +96,31 @@ export interface ApiKeyAuthOptions {
 
 /** Resolves the caller's workspace from its API key and applies the per-workspace rate limit. */
 export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<AuthEnv> {
-  const { store, perWorkspace, perSource, sourceOf, now } = options;
-  const cache = new Map<string, { workspaceId: string; until: number }>();
+  const { store, cache, logger, perWorkspace, perSource, sourceOf, now } = options;
   return async (c, next) => {
     const token = bearerToken(c.req.header('Authorization'));
     const hash = token === undefined ? undefined : sha256Hex(token);
-    const cached = hash === undefined ? undefined : cache.get(hash);
-    let workspaceId = cached && cached.until > now() ? cached.workspaceId : undefined;
-    if (!workspaceId) {
+    let key = hash === undefined ? undefined : cache.get(hash, now());
+    if (!key) {
       // A key not seen lately costs a read: bounded per source before it is spent.
       chargeSource(perSource, sourceOf(c));
       if (hash === undefined) throw unauthorized('api key');
-      workspaceId = await store.findWorkspaceIdByApiKeyHash(hash);
-      if (!workspaceId) throw unauthorized('api key');
-      if (cache.size >= CACHE_MAX) cache.clear();
-      cache.set(hash, { workspaceId, until: now() + CACHE_TTL_MS });
+      const found = await store.findApiKey(hash);
+      const keyId = found && (await store.adoptLegacyKey(hash, found));
+      if (!found || !keyId) throw unauthorized('api key');
+      cache.set(hash, found.workspaceId, keyId, now());
+      key = { workspaceId: found.workspaceId, keyId, until: 0 };
     }
-    const wait = perWorkspace.take(workspaceId);
+    const wait = perWorkspace.take(key.workspaceId);
     if (wait > 0) throw rateLimited(wait, 'requests');
-    c.set('workspaceId', workspaceId);
+    if (hash !== undefined && cache.shouldMarkUsed(hash, now())) {
+      // Off the request's path: a lost mark only makes `lastUsedAt` older.
+      store
+        .markApiKeyUsed(key.workspaceId, key.keyId, new Date(now()).toISOString())
+        .catch((err) => logger.warn('API key use not recorded', { keyId: key.keyId, err }));
+    }
+    c.set('workspaceId', key.workspaceId);
+    c.set('apiKeyId', key.keyId);
     await next();
   };
 }

@@ -24,6 +24,7 @@ import type { ReadinessCheck } from './readiness';
 export const DEFAULT_LIMITS: Omit<ApiLimits, 'maxTunnelsPerWorkspace'> = {
   perWorkspace: { ratePerSec: 50, burst: 100 },
   unauthenticatedPerSource: { ratePerSec: 5, burst: 20 },
+  maxApiKeysPerWorkspace: 10,
 };
 
 export interface ApiWiring {

@@ -1,11 +1,15 @@
 /** The OpenAPI 3.1 description of every route, generated from the same zod schemas the routes use. */
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import {
+  ApiKeyCreatedSchema,
+  ApiKeyIdParamSchema,
+  ApiKeyListSchema,
   CreateTunnelSchema,
   CreateWorkspaceSchema,
   ErrorBodySchema,
   EventListSchema,
   ListQuerySchema,
+  PageQuerySchema,
   PatchTunnelSchema,
   RotateKeySchema,
   StatusSchema,
@@ -14,6 +18,8 @@ import {
   TunnelListSchema,
   TunnelSchema,
   WorkspaceCreatedSchema,
+  WorkspaceIdParamSchema,
+  WorkspaceListSchema,
 } from '../../shared/schemas';
 
 type Registry = OpenAPIHono['openAPIRegistry'];
@@ -26,7 +32,7 @@ const errors = {
   400: json(ErrorBodySchema, 'Malformed JSON'),
   401: json(ErrorBodySchema, 'Missing or invalid credentials'),
   404: json(ErrorBodySchema, 'No such tunnel in this workspace'),
-  409: json(ErrorBodySchema, 'conflict, or quota_exceeded (details name the limit)'),
+  409: json(ErrorBodySchema, 'conflict (e.g. the last API key), or quota_exceeded (details name the limit)'),
   413: json(ErrorBodySchema, 'Body over 64 KiB'),
   422: json(ErrorBodySchema, 'Invalid fields, named in details'),
   429: json(ErrorBodySchema, 'Rate limited; see Retry-After'),
@@ -65,6 +71,54 @@ export function describeRoutes(registry: Registry): void {
       security: [{ adminToken: [] }],
       request: body(CreateWorkspaceSchema),
       responses: { 201: json(WorkspaceCreatedSchema, 'Created; apiKey is shown only here'), ...errors },
+    }),
+    createRoute({
+      method: 'get',
+      path: '/v1/admin/workspaces',
+      security: [{ adminToken: [] }],
+      request: { query: PageQuerySchema },
+      responses: {
+        200: json(WorkspaceListSchema, 'Every workspace, oldest first, a page at a time'),
+        ...errors,
+      },
+    }),
+    createRoute({
+      method: 'post',
+      path: '/v1/admin/workspaces/{id}/api-keys',
+      security: [{ adminToken: [] }],
+      request: { params: WorkspaceIdParamSchema },
+      responses: {
+        201: json(
+          ApiKeyCreatedSchema,
+          'A new key for the workspace (a lost one is replaced so); apiKey is shown only here',
+        ),
+        ...errors,
+      },
+    }),
+    createRoute({
+      method: 'get',
+      path: '/v1/api-keys',
+      security: secured,
+      responses: {
+        200: json(ApiKeyListSchema, "The workspace's keys, oldest first; never the keys themselves"),
+        ...errors,
+      },
+    }),
+    createRoute({
+      method: 'post',
+      path: '/v1/api-keys',
+      security: secured,
+      responses: { 201: json(ApiKeyCreatedSchema, 'Created; apiKey is shown only here'), ...errors },
+    }),
+    createRoute({
+      method: 'delete',
+      path: '/v1/api-keys/{id}',
+      security: secured,
+      request: { params: ApiKeyIdParamSchema },
+      responses: {
+        204: { description: 'Revoked: it authenticates nothing from now on' },
+        ...errors,
+      },
     }),
     createRoute({
       method: 'post',

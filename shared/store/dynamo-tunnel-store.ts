@@ -14,6 +14,7 @@ import {
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
+import type { ApiKeyRecord } from '../api-keys';
 import type { PortRange } from '../config';
 import {
   ConflictError,
@@ -26,8 +27,9 @@ import type { WorkerHeartbeat } from '../gateway-items';
 import { EventSchema, type TunnelEvent } from '../schemas';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
-import { isConditionalFailure } from './dynamo-errors';
+import { cancelledBy, isConditionalFailure } from './dynamo-errors';
 import { DynamoStatusStore } from './dynamo-status-store';
+import { DynamoWorkspaces, type FoundApiKey } from './dynamo-workspaces';
 import { listWorkerHeartbeats } from './query';
 import { readEach, salvage, tunnelIdOf, UnreadableItemError, unreadableReason } from './read-items';
 import type { StatusSources } from './status-store';
@@ -43,59 +45,58 @@ const PORT_WINDOW = 100;
 const MAX_CREATE_ATTEMPTS = 20;
 
 const CursorSchema = z.object({ pk: z.string(), sk: z.string(), gsi1pk: z.string(), gsi1sk: z.string() });
-const ApiKeyItemSchema = z.object({ workspaceId: z.string() });
 const UsageItemSchema = z.object({ tunnelCount: z.number().int() });
 
 export class DynamoTunnelStore implements TunnelStore {
   private readonly statusStore: DynamoStatusStore;
+  private readonly workspaces: DynamoWorkspaces;
 
   constructor(
     private readonly db: DynamoDBDocumentClient,
     private readonly tableName: string,
   ) {
     this.statusStore = new DynamoStatusStore(db, tableName);
+    this.workspaces = new DynamoWorkspaces(db, tableName);
   }
 
-  async createWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void> {
-    await this.db.send(
-      new TransactWriteCommand({
-        TransactItems: [
-          {
-            Put: {
-              TableName: this.tableName,
-              Item: { ...keys.workspace(workspace.id), ...workspace },
-              ConditionExpression: 'attribute_not_exists(pk)',
-            },
-          },
-          {
-            Put: {
-              TableName: this.tableName,
-              Item: { ...keys.apiKey(apiKeyHash), workspaceId: workspace.id, createdAt: workspace.createdAt },
-              ConditionExpression: 'attribute_not_exists(pk)',
-            },
-          },
-        ],
-      }),
-    );
+  createWorkspace(workspace: Workspace, key: ApiKeyRecord): Promise<void> {
+    return this.workspaces.createWorkspace(workspace, key);
   }
 
-  async ensureWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void> {
-    // The key first: if it already belongs elsewhere, nothing is written.
-    await this.putIfAbsent({
-      ...keys.apiKey(apiKeyHash),
-      workspaceId: workspace.id,
-      createdAt: workspace.createdAt,
-    });
-    const owner = await this.findWorkspaceIdByApiKeyHash(apiKeyHash);
-    if (owner !== workspace.id) throw new ConflictError('API key already belongs to another workspace');
-    await this.putIfAbsent({ ...keys.workspace(workspace.id), ...workspace });
+  ensureWorkspace(workspace: Workspace, key: ApiKeyRecord) {
+    return this.workspaces.ensureWorkspace(workspace, key);
   }
 
-  async findWorkspaceIdByApiKeyHash(apiKeyHash: string): Promise<string | undefined> {
-    const { Item } = await this.db.send(
-      new GetCommand({ TableName: this.tableName, Key: keys.apiKey(apiKeyHash) }),
-    );
-    return Item ? ApiKeyItemSchema.parse(Item).workspaceId : undefined;
+  getWorkspace(id: string) {
+    return this.workspaces.getWorkspace(id);
+  }
+
+  listWorkspaces(page: { limit: number; cursor?: string }) {
+    return this.workspaces.listWorkspaces(page);
+  }
+
+  findApiKey(hash: string) {
+    return this.workspaces.findApiKey(hash);
+  }
+
+  listApiKeys(workspaceId: string) {
+    return this.workspaces.listApiKeys(workspaceId);
+  }
+
+  addApiKey(workspaceId: string, key: ApiKeyRecord, maxKeys: number) {
+    return this.workspaces.addApiKey(workspaceId, key, maxKeys);
+  }
+
+  revokeApiKey(workspaceId: string, keyId: string) {
+    return this.workspaces.revokeApiKey(workspaceId, keyId);
+  }
+
+  markApiKeyUsed(workspaceId: string, keyId: string, at: string) {
+    return this.workspaces.markApiKeyUsed(workspaceId, keyId, at);
+  }
+
+  adoptLegacyKey(hash: string, found: FoundApiKey) {
+    return this.workspaces.adoptLegacyKey(hash, found);
   }
 
   async createTunnel(
@@ -421,11 +422,4 @@ function isTransactionConflict(err: unknown): boolean {
 function jitteredPause(attempt: number): Promise<void> {
   const cap = Math.min(500, 20 * 2 ** attempt);
   return new Promise((resolve) => setTimeout(resolve, randomInt(Math.floor(cap / 2), cap + 1)));
-}
-
-function cancelledBy(err: unknown, index: number): boolean {
-  return (
-    err instanceof TransactionCanceledException &&
-    err.CancellationReasons?.[index]?.Code === 'ConditionalCheckFailed'
-  );
 }

@@ -17,13 +17,20 @@ export const GSI2 = 'gsi2';
 export const SHARD_COUNT = 16;
 /** GSI2 partition listing every worker's heartbeat item. */
 export const WORKERS_PARTITION = 'WORKERS';
+/** GSI2 partition listing every workspace (oldest first), for the operator. */
+export const WORKSPACES_PARTITION = 'WORKSPACES';
 export const TTL_ATTRIBUTE = 'expiresAt';
 
 export const keys = {
   workspace: (id: string) => ({ pk: `WS#${id}`, sk: 'META' }),
   /** What a workspace uses against its quotas (`tunnelCount`), kept with every create and delete. */
   workspaceUsage: (id: string) => ({ pk: `WS#${id}`, sk: 'USAGE' }),
+  /** What authenticates: a key's hash → its workspace and key id. */
   apiKey: (hash: string) => ({ pk: `APIKEY#${hash}`, sk: 'META' }),
+  /** A workspace's key as listed (prefix, dates) and revoked (by id → hash). */
+  workspaceApiKey: (workspaceId: string, keyId: string) => ({ pk: `WS#${workspaceId}`, sk: `KEY#${keyId}` }),
+  /** How many keys the workspace has (`count`): the last one cannot be revoked. */
+  workspaceApiKeyCount: (workspaceId: string) => ({ pk: `WS#${workspaceId}`, sk: 'APIKEYS' }),
   tunnel: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'META' }),
   tunnelState: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATE' }),
   tunnelStatus: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATUS' }),

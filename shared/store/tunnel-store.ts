@@ -2,10 +2,13 @@
  * Storage port for workspaces, API keys and tunnels. Every tunnel query is scoped to a workspace:
  * another workspace's tunnel is indistinguishable from a missing one.
  */
+
+import type { ApiKeyRecord } from '../api-keys';
 import type { PortRange } from '../config';
 import type { WorkerHeartbeat } from '../gateway-items';
 import type { TunnelEvent } from '../schemas';
 import type { TunnelRecord } from '../tunnel';
+import type { FoundApiKey, StoredApiKey, WorkspacePage } from './dynamo-workspaces';
 import type { UnreadableItem } from './read-items';
 import type { StatusSources } from './status-store';
 
@@ -13,6 +16,28 @@ export interface Workspace {
   id: string;
   name: string;
   createdAt: string;
+}
+
+/** Workspaces and their API keys (dynamo-workspaces.ts says how they are kept). */
+export interface WorkspaceStore {
+  /** Creates the workspace with its first key; `ConflictError` if either exists. */
+  createWorkspace(workspace: Workspace, key: ApiKeyRecord): Promise<void>;
+  /** Creates the workspace with `key` unless it exists; says whether `key` is one of its keys. */
+  ensureWorkspace(
+    workspace: Workspace,
+    key: ApiKeyRecord,
+  ): Promise<{ created: boolean; keyIsTheWorkspaces: boolean }>;
+  getWorkspace(id: string): Promise<Workspace | undefined>;
+  listWorkspaces(page: { limit: number; cursor?: string }): Promise<WorkspacePage>;
+  findApiKey(hash: string): Promise<FoundApiKey | undefined>;
+  listApiKeys(workspaceId: string): Promise<StoredApiKey[]>;
+  /** `NotFoundError` without the workspace; `QuotaExceededError` at `maxKeys`. */
+  addApiKey(workspaceId: string, key: ApiKeyRecord, maxKeys: number): Promise<void>;
+  /** Returns the revoked key's hash; `NotFoundError`, or `ConflictError` for the last key. */
+  revokeApiKey(workspaceId: string, keyId: string): Promise<string>;
+  markApiKeyUsed(workspaceId: string, keyId: string, at: string): Promise<void>;
+  /** Gives a key from before key ids one (idempotent); undefined when the key is gone. */
+  adoptLegacyKey(hash: string, found: FoundApiKey): Promise<string | undefined>;
 }
 
 export interface TunnelPage {
@@ -23,15 +48,9 @@ export interface TunnelPage {
   cursor?: string;
 }
 
-export interface TunnelStore {
+export interface TunnelStore extends WorkspaceStore {
   /** Resolves when the table answers a read (readiness); throws `StorageUnavailableError` else. */
   ping(): Promise<void>;
-  /** Creates the workspace and its first API key (by hash) atomically. */
-  createWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void>;
-  /** Idempotent: creates the workspace if missing and maps the key hash to it. */
-  ensureWorkspace(workspace: Workspace, apiKeyHash: string): Promise<void>;
-  findWorkspaceIdByApiKeyHash(apiKeyHash: string): Promise<string | undefined>;
-
   /**
    * Stores the tunnel and allocates a free port from `range` in one transaction, counting it
    * against its workspace's `maxTunnels` (`QuotaExceededError` beyond it).

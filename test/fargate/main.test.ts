@@ -6,6 +6,7 @@
  * The API, in this process, creates the tunnel in the same table with the same secrets; a real
  * OpenSSH client runs the customer command and bytes flow through `connect`.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -19,6 +20,7 @@ import { createApp } from '../../lambda/api/app';
 import { apiDepsFromEnv } from '../../lambda/api/compose';
 import { HttpWorkerControl } from '../../lambda/api/worker-control-client';
 import { freePort } from '../../local/free-port';
+import { issueApiKey } from '../../shared/api-keys';
 import { parseEnv } from '../../shared/config';
 import { ensureControlToken } from '../../shared/control';
 import { ensureHostKey } from '../../shared/host-key';
@@ -210,7 +212,7 @@ describe('the Fargate entry point with AWS-style configuration', () => {
     const apiKey = newApiKey();
     await table.store.createWorkspace(
       { id: newWorkspaceId(), name: 'acme', createdAt: new Date().toISOString() },
-      sha256Hex(apiKey),
+      issueApiKey(new Date().toISOString(), apiKey).record,
     );
     return { app, apiKey };
   }

@@ -5,6 +5,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { type ApiLimits, createApp } from '../../lambda/api/app';
 import { apiDepsFromEnv } from '../../lambda/api/compose';
 import { HttpWorkerControl } from '../../lambda/api/worker-control-client';
+import { issueApiKey } from '../../shared/api-keys';
 import { parseEnv } from '../../shared/config';
 import { newAdminToken, newApiKey, newWorkspaceId, sha256Hex } from '../../shared/ids';
 import type { KeyCrypto } from '../../shared/key-crypto';
@@ -78,7 +79,10 @@ export async function createTestApi(options: TestApiOptions = {}) {
   const newWorkspace = async (name = 'acme') => {
     const apiKey = newApiKey();
     const id = newWorkspaceId();
-    await table.store.createWorkspace({ id, name, createdAt: new Date().toISOString() }, sha256Hex(apiKey));
+    await table.store.createWorkspace(
+      { id, name, createdAt: new Date().toISOString() },
+      issueApiKey(new Date().toISOString(), apiKey).record,
+    );
     return { id, apiKey };
   };
 

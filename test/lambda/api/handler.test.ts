@@ -2,6 +2,7 @@
  * The API Lambda entry end to end: API Gateway HTTP API v2 events in, Lambda results out, over
  * DynamoDB Local and a mocked Secrets Manager (the one AWS service we cannot run here).
  */
+
 import {
   CreateSecretCommand,
   GetSecretValueCommand,
@@ -11,7 +12,8 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import type { LambdaEvent } from 'hono/aws-lambda';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
-import { newAdminToken, newApiKey, newWorkspaceId, sha256Hex } from '../../../shared/ids';
+import { issueApiKey } from '../../../shared/api-keys';
+import { newAdminToken, newApiKey, newWorkspaceId } from '../../../shared/ids';
 import { generateKeyPair, type KeyPair } from '../../../shared/keys';
 import { TunnelSchema } from '../../../shared/schemas';
 import { TunnelSecretSchema } from '../../../shared/tunnel';
@@ -106,7 +108,7 @@ describe('API Lambda handler', () => {
     const id = newWorkspaceId();
     await table.store.createWorkspace(
       { id, name: 'acme', createdAt: new Date().toISOString() },
-      sha256Hex(apiKey),
+      issueApiKey(new Date().toISOString(), apiKey).record,
     );
     return { id, apiKey };
   };

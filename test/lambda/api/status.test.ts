@@ -173,14 +173,26 @@ describe('tunnel status through the API', () => {
     const page = TunnelListSchema.parse(await res.json());
     expect(page.items).toHaveLength(100);
     expect(new Set(page.items.map((t) => t.status.state))).toEqual(new Set(['up']));
-    // The API key lookup, the page, STATE and STATUS of 100 tunnels (200 keys), one heartbeat.
+    // The API key lookup, its first-use mark (`lastUsedAt`, written at most every few minutes), the
+    // page, STATE and STATUS of 100 tunnels (200 keys), one heartbeat.
     expect(counted.commands().sort()).toEqual([
       'BatchGetCommand',
       'BatchGetCommand',
       'BatchGetCommand',
       'GetCommand',
       'QueryCommand',
+      'UpdateCommand',
     ]);
-    expect(counted.writes()).toBe(0);
+    expect(counted.writes()).toBe(1);
+    // Reading again costs the reads alone: the key is cached and marked.
+    const before = counted.commands().length;
+    await app.request('/v1/tunnels?limit=100', { headers: { Authorization: `Bearer ${own.apiKey}` } });
+    expect(counted.commands().slice(before).sort()).toEqual([
+      'BatchGetCommand',
+      'BatchGetCommand',
+      'BatchGetCommand',
+      'QueryCommand',
+    ]);
+    expect(counted.writes()).toBe(1);
   });
 });

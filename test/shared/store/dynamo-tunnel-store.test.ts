@@ -1,5 +1,6 @@
 import { GetCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issueApiKey } from '../../../shared/api-keys';
 import { ConflictError, NotFoundError, PortsExhaustedError, ValidationError } from '../../../shared/errors';
 import { TunnelStateItemSchema } from '../../../shared/gateway-items';
 import { newTunnelId, newWorkspaceId } from '../../../shared/ids';
@@ -116,13 +117,14 @@ describe('DynamoTunnelStore', () => {
 
   it('maps API key hashes to workspaces and keeps ensureWorkspace idempotent', async () => {
     const ws = { id: newWorkspaceId(), name: 'w', createdAt: new Date().toISOString() };
-    await t.store.ensureWorkspace(ws, 'a'.repeat(64));
-    await t.store.ensureWorkspace(ws, 'a'.repeat(64));
-    expect(await t.store.findWorkspaceIdByApiKeyHash('a'.repeat(64))).toBe(ws.id);
-    expect(await t.store.findWorkspaceIdByApiKeyHash('b'.repeat(64))).toBeUndefined();
+    const key = issueApiKey(ws.createdAt).record;
+    expect(await t.store.ensureWorkspace(ws, key)).toEqual({ created: true, keyIsTheWorkspaces: true });
+    expect(await t.store.ensureWorkspace(ws, key)).toEqual({ created: false, keyIsTheWorkspaces: true });
+    expect(await t.store.findApiKey(key.hash)).toMatchObject({ workspaceId: ws.id, keyId: key.id });
+    expect(await t.store.findApiKey('b'.repeat(64))).toBeUndefined();
     const other = { ...ws, id: newWorkspaceId() };
-    await expect(t.store.ensureWorkspace(other, 'a'.repeat(64))).rejects.toBeInstanceOf(ConflictError);
-    await expect(t.store.createWorkspace(other, 'a'.repeat(64))).rejects.toThrow();
+    await expect(t.store.ensureWorkspace(other, key)).rejects.toBeInstanceOf(ConflictError);
+    await expect(t.store.createWorkspace(other, key)).rejects.toBeInstanceOf(ConflictError);
     const { Items } = await t.doc.send(new ScanCommand({ TableName: t.tableName }));
     expect(Items?.filter((i) => i.pk === `WS#${other.id}`)).toEqual([]);
   });
