@@ -25,6 +25,8 @@ export interface WorkerLookup {
   owner(tunnelId: string): Promise<ReachableWorker | undefined>;
   /** Any live worker (for work any of them can do). */
   anyWorker(): Promise<ReachableWorker | undefined>;
+  /** Every live worker. */
+  all(): Promise<ReachableWorker[]>;
 }
 
 export function workerLookup(deps: WorkerLookupDeps): WorkerLookup {
@@ -40,6 +42,9 @@ export function workerLookup(deps: WorkerLookupDeps): WorkerLookup {
     },
     async anyWorker() {
       return (await deps.store.listWorkers()).find(isReachable);
+    },
+    async all() {
+      return (await deps.store.listWorkers()).filter(isReachable);
     },
   };
 }
