@@ -1,14 +1,16 @@
 /**
- * The worker's internal control endpoint: `POST /tunnels/<id>/test` for the API's test route.
- * Bearer-token authenticated (constant-time compare), bound to the worker's VPC address only.
+ * The worker's internal control endpoint: `POST /tunnels/<id>/test` for the API's test route and
+ * `POST /tunnels/<id>/reconnect` for its reconnect route. Bearer-token authenticated (constant-time
+ * compare), bound to the worker's VPC address only.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import type { ReconnectOutcome } from '../shared/control';
 import { OverloadedError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { TestResult } from '../shared/schemas';
 
-const TEST_PATH = /^\/tunnels\/(tun_[a-z2-7]{16})\/test$/;
+const TUNNEL_PATH = /^\/tunnels\/(tun_[a-z2-7]{16})\/(test|reconnect)$/;
 
 export interface ControlServerOptions {
   host: string;
@@ -17,6 +19,8 @@ export interface ControlServerOptions {
   logger: Logger;
   /** Undefined when the tunnel does not exist. */
   testTunnel(tunnelId: string): Promise<TestResult | undefined>;
+  /** Drops the backoff of a standard tunnel this worker serves; undefined when it serves none such. */
+  reconnectTunnel(tunnelId: string): ReconnectOutcome | undefined;
 }
 
 export class ControlServer {
@@ -34,13 +38,19 @@ export class ControlServer {
         reply(401, { error: 'unauthorized' });
         return;
       }
-      const match = req.method === 'POST' ? TEST_PATH.exec(req.url ?? '') : null;
+      const match = req.method === 'POST' ? TUNNEL_PATH.exec(req.url ?? '') : null;
       if (!match?.[1]) {
         reply(404, { error: 'not found' });
         return;
       }
       const tunnelId = match[1];
       req.resume(); // no body expected
+      if (match[2] === 'reconnect') {
+        const outcome = options.reconnectTunnel(tunnelId);
+        if (outcome) reply(202, { outcome });
+        else reply(404, { error: 'tunnel not served here' });
+        return;
+      }
       options.testTunnel(tunnelId).then(
         (result) => (result ? reply(200, result) : reply(404, { error: 'no such tunnel' })),
         (err: unknown) => {

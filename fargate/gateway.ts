@@ -63,6 +63,8 @@ export interface GatewaySettings {
   allowPrivateSshHosts: boolean;
   bastionReadyTimeoutMs: number;
   reconnect: BackoffSettings;
+  /** `ROTATION_DRAIN_MAX_MS`: the longest a standard session a rotation replaced keeps its connections. */
+  rotationDrainMaxMs: number;
 }
 
 export function gatewaySettingsFrom(env: Env): GatewaySettings {
@@ -96,6 +98,7 @@ export function gatewaySettingsFrom(env: Env): GatewaySettings {
       maxMs: env.RECONNECT_MAX_MS,
       healthyAfterMs: Math.max(env.RECONNECT_MAX_MS, 10_000),
     },
+    rotationDrainMaxMs: env.ROTATION_DRAIN_MAX_MS,
   };
 }
 
@@ -170,7 +173,7 @@ export class Gateway {
         connect: this.bastionConnectOptions(),
         backoff: settings.reconnect,
         keyProbeIntervalMs: Math.max(1_000, settings.heartbeatIntervalMs),
-        drainMs: TAKEOVER_DRAIN_MS,
+        drainMaxMs: settings.rotationDrainMaxMs,
         now,
       },
     });
@@ -253,8 +256,8 @@ export class Gateway {
       port: settings.controlPort,
       token: await ensureControlToken(this.deps.secrets),
       logger: this.logger,
-      testTunnel: (id) =>
-        diagnoseTunnel(id, {
+      testTunnel: async (id) => {
+        const result = await diagnoseTunnel(id, {
           store: this.deps.store,
           secrets: this.deps.secrets,
           registry: this.registry,
@@ -262,7 +265,12 @@ export class Gateway {
           workerId: this.workerId,
           probeTimeoutMs: PROBE_TIMEOUT_MS,
           logger: this.logger,
-        }),
+        });
+        // What the test just reached, the tunnel can reach: one waiting out its backoff connects now.
+        if (result?.ok) this.pool.reconnectNow(id);
+        return result;
+      },
+      reconnectTunnel: (id) => this.pool.reconnectNow(id),
     });
     this.controlUrl = await this.control.listen();
     this.logger.info('control endpoint listening', { url: this.controlUrl });
@@ -409,21 +417,30 @@ export class Gateway {
     if (!tunnel.previousPublicKey || keyFingerprint !== tunnel.publicKeyFingerprint) return;
     this.deps.store
       .retirePreviousKey(tunnel.id, tunnel.previousPublicKey)
-      .then(() => this.logger.info('previous tunnel key retired', { tunnelId: tunnel.id }))
+      .then(() =>
+        this.logger.info('previous tunnel key retired', {
+          tunnelId: tunnel.id,
+          retiredKey: previousFingerprint(tunnel),
+          currentKey: keyFingerprint,
+        }),
+      )
       .catch((err) => this.logger.warn('previous tunnel key not retired', { tunnelId: tunnel.id, err }));
   }
 }
 
 function acceptedFingerprints(record: TunnelRecord): string[] {
-  const fingerprints = [record.publicKeyFingerprint];
-  if (record.previousPublicKey) {
-    try {
-      fingerprints.push(parsePublicKey(record.previousPublicKey, 'previousPublicKey').fingerprint);
-    } catch {
-      // an unparseable previous key accepts nothing
-    }
+  const previous = previousFingerprint(record);
+  return previous ? [record.publicKeyFingerprint, previous] : [record.publicKeyFingerprint];
+}
+
+/** The fingerprint of the key a rotation is replacing; undefined when none (an unparseable one accepts nothing). */
+function previousFingerprint(record: TunnelRecord): string | undefined {
+  if (!record.previousPublicKey) return undefined;
+  try {
+    return parsePublicKey(record.previousPublicKey, 'previousPublicKey').fingerprint;
+  } catch {
+    return undefined;
   }
-  return fingerprints;
 }
 
 /** Resolves after `ms` (at once when not positive), without holding the process open. */

@@ -25,6 +25,9 @@ export class TunnelListener {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private opener: ChannelOpener | undefined;
+  /** Open connections by the opener that carries them: a session a rotation replaced drains its own. */
+  private readonly carried = new Map<ChannelOpener, Set<Socket>>();
+  private readonly drainWaiters = new Map<ChannelOpener, (() => void)[]>();
 
   constructor(private readonly options: ListenerOptions) {
     // allowHalfOpen: a client that shuts down its sending side still gets the whole answer.
@@ -55,6 +58,26 @@ export class TunnelListener {
     this.opener = opener;
   }
 
+  /** Where new connections go now (undefined while the tunnel cannot carry any). */
+  get currentOpener(): ChannelOpener | undefined {
+    return this.opener;
+  }
+
+  /** Connections open now that `opener` carries (those accepted while it was current). */
+  connectionsVia(opener: ChannelOpener): number {
+    return this.carried.get(opener)?.size ?? 0;
+  }
+
+  /** Resolves once no connection that `opener` carries is open (at once when none is). */
+  whenDrained(opener: ChannelOpener): Promise<void> {
+    if (this.connectionsVia(opener) === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiters = this.drainWaiters.get(opener) ?? [];
+      waiters.push(resolve);
+      this.drainWaiters.set(opener, waiters);
+    });
+  }
+
   /** Stops accepting and drops every connection still open. */
   close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
@@ -76,6 +99,7 @@ export class TunnelListener {
     }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
+    this.carry(opener, socket);
     socket.pause(); // hold early bytes until the channel exists
     const origin = { ip: socket.remoteAddress ?? '0.0.0.0', port: socket.remotePort ?? 0 };
     opener(origin).then(
@@ -99,5 +123,19 @@ export class TunnelListener {
         socket.destroy();
       },
     );
+  }
+
+  private carry(opener: ChannelOpener, socket: Socket): void {
+    const set = this.carried.get(opener) ?? new Set<Socket>();
+    set.add(socket);
+    this.carried.set(opener, set);
+    socket.once('close', () => {
+      set.delete(socket);
+      if (set.size > 0) return;
+      this.carried.delete(opener);
+      const waiters = this.drainWaiters.get(opener) ?? [];
+      this.drainWaiters.delete(opener);
+      for (const resolve of waiters) resolve();
+    });
   }
 }

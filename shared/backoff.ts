@@ -27,6 +27,11 @@ export class Backoff {
     return Math.round(step / 2 + (this.random() * step) / 2);
   }
 
+  /** Starts over from the first step (someone fixed the cause and asked for a retry now). */
+  reset(): void {
+    this.attempt = 0;
+  }
+
   /** Call when a connection ends: resets the step if it had been up long enough. */
   connectionEnded(upForMs: number): void {
     if (upForMs >= this.settings.healthyAfterMs) this.attempt = 0;

@@ -127,6 +127,13 @@ const envSchema = z.object({
   KEY_CRYPTO_MAX_QUEUE: z.coerce.number().int().min(0).max(10_000).default(32),
   /** From submission to result of one key crypto task; past it, 503 (the API) or a retry (the gateway). */
   KEY_CRYPTO_TIMEOUT_MS: durationMs.default(60_000),
+  /**
+   * After a standard tunnel's key rotation, the old bastion session keeps the connections it
+   * carries (new ones use the new session) until they end, at most this long: a day by default, so
+   * a nightly job finishes and a days-long replication stream is cut once, a day after the
+   * rotation. At most 2^31-1 ms (~24.8 days, Node's longest timer).
+   */
+  ROTATION_DRAIN_MAX_MS: z.coerce.number().int().min(1).max(2_147_483_647).default(86_400_000),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -333,13 +333,28 @@ export function parsePrivateKey(
   };
 }
 
-/** `restrict,port-forwarding,permitopen="host:port" <publicKey>`: the key may only forward there. */
+/**
+ * What a session opened with a tunnel key runs instead of a shell, a command or a subsystem. Both
+ * bastions run it through the user's login shell, so it means the same in sh, bash, dash, busybox
+ * ash, csh and fish: no quotes, no redirection, no backslash (Dropbear copies command="..." as it
+ * stands, OpenSSH unescapes it).
+ */
+export const TUNNEL_KEY_FORCED_COMMAND = 'echo this key only opens a forward to its tunnel service; exit 1';
+
+/**
+ * `no-agent-forwarding,no-X11-forwarding,no-pty,command="...",permitopen="host:port" <publicKey>`:
+ * options that OpenSSH (7.2 and later) and Dropbear both read, which leave the key nothing but the
+ * forward to the service. Not `restrict,port-forwarding`: Dropbear does not know `port-forwarding`
+ * and refuses the line (and its `restrict` would refuse every forward). What each bastion enforces,
+ * and the one thing neither can refuse per key (`-R`): docs/security/authorized-keys-line.md.
+ */
 export function authorizedKeysLine(publicKey: string, service: { host: string; port: number }): string {
   assertHostPort(service.host, service.port);
   if (/[\r\n]/.test(publicKey)) throw new RangeError('public key must be a single line');
   const host = isIP(service.host) === 6 ? `[${service.host}]` : service.host;
   const permitOpen = authorizedKeysOptionValue(`${host}:${service.port}`);
-  return `restrict,port-forwarding,permitopen=${permitOpen} ${publicKey.trim()}`;
+  const command = authorizedKeysOptionValue(TUNNEL_KEY_FORCED_COMMAND);
+  return `no-agent-forwarding,no-X11-forwarding,no-pty,command=${command},permitopen=${permitOpen} ${publicKey.trim()}`;
 }
 
 /** A `known_hosts` line: `host <type> <base64>`, or `[host]:port ...` when the port is not 22. */

@@ -367,3 +367,16 @@ export const ErrorBodySchema = z
 export const TunnelIdParamSchema = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'tun_abcdefghijklmnop' }),
 });
+
+/**
+ * `POST /v1/tunnels/{id}/reconnect` (202): `reconnecting` (the worker serving it dropped the
+ * backoff and connects now), `connecting` (an attempt is under way), `up` (nothing to do), or
+ * `unassigned` (no worker serves it right now; the one that claims it connects at once).
+ */
+export const ReconnectAcceptedSchema = z
+  .object({
+    outcome: z.enum(['reconnecting', 'connecting', 'up', 'unassigned']),
+    message: z.string(),
+  })
+  .openapi('ReconnectAccepted');
+export type ReconnectAccepted = z.infer<typeof ReconnectAcceptedSchema>;

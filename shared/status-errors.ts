@@ -68,14 +68,28 @@ export const hostKeyMismatch = (target: string, pinned: string, presented: strin
     '(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the bastion); otherwise treat this as a possible attack.',
 });
 
-export const authFailed = (user: string, target: string, method: string): StatusError => ({
+/**
+ * `keys`: fingerprints of the keys offered, to find in the bastion's log. The hint does not claim
+ * the line is missing: a bastion also refuses a key whose line it cannot read (options it does not
+ * know, a key type it lacks), and only its log says which.
+ */
+export const authFailed = (
+  user: string,
+  target: string,
+  method: string,
+  keys: string[] = [],
+): StatusError => ({
   code: 'auth_failed',
-  message: `the bastion at ${target} rejected ${method} authentication for user ${user}`,
+  message:
+    `the bastion at ${target} rejected ${method} authentication for user ${user}` +
+    (keys.length > 0 ? ` (key ${keys.join(', ')})` : ''),
   hint:
     method === 'password'
       ? "Check the user and password, and that PasswordAuthentication is enabled in the bastion's sshd_config."
-      : "Add the tunnel's authorizedKeysLine to ~user/.ssh/authorized_keys on the bastion; check ssh.user, and that " +
-        'the .ssh directory (700) and authorized_keys (600) belong to that user.',
+      : `Check that ~${user}/.ssh/authorized_keys on the bastion holds the tunnel's authorizedKeysLine (after a rotation, ` +
+        'the new one), that ssh.user is right, and that the .ssh directory (700) and authorized_keys (600) belong to ' +
+        'that user. If the line is there, the bastion refused it: its log says why (OpenSSH: "Bad options", ' +
+        '"Authentication refused"; Dropbear: "Bad public key options", "must be owned by user or root").',
 });
 
 export const forwardDenied = (target: string, service: string): StatusError => ({

@@ -146,6 +146,8 @@ export async function connectToBastion(
   let presentedHostKey = '';
   let lastMethod = 'publickey';
   let lastKeyFingerprint = '';
+  /** Keys offered, for the customer to find in the bastion's log. */
+  const offeredKeys: string[] = [];
 
   const ready = new Promise<void>((resolve, reject) => {
     client.once('ready', () => resolve());
@@ -171,7 +173,14 @@ export async function connectToBastion(
           }),
         );
       } else if (err.level === 'client-authentication') {
-        reject(new TunnelFailure(authFailed(target.user, where, lastMethod), { cause: err }));
+        reject(
+          new TunnelFailure(
+            authFailed(target.user, where, lastMethod, lastMethod === 'password' ? [] : offeredKeys),
+            {
+              cause: err,
+            },
+          ),
+        );
       } else if (err.code === 'ECONNREFUSED') {
         reject(new TunnelFailure(sshRefused(where), { cause: err }));
       } else if (
@@ -213,6 +222,7 @@ export async function connectToBastion(
       method.tried = true;
       lastMethod = method.auth.type === 'agent' ? 'publickey' : method.auth.type;
       lastKeyFingerprint = method.fingerprint;
+      if (lastMethod === 'publickey') offeredKeys.push(method.fingerprint);
       return next(method.auth);
     },
   });

@@ -8,6 +8,7 @@
  * what it holds. A worker cut off alone may then serve a tunnel another worker took over meanwhile
  * (two sessions to the bastion, harmless); its first poll once the table answers lets go.
  */
+import type { ReconnectOutcome } from '../../shared/control';
 import { type LivenessSettings, workerLiveness } from '../../shared/liveness';
 import type { Logger } from '../../shared/logger';
 import type { GatewayStore } from '../../shared/store/gateway-store';
@@ -61,6 +62,11 @@ export class StandardPool {
         this.deps.logger.warn('standard pool poll failed', { err });
       }
     });
+  }
+
+  /** Drops the backoff of a tunnel this worker serves; undefined when it serves no such tunnel. */
+  reconnectNow(tunnelId: string): ReconnectOutcome | undefined {
+    return this.runners.get(tunnelId)?.reconnectNow();
   }
 
   /** Hands every tunnel over (its state says so) and releases this worker's leases. */

@@ -1,11 +1,13 @@
 /**
  * Serves one standard tunnel on this worker: its listener, one SSH session to the bastion that
- * carries every connection, reconnects with backoff, state written on changes, and a zero-
- * downtime key rotation (keep serving on the old key, switch once the new one logs in).
+ * carries every new connection, reconnects with backoff (dropped on request), state written on
+ * changes, and a zero-downtime key rotation (keep serving on the old key, switch once the new one
+ * logs in; the old session keeps the connections it carries until they end: session-drain.ts).
  */
 
 import { randomBytes } from 'node:crypto';
 import { Backoff, type BackoffSettings } from '../../shared/backoff';
+import type { ReconnectOutcome } from '../../shared/control';
 import { OverloadedError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
@@ -15,13 +17,14 @@ import { connectionLost, handedOver, hostPort } from '../../shared/status-errors
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import { type TunnelRecord, type TunnelSecret, TunnelSecretSchema } from '../../shared/tunnel';
 import type { StateWriter } from '../state-writer';
-import { TunnelListener } from '../tunnel-listener';
+import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
 import {
   type BastionConnection,
   type BastionConnectOptions,
   connectToBastion,
   TunnelFailure,
 } from './bastion-connection';
+import { SessionDrain } from './session-drain';
 
 export interface StandardRunnerDeps {
   workerId: string;
@@ -38,8 +41,11 @@ export interface StandardRunnerDeps {
   backoff: BackoffSettings;
   /** While serving on a key being rotated away, how often the new key is tried. */
   keyProbeIntervalMs: number;
-  /** How long a replaced session may finish its open channels. */
-  drainMs: number;
+  /**
+   * `ROTATION_DRAIN_MAX_MS`: the longest a session a rotation replaced keeps carrying the
+   * connections it holds (it closes as soon as the last one ends).
+   */
+  drainMaxMs: number;
   now: () => Date;
 }
 
@@ -64,6 +70,10 @@ export class StandardTunnelRunner {
   /** The connection whose `up` we wrote last. */
   private connId = '';
   private wake: (() => void) | undefined;
+  /** Waiting out the backoff before the next attempt (what `reconnectNow` cuts short). */
+  private isWaitingToRetry = false;
+  /** The session the latest key switch replaced, while it carries its connections to their end. */
+  private draining: SessionDrain | undefined;
   private reconnectRequested = false;
   /** A rotation changed the keys: the live session stays, the new key gets tried. */
   private keysChanged = false;
@@ -132,6 +142,7 @@ export class StandardTunnelRunner {
     // A connect in flight can take BASTION_READY_TIMEOUT_MS; shutdown does not wait for it (once
     // stopped, the runner writes nothing and closes what it gets).
     await Promise.race([this.loop, new Promise((resolve) => setTimeout(resolve, STOP_WAIT_MS).unref())]);
+    this.draining?.close('tunnel stopped on this worker');
     await this.listener.close();
     if (handOver && wasUp) {
       const at = this.deps.now().toISOString();
@@ -146,6 +157,20 @@ export class StandardTunnelRunner {
         cause: 'restart',
       });
     }
+  }
+
+  /**
+   * Drops the backoff (`POST /reconnect`, a passing test): a tunnel waiting to retry connects now,
+   * its next delays starting over from the first.
+   */
+  reconnectNow(): ReconnectOutcome {
+    if (this.isWaitingToRetry) {
+      this.backoff.reset();
+      this.log.info('standard tunnel reconnecting now: backoff dropped');
+      this.wake?.();
+      return 'reconnecting';
+    }
+    return this.lastWritten.startsWith('up:') ? 'up' : 'connecting';
   }
 
   private async run(): Promise<void> {
@@ -214,7 +239,10 @@ export class StandardTunnelRunner {
     const armKeyProbe = () => {
       clearInterval(probeTimer);
       if (keys.keys.length < 2 || conn.authenticatedWith === keys.keys[0]?.fingerprint) return;
-      this.log.info('serving on the previous key; trying the new one periodically');
+      this.log.info('serving on the previous key; trying the new one periodically', {
+        key: conn.authenticatedWith,
+        newKey: keys.keys[0]?.fingerprint,
+      });
       let probing = false;
       probeTimer = setInterval(() => {
         if (probing) return;
@@ -228,9 +256,10 @@ export class StandardTunnelRunner {
           }
           clearInterval(probeTimer);
           const old = conn;
+          const oldOpener = this.listener.currentOpener;
           conn = next;
           this.afterConnect(this.tunnel, keys, conn, this.connId);
-          this.drainThenClose(old);
+          this.drain(old, oldOpener, conn.authenticatedWith);
           this.wake?.(); // wait on the new session's end from now on
         });
       }, this.deps.keyProbeIntervalMs);
@@ -263,6 +292,8 @@ export class StandardTunnelRunner {
     this.listener.setOpener(undefined);
     this.liveHostKey = undefined;
     conn.close();
+    // Another bastion, user or service: what the old session carries goes as the live session's does.
+    if (this.reconnectRequested) this.draining?.close('tunnel configuration changed');
     if (!this.running) return;
     if (ended) {
       this.log.info('standard tunnel session ended', { code: ended.code, reason: ended.message });
@@ -334,15 +365,35 @@ export class StandardTunnelRunner {
       );
       if (tunnel.previousPublicKey)
         await this.deps.store.retirePreviousKey(tunnel.id, tunnel.previousPublicKey);
-      this.log.info('previous tunnel key retired', { key: newest.fingerprint });
+      for (const retired of secret.keys.slice(1)) {
+        this.log.info('previous tunnel key retired', {
+          retiredKey: retired.fingerprint,
+          currentKey: newest.fingerprint,
+        });
+      }
     } catch (err) {
       this.log.warn('previous tunnel key not retired', { err });
     }
   }
 
-  private drainThenClose(old: BastionConnection): void {
-    const timer = setTimeout(() => old.close(), this.deps.drainMs);
-    timer.unref();
+  /**
+   * `old` goes on carrying the connections it holds (those `opener` carried) and closes once they
+   * end. At most one session drains: a newer switch ends the previous drain, cutting what it still
+   * carries, so a tunnel holds two bastion sessions at most.
+   */
+  private drain(old: BastionConnection, opener: ChannelOpener | undefined, newKey: string): void {
+    this.draining?.close('replaced by a newer rotation');
+    const drain = new SessionDrain(old, {
+      drained: opener ? this.listener.whenDrained(opener) : Promise.resolve(),
+      connections: () => (opener ? this.listener.connectionsVia(opener) : 0),
+      maxMs: this.deps.drainMaxMs,
+      replacedBy: newKey,
+      logger: this.log,
+    });
+    this.draining = drain;
+    void drain.done.then(() => {
+      if (this.draining === drain) this.draining = undefined;
+    });
   }
 
   /** Down states are written only when the reason changes: retries do not grow writes. */
@@ -373,12 +424,15 @@ export class StandardTunnelRunner {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
+    this.isWaitingToRetry = true;
+    return new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, ms);
       this.wake = () => {
         clearTimeout(timer);
         resolve();
       };
+    }).finally(() => {
+      this.isWaitingToRetry = false;
     });
   }
 }

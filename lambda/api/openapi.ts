@@ -11,6 +11,7 @@ import {
   ListQuerySchema,
   PageQuerySchema,
   PatchTunnelSchema,
+  ReconnectAcceptedSchema,
   RotateKeySchema,
   StatusSchema,
   TestResultSchema,
@@ -184,6 +185,23 @@ export function describeRoutes(registry: Registry): void {
       responses: {
         200: json(TestResultSchema, 'Each step, timed; the first failing one with code and hint'),
         ...errors,
+      },
+    }),
+    createRoute({
+      method: 'post',
+      path: '/v1/tunnels/{id}/reconnect',
+      security: secured,
+      request: { params: TunnelIdParamSchema },
+      responses: {
+        202: json(
+          ReconnectAcceptedSchema,
+          'Standard: the backoff is dropped and the tunnel connects now (or is up, or already connecting)',
+        ),
+        ...errors,
+        409: json(
+          ErrorBodySchema,
+          'conflict: a reverse tunnel (the customer side reconnects it) or a disabled one',
+        ),
       },
     }),
     createRoute({

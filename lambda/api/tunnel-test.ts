@@ -3,21 +3,13 @@
  * tunnel), then the worker's step-by-step checks through its control endpoint.
  */
 import type { WorkerControl } from '../../shared/control';
-import type { WorkerHeartbeat } from '../../shared/gateway-items';
-import { type LivenessSettings, workerLiveness } from '../../shared/liveness';
 import type { StatusError, TestCheck, TestResult } from '../../shared/schemas';
 import { customerNotConnected, hostPort } from '../../shared/status-errors';
-import type { TunnelStore } from '../../shared/store/tunnel-store';
 import type { TunnelRecord } from '../../shared/tunnel';
+import { type ReachableWorker, type WorkerLookupDeps, workerLookup } from './tunnel-owner';
 
-export interface TunnelTestDeps {
-  store: TunnelStore;
+export interface TunnelTestDeps extends WorkerLookupDeps {
   control: WorkerControl;
-  /** When a worker counts as gone (liveness.ts). */
-  liveness: LivenessSettings;
-  now: () => Date;
-  /** Since when this process has seen the table without a gap. */
-  observingSince?: () => number | undefined;
 }
 
 const noWorker = (detail: string): StatusError => ({
@@ -67,23 +59,18 @@ export async function testTunnel(tunnel: TunnelRecord, deps: TunnelTestDeps): Pr
     ms: lap(),
   };
 
-  const view = { now: deps.now(), observingSince: deps.observingSince?.() };
-  const fresh = (beat: WorkerHeartbeat | undefined): beat is WorkerHeartbeat & { controlUrl: string } =>
-    beat?.controlUrl !== undefined && workerLiveness(beat, view, deps.liveness).isAlive;
-  const sources = (await deps.store.getStatusSources([tunnel.id])).get(tunnel.id);
-  const owner = sources?.state?.owner === sources?.heartbeat?.workerId ? sources?.heartbeat : undefined;
-
-  let worker: (WorkerHeartbeat & { controlUrl: string }) | undefined;
-  if (fresh(owner)) worker = owner;
-  else if (tunnel.type === 'reverse') {
+  const workers = workerLookup(deps);
+  let worker: ReachableWorker | undefined = await workers.owner(tunnel.id);
+  if (!worker && tunnel.type === 'reverse') {
     return fail(
       [configured],
       'customer_connected',
       customerNotConnected('no gateway worker holds a customer session'),
     );
-  } else {
+  }
+  if (!worker) {
     // Any live worker can test a standard tunnel: it makes a connection of its own.
-    worker = (await deps.store.listWorkers()).find(fresh);
+    worker = await workers.anyWorker();
     if (!worker) return fail([configured], 'gateway', noWorker('no worker has sent a heartbeat recently'));
   }
 

@@ -61,6 +61,7 @@ function hasPerSourcePenalties(): boolean {
 }
 
 export class Bastion {
+  readonly kind = 'openssh';
   private child: ChildProcess | undefined;
   private log = '';
   private extra: string[];

@@ -399,9 +399,10 @@ export async function renderProblems(tunnels: RenderedTunnel[]): Promise<string[
     if (fingerprints.length === lines.length && fingerprints[i] !== t.publicKeyFingerprint) {
       problems.push(`${t.id}: ssh-keygen -l reads ${fingerprints[i]} from authorizedKeysLine`);
     }
-    const permitOpen = /^restrict,port-forwarding,permitopen="([^"\\]*)" /.exec(
-      t.authorizedKeysLine ?? '',
-    )?.[1];
+    const permitOpen =
+      /^no-agent-forwarding,no-X11-forwarding,no-pty,command="[^"\\]*",permitopen="([^"\\]*)" /.exec(
+        t.authorizedKeysLine ?? '',
+      )?.[1];
     if (permitOpen !== `${bracketed(t.service.host)}:${t.service.port}`) {
       problems.push(`${t.id}: authorizedKeysLine permits ${permitOpen}`);
     }

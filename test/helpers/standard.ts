@@ -165,17 +165,18 @@ export function expectGrowingCappedBackoff(
   }
 }
 
-/** Runs one query with Debian's psql against host:port as `postgres`. */
+/** Runs one query with Debian's psql against host:port as `postgres`, killed after `timeoutMs`. */
 export function psql(
   host: string,
   port: number,
   query: string,
+  timeoutMs = 20_000,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       'psql',
       ['-X', '-A', '-t', '-h', host, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-c', query],
-      { timeout: 20_000, env: { PATH: process.env.PATH, PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'disable' } },
+      { timeout: timeoutMs, env: { PATH: process.env.PATH, PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'disable' } },
       (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
     );

@@ -592,10 +592,14 @@ describe('parsePrivateKey', () => {
 describe('authorizedKeysLine and knownHostsLine', () => {
   const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC5QPNK5LCiEIqf5y56r+I0iZe5f7W7N5YJeHR9Mb342';
 
+  // Options OpenSSH >= 7.2 and Dropbear both read (docs/security/authorized-keys-line.md).
+  const options =
+    'no-agent-forwarding,no-X11-forwarding,no-pty,' +
+    'command="echo this key only opens a forward to its tunnel service; exit 1"';
   it.each([
-    ['db.internal', 5432, `restrict,port-forwarding,permitopen="db.internal:5432" ${key} laptop`],
-    ['10.0.0.7', 3306, `restrict,port-forwarding,permitopen="10.0.0.7:3306" ${key} laptop`],
-    ['fd00::1', 5432, `restrict,port-forwarding,permitopen="[fd00::1]:5432" ${key} laptop`],
+    ['db.internal', 5432, `${options},permitopen="db.internal:5432" ${key} laptop`],
+    ['10.0.0.7', 3306, `${options},permitopen="10.0.0.7:3306" ${key} laptop`],
+    ['fd00::1', 5432, `${options},permitopen="[fd00::1]:5432" ${key} laptop`],
   ])('authorizedKeysLine for %s:%i', (host, port, expected) => {
     expect(authorizedKeysLine(`${key} laptop`, { host, port })).toBe(expected);
   });

@@ -15,6 +15,7 @@ import type { TunnelRecord } from '../../../shared/tunnel';
 import { type GatewayInfo, toTunnel } from '../../../shared/tunnel-view';
 import type { AuthEnv } from '../auth';
 import { parseWith, readJson } from '../body';
+import { reconnectTunnel } from '../tunnel-reconnect';
 import type { TunnelResult, TunnelService } from '../tunnel-service';
 import { type TunnelTestDeps, testTunnel } from '../tunnel-test';
 
@@ -131,6 +132,11 @@ export function tunnelRoutes(deps: TunnelRouteDeps): Hono<AuthEnv> {
   app.post('/:id/test', async (c) => {
     const record = await service.get(c.get('workspaceId'), c.req.param('id'));
     return c.json(await testTunnel(record, deps.test));
+  });
+
+  app.post('/:id/reconnect', async (c) => {
+    const record = await service.get(c.get('workspaceId'), c.req.param('id'));
+    return c.json(await reconnectTunnel(record, deps.test), 202);
   });
 
   app.get('/:id/events', async (c) => {

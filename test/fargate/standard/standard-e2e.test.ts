@@ -73,7 +73,7 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
     expect(created.connect).toBeNull();
     expect(created.ssh).toEqual(target());
     expect(created.authorizedKeysLine).toBe(
-      `restrict,port-forwarding,permitopen="127.0.0.1:${echo.port}" ${created.publicKey}`,
+      `no-agent-forwarding,no-X11-forwarding,no-pty,command="echo this key only opens a forward to its tunnel service; exit 1",permitopen="127.0.0.1:${echo.port}" ${created.publicKey}`,
     );
     expect(created.publicKey).toMatch(/^ssh-ed25519 /);
 

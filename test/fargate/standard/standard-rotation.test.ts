@@ -99,7 +99,7 @@ describe('standard tunnel key rotation', () => {
       requireWellFormedKey(next.publicKey);
       expect(next.publicKeyFingerprint).not.toBe(created.publicKeyFingerprint);
       expect(next.authorizedKeysLine).toBe(
-        `restrict,port-forwarding,permitopen="127.0.0.1:${echo.port}" ${next.publicKey}`,
+        `no-agent-forwarding,no-X11-forwarding,no-pty,command="echo this key only opens a forward to its tunnel service; exit 1",permitopen="127.0.0.1:${echo.port}" ${next.publicKey}`,
       );
 
       const rotatedTo = next.publicKeyFingerprint;

@@ -57,6 +57,7 @@ describe('HTTP API on DynamoDB Local', () => {
       '/v1/tunnels',
       '/v1/tunnels/{id}',
       '/v1/tunnels/{id}/events',
+      '/v1/tunnels/{id}/reconnect',
       '/v1/tunnels/{id}/rotate-key',
       '/v1/tunnels/{id}/status',
       '/v1/tunnels/{id}/test',
@@ -144,7 +145,9 @@ describe('HTTP API on DynamoDB Local', () => {
       const t = TunnelSchema.strict().parse(res.json);
       expect(t.publicKey).toMatch(keyPattern);
       expect(t.ssh).toEqual({ host: 'bastion.example.com', port: 22, user: 'tunnel' });
-      expect(t.authorizedKeysLine).toBe(`restrict,port-forwarding,permitopen="10.1.2.3:5432" ${t.publicKey}`);
+      expect(t.authorizedKeysLine).toBe(
+        `no-agent-forwarding,no-X11-forwarding,no-pty,command="echo this key only opens a forward to its tunnel service; exit 1",permitopen="10.1.2.3:5432" ${t.publicKey}`,
+      );
       expect(t.reverse).toBeUndefined();
       const secret = TunnelSecretSchema.parse(JSON.parse(await api.secrets.get(secretNames.tunnel(t.id))));
       expect(secret.keys[0]?.publicKey).toBe(t.publicKey);
@@ -296,6 +299,29 @@ describe('HTTP API on DynamoDB Local', () => {
       expect(changed.headers.get('ETag')).not.toBe(etag);
     });
 
+    it('reconnect: 409 for a reverse tunnel (its customer reconnects) and a disabled one; 202 unassigned with no gateway', async () => {
+      const reverse = (await api.call('POST', '/v1/tunnels', ws.apiKey, reverseBody)).json.id;
+      const refused = await api.call('POST', `/v1/tunnels/${reverse}/reconnect`, ws.apiKey);
+      expect(refused.status).toBe(409);
+      expect(refused.json.error.code).toBe('conflict');
+      expect(refused.json.error.message).toMatch(/reverse tunnels reconnect from the customer side/);
+
+      const standard = (await api.call('POST', '/v1/tunnels', ws.apiKey, standardBody)).json.id;
+      await api.call('PATCH', `/v1/tunnels/${standard}`, ws.apiKey, { enabled: false });
+      const disabled = await api.call('POST', `/v1/tunnels/${standard}/reconnect`, ws.apiKey);
+      expect(disabled.status).toBe(409);
+      expect(disabled.json.error.message).toMatch(/disabled/);
+
+      // No gateway worker in these tests: the caller is told the first one to start connects it.
+      await api.call('PATCH', `/v1/tunnels/${standard}`, ws.apiKey, { enabled: true });
+      const noGateway = await api.call('POST', `/v1/tunnels/${standard}/reconnect`, ws.apiKey);
+      expect(noGateway.status).toBe(202);
+      expect(noGateway.json).toEqual({
+        outcome: 'unassigned',
+        message: expect.stringMatching(/no gateway worker is running/),
+      });
+    });
+
     it('lists events (none yet for a new tunnel)', async () => {
       const id = (await api.call('POST', '/v1/tunnels', ws.apiKey, reverseBody)).json.id;
       expect((await api.call('GET', `/v1/tunnels/${id}/events`, ws.apiKey)).json).toEqual({ items: [] });
@@ -428,6 +454,7 @@ describe('HTTP API on DynamoDB Local', () => {
         ['GET', `/v1/tunnels/${id}`],
         ['PATCH', `/v1/tunnels/${id}`],
         ['POST', `/v1/tunnels/${id}/rotate-key`],
+        ['POST', `/v1/tunnels/${id}/reconnect`],
         ['GET', `/v1/tunnels/${id}/status`],
         ['GET', `/v1/tunnels/${id}/events`],
         ['POST', '/v1/admin/workspaces'],
@@ -510,6 +537,7 @@ describe('HTTP API on DynamoDB Local', () => {
       ['GET', `/v1/tunnels/${id}`],
       ['PATCH', `/v1/tunnels/${id}`, { name: 'mine now' }],
       ['POST', `/v1/tunnels/${id}/rotate-key`, {}],
+      ['POST', `/v1/tunnels/${id}/reconnect`],
       ['GET', `/v1/tunnels/${id}/status`],
       ['GET', `/v1/tunnels/${id}/events`],
       ['DELETE', `/v1/tunnels/${id}`],
