@@ -3,10 +3,14 @@
  * (`@oqs/liboqs-js`): sntrup761 (the implementation liboqs carries, as OpenSSH carries its own) and
  * ML-KEM-768 (FIPS 203). Node's OpenSSL 3.0 has neither (ML-KEM arrives with OpenSSL 3.5). Each
  * module is one self-contained file with the WebAssembly inside, so the gateway bundle carries it
- * (patches/@oqs+liboqs-js+*.patch makes its import one a bundler can follow). A KEM instance is
- * used synchronously from the event loop only, as liboqs-js requires (not thread-safe).
+ * (patches/@oqs+liboqs-js+*.patch makes its import one a bundler can follow, and exports the two
+ * algorithms' entry points). A KEM instance is used synchronously from the event loop only, as
+ * liboqs-js requires (not thread-safe).
  */
-import { createMLKEM768, createSntrup761 } from '@oqs/liboqs-js';
+// The two algorithms' own entry points (exported by the patch), not the index: that one imports
+// all 100+ algorithm wrappers, seconds of start-up under a loader such as tsx.
+import { createMLKEM768 } from '@oqs/liboqs-js/kem/ml-kem-768';
+import { createSntrup761 } from '@oqs/liboqs-js/kem/sntrup761';
 import type { Kem } from './hybrid-kex';
 
 interface OqsKem {
