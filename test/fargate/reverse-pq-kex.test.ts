@@ -61,15 +61,22 @@ describe('post-quantum key exchange at the reverse endpoint', () => {
   });
 
   describe.concurrent('carries a reverse tunnel', () => {
+    // RekeyLimit makes the client key again every 256 KiB: a long-lived tunnel (CDC, replication)
+    // rekeys with the same method, and the server must answer each one.
     it.each([
-      { client: 'OpenSSH 9.2', ssh: 'ssh', option: '', kex: 'sntrup761x25519-sha512' },
+      { client: 'OpenSSH 9.2', ssh: 'ssh', option: '-o RekeyLimit=256K', kex: 'sntrup761x25519-sha512' },
       {
         client: 'OpenSSH 9.2',
         ssh: 'ssh',
         option: '-o KexAlgorithms=sntrup761x25519-sha512@openssh.com',
         kex: 'sntrup761x25519-sha512@openssh.com',
       },
-      { client: 'OpenSSH 10.0', ssh: OPENSSH_MLKEM, option: '', kex: 'mlkem768x25519-sha256' },
+      {
+        client: 'OpenSSH 10.0',
+        ssh: OPENSSH_MLKEM,
+        option: '-o RekeyLimit=256K',
+        kex: 'mlkem768x25519-sha256',
+      },
     ])('$client $option: ssh -v shows $kex, and bytes flow', async ({ ssh, option, kex }) => {
       const made = await reverseTunnelWithCustomer(stack.createReverse, {
         host: '127.0.0.1',
@@ -82,9 +89,19 @@ describe('post-quantum key exchange at the reverse endpoint', () => {
         const customerSsh = made.customer.start(verbose);
         const up = await stack.waitForTunnel(made.tunnel.id, isUp, 20_000, customerSsh.stderr);
         if (!up.connect) throw new Error('up without connect');
-        const trip = await echoRoundTrip(up.connect.host, up.connect.port, 64 * KiB, 10_000);
+        const rekeying = option.includes('RekeyLimit');
+        const bytes = rekeying ? 1024 * KiB : 64 * KiB;
+        const trip = await echoRoundTrip(up.connect.host, up.connect.port, bytes, 15_000);
         expect(trip.receivedSha256).toBe(trip.sentSha256);
         expect(opensshKex(customerSsh.stderr())).toBe(kex);
+        if (rekeying) {
+          // 2 MiB through the session (both ways) at 256 KiB per key: several exchanges, all hybrid.
+          const methods = [...customerSsh.stderr().matchAll(/^debug1: kex: algorithm: (\S+)$/gm)].map(
+            (m) => m[1],
+          );
+          expect(methods.length, customerSsh.stderr()).toBeGreaterThanOrEqual(3);
+          expect(new Set(methods)).toEqual(new Set([kex]));
+        }
       } finally {
         // Each cell disposes of its own customer: the cells run at once, and a shared afterEach
         // would end the others' ssh when the first one finishes.
