@@ -16,7 +16,7 @@ function peak(steps: LoginStep[]): LoginStep | undefined {
 }
 
 /** CPU milliseconds per completed login of each metered process over one ladder. */
-async function metered(
+export async function metered(
   meters: Record<string, () => Promise<number>>,
   run: () => Promise<LoginStep[]>,
 ): Promise<{ steps: LoginStep[]; cpuMsPerLogin: Record<string, number> }> {

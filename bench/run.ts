@@ -13,6 +13,7 @@ import { measureApi } from './api-latency';
 import { measureBundle } from './bundle';
 import { type Bench, type BenchBasics, type Measured, settingsFor } from './context';
 import { measureIdleTunnels } from './idle-tunnels';
+import { measureLoginKex } from './login-kex';
 import { measureLoginRate } from './login-rate';
 import { measureNewConnections } from './new-connection';
 import { type BenchResults, type Figure, formatSummary, type Machine, ratioOf, writeResults } from './report';
@@ -42,6 +43,7 @@ const PHASES: Phase[] = [
   { name: 'bulk', needsStack: true, run: measureReverseBulk },
   { name: 'connect', needsStack: true, run: measureNewConnections },
   { name: 'login', needsStack: true, run: measureLoginRate },
+  { name: 'login-kex', needsStack: true, run: measureLoginKex },
   { name: 'standard', needsStack: true, run: measureStandard },
   { name: 'api', needsStack: true, run: measureApi },
   { name: 'bundle', needsStack: false, run: measureBundle },

@@ -38,6 +38,8 @@ export const RequestSchema = z.discriminatedUnion('type', [
     ladder: z.array(z.number().int().min(1)),
     stepMs: z.number().int().min(100),
     timeoutMs: z.number().int().min(1),
+    /** Key exchange methods to offer, in order (ssh2's defaults when absent). */
+    kex: z.array(z.string()).min(1).optional(),
   }),
 ]);
 export type Request = z.infer<typeof RequestSchema>;

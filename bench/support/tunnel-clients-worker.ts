@@ -4,7 +4,9 @@
  * with public-key auth and holds one reverse forward (`tcpip-forward`), as `ssh -N -R` does.
  * Driven over IPC by `tunnel-clients.ts`; exits when its parent goes away.
  */
-import ssh2, { type Client as SshClient } from 'ssh2';
+import ssh2, { type KexAlgorithm, type Client as SshClient } from 'ssh2';
+// Registers the post-quantum hybrids with this process's ssh2, for logins that ask for them.
+import '../../fargate/pq-kex/post-quantum-kex';
 import { median, percentile } from './stats';
 import {
   type ForwardSession,
@@ -23,7 +25,12 @@ const MAX_ERRORS_KEPT = 5;
 const groups = new Map<string, SshClient[]>();
 
 /** Logs in and asks for the forward; resolves with the client once the forward is granted. */
-function openForward(target: SshTarget, session: ForwardSession, timeoutMs: number): Promise<SshClient> {
+function openForward(
+  target: SshTarget,
+  session: ForwardSession,
+  timeoutMs: number,
+  kex?: string[],
+): Promise<SshClient> {
   const hostKey = Buffer.from(target.hostKey, 'base64');
   return new Promise((resolve, reject) => {
     const client = new Client();
@@ -60,6 +67,7 @@ function openForward(target: SshTarget, session: ForwardSession, timeoutMs: numb
       readyTimeout: timeoutMs,
       keepaliveInterval: KEEPALIVE_MS,
       keepaliveCountMax: 3,
+      ...(kex ? { algorithms: { kex: kex as KexAlgorithm[] } } : {}),
     });
   });
 }
@@ -131,7 +139,7 @@ async function loginRate(request: Extract<Request, { type: 'login-rate' }>): Pro
       while (performance.now() < deadline) {
         const t0 = performance.now();
         try {
-          const client = await openForward(request.target, session, request.timeoutMs);
+          const client = await openForward(request.target, session, request.timeoutMs, request.kex);
           latencies.push(performance.now() - t0);
           await closeClient(client, request.timeoutMs);
         } catch (err) {

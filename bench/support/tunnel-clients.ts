@@ -105,7 +105,7 @@ export class TunnelClients {
   async loginRate(
     target: SshTarget,
     sessions: ForwardSession[],
-    options: { ladder: number[]; stepMs: number; timeoutMs: number },
+    options: { ladder: number[]; stepMs: number; timeoutMs: number; kex?: string[] },
   ): Promise<LoginStep[]> {
     const deadline = options.ladder.length * (options.stepMs + options.timeoutMs * 2) + 10_000;
     const result = await this.request({ type: 'login-rate', target, sessions, ...options }, deadline);

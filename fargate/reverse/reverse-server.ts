@@ -24,6 +24,7 @@ import {
 } from '../admission/admission-control';
 import { DEFAULT_DROP_LOG, DropLog, type DropLogSettings } from '../admission/drop-log';
 import type { SshChannel } from '../pipe';
+import { POST_QUANTUM_KEX } from '../pq-kex/post-quantum-kex';
 import { rejectAsProhibited } from './channel-refusal';
 import { DisconnectReason, disconnectWithReason } from './disconnect';
 import type { ForwardingSession, ForwardRegistry } from './forward-registry';
@@ -67,6 +68,24 @@ export interface ReverseServerDeps {
 
 /** AES-GCM runs on AES-NI through OpenSSL: offered alone, OpenSSH clients cannot pick chacha20 or CTR+MAC. */
 export const DEFAULT_CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com'];
+
+/**
+ * Key exchange offer; the client's preference picks among them (RFC 4253 §7.1). No group exchange:
+ * ssh2's server cannot complete it.
+ */
+export const DEFAULT_KEX = [
+  ...POST_QUANTUM_KEX,
+  'curve25519-sha256',
+  'curve25519-sha256@libssh.org',
+  'ecdh-sha2-nistp256',
+  'ecdh-sha2-nistp384',
+  'ecdh-sha2-nistp521',
+  'diffie-hellman-group14-sha256',
+  'diffie-hellman-group15-sha512',
+  'diffie-hellman-group16-sha512',
+  'diffie-hellman-group17-sha512',
+  'diffie-hellman-group18-sha512',
+];
 
 const SESSION_REFUSAL = (tunnelId: string) =>
   `This endpoint only carries the reverse tunnel of ${tunnelId}: run ssh with -N (no shell, no command), ` +
@@ -149,7 +168,10 @@ export class ReverseServer {
         // ssh2 gives up on the tick after countMax unanswered pings, i.e. after countMax + 1 silent
         // intervals (lib/server.js): one less makes it countMax intervals, inside the contract's bound.
         keepaliveCountMax: Math.max(0, settings.keepaliveCountMax - 1),
-        algorithms: { cipher: settings.ciphers as ssh2.CipherAlgorithm[] },
+        algorithms: {
+          kex: DEFAULT_KEX as ssh2.KexAlgorithm[],
+          cipher: settings.ciphers as ssh2.CipherAlgorithm[],
+        },
       },
       (conn, info) => this.onConnection(conn, info),
     );

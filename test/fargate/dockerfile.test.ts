@@ -91,6 +91,17 @@ describe('fargate/Dockerfile', () => {
     expect(run).toContain('cdk/bin/bundle.ts gateway /out');
   });
 
+  it('applies patches/ during npm ci and fails unless ssh2 took its key exchange patch', async () => {
+    const lines = (stages[0] as Stage).lines;
+    const copyPatches = lines.indexOf('COPY patches ./patches');
+    const npmCi = lines.findIndex((l) => /^RUN npm ci\b/.test(l));
+    expect(copyPatches).toBeGreaterThanOrEqual(0);
+    expect(copyPatches).toBeLessThan(npmCi);
+    expect(lines[npmCi]).toContain("typeof require('ssh2/lib/protocol/kex.js').registerKeyExchange");
+    const manifest = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8'));
+    expect(manifest.scripts.postinstall).toBe('patch-package');
+  });
+
   it('runs the bundle as the unprivileged node user with nothing but the build output', () => {
     const runtime = stages[1] as Stage;
     const user = runtime.lines.filter((l) => l.startsWith('USER'));
@@ -171,6 +182,18 @@ describe('the gateway bundle the build stage produces', () => {
     const binding = createRequire(bundle.file)(`./${helper}`);
     expect(typeof binding.AESGCMCipher).toBe('function');
     console.info(`figure: gateway bundle ${(bundle.bytes / 1024).toFixed(0)} KiB + helper`);
+  });
+
+  it("carries ssh2 as patched and the post-quantum KEMs' WebAssembly inside (no file beside it)", async () => {
+    const code = await readFile(bundle.file, 'utf8');
+    expect(code).toContain('registerKeyExchange');
+    expect(code).toContain('sntrup761x25519-sha512@openssh.com');
+    expect(code).toContain('mlkem768x25519-sha256');
+    // liboqs-js's loaders, as patched: bundled modules, not a path resolved at run time.
+    expect(code).not.toContain('dist/sntrup761');
+    expect(code).not.toContain('dist/ml-kem-768');
+    expect(code).toContain('_OQS_KEM_encaps'); // liboqs' C API, exported by the embedded WebAssembly
+    // main.test.ts runs this bundle and negotiates sntrup761x25519 with it.
   });
 
   it('finds its key crypto thread beside itself, and the thread decrypts a passphrase key', async () => {

@@ -34,6 +34,7 @@ import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/
 import { createTestTable } from '../helpers/dynamo';
 import { type EchoServer, echoRoundTrip, startEchoServer } from '../helpers/echo';
 import { FakeSecrets } from '../helpers/secrets-manager-fake';
+import { probeOpensshKex } from '../helpers/ssh-kex';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
 type Table = Awaited<ReturnType<typeof createTestTable>>;
@@ -232,6 +233,9 @@ describe('the Fargate entry point with AWS-style configuration', () => {
     });
     const sshPort = Number(ready.sshPort);
     expect(sshPort).toBeGreaterThan(0);
+    // The bundle carries the post-quantum key exchange (patched ssh2, liboqs' WebAssembly inside).
+    const kexProbe = await probeOpensshKex({ port: sshPort });
+    expect(kexProbe.kex, kexProbe.output).toBe('sntrup761x25519-sha512');
 
     const health = await fetch(`http://127.0.0.1:${gatewayEnv.HEALTH_PORT}/`);
     expect(health.status).toBe(200);
