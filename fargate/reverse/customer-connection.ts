@@ -92,6 +92,7 @@ export class CustomerConnection {
   /** The tunnel whose session count this login holds a place in. */
   private countedAs: string | undefined;
   private failures = 0;
+  private isClosed = false;
   /** Why the connection ended, when we know better than "closed by the customer". */
   private endReason: StatusError | undefined;
   private channels = 0;
@@ -142,6 +143,11 @@ export class CustomerConnection {
     // Clients open with `none` to learn the methods: an answer, not a failed attempt.
     if (ctx.method === 'none') {
       ctx.reject(['publickey']);
+      return;
+    }
+    // Past the limit the connection is closing; an attempt already on its way gets a plain no.
+    if (this.failures >= this.context.maxAuthAttempts) {
+      ctx.reject();
       return;
     }
     this.authenticate(ctx).then(
@@ -224,6 +230,8 @@ export class CustomerConnection {
     }
     if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true)
       return refused('signature does not verify');
+    // A client that left while its tunnel was read must not hold a place it never gives back.
+    if (this.isClosed) return refused('the client left before its login was checked');
     // Counted before accept(), synchronously with the check: two logins racing cannot both pass.
     const { sessions } = this.context;
     const counted = sessions.tryAdd(tunnel.id, this.connId);
@@ -404,6 +412,7 @@ export class CustomerConnection {
   }
 
   private onClose(): void {
+    this.isClosed = true;
     this.admitted?.settled();
     this.uncount();
     const { session, endReason } = this;
