@@ -8,13 +8,16 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import ssh2, { type AuthContext, type Connection, type ParsedKey } from 'ssh2';
+import { commandTagOf } from '../../shared/command-tag';
 import { TUNNEL_ID_PATTERN } from '../../shared/ids';
 import { fingerprintOf } from '../../shared/keys';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
 import { customerNotConnected, customerTimeout } from '../../shared/status-errors';
 import type { TunnelRecord } from '../../shared/tunnel';
+import type { LoginRefusalKind } from '../../shared/tunnel-signals';
 import type { SshChannel } from '../pipe';
+import type { GatewaySignals } from '../signals/gateway-signals';
 import { rejectAsProhibited } from './channel-refusal';
 import { DisconnectReason, disconnectWithReason } from './disconnect';
 import type { ForwardingSession, ForwardRegistry } from './forward-registry';
@@ -36,6 +39,8 @@ export interface ConnectionContext {
   now: () => Date;
   /** Called after each successful login. */
   onLogin?: (tunnel: TunnelRecord, keyFingerprint: string) => void;
+  /** Told of refused and successful logins of existing tunnels (the `login_refused` warning). */
+  signals?: Pick<GatewaySignals, 'loginRefused' | 'loginSucceeded'>;
 }
 
 /** The TCP connection under ssh2, as admission sees it (absent when ssh2 was handed no socket of ours). */
@@ -47,17 +52,24 @@ export interface AdmittedSocket {
   settled(): void;
 }
 
+/** A refused login the tunnel's customer is told about (its status warning), with why. */
+interface RefusalOf {
+  tunnelId: string;
+  kind: LoginRefusalKind;
+}
+
 /** How one authentication attempt ended. `key-ok` answers a signature-less "would this key do?". */
 type AuthOutcome =
   | { kind: 'accepted' }
   | { kind: 'key-ok' }
-  | { kind: 'refused'; reason: string }
+  | { kind: 'refused'; reason: string; of?: RefusalOf }
   | {
       kind: 'disconnect';
       code: DisconnectReason;
       description: string;
       reason: string;
       fields?: Record<string, unknown>;
+      of?: RefusalOf;
     };
 
 const SESSION_REFUSAL = (tunnelId: string) =>
@@ -166,6 +178,7 @@ export class CustomerConnection {
   /** Answers an attempt `authenticate` decided (it accepted by itself where it accepted). */
   private answer(ctx: AuthContext, outcome: AuthOutcome): void {
     if (outcome.kind === 'accepted' || outcome.kind === 'key-ok') return;
+    if (outcome.of) this.signalRefusal(ctx, outcome.of, outcome.reason);
     if (outcome.kind === 'disconnect') {
       // Not the client's fault (our storage, or a limit it is told about): no penalty.
       const level = outcome.code === DisconnectReason.TOO_MANY_CONNECTIONS ? 'info' : 'warn';
@@ -206,8 +219,14 @@ export class CustomerConnection {
    * connection with a reason the client prints (storage down, the tunnel's session limit).
    */
   private async authenticate(ctx: AuthContext): Promise<AuthOutcome> {
-    const refused = (reason: string): AuthOutcome => ({ kind: 'refused', reason });
-    if (ctx.method !== 'publickey') return refused(`${ctx.method} authentication is not allowed`);
+    const refused = (reason: string, of?: RefusalOf): AuthOutcome =>
+      of ? { kind: 'refused', reason, of } : { kind: 'refused', reason };
+    if (ctx.method !== 'publickey') {
+      const reason = `${ctx.method} authentication is not allowed`;
+      // Answered at once, told to the tunnel's status once its read says it is one.
+      if (TUNNEL_ID_PATTERN.test(ctx.username)) this.signalMethodRefusal(ctx, reason);
+      return refused(reason);
+    }
     if (!TUNNEL_ID_PATTERN.test(ctx.username)) return refused('user is not a tunnel id');
     const found = await this.tunnelNamed(ctx.username);
     if (found.outcome === 'unavailable') {
@@ -221,15 +240,16 @@ export class CustomerConnection {
     }
     const tunnel = found.tunnel;
     if (tunnel?.type !== 'reverse') return refused('no such reverse tunnel');
-    if (!tunnel.enabled) return refused('tunnel is disabled');
+    const of = (kind: LoginRefusalKind): RefusalOf => ({ tunnelId: tunnel.id, kind });
+    if (!tunnel.enabled) return refused('tunnel is disabled', of('disabled'));
     const key = matchingKey(tunnel, ctx.key.algo, ctx.key.data);
-    if (!key) return refused("key is not the tunnel's key");
+    if (!key) return refused("key is not the tunnel's key", of('wrong_key'));
     if (!ctx.signature || !ctx.blob) {
       ctx.accept();
       return { kind: 'key-ok' };
     }
     if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true)
-      return refused('signature does not verify');
+      return refused('signature does not verify', of('bad_signature'));
     // A client that left while its tunnel was read must not hold a place it never gives back.
     if (this.isClosed) return refused('the client left before its login was checked');
     // Counted before accept(), synchronously with the check: two logins racing cannot both pass.
@@ -242,6 +262,7 @@ export class CustomerConnection {
         description: tooManySessions(tunnel.id, sessions.limit),
         reason: `too many sessions of this tunnel at once (${counted.count}, the limit)`,
         fields: { tunnelId: tunnel.id, sessions: counted.count },
+        of: of('too_many_sessions'),
       };
     }
     if (found.outcome === 'cached') {
@@ -257,6 +278,28 @@ export class CustomerConnection {
     this.countedAs = tunnel.id;
     ctx.accept();
     return { kind: 'accepted' };
+  }
+
+  private signalRefusal(ctx: AuthContext, of: RefusalOf, reason: string): void {
+    this.context.signals?.loginRefused(of.tunnelId, {
+      kind: of.kind,
+      reason,
+      source: this.source,
+      method: ctx.method,
+      ...(ctx.method === 'publickey' ? { keyFingerprint: fingerprintOf(ctx.key.data) } : {}),
+    });
+  }
+
+  /** A password or keyboard-interactive attempt as a tunnel id: told to that tunnel, if it exists. */
+  private signalMethodRefusal(ctx: AuthContext, reason: string): void {
+    if (!this.context.signals) return;
+    this.tunnelNamed(ctx.username).then(
+      (found) => {
+        if (found.outcome === 'unavailable' || found.tunnel?.type !== 'reverse') return;
+        this.signalRefusal(ctx, { tunnelId: found.tunnel.id, kind: 'method' }, reason);
+      },
+      () => {}, // the refusal stands; only its warning is lost
+    );
   }
 
   private tunnelNamed(username: string): Promise<TunnelLookupResult> {
@@ -288,6 +331,7 @@ export class CustomerConnection {
       sessions: sessions.count(tunnel.id),
     });
     onLogin?.(tunnel, this.keyFingerprint);
+    this.context.signals?.loginSucceeded(tunnel.id);
     this.session = {
       connId: this.connId,
       tunnelId: tunnel.id,
@@ -334,6 +378,8 @@ export class CustomerConnection {
       reject?.();
       return;
     }
+    const commandTag = commandTagOf(bindAddr);
+    if (commandTag) session.commandTag = commandTag;
     session.open = (origin) =>
       openForwardedChannel(
         this.conn,

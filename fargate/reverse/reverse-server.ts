@@ -56,6 +56,8 @@ export interface ReverseServerDeps {
   now: () => Date;
   /** Called after each successful login. */
   onLogin?: (tunnel: TunnelRecord, keyFingerprint: string) => void;
+  /** Told of refused and successful logins (the `login_refused` warning). */
+  signals?: ConnectionContext['signals'];
 }
 
 /** AES-GCM runs on AES-NI through OpenSSL: offered alone, OpenSSH clients cannot pick chacha20 or CTR+MAC. */
@@ -113,6 +115,7 @@ export class ReverseServer {
       now: deps.now,
     };
     if (deps.onLogin) this.context.onLogin = deps.onLogin;
+    if (deps.signals) this.context.signals = deps.signals;
     this.ssh = new SshServer(
       {
         hostKeys: [deps.hostKey],
