@@ -24,6 +24,8 @@ import { hasNativeSshCrypto } from './native-crypto';
 import { ForwardRegistry } from './reverse/forward-registry';
 import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
 import type { TunnelCacheSettings } from './reverse/tunnel-cache';
+import { GatewaySignals } from './signals/gateway-signals';
+import { SignalWriter } from './signals/signal-writer';
 import type { BastionConnectOptions } from './standard/bastion-connection';
 import { BastionKeyLoader } from './standard/bastion-keys';
 import { StandardPool } from './standard/standard-pool';
@@ -42,6 +44,10 @@ const STOP_WRITES_MS = 3_000;
 const LOGIN_READ_TIMEOUT_MS = 5_000;
 /** A penalized source keeps at least this many unauthenticated connections: a customer may share its address. */
 const PENALIZED_SOURCE_MIN_STARTUPS = 8;
+/** A tunnel's signals are written at most this often (and within a heartbeat when that is shorter). */
+const SIGNAL_WRITE_INTERVAL_MS = 1_000;
+/** Tunnels whose signals this gateway remembers (per kind), or holds unwritten during an outage. */
+const SIGNAL_MAX_TUNNELS = 20_000;
 
 export interface GatewaySettings {
   sshHost: string;
@@ -122,6 +128,8 @@ export class Gateway {
   private readonly startedAt: string;
   private readonly logger: Logger;
   private readonly stateWriter: StateWriter;
+  private readonly signalWriter: SignalWriter;
+  private readonly signals: GatewaySignals;
   private readonly registry: ForwardRegistry;
   private server: ReverseServer | undefined;
   private readonly pool: StandardPool;
@@ -143,6 +151,15 @@ export class Gateway {
     this.startedAt = now().toISOString();
     this.logger = deps.logger.child({ workerId: this.workerId });
     this.stateWriter = new StateWriter(deps.store, this.logger);
+    this.signalWriter = new SignalWriter(deps.store, this.logger, {
+      minIntervalMs: Math.min(SIGNAL_WRITE_INTERVAL_MS, deps.settings.heartbeatIntervalMs),
+      maxPendingTunnels: SIGNAL_MAX_TUNNELS,
+    });
+    this.signals = new GatewaySignals({
+      write: (tunnelId, signals) => this.signalWriter.set(tunnelId, signals),
+      now,
+      maxTunnels: SIGNAL_MAX_TUNNELS,
+    });
     this.registry = new ForwardRegistry({
       workerId: this.workerId,
       bindHost: deps.settings.bindHost,
@@ -152,6 +169,7 @@ export class Gateway {
       takeoverDrainMs: TAKEOVER_DRAIN_MS,
       logger: this.logger,
       stateWriter: this.stateWriter,
+      signals: this.signals,
       now,
     });
     const { settings } = deps;
@@ -165,6 +183,7 @@ export class Gateway {
       now,
       runner: {
         stateWriter: this.stateWriter,
+        signals: this.signals,
         secrets: deps.secrets,
         bindHost: settings.bindHost,
         connectHost: settings.connectHost,
@@ -250,6 +269,7 @@ export class Gateway {
         loginReadTimeoutMs: LOGIN_READ_TIMEOUT_MS,
       },
       onLogin: (tunnel, keyFingerprint) => this.onLogin(tunnel, keyFingerprint),
+      signals: this.signals,
     });
     this.control = new ControlServer({
       host: settings.connectHost,
@@ -332,9 +352,12 @@ export class Gateway {
     await Promise.race([this.beating, delay(deadline - Date.now())]);
     this.registry.handOver();
     await Promise.all([this.server?.close(), this.pool.stop(), this.control?.close()]);
-    await this.stateWriter.flush(deadline);
+    await Promise.all([this.stateWriter.flush(deadline), this.signalWriter.flush(deadline)]);
     if (this.stateWriter.backlog > 0) {
       this.logger.warn('tunnel states not written before shutdown', { tunnels: this.stateWriter.backlog });
+    }
+    if (this.signalWriter.backlog > 0) {
+      this.logger.warn('tunnel signals not written before shutdown', { tunnels: this.signalWriter.backlog });
     }
     const stopped = this.heartbeat(this.now().toISOString());
     stopped.stoppedAt = stopped.lastBeatAt;

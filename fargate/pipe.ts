@@ -53,8 +53,13 @@ export function joinSocketAndChannel(socket: Socket, channel: SshChannel, option
   channel.once('error', teardown);
   // The socket closes once both directions ended (or on reset); the channel must follow.
   socket.once('close', () => {
-    if (channel.close) channel.close();
-    else channel.destroy();
+    try {
+      if (channel.close) channel.close();
+      else channel.destroy();
+    } catch {
+      // The SSH connection under the channel is already gone: with compression, ssh2 frees its
+      // zlib stream when the peer's FIN arrives and a close then throws (mscdex/ssh2#1178).
+    }
   });
   // A channel closed by the customer side (or its SSH connection dropping) ends the socket; data
   // already piped still flushes unless the socket was reset.

@@ -2,6 +2,7 @@
  * The commands a customer runs for a reverse tunnel, rendered from one argument list so `ssh`,
  * `autossh`, the systemd unit and the crontab line can never drift apart.
  */
+import { serviceTagOf } from './command-tag';
 import { cronArg, cronHomePath, shellArg, shellHomePath, systemdArg } from './quoting';
 
 export interface ReverseCommandInput {
@@ -24,6 +25,16 @@ export interface ReverseCommands {
 type Word = string | { home: string };
 
 const bracketIpv6 = (host: string) => (host.includes(':') ? `[${host}]` : host);
+
+/**
+ * The `-R` argument of every reverse command (OpenSSH, autossh, PuTTY's plink, Dropbear's dbclient
+ * read it alike): `<tag>:<remotePort>:<service host>:<service port>`. The bind address is the
+ * service's tag (command-tag.ts): our endpoint never binds it, it only tells which command runs.
+ */
+export function reverseForwardSpec(input: Pick<ReverseCommandInput, 'remotePort' | 'service'>): string {
+  const { remotePort, service } = input;
+  return `${serviceTagOf(service)}:${remotePort}:${bracketIpv6(service.host)}:${service.port}`;
+}
 
 /**
  * The port and options of every customer command: the host key is checked, never skipped;
@@ -54,7 +65,7 @@ function sshArgs(input: ReverseCommandInput): Word[] {
     { home: `.ssh/tunnelkeeper_${input.tunnelId}` },
     ...customerSshOptions(input.sshPort, input.keepaliveIntervalSec),
     '-R',
-    `${input.remotePort}:${bracketIpv6(input.service.host)}:${input.service.port}`,
+    reverseForwardSpec(input),
     `${input.tunnelId}@${input.sshHost}`,
   ];
 }

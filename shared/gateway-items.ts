@@ -23,6 +23,11 @@ export const TunnelStateItemSchema = z.object({
   connectHost: z.string().optional(),
   /** Fingerprint of the key the connection authenticated with (tells a rotation's progress). */
   keyFingerprint: z.string().optional(),
+  /**
+   * Reverse: the service tag in the bind address of the session's `-R` (command-tag.ts); absent
+   * when its command carries none. Tells whether the customer runs the current command.
+   */
+  commandTag: z.string().optional(),
   error: StatusErrorSchema.optional(),
   /** `restart`: the worker shut down cleanly (a deploy or a restart) and handed the tunnel over. */
   cause: DownCauseSchema.optional(),

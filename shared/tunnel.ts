@@ -25,6 +25,8 @@ export const TunnelRecordSchema = z.object({
   publicKeyFingerprint: z.string(),
   /** Key still accepted while a rotation completes (the gateway retires it once the new key worked). */
   previousPublicKey: z.string().optional(),
+  /** When a PATCH last changed `service` (absent if it never did): commands issued before are outdated. */
+  serviceChangedAt: z.string().optional(),
 });
 export type TunnelRecord = z.infer<typeof TunnelRecordSchema>;
 

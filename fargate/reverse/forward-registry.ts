@@ -8,6 +8,8 @@ import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
 import { gatewayRestarted } from '../../shared/status-errors';
 import type { TunnelRecord } from '../../shared/tunnel';
+import type { GatewaySignals } from '../signals/gateway-signals';
+import { refusedByCustomerClient, reportingOutcomes } from '../signals/service-outcome';
 import type { StateWriter } from '../state-writer';
 import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
 
@@ -19,6 +21,8 @@ export interface ForwardingSession {
   connectedAt: string;
   /** Fingerprint of the key it logged in with (checked again after a rotation). */
   keyFingerprint: string;
+  /** The service tag its `-R` bind address carries (command-tag.ts), if any. */
+  commandTag?: string;
   open: ChannelOpener;
   activeChannels(): number;
   /** A newer login of the tunnel took the listener over: this session only drains from now on. */
@@ -39,6 +43,8 @@ export interface ForwardRegistryOptions {
   takeoverDrainMs: number;
   logger: Logger;
   stateWriter: StateWriter;
+  /** Told of takeovers and of how platform connections through each tunnel went. */
+  signals?: Pick<GatewaySignals, 'takeover' | 'serviceOutcome'>;
   now: () => Date;
 }
 
@@ -152,16 +158,26 @@ export class ForwardRegistry {
       });
       return undefined;
     }
-    listener.setOpener(session.open);
+    listener.setOpener(this.openerOf(session));
     return { listener, session };
+  }
+
+  /** The session's channel opener, each platform connection's outcome told as the service's reachability. */
+  private openerOf(session: ForwardingSession): ChannelOpener {
+    const { signals } = this.options;
+    if (!signals) return session.open;
+    return reportingOutcomes(session.open, refusedByCustomerClient, (outcome) =>
+      signals.serviceOutcome(session.tunnelId, outcome),
+    );
   }
 
   private takeOver(entry: Entry, next: ForwardingSession): void {
     const previous = entry.session;
-    entry.listener.setOpener(next.open);
+    entry.listener.setOpener(this.openerOf(next));
     entry.session = next;
     previous.takenOver();
     this.writeUp(next, previous.connId);
+    this.options.signals?.takeover(next.tunnelId, previous.source, next.source);
     this.options.logger.info('reverse tunnel taken over by a newer login', {
       tunnelId: next.tunnelId,
       connId: next.connId,
@@ -189,6 +205,7 @@ export class ForwardRegistry {
       connectedAt: session.connectedAt,
       connectHost: this.options.connectHost,
     };
+    if (session.commandTag) item.commandTag = session.commandTag;
     if (continues) item.continues = continues;
     this.options.stateWriter.write(session.tunnelId, item);
   }

@@ -5,14 +5,9 @@
  * bound their handshakes; logins beyond the tunnel's session limit, or that cannot be checked
  * because storage is down, are refused with a reason the customer's ssh prints.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import ssh2, { type AuthContext, type Connection, type ParsedKey } from 'ssh2';
-import { TUNNEL_ID_PATTERN } from '../../shared/ids';
-import { fingerprintOf } from '../../shared/keys';
+import ssh2, { type Connection } from 'ssh2';
 import type { Logger } from '../../shared/logger';
-import type { StatusError } from '../../shared/schemas';
-import { customerNotConnected, customerTimeout } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import type { TunnelRecord } from '../../shared/tunnel';
 import {
@@ -23,16 +18,14 @@ import {
   type UnauthenticatedConnection,
 } from '../admission/admission-control';
 import { DEFAULT_DROP_LOG, DropLog, type DropLogSettings } from '../admission/drop-log';
-import type { SshChannel } from '../pipe';
 import { POST_QUANTUM_KEX } from '../pq-kex/post-quantum-kex';
-import { rejectAsProhibited } from './channel-refusal';
-import { DisconnectReason, disconnectWithReason } from './disconnect';
-import type { ForwardingSession, ForwardRegistry } from './forward-registry';
+import { type AdmittedSocket, type ConnectionContext, CustomerConnection } from './customer-connection';
+import type { ForwardRegistry } from './forward-registry';
 import { TunnelCache, type TunnelCacheSettings } from './tunnel-cache';
-import { TunnelLookup, type TunnelLookupResult } from './tunnel-lookup';
+import { TunnelLookup } from './tunnel-lookup';
 import { TunnelSessions } from './tunnel-sessions';
 
-const { Server: SshServer, utils } = ssh2;
+const { Server: SshServer } = ssh2;
 
 export interface ReverseServerSettings {
   listenHost: string;
@@ -64,6 +57,8 @@ export interface ReverseServerDeps {
   now: () => Date;
   /** Called after each successful login. */
   onLogin?: (tunnel: TunnelRecord, keyFingerprint: string) => void;
+  /** Told of refused and successful logins (the `login_refused` warning). */
+  signals?: ConnectionContext['signals'];
 }
 
 /** AES-GCM runs on AES-NI through OpenSSL: offered alone, OpenSSH clients cannot pick chacha20 or CTR+MAC. */
@@ -87,26 +82,6 @@ export const DEFAULT_KEX = [
   'diffie-hellman-group18-sha512',
 ];
 
-const SESSION_REFUSAL = (tunnelId: string) =>
-  `This endpoint only carries the reverse tunnel of ${tunnelId}: run ssh with -N (no shell, no command), ` +
-  'as in reverse.commands of the Tunnelkeeper API.\r\n';
-
-const DIRECT_TCPIP_REFUSAL = 'local (-L), dynamic (-D) and jump (-J) forwarding are not allowed';
-const STREAMLOCAL_REFUSAL = 'Unix-socket forwarding is not allowed';
-/** Follows a channel refusal in OpenSSH's "open failed: administratively prohibited: …" line. */
-const ONLY_THE_TUNNEL = "this endpoint only carries the tunnel's own -R";
-
-/** Printed by OpenSSH as "Received disconnect from HOST port P:7: …". */
-const STORAGE_UNAVAILABLE_REFUSAL =
-  'Tunnelkeeper is temporarily unavailable: it cannot check logins right now (its storage does not answer). ' +
-  'This is not a problem with your key; retry in a minute (autossh and systemd retry by themselves).';
-const INTERNAL_ERROR_REFUSAL =
-  'Tunnelkeeper could not check this login because of an internal error on our side (it has been logged). ' +
-  'This is not a problem with your key.';
-const tooManySessions = (tunnelId: string, limit: number) =>
-  `Too many sessions of tunnel ${tunnelId} at once (at most ${limit} on this endpoint): ` +
-  "another copy of this tunnel's ssh or autossh may be running somewhere; stop the extra ones.";
-
 /** Tunnel reads in flight at once; beyond, a login is answered as during an outage. */
 const MAX_LOGIN_READS_IN_FLIGHT = 256;
 /**
@@ -126,19 +101,6 @@ interface PendingSocket {
   handshakeTimer: NodeJS.Timeout;
 }
 
-/** How one authentication attempt ended. `key-ok` answers a signature-less "would this key do?". */
-type AuthOutcome =
-  | { kind: 'accepted' }
-  | { kind: 'key-ok' }
-  | { kind: 'refused'; reason: string }
-  | {
-      kind: 'disconnect';
-      code: DisconnectReason;
-      description: string;
-      reason: string;
-      fields?: Record<string, unknown>;
-    };
-
 export class ReverseServer {
   private readonly net: NetServer;
   private readonly ssh: InstanceType<typeof SshServer>;
@@ -148,6 +110,7 @@ export class ReverseServer {
   private readonly lookup: TunnelLookup;
   private readonly pending = new Map<string, PendingSocket>();
   private readonly sockets = new Set<Socket>();
+  private readonly context: ConnectionContext;
 
   constructor(private readonly deps: ReverseServerDeps) {
     const { settings } = deps;
@@ -160,6 +123,18 @@ export class ReverseServer {
       timeoutMs: settings.loginReadTimeoutMs,
       maxInFlight: MAX_LOGIN_READS_IN_FLIGHT,
     });
+    this.context = {
+      logger: deps.logger,
+      lookup: this.lookup,
+      sessions: this.sessions,
+      registry: deps.registry,
+      keepaliveIntervalMs: settings.keepaliveIntervalMs,
+      keepaliveCountMax: settings.keepaliveCountMax,
+      maxAuthAttempts: settings.maxAuthAttempts,
+      now: deps.now,
+    };
+    if (deps.onLogin) this.context.onLogin = deps.onLogin;
+    if (deps.signals) this.context.signals = deps.signals;
     this.ssh = new SshServer(
       {
         hostKeys: [deps.hostKey],
@@ -285,340 +260,19 @@ export class ReverseServer {
   }
 
   private onConnection(conn: Connection, info: { ip: string; port: number }): void {
-    const { logger, settings } = this.deps;
     const pending = this.pending.get(`${info.ip}:${info.port}`);
     // ssh2 emits 'connection' once the client's identification string has arrived.
     if (pending) clearTimeout(pending.bannerTimer);
     pending?.admission.bannerReceived();
-    const source = info.ip;
-    const connId = `c_${randomBytes(8).toString('hex')}`;
-    let tunnel: TunnelRecord | undefined;
-    let keyFingerprint = '';
-    let session: ForwardingSession | undefined;
-    /** The tunnel whose session count this login holds a place in. */
-    let countedAs: string | undefined;
-    let failures = 0;
-    let endReason: StatusError | undefined;
-    let channels = 0;
-    // Clients ask "would this key do?" and then sign: two attempts milliseconds apart for one login.
-    // The tunnel read for the first serves the second (one DynamoDB read per login, not two); a
-    // change in between is caught by the heartbeat's recheck like any later change.
-    let lookup: { username: string; result: Promise<TunnelLookupResult> } | undefined;
-    const tunnelNamed = (username: string) => {
-      if (lookup?.username !== username) {
-        const result = this.lookup.find(username);
-        const entry = { username, result };
-        // Only an answer is reused: after a failure the next attempt reads again.
-        result.then(
-          (r) => {
-            if (r.outcome === 'unavailable' && lookup === entry) lookup = undefined;
-          },
-          () => {
-            if (lookup === entry) lookup = undefined;
-          },
-        );
-        lookup = entry;
-      }
-      return lookup.result;
+    new CustomerConnection(conn, info.ip, pending && this.admitted(pending), this.context).listen();
+  }
+
+  /** What a customer connection needs of its socket's admission. */
+  private admitted(entry: PendingSocket): AdmittedSocket {
+    return {
+      socket: entry.socket,
+      loginFailed: () => entry.admission.loginFailed(),
+      settled: () => this.settled(entry),
     };
-    const uncount = () => {
-      if (countedAs) this.sessions.remove(countedAs, connId);
-      countedAs = undefined;
-    };
-
-    const log = (msg: string, fields: Record<string, unknown> = {}) =>
-      logger.info(msg, { connId, source, tunnelId: tunnel?.id, ...fields });
-    const refuse = (what: string, reason: string, fields: Record<string, unknown> = {}) =>
-      log('ssh request refused', { what, reason, ...fields });
-
-    conn.on('error', (err: Error & { level?: string }) => {
-      if (err.level === 'client-timeout') {
-        const seconds = Math.round((settings.keepaliveIntervalMs * settings.keepaliveCountMax) / 1000);
-        endReason = customerTimeout(seconds, source);
-        log('ssh connection timed out', { reason: 'no answer to keepalives' });
-        // ssh2 answers the timeout with end(), a half-close: a peer that is frozen or gone never
-        // sends its FIN, so the socket (and with it the listener and the `up` state) would stay
-        // forever. Destroy it once ssh2 has queued its disconnect.
-        setImmediate(() => pending?.socket.destroy());
-      } else {
-        log('ssh connection error', { reason: err.message });
-      }
-    });
-
-    conn.on('authentication', (ctx) => {
-      // Clients open with `none` to learn the methods: an answer, not a failed attempt.
-      if (ctx.method === 'none') {
-        ctx.reject(['publickey']);
-        return;
-      }
-      void this.authenticate(ctx, connId, tunnelNamed, (t, fingerprint) => {
-        tunnel = t;
-        keyFingerprint = fingerprint;
-        countedAs = t.id;
-      }).then(
-        (outcome) => {
-          if (outcome.kind === 'accepted' || outcome.kind === 'key-ok') return;
-          if (outcome.kind === 'disconnect') {
-            // Not the client's fault (our storage, or a limit it is told about): no penalty.
-            const level = outcome.code === DisconnectReason.TOO_MANY_CONNECTIONS ? 'info' : 'warn';
-            logger[level]('ssh login refused', {
-              connId,
-              source,
-              user: userForLog(ctx.username),
-              method: ctx.method,
-              reason: outcome.reason,
-              disconnectCode: outcome.code,
-              ...outcome.fields,
-            });
-            disconnectWithReason(conn, pending?.socket, outcome.code, outcome.description);
-            return;
-          }
-          failures++;
-          log('ssh login refused', {
-            user: userForLog(ctx.username),
-            method: ctx.method,
-            reason: outcome.reason,
-          });
-          const delay = pending?.admission.loginFailed() ?? 0;
-          setTimeout(() => {
-            if (failures >= settings.maxAuthAttempts) {
-              log('ssh connection closed', {
-                reason: `too many failed authentication attempts (${failures})`,
-              });
-              ctx.reject();
-              conn.end();
-            } else {
-              ctx.reject(['publickey']);
-            }
-          }, delay);
-        },
-        (err: unknown) => {
-          logger.error('ssh authentication failed internally', { connId, source, err });
-          disconnectWithReason(
-            conn,
-            pending?.socket,
-            DisconnectReason.BY_APPLICATION,
-            INTERNAL_ERROR_REFUSAL,
-          );
-        },
-      );
-    });
-
-    conn.on('ready', () => {
-      if (pending) this.settled(pending);
-      if (!tunnel) {
-        conn.end();
-        return;
-      }
-      const t = tunnel;
-      log('ssh login accepted', { user: t.id, keyFingerprint, sessions: this.sessions.count(t.id) });
-      this.deps.onLogin?.(t, keyFingerprint);
-      session = {
-        connId,
-        tunnelId: t.id,
-        source,
-        connectedAt: this.deps.now().toISOString(),
-        keyFingerprint,
-        activeChannels: () => channels,
-        takenOver: uncount,
-        close: () => conn.end(),
-        open: () => Promise.reject(new Error('no forward requested yet')),
-      };
-    });
-
-    conn.on('request', (accept, reject, name, info) => {
-      const t = tunnel;
-      const s = session;
-      if (!t || !s) {
-        reject?.();
-        return;
-      }
-      if (name === 'tcpip-forward') {
-        const { bindAddr, bindPort } = info as { bindAddr: string; bindPort: number };
-        if (bindPort !== t.port) {
-          refuse('tcpip-forward', `only -R ${t.port}:... is allowed for this tunnel`, { bindPort });
-          reject?.();
-          return;
-        }
-        s.open = (origin) =>
-          openForwardedChannel(
-            conn,
-            bindAddr,
-            bindPort,
-            origin,
-            () => channels++,
-            () => channels--,
-          );
-        // Answered on every path: global-request replies are ordered, one left open stalls keepalives.
-        this.deps.registry.attach(s, t).then(
-          (ok) => {
-            if (ok) {
-              log('reverse forward granted', { bindAddr, bindPort });
-              accept?.();
-            } else {
-              refuse('tcpip-forward', 'tunnel port unavailable on this worker', { bindPort });
-              reject?.();
-            }
-          },
-          (err: unknown) => {
-            logger.error('reverse forward failed internally', { connId, tunnelId: t.id, err });
-            reject?.();
-          },
-        );
-      } else if (name === 'cancel-tcpip-forward') {
-        void this.deps.registry.detach(s, customerNotConnected('the customer cancelled the forward'));
-        accept?.(); // RFC 4254 §7.1; usually sent without want-reply, then accept is undefined
-      } else {
-        refuse(name, "only the tunnel's tcpip-forward is allowed");
-        reject?.();
-      }
-    });
-
-    conn.on('session', (accept) => {
-      const channel = accept();
-      const explain = (what: string) => (acceptCh: () => ssh2.ServerChannel) => {
-        refuse(what, 'sessions are not allowed; use ssh -N');
-        const ch = acceptCh();
-        ch.stderr.write(SESSION_REFUSAL(tunnel?.id ?? 'this tunnel'));
-        ch.exit(1);
-        ch.end();
-      };
-      channel.on('shell', explain('shell'));
-      channel.on('exec', (acceptExec, _reject, execInfo) =>
-        explain(`exec (${String(execInfo.command).slice(0, 60)})`)(acceptExec),
-      );
-      channel.on('subsystem', (_accept, rejectSub, subInfo) => {
-        refuse(`subsystem ${String(subInfo.name).slice(0, 40)}`, 'subsystems such as sftp are not allowed');
-        rejectSub();
-      });
-      channel.on('auth-agent', (_accept, rejectAgent) => {
-        refuse('agent forwarding', 'agent forwarding is not allowed');
-        rejectAgent?.();
-      });
-      channel.on('x11', (_accept, rejectX11) => {
-        refuse('x11 forwarding', 'X11 forwarding is not allowed');
-        rejectX11?.();
-      });
-      channel.on('pty', (acceptPty) => acceptPty?.());
-      channel.on('env', (acceptEnv) => acceptEnv?.());
-    });
-
-    conn.on('tcpip', (_accept, reject, dest) => {
-      refuse('direct-tcpip', DIRECT_TCPIP_REFUSAL, {
-        destination: `${String(dest.destIP).slice(0, 100)}:${dest.destPort}`,
-      });
-      rejectAsProhibited(conn, reject, `${DIRECT_TCPIP_REFUSAL}; ${ONLY_THE_TUNNEL}`);
-    });
-    conn.on('openssh.streamlocal', (_accept, reject) => {
-      refuse('direct-streamlocal', STREAMLOCAL_REFUSAL);
-      rejectAsProhibited(conn, reject, `${STREAMLOCAL_REFUSAL}; ${ONLY_THE_TUNNEL}`);
-    });
-
-    conn.on('close', () => {
-      if (pending) this.settled(pending);
-      uncount();
-      if (!session) return;
-      log('ssh connection closed', { reason: endReason?.code ?? 'closed by the customer' });
-      void this.deps.registry.detach(
-        session,
-        endReason ?? customerNotConnected(`the session from ${source} ended`),
-      );
-    });
   }
-
-  /**
-   * Decides one authentication attempt: a reason to refuse it as a failed login, or to end the
-   * connection with a reason the client prints (storage down, the tunnel's session limit).
-   */
-  private async authenticate(
-    ctx: AuthContext,
-    connId: string,
-    tunnelNamed: (username: string) => Promise<TunnelLookupResult>,
-    loggedIn: (tunnel: TunnelRecord, keyFingerprint: string) => void,
-  ): Promise<AuthOutcome> {
-    const refused = (reason: string): AuthOutcome => ({ kind: 'refused', reason });
-    if (ctx.method !== 'publickey') return refused(`${ctx.method} authentication is not allowed`);
-    if (!TUNNEL_ID_PATTERN.test(ctx.username)) return refused('user is not a tunnel id');
-    const found = await tunnelNamed(ctx.username);
-    if (found.outcome === 'unavailable') {
-      return {
-        kind: 'disconnect',
-        code: DisconnectReason.SERVICE_NOT_AVAILABLE,
-        description: STORAGE_UNAVAILABLE_REFUSAL,
-        reason: 'storage unavailable: the tunnel could not be read, and this gateway has no recent copy',
-        fields: { err: found.cause },
-      };
-    }
-    const tunnel = found.tunnel;
-    if (tunnel?.type !== 'reverse') return refused('no such reverse tunnel');
-    if (!tunnel.enabled) return refused('tunnel is disabled');
-    const key = matchingKey(tunnel, ctx.key.algo, ctx.key.data);
-    if (!key) return refused("key is not the tunnel's key");
-    if (!ctx.signature || !ctx.blob) {
-      ctx.accept();
-      return { kind: 'key-ok' };
-    }
-    if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true)
-      return refused('signature does not verify');
-    // Counted before accept(), synchronously with the check: two logins racing cannot both pass.
-    const counted = this.sessions.tryAdd(tunnel.id, connId);
-    if (!counted.ok) {
-      return {
-        kind: 'disconnect',
-        code: DisconnectReason.TOO_MANY_CONNECTIONS,
-        description: tooManySessions(tunnel.id, this.sessions.limit),
-        reason: `too many sessions of this tunnel at once (${counted.count}, the limit)`,
-        fields: { tunnelId: tunnel.id, sessions: counted.count },
-      };
-    }
-    if (found.outcome === 'cached') {
-      this.deps.logger.warn('ssh login checked against a cached tunnel: storage unavailable', {
-        connId,
-        tunnelId: tunnel.id,
-        cacheAgeS: Math.round(found.ageMs / 1000),
-        err: found.cause,
-      });
-    }
-    loggedIn(tunnel, fingerprintOf(key.getPublicSSH()));
-    ctx.accept();
-    return { kind: 'accepted' };
-  }
-}
-
-/** The tunnel's current or still-accepted previous key, if the offered one is one of them. */
-function matchingKey(tunnel: TunnelRecord, algo: string, blob: Buffer): ParsedKey | undefined {
-  for (const line of [tunnel.publicKey, tunnel.previousPublicKey]) {
-    if (!line) continue;
-    const parsed = utils.parseKey(line);
-    if (parsed instanceof Error || Array.isArray(parsed)) continue;
-    const mine = parsed.getPublicSSH();
-    if (parsed.type === algo && mine.length === blob.length && timingSafeEqual(mine, blob)) return parsed;
-  }
-  return undefined;
-}
-
-function userForLog(user: string): string {
-  return TUNNEL_ID_PATTERN.test(user) ? user : `(not a tunnel id, ${Math.min(user.length, 9999)} chars)`;
-}
-
-/** Opens a `forwarded-tcpip` channel, echoing the client's exact bind address and port. */
-function openForwardedChannel(
-  conn: Connection,
-  bindAddr: string,
-  bindPort: number,
-  origin: { ip: string; port: number },
-  onOpen: () => void,
-  onClose: () => void,
-): Promise<SshChannel> {
-  return new Promise((resolve, reject) => {
-    conn.forwardOut(bindAddr, bindPort, origin.ip, origin.port, (err, channel) => {
-      if (err) {
-        reject(err);
-        return;
-      }
-      onOpen();
-      channel.once('close', onClose);
-      resolve(channel as unknown as SshChannel);
-    });
-  });
 }

@@ -16,6 +16,8 @@ import type { SecretStore } from '../../shared/secrets/secret-store';
 import { connectionLost, handedOver, hostPort } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import { type TunnelRecord, type TunnelSecret, TunnelSecretSchema } from '../../shared/tunnel';
+import type { GatewaySignals } from '../signals/gateway-signals';
+import { refusedByBastion, reportingOutcomes } from '../signals/service-outcome';
 import type { StateWriter } from '../state-writer';
 import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
 import {
@@ -30,6 +32,8 @@ export interface StandardRunnerDeps {
   workerId: string;
   logger: Logger;
   stateWriter: StateWriter;
+  /** Told how real connections through the tunnel went (the `service_unreachable` warning). */
+  signals?: Pick<GatewaySignals, 'serviceOutcome'>;
   store: GatewayStore;
   secrets: SecretStore;
   bindHost: string;
@@ -217,10 +221,18 @@ export class StandardTunnelRunner {
     if (!tunnel.ssh) throw new Error('standard tunnel without ssh settings');
     const conn = await connectToBastion(tunnel.ssh, secret, this.deps.connect);
     try {
-      // A bastion that lets us in but cannot reach the service is not a working tunnel.
+      // A bastion that lets us in but may not forward to the service is not a working tunnel; one
+      // that may but finds the service down is: the state follows the session, the service's
+      // reachability is a warning (as for a service that dies later under an up tunnel).
       const probe = await conn.forward(tunnel.service, { ip: '127.0.0.1', port: 0 });
       probe.destroy();
+      this.deps.signals?.serviceOutcome(tunnel.id, { reachable: true });
     } catch (err) {
+      const unreachable = refusedByBastion(err);
+      if (unreachable !== undefined) {
+        this.deps.signals?.serviceOutcome(tunnel.id, { reachable: false, message: unreachable });
+        return conn;
+      }
       conn.close();
       throw err;
     }
@@ -310,7 +322,13 @@ export class StandardTunnelRunner {
     conn: BastionConnection,
     continues?: string,
   ): void {
-    this.listener.setOpener((origin) => conn.forward(this.tunnel.service, origin));
+    this.listener.setOpener(
+      reportingOutcomes(
+        (origin) => conn.forward(this.tunnel.service, origin),
+        refusedByBastion,
+        (outcome) => this.deps.signals?.serviceOutcome(tunnel.id, outcome),
+      ),
+    );
     this.liveHostKey = conn.hostKeyFingerprint;
     const at = this.deps.now().toISOString();
     this.lastWritten = `up:${conn.authenticatedWith}`;

@@ -4,6 +4,7 @@
  */
 
 import type { z } from 'zod';
+import { serviceTagOf } from '../../shared/command-tag';
 import type { PortRange } from '../../shared/config';
 import { ConflictError, NotFoundError, tunnelQuotaExceeded, ValidationError } from '../../shared/errors';
 import { newTunnelId, TUNNEL_ID_PATTERN } from '../../shared/ids';
@@ -140,7 +141,13 @@ export class TunnelService {
       const next: TunnelRecord = { ...record };
       if (body.name !== undefined) next.name = body.name;
       if (body.enabled !== undefined) next.enabled = body.enabled;
-      if (body.service) next.service = { ...record.service, ...definedFields(body.service) };
+      if (body.service) {
+        next.service = { ...record.service, ...definedFields(body.service) };
+        // Commands issued before now forward elsewhere: the status says so until a new one runs.
+        if (serviceTagOf(next.service) !== serviceTagOf(record.service)) {
+          next.serviceChangedAt = this.now().toISOString();
+        }
+      }
       if (body.ssh && record.ssh) {
         const ssh = { ...record.ssh, ...definedFields(body.ssh) };
         const moved = ssh.host !== record.ssh.host || ssh.port !== record.ssh.port;

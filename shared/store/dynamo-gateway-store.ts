@@ -18,6 +18,7 @@ import {
   WorkerHeartbeatSchema,
 } from '../gateway-items';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
+import { type TunnelSignals, TunnelSignalsSchema } from '../tunnel-signals';
 import { batchGetItems } from './batch-get';
 import { isConditionalFailure } from './dynamo-errors';
 import type { GatewayStore, TunnelsRead } from './gateway-store';
@@ -91,6 +92,44 @@ export class DynamoGatewayStore implements GatewayStore {
     } catch (err) {
       // Superseded (a condition failed) is an answer; a conflict with a concurrent transaction is
       // not, and is rethrown so the caller retries the write.
+      if (err instanceof TransactionCanceledException) {
+        const codes = (err.CancellationReasons ?? []).map((r) => r.Code);
+        if (codes.includes('ConditionalCheckFailed') && !codes.includes('TransactionConflict')) return false;
+      }
+      throw err;
+    }
+  }
+
+  async writeSignals(tunnelId: string, signals: TunnelSignals): Promise<boolean> {
+    const fields = TunnelSignalsSchema.keyof().options.filter((field) => signals[field] !== undefined);
+    if (fields.length === 0) return true;
+    const update = replaceFields(fields, signals);
+    try {
+      await this.db.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              // Only while the tunnel exists: a late write never leaves an orphan after a delete.
+              ConditionCheck: {
+                TableName: this.tableName,
+                Key: keys.tunnel(tunnelId),
+                ConditionExpression: 'attribute_exists(pk)',
+              },
+            },
+            {
+              Update: {
+                TableName: this.tableName,
+                Key: keys.tunnelSignals(tunnelId),
+                UpdateExpression: updateExpression(update),
+                ExpressionAttributeNames: update.names,
+                ExpressionAttributeValues: update.values,
+              },
+            },
+          ],
+        }),
+      );
+      return true;
+    } catch (err) {
       if (err instanceof TransactionCanceledException) {
         const codes = (err.CancellationReasons ?? []).map((r) => r.Code);
         if (codes.includes('ConditionalCheckFailed') && !codes.includes('TransactionConflict')) return false;

@@ -25,6 +25,7 @@ import {
   type StatusRecord,
 } from '../status-items';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
+import { TunnelSignalsSchema } from '../tunnel-signals';
 import { batchGetItems } from './batch-get';
 import { isConditionalFailure } from './dynamo-errors';
 import { readEach, tunnelIdOf, unreadableReason } from './read-items';
@@ -103,8 +104,15 @@ export class DynamoStatusStore implements StatusStore {
     );
   }
 
-  async getStatusItems(ids: string[]): Promise<Map<string, StatusItems>> {
-    const wanted = ids.flatMap((id) => [keys.tunnelState(id), keys.tunnelStatus(id)]);
+  async getStatusItems(
+    ids: string[],
+    options: { signals?: boolean } = {},
+  ): Promise<Map<string, StatusItems>> {
+    const wanted = ids.flatMap((id) => [
+      keys.tunnelState(id),
+      keys.tunnelStatus(id),
+      ...(options.signals ? [keys.tunnelSignals(id)] : []),
+    ]);
     const found = new Map<string, StatusItems>();
     for (const item of await batchGetItems(this.db, this.tableName, wanted)) {
       const id = String(item.pk).slice('TUNNEL#'.length);
@@ -120,6 +128,10 @@ export class DynamoStatusStore implements StatusStore {
         const state = TunnelStateItemSchema.safeParse(item);
         if (state.success) entry.state = state.data;
         else unreadable(state.error);
+      } else if (item.sk === 'SIGNALS') {
+        const signals = TunnelSignalsSchema.safeParse(item);
+        if (signals.success) entry.signals = signals.data;
+        else unreadable(signals.error);
       } else {
         const status = StatusItemSchema.safeParse(item);
         if (status.success) entry.status = status.data;
@@ -147,9 +159,9 @@ export class DynamoStatusStore implements StatusStore {
     await this.db.send(new PutCommand({ TableName: this.tableName, Item: { ...keys.sweepMark(), ...mark } }));
   }
 
-  /** STATE, STATUS and owner heartbeats of many tunnels: two rounds of batch reads in all. */
+  /** STATE, STATUS, SIGNALS and owner heartbeats of many tunnels: two rounds of batch reads in all. */
   async getStatusSources(ids: string[]): Promise<Map<string, StatusSources>> {
-    const items = await this.getStatusItems(ids);
+    const items = await this.getStatusItems(ids, { signals: true });
     const owners: string[] = [];
     for (const entry of items.values()) {
       // Only an `up` depends on its owner being alive.

@@ -241,6 +241,7 @@ export class DynamoTunnelStore implements TunnelStore {
       },
       { Delete: { TableName: this.tableName, Key: keys.tunnelState(tunnel.id) } },
       { Delete: { TableName: this.tableName, Key: keys.tunnelStatus(tunnel.id) } },
+      { Delete: { TableName: this.tableName, Key: keys.tunnelSignals(tunnel.id) } },
       {
         Update: {
           TableName: this.tableName,

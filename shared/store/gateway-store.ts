@@ -4,6 +4,7 @@
  */
 import type { LeaseItem, TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
 import type { TunnelRecord } from '../tunnel';
+import type { TunnelSignals } from '../tunnel-signals';
 import type { UnreadableItem } from './read-items';
 
 /** Tunnels read by id: those found, and those stored but unreadable (neither is "deleted"). */
@@ -25,6 +26,11 @@ export interface GatewayStore {
    * place. Every write bumps the item's `rev`.
    */
   writeState(tunnelId: string, item: TunnelStateItem): Promise<boolean>;
+  /**
+   * Sets the given signals of the tunnel's SIGNALS item, each field on its own (others, written by
+   * other gateways, stay). False, writing nothing, when the tunnel no longer exists.
+   */
+  writeSignals(tunnelId: string, signals: TunnelSignals): Promise<boolean>;
   /** Forgets a rotated-away key once the new one has logged in; no-op if it changed meanwhile. */
   retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void>;
   /** Writes the worker's heartbeat; its last one, with `stoppedAt`, tells the others it is gone. */

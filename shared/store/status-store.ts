@@ -7,6 +7,7 @@ import type { TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
 import type { TunnelEvent } from '../schemas';
 import type { OutboxAlert, StatusItem, StatusRecord } from '../status-items';
 import type { TunnelRecord } from '../tunnel';
+import type { TunnelSignals } from '../tunnel-signals';
 import type { UnreadableItem } from './read-items';
 
 /** What the status machine reads for one tunnel besides its configuration. */
@@ -15,7 +16,9 @@ export interface StatusSources {
   status?: StatusItem;
   /** The heartbeat of `state.owner`. */
   heartbeat?: WorkerHeartbeat;
-  /** STATE or STATUS items of the tunnel that could not be read (and are left out above). */
+  /** What the gateways saw besides the state (read for the API's warnings, not by the sweeper). */
+  signals?: TunnelSignals;
+  /** STATE, STATUS or SIGNALS items of the tunnel that could not be read (and are left out above). */
   unreadable?: UnreadableItem[];
 }
 
@@ -69,11 +72,11 @@ export interface AlertClaim {
 export interface StatusStore {
   listShard(shard: number, cursor?: ShardCursor): Promise<ShardPage>;
   /**
-   * STATE and STATUS items of many tunnels, by tunnel id, in batch reads. An item that fails
+   * STATE and STATUS items (and SIGNALS with `signals`) of many tunnels, by tunnel id, in batch reads. An item that fails
    * validation is named in `unreadable` instead of failing the batch: one bad item must not silence
    * the alerts of every other tunnel read with it (read-items.ts).
    */
-  getStatusItems(ids: string[]): Promise<Map<string, StatusItems>>;
+  getStatusItems(ids: string[], options?: { signals?: boolean }): Promise<Map<string, StatusItems>>;
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
   getSweepMark(): Promise<SweepMark | undefined>;
   putSweepMark(mark: SweepMark): Promise<void>;

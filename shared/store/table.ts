@@ -35,6 +35,8 @@ export const keys = {
   tunnelState: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATE' }),
   tunnelStatus: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'STATUS' }),
   tunnelLease: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'LEASE' }),
+  /** What the gateways saw besides the state (tunnel-signals.ts): read for the status warnings. */
+  tunnelSignals: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'SIGNALS' }),
   port: (port: number) => ({ pk: `PORT#${port}`, sk: 'META' }),
   worker: (id: string) => ({ pk: `WORKER#${id}`, sk: 'META' }),
   /** The sweepers' record of how far they have seen (status-store.ts `SweepMark`). */

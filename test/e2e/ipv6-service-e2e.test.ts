@@ -7,6 +7,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { serviceTagOf } from '../../shared/command-tag';
 import type { Tunnel } from '../../shared/schemas';
 import { type Customer, customerFor, requireTools } from '../helpers/customer';
 import { type EchoServer, echoRoundTrip, startEchoServer } from '../helpers/echo';
@@ -43,16 +44,19 @@ describe('a reverse tunnel to an IPv6 service', () => {
     if (!tunnel.reverse || !tunnel.privateKey) throw new Error('reverse tunnel without commands or key');
     const customer = await customerFor(tunnel, tunnel.privateKey);
     customers.push(customer);
-    // Unquoted, `<remotePort>:[::1]:<port>` would glob to one of these names (`:` or `1` inside).
+    // Unquoted, `<tag>:<remotePort>:[::1]:<port>` would glob to one of these names (`:` or `1` inside).
+    const tag = serviceTagOf(tunnel.service);
     for (const middle of [':', '1']) {
-      await writeFile(join(customer.home, `${tunnel.reverse.remotePort}:${middle}:${echo.port}`), '');
+      await writeFile(join(customer.home, `${tag}:${tunnel.reverse.remotePort}:${middle}:${echo.port}`), '');
     }
     return { tunnel, reverse: tunnel.reverse, customer };
   }
 
   it('is reached through reverse.commands.ssh run verbatim next to the files its brackets would glob to', async () => {
     const { tunnel, reverse, customer } = await ipv6Customer();
-    expect(reverse.commands.ssh).toContain(`'${reverse.remotePort}:[::1]:${echo.port}'`);
+    expect(reverse.commands.ssh).toContain(
+      `'${serviceTagOf(tunnel.service)}:${reverse.remotePort}:[::1]:${echo.port}'`,
+    );
     const ssh = customer.start(reverse.commands.ssh);
     await stack.waitForTunnel(tunnel.id, isUp, 15_000, ssh.stderr);
     const trip = await echoRoundTrip('127.0.0.1', reverse.remotePort, 1024 * 1024, 30_000);

@@ -20,6 +20,9 @@ const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
 
 /** The tunnel's ssh command with `-N` and `-R` removed (to run a command, a shell, -J...). */
 const withoutForward = (r: Reverse) => r.commands.ssh.replace(/ -R \S+/, '').replace(' -N', '');
+/** The tunnel's ssh command asking `-R <listen>:<service>` instead of its own tagged listen side. */
+const forwardingFrom = (r: Reverse, listen: string) =>
+  r.commands.ssh.replace(new RegExp(`-R tk-[0-9a-f]{8}:${r.remotePort}:`), `-R ${listen}:`);
 
 describe('reverse-tunnel endpoint refusals, seen from OpenSSH and in our log', () => {
   let stack: TestStack;
@@ -142,7 +145,7 @@ describe('reverse-tunnel endpoint refusals, seen from OpenSSH and in our log', (
   it.each([
     {
       name: '-R on another port (ExitOnForwardFailure makes ssh exit)',
-      command: (r: Reverse) => r.commands.ssh.replace(`-R ${r.remotePort}:`, `-R ${r.remotePort + 1}:`),
+      command: (r: Reverse) => forwardingFrom(r, String(r.remotePort + 1)),
       code: 255,
       stderr: (r: Reverse) => `Error: remote port forwarding failed for listen port ${r.remotePort + 1}`,
       what: 'tcpip-forward',
@@ -150,7 +153,7 @@ describe('reverse-tunnel endpoint refusals, seen from OpenSSH and in our log', (
     },
     {
       name: '-R 0 (a port of our choosing)',
-      command: (r: Reverse) => r.commands.ssh.replace(`-R ${r.remotePort}:`, '-R 0:'),
+      command: (r: Reverse) => forwardingFrom(r, '0'),
       code: 255,
       stderr: () => 'Error: remote port forwarding failed for listen port 0',
       what: 'tcpip-forward',
@@ -158,7 +161,7 @@ describe('reverse-tunnel endpoint refusals, seen from OpenSSH and in our log', (
     },
     {
       name: '-R of a Unix socket',
-      command: (r: Reverse) => r.commands.ssh.replace(`-R ${r.remotePort}:`, '-R /tmp/tunnelkeeper.sock:'),
+      command: (r: Reverse) => forwardingFrom(r, '/tmp/tunnelkeeper.sock'),
       code: 255,
       stderr: () => 'Error: remote port forwarding failed for listen path /tmp/tunnelkeeper.sock',
       what: 'streamlocal-forward@openssh.com',

@@ -15,6 +15,10 @@ export interface Postgres {
   port: number;
   dir: string;
   stop(): Promise<void>;
+  /** Stops the server (a database that dies), keeping its data for `resume`. */
+  pause(): Promise<void>;
+  /** Starts it again on the same port. */
+  resume(): Promise<void>;
 }
 
 const run = (file: string, args: string[], timeoutMs: number, cwd?: string) =>
@@ -65,14 +69,22 @@ export async function startPostgres(): Promise<Postgres> {
     if (init.code !== 0) throw new Error(`initdb failed: ${init.stderr}`);
     const port = await freePort();
     const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`;
-    started = true; // a half-started server is still stopped by stop()
-    const start = await asPostgres(
-      'pg_ctl',
-      ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', '-t', '30', 'start'],
-      40_000,
-    );
-    if (start.code !== 0) throw new Error(`pg_ctl start failed: ${start.stdout}${start.stderr}`);
-    return { port, dir, stop };
+    const start = async () => {
+      started = true; // a half-started server is still stopped by stop()
+      const result = await asPostgres(
+        'pg_ctl',
+        ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', '-t', '30', 'start'],
+        40_000,
+      );
+      if (result.code !== 0) throw new Error(`pg_ctl start failed: ${result.stdout}${result.stderr}`);
+    };
+    const pause = async () => {
+      const result = await asPostgres('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop'], 20_000);
+      if (result.code !== 0) throw new Error(`pg_ctl stop failed: ${result.stdout}${result.stderr}`);
+      started = false;
+    };
+    await start();
+    return { port, dir, stop, pause, resume: start };
   } catch (err) {
     await stop();
     throw err;

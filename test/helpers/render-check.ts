@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { serviceTagOf } from '../../shared/command-tag';
 import { Customer, requireTools } from './customer';
 
 /** Every program the checks run; `requireTools` fails loudly when one is missing. */
@@ -324,7 +325,7 @@ export async function renderProblems(tunnels: RenderedTunnel[]): Promise<string[
 
   const expected = reverse.map((t) => ({
     key: `${CUSTOMER_HOME}/.ssh/tunnelkeeper_${t.id}`,
-    forward: `${t.reverse?.remotePort}:${bracketed(t.service.host)}:${t.service.port}`,
+    forward: `${serviceTagOf(t.service)}:${t.reverse?.remotePort}:${bracketed(t.service.host)}:${t.service.port}`,
     target: `${t.id}@${t.reverse?.sshHost}`,
   }));
   const crons = reverse.map((t) => parseCronLine(t.reverse?.commands.crontab ?? ''));

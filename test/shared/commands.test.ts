@@ -1,6 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type ReverseCommandInput, type ReverseCommands, renderReverseCommands } from '../../shared/commands';
+import { commandTagOf, serviceTagOf } from '../../shared/command-tag';
+import {
+  type ReverseCommandInput,
+  type ReverseCommands,
+  renderReverseCommands,
+  reverseForwardSpec,
+} from '../../shared/commands';
 import {
   CUSTOMER_HOME,
   crontabRefusal,
@@ -23,6 +29,8 @@ const input: ReverseCommandInput = {
 };
 
 const KEY_FILE = `.ssh/tunnelkeeper_${input.tunnelId}`;
+/** The tag of `db.internal:5432` (command-tag.ts), pinned: a change would mark every running command outdated. */
+const TAG = 'tk-64d12f25';
 const FORMS = ['ssh', 'autossh', 'systemd', 'crontab'] as const;
 type Form = (typeof FORMS)[number];
 
@@ -79,12 +87,20 @@ function sshResolve(args: string[]): Map<string, string[]> {
   return config;
 }
 
-/** `remoteforward` as `ssh -G` prints it: `<listen port> <host>:<port>`, the host bracketed or not by version. */
+/**
+ * `remoteforward` as `ssh -G` prints it: `[<bind address>]:<listen port> <host>:<port>`, the host
+ * bracketed or not by version.
+ */
 function remoteForwards(config: Map<string, string[]>) {
   return (config.get('remoteforward') ?? []).map((value) => {
-    const match = /^(\d+) \[?([^\]]+)\]?:(\d+)$/.exec(value);
+    const match = /^\[([^\]]+)\]:(\d+) \[?([^\]]+)\]?:(\d+)$/.exec(value);
     expect(match, `remoteforward ${value}`).not.toBeNull();
-    return { remotePort: Number(match?.[1]), host: match?.[2], port: Number(match?.[3]) };
+    return {
+      bindAddress: match?.[1],
+      remotePort: Number(match?.[2]),
+      host: match?.[3],
+      port: Number(match?.[4]),
+    };
   });
 }
 
@@ -110,7 +126,7 @@ const expectedArgs = (over: Partial<ReverseCommandInput> = {}) => {
     '-o',
     'ServerAliveCountMax=3',
     '-R',
-    `${i.remotePort}:${host}:${i.service.port}`,
+    `${serviceTagOf(i.service)}:${i.remotePort}:${host}:${i.service.port}`,
     `${i.tunnelId}@${i.sshHost}`,
   ];
 };
@@ -126,7 +142,7 @@ describe('renderReverseCommands', () => {
     expect(args.crontab).toEqual(args.ssh);
   });
 
-  it('keeps the commands of a DNS-named service exactly as they always were', () => {
+  it('renders the commands of a DNS-named service exactly so', () => {
     const args = expectedArgs().join(' ').replace(CUSTOMER_HOME, '~');
     expect(commands.ssh).toBe(`ssh ${args}`);
     expect(commands.autossh).toBe(`AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0 ${args}`);
@@ -143,7 +159,7 @@ describe('renderReverseCommands', () => {
     ['ServerAliveInterval', '-o ServerAliveInterval=15 '],
     ['ServerAliveCountMax', '-o ServerAliveCountMax=3 '],
     ['StrictHostKeyChecking', '-o StrictHostKeyChecking=yes '],
-    ['the forward', '-R 20001:db.internal:5432 '],
+    ['the forward, its listen side tagged with the service', `-R ${TAG}:20001:db.internal:5432 `],
   ])('has %s', (_, fragment) => {
     expect(commands.ssh).toContain(fragment);
   });
@@ -165,8 +181,9 @@ describe('renderReverseCommands', () => {
     ['10.0.0.5', '20001:10.0.0.5:5432'],
     ['db_1.internal.', '20001:db_1.internal.:5432'],
   ])(
-    'passes the service host %s as -R %s, next to files its brackets would glob to',
-    async (host, forward) => {
+    'passes the service host %s as -R <tag>:%s, next to files its brackets would glob to',
+    async (host, untagged) => {
+      const forward = `${serviceTagOf({ host, port: 5432 })}:${untagged}`;
       const rendered = renderReverseCommands({ ...input, service: { host, port: 5432 } });
       const expected = expectedArgs({ service: { host, port: 5432 } });
       expect(globTraps(expected).length).toBe(host.includes(':') ? 1 : 0);
@@ -180,10 +197,11 @@ describe('renderReverseCommands', () => {
 
   it('single-quotes an IPv6 forward for the shell and cron, not for systemd, which does not glob', () => {
     const rendered = renderReverseCommands({ ...input, service: { host: '::1', port: 5432 } });
-    expect(rendered.ssh).toContain(" -R '20001:[::1]:5432' ");
-    expect(rendered.autossh).toContain(" -R '20001:[::1]:5432' ");
-    expect(rendered.crontab).toContain(" -R '20001:[::1]:5432' ");
-    expect(rendered.systemd).toContain(' -R 20001:[::1]:5432 ');
+    const forward = `${serviceTagOf({ host: '::1', port: 5432 })}:20001:[::1]:5432`;
+    expect(rendered.ssh).toContain(` -R '${forward}' `);
+    expect(rendered.autossh).toContain(` -R '${forward}' `);
+    expect(rendered.crontab).toContain(` -R '${forward}' `);
+    expect(rendered.systemd).toContain(` -R ${forward} `);
   });
 
   it('renders a complete systemd user unit that restarts forever with an absolute ssh', () => {
@@ -235,7 +253,9 @@ describe('renderReverseCommands', () => {
     expect(config.get('serveralivecountmax')).toEqual(['3']);
     expect(config.get('stricthostkeychecking')).toEqual(['true']);
     expect(config.get('identitiesonly')).toEqual(['yes']);
-    expect(remoteForwards(config)).toEqual([{ remotePort: 20001, host: 'db.internal', port: 5432 }]);
+    expect(remoteForwards(config)).toEqual([
+      { bindAddress: TAG, remotePort: 20001, host: 'db.internal', port: 5432 },
+    ]);
     expect(config.get('sessiontype')).toEqual(['none']);
   });
 
@@ -248,8 +268,45 @@ describe('renderReverseCommands', () => {
     const args = await sshArgsOf(rendered, expectedArgs(over));
     for (const form of FORMS) {
       const config = sshResolve(args[form]);
-      expect(config.get('remoteforward'), form).toEqual([`20001 ${target}`]);
+      expect(config.get('remoteforward'), form).toEqual([
+        `[${serviceTagOf({ host, port: 5432 })}]:20001 ${target}`,
+      ]);
       expect(config.get('serveraliveinterval')).toEqual(['30']);
     }
+  });
+});
+
+describe('the service tag in the -R bind address', () => {
+  it('is the same for the same service, whatever the case of its host name, and differs for another', () => {
+    expect(serviceTagOf({ host: 'db.internal', port: 5432 })).toBe(TAG);
+    expect(serviceTagOf({ host: 'DB.Internal', port: 5432 })).toBe(TAG);
+    expect(serviceTagOf({ host: 'db.internal', port: 5433 })).not.toBe(TAG);
+    expect(serviceTagOf({ host: 'db2.internal', port: 5432 })).not.toBe(TAG);
+    expect(serviceTagOf({ host: '::1', port: 5432 })).toMatch(/^tk-[0-9a-f]{8}$/);
+  });
+
+  it('is read back from a bind address only when it is one of ours', () => {
+    expect(commandTagOf(TAG)).toBe(TAG);
+    for (const other of [
+      'localhost',
+      '',
+      '*',
+      '127.0.0.1',
+      'tk-64D12F25',
+      `${TAG}x`,
+      'tk-',
+      ' tk-64d12f25',
+    ]) {
+      expect(commandTagOf(other), other).toBeUndefined();
+    }
+  });
+
+  it('is what reverseForwardSpec, and so every rendered form, puts before the remote port', () => {
+    expect(reverseForwardSpec({ remotePort: 20001, service: { host: 'db.internal', port: 5432 } })).toBe(
+      `${TAG}:20001:db.internal:5432`,
+    );
+    expect(reverseForwardSpec({ remotePort: 1, service: { host: 'fd00::5', port: 1 } })).toBe(
+      `${serviceTagOf({ host: 'fd00::5', port: 1 })}:1:[fd00::5]:1`,
+    );
   });
 });

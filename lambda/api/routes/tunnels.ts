@@ -9,7 +9,8 @@ import {
   PatchTunnelSchema,
   RotateKeySchema,
 } from '../../../shared/schemas';
-import { evaluateStatus, evaluateWithUnreadable, type StatusSettings } from '../../../shared/status';
+import type { StatusSettings } from '../../../shared/status';
+import { tunnelStatusView } from '../../../shared/status-warnings';
 import type { TunnelStore } from '../../../shared/store/tunnel-store';
 import type { TunnelRecord } from '../../../shared/tunnel';
 import { type GatewayInfo, toTunnel } from '../../../shared/tunnel-view';
@@ -48,14 +49,23 @@ export function tunnelRoutes(deps: TunnelRouteDeps): Hono<AuthEnv> {
     const now = deps.now();
     const observingSince = deps.observingSince();
     return records.map((tunnel) => {
-      const { state, heartbeat, status: previous, unreadable } = sources.get(tunnel.id) ?? {};
-      const input = { tunnel, state, heartbeat, previous, now, observingSince, settings };
+      const { state, heartbeat, status: previous, signals, unreadable } = sources.get(tunnel.id) ?? {};
       if (unreadable) {
         for (const item of unreadable)
           deps.logger.error('stored item unreadable', { tunnelId: tunnel.id, ...item });
       }
-      const view = unreadable ? evaluateWithUnreadable(input, unreadable) : evaluateStatus(input);
-      return toTunnel(tunnel, { status: view.status, connect: view.connect }, gateway);
+      const view = tunnelStatusView({
+        tunnel,
+        state,
+        heartbeat,
+        previous,
+        signals,
+        unreadable,
+        now,
+        observingSince,
+        settings,
+      });
+      return toTunnel(tunnel, view, gateway);
     });
   };
   const renderResult = async ({ record, privateKey }: TunnelResult): Promise<Tunnel> => {

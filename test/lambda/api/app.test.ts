@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serviceTagOf } from '../../../shared/command-tag';
 import { generateKeyPair } from '../../../shared/keys';
 import { StatusSchema, TunnelListSchema, TunnelSchema } from '../../../shared/schemas';
 import { secretNames } from '../../../shared/secrets/secret-names';
@@ -112,7 +113,7 @@ describe('HTTP API on DynamoDB Local', () => {
         `tunnels.example.com ${api.hostKey.publicKey.split(' ').slice(0, 2).join(' ')}`,
       );
       expect(t.reverse?.commands.ssh).toContain(
-        `-R ${t.reverse?.remotePort}:db.internal:5432 ${t.id}@tunnels.example.com`,
+        `-R ${serviceTagOf({ host: 'db.internal', port: 5432 })}:${t.reverse?.remotePort}:db.internal:5432 ${t.id}@tunnels.example.com`,
       );
       expect(t.reverse?.commands.ssh).toContain(`~/.ssh/tunnelkeeper_${t.id}`);
       expect(t.reverse?.commands.systemd).toContain('[Service]');

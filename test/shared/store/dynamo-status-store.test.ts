@@ -1,4 +1,4 @@
-import { DeleteCommand, GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutboxAlert, StatusRecord } from '../../../shared/status-items';
 import { EVENT_RETENTION_DAYS, StatusItemSchema } from '../../../shared/status-items';
@@ -244,5 +244,29 @@ describe('DynamoStatusStore', () => {
       status: expect.objectContaining({ state: 'down', version: 1 }),
     });
     expect(sources.has(c)).toBe(false);
+  });
+
+  it('reads SIGNALS with the sources for the API, never for the sweep, and names an unreadable one apart', async () => {
+    const [a, b] = (await storeTunnels(t.doc, t.tableName, 'ws_signals', 2)).map((r) => r.id);
+    if (!a || !b) throw new Error('no tunnels');
+    const gateway = new DynamoGatewayStore(t.doc, t.tableName);
+    const service = { reachable: false, since: iso(T0), message: 'Connection refused' };
+    expect(await gateway.writeSignals(a, { service })).toBe(true);
+    await t.doc.send(
+      new PutCommand({
+        TableName: t.tableName,
+        Item: { ...keys.tunnelSignals(b), service: { reachable: 'no' } },
+      }),
+    );
+    const sources = await store.getStatusSources([a, b]);
+    expect(sources.get(a)).toEqual({ signals: { service } });
+    expect(sources.get(b)?.signals).toBeUndefined();
+    expect(sources.get(b)?.unreadable).toEqual([
+      { id: b, item: 'SIGNALS', reason: expect.stringContaining('service.reachable') },
+    ]);
+    // The sweeper's read (alerting) takes STATE and STATUS only.
+    const swept = await store.getStatusItems([a, b]);
+    expect(swept.has(a)).toBe(false);
+    expect(swept.has(b)).toBe(false);
   });
 });

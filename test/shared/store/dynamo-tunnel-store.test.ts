@@ -8,6 +8,7 @@ import { customerNotConnected } from '../../../shared/status-errors';
 import { DynamoGatewayStore } from '../../../shared/store/dynamo-gateway-store';
 import { keys } from '../../../shared/store/table';
 import type { TunnelRecord } from '../../../shared/tunnel';
+import { TunnelSignalsSchema } from '../../../shared/tunnel-signals';
 import { createTestTable } from '../../helpers/dynamo';
 import { countingClient } from '../../helpers/dynamo-count';
 
@@ -208,5 +209,38 @@ describe('DynamoGatewayStore', () => {
       true,
     );
     expect(await read()).toMatchObject({ connId: 'cC', lastDown: missed, rev: 4 });
+  });
+
+  it('writes each signal on its own, only while the tunnel exists, and deletes them with it', async () => {
+    const gateway = new DynamoGatewayStore(t.doc, t.tableName);
+    const record = await t.store.createTunnel(tunnel(newWorkspaceId()), { from: 38000, to: 38999 });
+    const read = async () =>
+      (await t.doc.send(new GetCommand({ TableName: t.tableName, Key: keys.tunnelSignals(record.id) }))).Item;
+    const loginRefused = {
+      since: '2026-01-01T00:00:01.000Z',
+      at: '2026-01-01T00:00:01.000Z',
+      kind: 'wrong_key' as const,
+      reason: "key is not the tunnel's key",
+      source: '192.0.2.1',
+      method: 'publickey',
+      keyFingerprint: 'SHA256:x',
+    };
+    const service = { reachable: false, since: '2026-01-01T00:00:02.000Z', message: 'Connection refused' };
+    expect(await gateway.writeSignals(record.id, { loginRefused })).toBe(true);
+    // Another gateway's signal of the same tunnel leaves the first one in place.
+    expect(await gateway.writeSignals(record.id, { service })).toBe(true);
+    const { pk: _pk, sk: _sk, ...item } = (await read()) ?? {};
+    expect(TunnelSignalsSchema.strict().parse(item)).toEqual({ loginRefused, service });
+    expect(await gateway.writeSignals(record.id, { service: { reachable: true, since: 'later' } })).toBe(
+      true,
+    );
+    expect((await read())?.service).toEqual({ reachable: true, since: 'later' });
+    expect((await read())?.loginRefused).toEqual(loginRefused);
+
+    await t.store.deleteTunnel(record);
+    expect(await read()).toBeUndefined();
+    // A write that arrives after the delete leaves nothing behind.
+    expect(await gateway.writeSignals(record.id, { service })).toBe(false);
+    expect(await read()).toBeUndefined();
   });
 });
