@@ -12,6 +12,7 @@ import { TUNNEL_ID_PATTERN } from '../../shared/ids';
 import { fingerprintOf } from '../../shared/keys';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
+import { type AlgorithmProfile, algorithmOffer, profileForClient } from '../../shared/ssh-algorithms';
 import { customerNotConnected, customerTimeout } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import type { TunnelRecord } from '../../shared/tunnel';
@@ -25,6 +26,12 @@ import {
 import { DEFAULT_DROP_LOG, DropLog, type DropLogSettings } from '../admission/drop-log';
 import type { SshChannel } from '../pipe';
 import { rejectAsProhibited } from './channel-refusal';
+import {
+  identificationForLog,
+  readClientIdentification,
+  serverIdentificationLine,
+  skipRepeatedIdentification,
+} from './client-identification';
 import { DisconnectReason, disconnectWithReason } from './disconnect';
 import type { ForwardingSession, ForwardRegistry } from './forward-registry';
 import { TunnelCache, type TunnelCacheSettings } from './tunnel-cache';
@@ -43,8 +50,6 @@ export interface ReverseServerSettings {
   handshakeTimeoutMs: number;
   /** Failed authentication attempts per connection before it is closed (sshd's MaxAuthTries). */
   maxAuthAttempts: number;
-  /** Cipher offer; the client's preference wins among these, so list only ones worth having. */
-  ciphers: string[];
   admission: AdmissionSettings;
   /** Logged-in sessions of one tunnel at once (MAX_SESSIONS_PER_TUNNEL). */
   maxSessionsPerTunnel: number;
@@ -65,8 +70,9 @@ export interface ReverseServerDeps {
   onLogin?: (tunnel: TunnelRecord, keyFingerprint: string) => void;
 }
 
-/** AES-GCM runs on AES-NI through OpenSSL: offered alone, OpenSSH clients cannot pick chacha20 or CTR+MAC. */
-export const DEFAULT_CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com'];
+/** Our software name in the identification line (`SSH-2.0-Tunnelkeeper`). */
+const SERVER_SOFTWARE = 'Tunnelkeeper';
+const SERVER_IDENTIFICATION = serverIdentificationLine(SERVER_SOFTWARE);
 
 const SESSION_REFUSAL = (tunnelId: string) =>
   `This endpoint only carries the reverse tunnel of ${tunnelId}: run ssh with -N (no shell, no command), ` +
@@ -105,6 +111,8 @@ interface PendingSocket {
   admission: UnauthenticatedConnection;
   bannerTimer: NodeJS.Timeout | undefined;
   handshakeTimer: NodeJS.Timeout;
+  /** The client's identification line, for logs (printable, cut short). */
+  client?: string;
 }
 
 /** How one authentication attempt ended. `key-ok` answers a signature-less "would this key do?". */
@@ -122,7 +130,8 @@ type AuthOutcome =
 
 export class ReverseServer {
   private readonly net: NetServer;
-  private readonly ssh: InstanceType<typeof SshServer>;
+  /** One ssh2 server per algorithm profile: ssh2 fixes its offer per server. */
+  private readonly ssh: Record<AlgorithmProfile, InstanceType<typeof SshServer>>;
   private readonly admission: AdmissionControl;
   private readonly dropLog: DropLog;
   private readonly sessions: TunnelSessions;
@@ -141,19 +150,38 @@ export class ReverseServer {
       timeoutMs: settings.loginReadTimeoutMs,
       maxInFlight: MAX_LOGIN_READS_IN_FLIGHT,
     });
-    this.ssh = new SshServer(
+    this.ssh = {
+      'aes-gcm': this.sshServerFor('aes-gcm'),
+      compatible: this.sshServerFor('compatible'),
+    };
+    this.net = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
+  }
+
+  private sshServerFor(profile: AlgorithmProfile): InstanceType<typeof SshServer> {
+    const { settings } = this.deps;
+    const offer = algorithmOffer(profile);
+    return new SshServer(
       {
-        hostKeys: [deps.hostKey],
-        ident: 'Tunnelkeeper',
+        hostKeys: [this.deps.hostKey],
+        ident: SERVER_SOFTWARE,
         keepaliveInterval: settings.keepaliveIntervalMs,
         // ssh2 gives up on the tick after countMax unanswered pings, i.e. after countMax + 1 silent
         // intervals (lib/server.js): one less makes it countMax intervals, inside the contract's bound.
         keepaliveCountMax: Math.max(0, settings.keepaliveCountMax - 1),
-        algorithms: { cipher: settings.ciphers as ssh2.CipherAlgorithm[] },
+        // Every list explicit: ssh2's defaults add group exchange (which its server cannot do) and zlib.
+        algorithms: {
+          kex: [...offer.kex] as ssh2.KexAlgorithm[],
+          serverHostKey: [...offer.serverHostKey] as ssh2.ServerHostKeyAlgorithm[],
+          cipher: [...offer.cipher] as ssh2.CipherAlgorithm[],
+          hmac: [...offer.hmac] as ssh2.MacAlgorithm[],
+          compress: [...offer.compress] as ssh2.CompressionAlgorithm[],
+        },
       },
-      (conn, info) => this.onConnection(conn, info),
+      (conn, info) => {
+        conn.once('handshake', (negotiated) => this.logHandshake(info, profile, negotiated));
+        this.onConnection(conn, info);
+      },
     );
-    this.net = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
   }
 
   /** Listens; resolves with the bound port (useful with port 0). */
@@ -235,9 +263,37 @@ export class ReverseServer {
       this.pending.delete(key);
       this.settled(entry);
     });
-    // ssh2 gets the socket at once and sends our identification string: clients such as libssh
-    // wait for it before sending theirs. Its 'connection' event tells us theirs arrived.
-    this.ssh.injectSocket(socket);
+    // Our identification at once (clients such as older libssh wait for it before sending theirs);
+    // theirs picks the ssh2 server, and with it the algorithms offered. The banner deadline bounds
+    // the wait for it.
+    socket.write(SERVER_IDENTIFICATION);
+    readClientIdentification(socket, (identification) => {
+      if (identification?.startsWith('SSH-')) {
+        clearTimeout(entry.bannerTimer);
+        entry.admission.bannerReceived();
+      }
+      entry.client = identificationForLog(identification);
+      skipRepeatedIdentification(socket, SERVER_IDENTIFICATION);
+      this.ssh[profileForClient(identification)].injectSocket(socket);
+    });
+  }
+
+  private logHandshake(
+    info: { ip: string; port: number },
+    profile: AlgorithmProfile,
+    negotiated: ssh2.NegotiatedAlgorithms,
+  ): void {
+    this.deps.logger.debug('ssh handshake', {
+      source: info.ip,
+      sourcePort: info.port,
+      client: this.pending.get(`${info.ip}:${info.port}`)?.client,
+      profile,
+      kex: negotiated.kex,
+      hostKey: negotiated.serverHostKey,
+      cipher: negotiated.cs.cipher,
+      mac: negotiated.cs.mac || undefined,
+      compression: negotiated.cs.compress,
+    });
   }
 
   /** The banner deadline or the handshake deadline passed before the login. */
