@@ -1,8 +1,9 @@
 /**
  * The commands a customer runs for a reverse tunnel, rendered from one argument list so `ssh`,
- * `autossh`, the systemd unit and the crontab line can never drift apart.
+ * `autossh`, the systemd unit and the crontab line can never drift apart; PuTTY's `plink` (for
+ * Windows) shares their `-R`.
  */
-import { cronArg, cronHomePath, shellArg, shellHomePath, systemdArg } from './quoting';
+import { cronArg, cronHomePath, plinkArg, shellArg, shellHomePath, systemdArg } from './quoting';
 
 export interface ReverseCommandInput {
   tunnelId: string;
@@ -11,6 +12,8 @@ export interface ReverseCommandInput {
   remotePort: number;
   service: { host: string; port: number };
   keepaliveIntervalSec: number;
+  /** The endpoint's host key, `SHA256:...`: plink pins it on its command line. */
+  hostKeyFingerprint: string;
 }
 
 export interface ReverseCommands {
@@ -18,6 +21,7 @@ export interface ReverseCommands {
   autossh: string;
   systemd: string;
   crontab: string;
+  plink: string;
 }
 
 /** A word of a command: literal text, or a path under the user's home (`~` in a shell, `%h` in systemd). */
@@ -46,6 +50,11 @@ export function customerSshOptions(sshPort: number, keepaliveIntervalSec: number
   ];
 }
 
+/** The `-R` of every command: the tunnel's port on our side, the service on the customer's. */
+function remoteForward(input: ReverseCommandInput): string {
+  return `${input.remotePort}:${bracketIpv6(input.service.host)}:${input.service.port}`;
+}
+
 function sshArgs(input: ReverseCommandInput): Word[] {
   return [
     '-N',
@@ -54,9 +63,35 @@ function sshArgs(input: ReverseCommandInput): Word[] {
     { home: `.ssh/tunnelkeeper_${input.tunnelId}` },
     ...customerSshOptions(input.sshPort, input.keepaliveIntervalSec),
     '-R',
-    `${input.remotePort}:${bracketIpv6(input.service.host)}:${input.service.port}`,
+    remoteForward(input),
     `${input.tunnelId}@${input.sshHost}`,
   ];
+}
+
+/**
+ * PuTTY's plink, for Windows: the host key pinned (`-hostkey`, instead of PuTTY's registry cache),
+ * the key as a .ppk (puttygen converts an OpenSSH key) under `.ssh` of the folder it runs in (a
+ * new Command Prompt or PowerShell starts in the user's profile), Pageant's keys left out
+ * (`-noagent`, as IdentitiesOnly), and `-batch` so it fails instead of asking. plink has no
+ * keepalive or ExitOnForwardFailure flag; our keepalives still end a dead session on our side.
+ */
+function renderPlink(input: ReverseCommandInput): string {
+  const args = [
+    '-ssh',
+    '-batch',
+    '-N',
+    '-noagent',
+    '-hostkey',
+    input.hostKeyFingerprint,
+    '-i',
+    `.ssh/tunnelkeeper_${input.tunnelId}.ppk`,
+    '-P',
+    String(input.sshPort),
+    '-R',
+    remoteForward(input),
+    `${input.tunnelId}@${input.sshHost}`,
+  ];
+  return `plink ${args.map(plinkArg).join(' ')}`;
 }
 
 const shellWords = (words: Word[]) =>
@@ -98,5 +133,5 @@ export function renderReverseCommands(input: ReverseCommandInput): ReverseComman
     '',
   ].join('\n');
   const crontab = `@reboot ${autosshPrefix} -f ${cronWords(args)}`;
-  return { ssh, autossh, systemd, crontab };
+  return { ssh, autossh, systemd, crontab, plink: renderPlink(input) };
 }

@@ -13,16 +13,25 @@
  */
 
 /**
- * Key exchange methods, preferred first: OpenSSH 9's sshd list without group exchange (which
- * ssh2's server does not implement). Post-quantum hybrids go at the front of this list.
+ * Key exchange methods: OpenSSH 9's sshd list without group exchange (which ssh2's server does not
+ * implement). Post-quantum hybrids go at the front.
+ *
+ * The client's order decides (RFC 4253 §7.1); ours matters for one thing only, whether a client
+ * that sends its first key exchange packet on a guess guessed right: right when its first method
+ * and ours match. ssh2 1.17 discards a guessed packet even then (kex.js compares the client's
+ * first method with a list it has just overwritten), and the client waits forever for the answer.
+ * So the first entry here must never be a guessing client's first choice: Dropbear guesses, and
+ * lists first `sntrup761x25519-sha512` (2025.87 on), `curve25519-sha256` (2018.76 on),
+ * `curve25519-sha256@libssh.org` (2013.62 on) or `ecdh-sha2-nistp521` (before):
+ * test/shared/ssh-algorithms.test.ts holds that list. OpenSSH and PuTTY never guess.
  */
 export const KEX_ALGORITHMS: readonly string[] = [
+  'diffie-hellman-group16-sha512',
   'curve25519-sha256',
   'curve25519-sha256@libssh.org',
   'ecdh-sha2-nistp256',
   'ecdh-sha2-nistp384',
   'ecdh-sha2-nistp521',
-  'diffie-hellman-group16-sha512',
   'diffie-hellman-group18-sha512',
   'diffie-hellman-group14-sha256',
 ];
@@ -35,13 +44,13 @@ const AES_GCM = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com'] as const;
 
 /**
  * MACs, for the CTR ciphers of the compatible set (AES-GCM and chacha20-poly1305 carry their own).
- * SHA-2 only, encrypt-then-MAC first; Dropbear 2022.83 has hmac-sha2-256 (and SHA-1).
+ * SHA-2 only, encrypt-then-MAC first; plain hmac-sha2-256 (encrypt-and-MAC) only because Dropbear
+ * 2022.83 has nothing better (it has that and SHA-1).
  */
 export const MAC_ALGORITHMS: readonly string[] = [
   'hmac-sha2-256-etm@openssh.com',
   'hmac-sha2-512-etm@openssh.com',
   'hmac-sha2-256',
-  'hmac-sha2-512',
 ];
 
 /**
