@@ -60,6 +60,21 @@ export const MAC_ALGORITHMS: readonly string[] = [
  */
 export const COMPRESSION_ALGORITHMS: readonly string[] = ['none'];
 
+/**
+ * Signature algorithms a login may use (announced as `server-sig-algs`, RFC 8308): the key types
+ * a tunnel accepts (shared/keys.ts), RSA with SHA-2 preferred; `ssh-rsa` (SHA-1) stays for old
+ * clients that have nothing else (Dropbear before 2020.79, PuTTY before 0.75).
+ */
+export const USER_KEY_SIGNATURE_ALGORITHMS: readonly string[] = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+  'ssh-rsa',
+];
+
 /** Which cipher set a client gets. */
 export type AlgorithmProfile = 'aes-gcm' | 'compatible';
 

@@ -12,7 +12,12 @@ import { TUNNEL_ID_PATTERN } from '../../shared/ids';
 import { fingerprintOf } from '../../shared/keys';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
-import { type AlgorithmProfile, algorithmOffer, profileForClient } from '../../shared/ssh-algorithms';
+import {
+  type AlgorithmProfile,
+  algorithmOffer,
+  profileForClient,
+  USER_KEY_SIGNATURE_ALGORITHMS,
+} from '../../shared/ssh-algorithms';
 import { customerNotConnected, customerTimeout } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import type { TunnelRecord } from '../../shared/tunnel';
@@ -34,6 +39,7 @@ import {
 } from './client-identification';
 import { DisconnectReason, disconnectWithReason } from './disconnect';
 import type { ForwardingSession, ForwardRegistry } from './forward-registry';
+import { announceSignatureAlgorithms } from './server-sig-algs';
 import { TunnelCache, type TunnelCacheSettings } from './tunnel-cache';
 import { TunnelLookup, type TunnelLookupResult } from './tunnel-lookup';
 import { TunnelSessions } from './tunnel-sessions';
@@ -138,6 +144,7 @@ export class ReverseServer {
   private readonly lookup: TunnelLookup;
   private readonly pending = new Map<string, PendingSocket>();
   private readonly sockets = new Set<Socket>();
+  private hasWarnedSigAlgs = false;
 
   constructor(private readonly deps: ReverseServerDeps) {
     const { settings } = deps;
@@ -178,7 +185,8 @@ export class ReverseServer {
         },
       },
       (conn, info) => {
-        conn.once('handshake', (negotiated) => this.logHandshake(info, profile, negotiated));
+        if (!announceSignatureAlgorithms(conn, USER_KEY_SIGNATURE_ALGORITHMS)) this.sigAlgsLeftToSsh2();
+        this.logAlgorithmsAtLogin(conn, info, profile);
         this.onConnection(conn, info);
       },
     );
@@ -278,21 +286,47 @@ export class ReverseServer {
     });
   }
 
-  private logHandshake(
+  /**
+   * One debug line per login with what was negotiated and how the client signed: which clients
+   * need the compatible set, or still sign with SHA-1 RSA, before either is withdrawn.
+   */
+  private logAlgorithmsAtLogin(
+    conn: Connection,
     info: { ip: string; port: number },
     profile: AlgorithmProfile,
-    negotiated: ssh2.NegotiatedAlgorithms,
   ): void {
-    this.deps.logger.debug('ssh handshake', {
-      source: info.ip,
-      sourcePort: info.port,
-      client: this.pending.get(`${info.ip}:${info.port}`)?.client,
-      profile,
-      kex: negotiated.kex,
-      hostKey: negotiated.serverHostKey,
-      cipher: negotiated.cs.cipher,
-      mac: negotiated.cs.mac || undefined,
-      compression: negotiated.cs.compress,
+    let negotiated: ssh2.NegotiatedAlgorithms | undefined;
+    let signature: string | undefined;
+    conn.once('handshake', (n) => {
+      negotiated = n;
+    });
+    conn.on('authentication', (ctx) => {
+      if (ctx.method === 'publickey' && ctx.signature)
+        signature = signatureAlgorithm(ctx.key.algo, ctx.hashAlgo);
+    });
+    conn.once('ready', () =>
+      this.deps.logger.debug('ssh login algorithms', {
+        source: info.ip,
+        sourcePort: info.port,
+        client: this.pending.get(`${info.ip}:${info.port}`)?.client,
+        profile,
+        kex: negotiated?.kex,
+        hostKey: negotiated?.serverHostKey,
+        cipher: negotiated?.cs.cipher,
+        mac: negotiated?.cs.mac || undefined,
+        compression: negotiated?.cs.compress,
+        signature,
+      }),
+    );
+  }
+
+  private sigAlgsLeftToSsh2(): void {
+    if (this.hasWarnedSigAlgs) return;
+    this.hasWarnedSigAlgs = true;
+    this.deps.logger.warn('server-sig-algs left to ssh2', {
+      consequence:
+        'clients will not sign with ecdsa-sha2-nistp521 or rsa-sha2-512 (Dropbear P-521 keys fail)',
+      fix: 'ssh2 internals moved: update fargate/reverse/server-sig-algs.ts',
     });
   }
 
@@ -589,6 +623,9 @@ export class ReverseServer {
     const key = matchingKey(tunnel, ctx.key.algo, ctx.key.data);
     if (!key) return refused("key is not the tunnel's key");
     if (!ctx.signature || !ctx.blob) {
+      // RFC 4252 §7: the answer names the algorithm asked for. ssh2 would name the key type
+      // (`ssh-rsa` for rsa-sha2-*), and Dropbear signs with what it is told: SHA-1.
+      ctx.key.algo = signatureAlgorithm(ctx.key.algo, ctx.hashAlgo);
       ctx.accept();
       return { kind: 'key-ok' };
     }
@@ -629,6 +666,14 @@ function matchingKey(tunnel: TunnelRecord, algo: string, blob: Buffer): ParsedKe
     if (parsed.type === algo && mine.length === blob.length && timingSafeEqual(mine, blob)) return parsed;
   }
   return undefined;
+}
+
+/** The signature algorithm's name: ssh2 reports rsa-sha2-* as `ssh-rsa` with the hash apart. */
+function signatureAlgorithm(keyAlgo: string, hashAlgo: string | undefined): string {
+  if (keyAlgo !== 'ssh-rsa') return keyAlgo;
+  if (hashAlgo === 'sha256') return 'rsa-sha2-256';
+  if (hashAlgo === 'sha512') return 'rsa-sha2-512';
+  return 'ssh-rsa';
 }
 
 function userForLog(user: string): string {
