@@ -297,15 +297,18 @@ export class ReverseServer {
   ): void {
     let negotiated: ssh2.NegotiatedAlgorithms | undefined;
     let signature: string | undefined;
+    let user = '';
     conn.once('handshake', (n) => {
       negotiated = n;
     });
     conn.on('authentication', (ctx) => {
-      if (ctx.method === 'publickey' && ctx.signature)
-        signature = signatureAlgorithm(ctx.key.algo, ctx.hashAlgo);
+      if (ctx.method !== 'publickey' || !ctx.signature) return;
+      signature = signatureAlgorithm(ctx.key.algo, ctx.hashAlgo);
+      user = ctx.username;
     });
     conn.once('ready', () =>
       this.deps.logger.debug('ssh login algorithms', {
+        tunnelId: TUNNEL_ID_PATTERN.test(user) ? user : undefined,
         source: info.ip,
         sourcePort: info.port,
         client: this.pending.get(`${info.ip}:${info.port}`)?.client,
