@@ -26,9 +26,12 @@ import {
 import { Bastion } from '../helpers/bastion';
 import { requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, echoRoundTrip, startEchoServer } from '../helpers/echo';
-import { startTestStack, type TestStack } from '../helpers/gateway-stack';
+import { createReverseWhenAvailable, startTestStack, type TestStack } from '../helpers/gateway-stack';
 import { holdReverseForward, hostKeyOf } from '../helpers/ssh-client';
 import { withTimeout } from '../helpers/wait-for';
+
+/** Generous: a cell takes a second or two, but CI machines are shared and slow to start processes. */
+const CELL_TIMEOUT_MS = 120_000;
 
 type Category = 'kex' | 'hostKey' | 'cipher' | 'mac' | 'compression' | 'signature';
 interface Cell {
@@ -264,98 +267,106 @@ describe('the SSH endpoint completes every algorithm it offers', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it.concurrent.for(CELLS)('negotiates $category $name end to end', async (cell, { expect }) => {
-    const label = `${cell.category} ${cell.name}`;
-    const key = await keyFor(cell);
-    const tunnel: Tunnel = await stack.createReverse({ host: '127.0.0.1', port: echo.port }, key.publicKey);
-    const reverse = tunnel.reverse;
-    if (!reverse) throw new Error('no reverse block');
-    const options = opensshOptions(cell);
-    const algorithms = options ? undefined : ssh2Algorithms(cell);
-    if (!options && !algorithms) {
-      throw new Error(
-        `${label}: neither OpenSSH nor ssh2's client here can negotiate it; add a client that can`,
+  it.concurrent.for(CELLS)(
+    'negotiates $category $name end to end',
+    { timeout: CELL_TIMEOUT_MS },
+    async (cell, { expect }) => {
+      const label = `${cell.category} ${cell.name}`;
+      const key = await keyFor(cell);
+      const tunnel: Tunnel = await createReverseWhenAvailable(
+        stack,
+        { host: '127.0.0.1', port: echo.port },
+        key.publicKey,
       );
-    }
-    let stop: () => Promise<void> | void;
-    let clientSaid = '';
-    if (options) {
-      const keyFile = join(dir, `${tunnel.id}.key`);
-      const knownHosts = join(dir, `${tunnel.id}.known_hosts`);
-      await writeFile(keyFile, key.privateKey, { mode: 0o600 });
-      await writeFile(knownHosts, `${reverse.knownHostsLine}\n`);
-      const ssh = startSsh([
-        '-F',
-        '/dev/null',
-        '-v',
-        '-N',
-        '-T',
-        '-p',
-        String(reverse.sshPort),
-        '-i',
-        keyFile,
-        '-o',
-        'IdentitiesOnly=yes',
-        '-o',
-        'BatchMode=yes',
-        '-o',
-        'StrictHostKeyChecking=yes',
-        '-o',
-        `UserKnownHostsFile=${knownHosts}`,
-        '-o',
-        'GlobalKnownHostsFile=/dev/null',
-        '-o',
-        'ExitOnForwardFailure=yes',
-        ...options,
-        '-R',
-        `${reverse.remotePort}:127.0.0.1:${echo.port}`,
-        `${tunnel.id}@${reverse.sshHost}`,
-      ]);
-      stop = ssh.stop;
-      clientSaid = 'ssh -v said:\n';
-      await stack
-        .waitForLog((l) => l.msg === 'reverse forward granted' && l.tunnelId === tunnel.id, 20_000)
-        .catch(async (err: Error) => {
-          await ssh.stop();
-          throw new Error(`${err.message}\n${ssh.stderr().slice(-3000)}`);
+      const reverse = tunnel.reverse;
+      if (!reverse) throw new Error('no reverse block');
+      const options = opensshOptions(cell);
+      const algorithms = options ? undefined : ssh2Algorithms(cell);
+      if (!options && !algorithms) {
+        throw new Error(
+          `${label}: neither OpenSSH nor ssh2's client here can negotiate it; add a client that can`,
+        );
+      }
+      let stop: () => Promise<void> | void;
+      let clientSaid = '';
+      if (options) {
+        const keyFile = join(dir, `${tunnel.id}.key`);
+        const knownHosts = join(dir, `${tunnel.id}.known_hosts`);
+        await writeFile(keyFile, key.privateKey, { mode: 0o600 });
+        await writeFile(knownHosts, `${reverse.knownHostsLine}\n`);
+        const ssh = startSsh([
+          '-F',
+          '/dev/null',
+          '-v',
+          '-N',
+          '-T',
+          '-p',
+          String(reverse.sshPort),
+          '-i',
+          keyFile,
+          '-o',
+          'IdentitiesOnly=yes',
+          '-o',
+          'BatchMode=yes',
+          '-o',
+          'StrictHostKeyChecking=yes',
+          '-o',
+          `UserKnownHostsFile=${knownHosts}`,
+          '-o',
+          'GlobalKnownHostsFile=/dev/null',
+          '-o',
+          'ExitOnForwardFailure=yes',
+          ...options,
+          '-R',
+          `${reverse.remotePort}:127.0.0.1:${echo.port}`,
+          `${tunnel.id}@${reverse.sshHost}`,
+        ]);
+        stop = ssh.stop;
+        clientSaid = 'ssh -v said:\n';
+        await stack
+          .waitForLog((l) => l.msg === 'reverse forward granted' && l.tunnelId === tunnel.id, 20_000)
+          .catch(async (err: Error) => {
+            await ssh.stop();
+            throw new Error(`${err.message}\n${ssh.stderr().slice(-3000)}`);
+          });
+        clientSaid += ssh.stderr();
+      } else {
+        const held = await holdReverseForward({
+          port: reverse.sshPort,
+          hostKey: hostKeyOf(reverse.knownHostsLine),
+          username: tunnel.id,
+          privateKey: key.privateKey,
+          bindPort: reverse.remotePort,
+          target: { host: '127.0.0.1', port: echo.port },
+          algorithms,
+          timeoutMs: 20_000,
         });
-      clientSaid += ssh.stderr();
-    } else {
-      const held = await holdReverseForward({
-        port: reverse.sshPort,
-        hostKey: hostKeyOf(reverse.knownHostsLine),
-        username: tunnel.id,
-        privateKey: key.privateKey,
-        bindPort: reverse.remotePort,
-        target: { host: '127.0.0.1', port: echo.port },
-        algorithms,
-        timeoutMs: 20_000,
-      });
-      stop = held.close;
-      const n = held.negotiated;
-      const said: Record<Category, string> = {
-        kex: n.kex,
-        hostKey: n.serverHostKey,
-        cipher: n.cs.cipher,
-        mac: n.cs.mac,
-        compression: n.cs.compress,
-        signature: '',
-      };
-      expect(said[cell.category], "ssh2's client negotiated").toBe(cell.name);
-    }
-    try {
-      const trip = await echoRoundTrip('127.0.0.1', reverse.remotePort, 256 * 1024, 20_000);
-      expect(trip.receivedSha256, 'bytes through the tunnel').toBe(trip.sentSha256);
-      const line = stack.logsWith({ msg: 'ssh login algorithms', tunnelId: tunnel.id });
-      expect(line, 'one login').toHaveLength(1);
-      expect(line[0]?.[LOG_FIELD[cell.category]], 'what the endpoint negotiated').toBe(cell.name);
-      expect(line[0]?.profile).toBe(options ? 'aes-gcm' : 'compatible');
-      const says = options ? opensshSays(cell) : undefined;
-      if (says) expect(clientSaid).toMatch(says);
-    } finally {
-      await stop();
-    }
-  });
+        stop = held.close;
+        const n = held.negotiated;
+        const said: Record<Category, string> = {
+          kex: n.kex,
+          hostKey: n.serverHostKey,
+          cipher: n.cs.cipher,
+          mac: n.cs.mac,
+          compression: n.cs.compress,
+          signature: '',
+        };
+        expect(said[cell.category], "ssh2's client negotiated").toBe(cell.name);
+      }
+      try {
+        const trip = await echoRoundTrip('127.0.0.1', reverse.remotePort, 256 * 1024, 20_000);
+        expect(trip.receivedSha256, 'bytes through the tunnel').toBe(trip.sentSha256);
+        const line = stack.logsWith({ msg: 'ssh login algorithms', tunnelId: tunnel.id });
+        expect(line, 'one login').toHaveLength(1);
+        expect(line[0]?.[LOG_FIELD[cell.category]], 'what the endpoint negotiated').toBe(cell.name);
+        expect(line[0]?.profile).toBe(options ? 'aes-gcm' : 'compatible');
+        const says = options ? opensshSays(cell) : undefined;
+        if (says) expect(clientSaid).toMatch(says);
+      } finally {
+        await stop();
+      }
+    },
+  );
 
   it('advertises to ssh-audit exactly those lists, in both sets, with no compression before login', async () => {
     const proxy = await identityProxy(stack.sshPort, 'SSH-2.0-dropbear_2022.83');
