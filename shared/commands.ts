@@ -21,7 +21,8 @@ export interface ReverseCommands {
   autossh: string;
   systemd: string;
   crontab: string;
-  plink: string;
+  /** Absent for a service stored before hosts were checked (an IPv6 zone id's `%` means something to cmd.exe). */
+  plink?: string;
 }
 
 /** A word of a command: literal text, or a path under the user's home (`~` in a shell, `%h` in systemd). */
@@ -75,6 +76,15 @@ function sshArgs(input: ReverseCommandInput): Word[] {
  * (`-noagent`, as IdentitiesOnly), and `-batch` so it fails instead of asking. plink has no
  * keepalive or ExitOnForwardFailure flag; our keepalives still end a dead session on our side.
  */
+function plinkOrNothing(input: ReverseCommandInput): string | undefined {
+  try {
+    return renderPlink(input);
+  } catch (err) {
+    if (err instanceof RangeError) return undefined;
+    throw err;
+  }
+}
+
 function renderPlink(input: ReverseCommandInput): string {
   const args = [
     '-ssh',
@@ -133,5 +143,6 @@ export function renderReverseCommands(input: ReverseCommandInput): ReverseComman
     '',
   ].join('\n');
   const crontab = `@reboot ${autosshPrefix} -f ${cronWords(args)}`;
-  return { ssh, autossh, systemd, crontab, plink: renderPlink(input) };
+  const plink = plinkOrNothing(input);
+  return { ssh, autossh, systemd, crontab, ...(plink ? { plink } : {}) };
 }

@@ -216,7 +216,7 @@ export const TunnelSchema = z
           systemd: z.string(),
           crontab: z.string(),
           /** PuTTY's plink for Windows customers (an extension of the contract's four). */
-          plink: z.string(),
+          plink: z.string().optional(),
         }),
       })
       .optional(),

@@ -181,6 +181,7 @@ describe('customer clients × key types through a reverse tunnel to PostgreSQL',
             `puttygen ~/.ssh/tunnelkeeper_${tunnel.id} -O private -o ~/.ssh/tunnelkeeper_${tunnel.id}.ppk`,
           );
           expect(converted.code, converted.stderr).toBe(0);
+          if (!reverse.commands.plink) throw new Error('no plink command for this tunnel');
           command = reverse.commands.plink;
         } else {
           const [, type, base64] = reverse.knownHostsLine.split(' ');

@@ -257,7 +257,8 @@ describe('renderReverseCommands', () => {
 
 describe('the plink command', () => {
   const plinkArgs = async (rendered: ReverseCommands, expected: string[] = []) => {
-    const [outcome] = await shellOutcomes([rendered.plink], ['plink'], globTraps(expected));
+    expect(rendered.plink).toBeDefined();
+    const [outcome] = await shellOutcomes([rendered.plink ?? ''], ['plink'], globTraps(expected));
     expect(outcome?.syntaxOk, outcome?.syntaxError).toBe(true);
     return outcome?.argv ?? [];
   };
@@ -289,6 +290,12 @@ describe('the plink command', () => {
     expect(expectedPlink()[expectedPlink().indexOf('-R') + 1]).toBe(ssh[ssh.indexOf('-R') + 1]);
     // Nothing in it that cmd.exe or PowerShell would expand or split.
     expect(commands.plink).not.toMatch(/[%$`'&|<>^,]/);
+  });
+
+  it('is left out for a service stored before hosts were checked, whose zone id cmd.exe would expand', () => {
+    const legacy = renderReverseCommands({ ...input, service: { host: 'fe80::1%eth0', port: 5432 } });
+    expect(legacy.plink).toBeUndefined();
+    expect(legacy.ssh).toContain('fe80::1%eth0');
   });
 
   it.each(['::1', 'fd00:1:2::5'])(
