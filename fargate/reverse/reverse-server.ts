@@ -301,12 +301,15 @@ export class ReverseServer {
     conn.once('handshake', (n) => {
       negotiated = n;
     });
-    conn.on('authentication', (ctx) => {
+    const onAuthentication = (ctx: ssh2.AuthContext) => {
       if (ctx.method !== 'publickey' || !ctx.signature) return;
       signature = signatureAlgorithm(ctx.key.algo, ctx.hashAlgo);
       user = ctx.username;
-    });
-    conn.once('ready', () =>
+    };
+    conn.on('authentication', onAuthentication);
+    // Nothing of this is kept for the life of the session.
+    conn.once('ready', () => {
+      conn.off('authentication', onAuthentication);
       this.deps.logger.debug('ssh login algorithms', {
         tunnelId: TUNNEL_ID_PATTERN.test(user) ? user : undefined,
         source: info.ip,
@@ -319,8 +322,8 @@ export class ReverseServer {
         mac: negotiated?.cs.mac || undefined,
         compression: negotiated?.cs.compress,
         signature,
-      }),
-    );
+      });
+    });
   }
 
   private sigAlgsLeftToSsh2(): void {
