@@ -22,7 +22,7 @@ import { diagnoseTunnel } from './diagnostics/diagnose';
 import { tuneGcForThroughput } from './gc-tuning';
 import { hasNativeSshCrypto } from './native-crypto';
 import { ForwardRegistry } from './reverse/forward-registry';
-import { DEFAULT_CIPHERS, ReverseServer } from './reverse/reverse-server';
+import { ReverseServer } from './reverse/reverse-server';
 import type { TunnelCacheSettings } from './reverse/tunnel-cache';
 import { GatewaySignals } from './signals/gateway-signals';
 import { SignalWriter } from './signals/signal-writer';
@@ -62,7 +62,6 @@ export interface GatewaySettings {
   admission: AdmissionSettings;
   maxSessionsPerTunnel: number;
   loginCache: TunnelCacheSettings;
-  ciphers: string[];
   poolPollIntervalMs: number;
   /** The control endpoint listens on `connectHost` at this port (0: any free port). */
   controlPort: number;
@@ -93,7 +92,6 @@ export function gatewaySettingsFrom(env: Env): GatewaySettings {
     },
     maxSessionsPerTunnel: env.MAX_SESSIONS_PER_TUNNEL,
     loginCache: { ttlMs: env.SSH_LOGIN_CACHE_TTL_MS, maxTunnels: env.SSH_LOGIN_CACHE_MAX_TUNNELS },
-    ciphers: DEFAULT_CIPHERS,
     poolPollIntervalMs: env.POOL_POLL_INTERVAL_MS,
     controlPort: env.CONTROL_PORT,
     // Off unless configured: the entry points decide (npm start allows private bastions).
@@ -262,7 +260,6 @@ export class Gateway {
         keepaliveCountMax: 3,
         handshakeTimeoutMs: settings.handshakeTimeoutMs,
         maxAuthAttempts: 6,
-        ciphers: settings.ciphers,
         admission: settings.admission,
         maxSessionsPerTunnel: settings.maxSessionsPerTunnel,
         tunnelCache: settings.loginCache,

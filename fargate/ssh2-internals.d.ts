@@ -1,4 +1,4 @@
-/** ssh2 ships no types for its internals; only what the gateway uses (native-crypto.ts, disconnect.ts, pq-kex/). */
+/** ssh2 ships no types for its internals; only what the gateway uses (native-crypto.ts, disconnect.ts, server-sig-algs.ts, pq-kex/). */
 declare module 'ssh2/lib/protocol/crypto.js' {
   const crypto: { bindingAvailable: boolean };
   export default crypto;

@@ -1,9 +1,10 @@
 /**
  * The commands a customer runs for a reverse tunnel, rendered from one argument list so `ssh`,
- * `autossh`, the systemd unit and the crontab line can never drift apart.
+ * `autossh`, the systemd unit and the crontab line can never drift apart; PuTTY's `plink` (for
+ * Windows) shares their `-R`.
  */
 import { serviceTagOf } from './command-tag';
-import { cronArg, cronHomePath, shellArg, shellHomePath, systemdArg } from './quoting';
+import { cronArg, cronHomePath, plinkArg, shellArg, shellHomePath, systemdArg } from './quoting';
 
 export interface ReverseCommandInput {
   tunnelId: string;
@@ -12,6 +13,8 @@ export interface ReverseCommandInput {
   remotePort: number;
   service: { host: string; port: number };
   keepaliveIntervalSec: number;
+  /** The endpoint's host key, `SHA256:...`: plink pins it on its command line. */
+  hostKeyFingerprint: string;
 }
 
 export interface ReverseCommands {
@@ -19,6 +22,8 @@ export interface ReverseCommands {
   autossh: string;
   systemd: string;
   crontab: string;
+  /** Absent for a service stored before hosts were checked (an IPv6 zone id's `%` means something to cmd.exe). */
+  plink?: string;
 }
 
 /** A word of a command: literal text, or a path under the user's home (`~` in a shell, `%h` in systemd). */
@@ -70,6 +75,41 @@ function sshArgs(input: ReverseCommandInput): Word[] {
   ];
 }
 
+/**
+ * PuTTY's plink, for Windows: the host key pinned (`-hostkey`, instead of PuTTY's registry cache),
+ * the key as a .ppk (puttygen converts an OpenSSH key) under `.ssh` of the folder it runs in (a
+ * new Command Prompt or PowerShell starts in the user's profile), Pageant's keys left out
+ * (`-noagent`, as IdentitiesOnly), and `-batch` so it fails instead of asking. plink has no
+ * keepalive or ExitOnForwardFailure flag; our keepalives still end a dead session on our side.
+ */
+function plinkOrNothing(input: ReverseCommandInput): string | undefined {
+  try {
+    return renderPlink(input);
+  } catch (err) {
+    if (err instanceof RangeError) return undefined;
+    throw err;
+  }
+}
+
+function renderPlink(input: ReverseCommandInput): string {
+  const args = [
+    '-ssh',
+    '-batch',
+    '-N',
+    '-noagent',
+    '-hostkey',
+    input.hostKeyFingerprint,
+    '-i',
+    `.ssh/tunnelkeeper_${input.tunnelId}.ppk`,
+    '-P',
+    String(input.sshPort),
+    '-R',
+    reverseForwardSpec(input),
+    `${input.tunnelId}@${input.sshHost}`,
+  ];
+  return `plink ${args.map(plinkArg).join(' ')}`;
+}
+
 const shellWords = (words: Word[]) =>
   words.map((w) => (typeof w === 'string' ? shellArg(w) : shellHomePath(w.home))).join(' ');
 const cronWords = (words: Word[]) =>
@@ -109,5 +149,6 @@ export function renderReverseCommands(input: ReverseCommandInput): ReverseComman
     '',
   ].join('\n');
   const crontab = `@reboot ${autosshPrefix} -f ${cronWords(args)}`;
-  return { ssh, autossh, systemd, crontab };
+  const plink = plinkOrNothing(input);
+  return { ssh, autossh, systemd, crontab, ...(plink ? { plink } : {}) };
 }

@@ -73,3 +73,20 @@ export function authorizedKeysOptionValue(value: string): string {
   if (/["\\]/.test(value)) throw new RangeError('an authorized_keys option value cannot hold " or \\');
   return `"${value}"`;
 }
+
+// Bare, these mean nothing to cmd.exe, PowerShell (a comma would make an array, a leading `@` a
+// splat) or sh; inside double quotes none of the three changes them or brackets, which sh globs.
+const PLINK_SAFE = /^[A-Za-z0-9_+:./=-][A-Za-z0-9_@+:./=-]*$/;
+const PLINK_QUOTABLE = /^[A-Za-z0-9_@+:./=[\]-]+$/;
+
+/**
+ * One argument of a plink command that cmd.exe, PowerShell and sh (where the tests run it) all read
+ * back as exactly that argument: as is, or in double quotes (brackets glob in sh). Anything that
+ * one of them would expand or escape (`%`, `$`, `!`, quotes, backslashes) is refused.
+ */
+export function plinkArg(arg: string): string {
+  refuseControl(arg, 'a plink command');
+  if (PLINK_SAFE.test(arg)) return arg;
+  if (PLINK_QUOTABLE.test(arg)) return `"${arg}"`;
+  throw new RangeError('a plink argument may hold only letters, digits and _@+:./=[]-');
+}

@@ -276,6 +276,8 @@ export const TunnelSchema = z
           autossh: z.string(),
           systemd: z.string(),
           crontab: z.string(),
+          /** PuTTY's plink for Windows customers (an extension of the contract's four). */
+          plink: z.string().optional(),
         }),
       })
       .optional(),

@@ -1,7 +1,7 @@
 /** The public tunnel object of the contract, built from the stored record and its status. */
 import { renderReverseCommands } from './commands';
 import { hostProblem } from './hosts';
-import { authorizedKeysLine, knownHostsLine } from './keys';
+import { authorizedKeysLine, fingerprintOf, knownHostsLine } from './keys';
 import type { Tunnel } from './schemas';
 import type { StatusView } from './status';
 import type { TunnelRecord } from './tunnel';
@@ -37,6 +37,7 @@ export function toTunnel(record: TunnelRecord, view: StatusView, gateway: Gatewa
     }
   }
   if (record.type === 'reverse') {
+    const [, hostKeyBase64 = ''] = gateway.hostPublicKey.trim().split(/\s+/);
     tunnel.reverse = {
       sshHost: gateway.sshHost,
       sshPort: gateway.sshPort,
@@ -50,6 +51,7 @@ export function toTunnel(record: TunnelRecord, view: StatusView, gateway: Gatewa
         remotePort: record.port,
         service: record.service,
         keepaliveIntervalSec: gateway.keepaliveIntervalSec,
+        hostKeyFingerprint: fingerprintOf(Buffer.from(hostKeyBase64, 'base64')),
       }),
     };
   }

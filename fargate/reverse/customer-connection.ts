@@ -245,6 +245,9 @@ export class CustomerConnection {
     const key = matchingKey(tunnel, ctx.key.algo, ctx.key.data);
     if (!key) return refused("key is not the tunnel's key", of('wrong_key'));
     if (!ctx.signature || !ctx.blob) {
+      // RFC 4252 §7: the answer names the algorithm asked for. ssh2 would name the key type
+      // (`ssh-rsa` for rsa-sha2-*), and Dropbear signs with what it is told: SHA-1.
+      ctx.key.algo = signatureAlgorithm(ctx.key.algo, ctx.hashAlgo);
       ctx.accept();
       return { kind: 'key-ok' };
     }
@@ -530,4 +533,12 @@ function openForwardedChannel(
       resolve(channel as unknown as SshChannel);
     });
   });
+}
+
+/** The signature algorithm's name: ssh2 reports rsa-sha2-* as `ssh-rsa` with the hash apart. */
+export function signatureAlgorithm(keyAlgo: string, hashAlgo: string | undefined): string {
+  if (keyAlgo !== 'ssh-rsa') return keyAlgo;
+  if (hashAlgo === 'sha256') return 'rsa-sha2-256';
+  if (hashAlgo === 'sha512') return 'rsa-sha2-512';
+  return 'ssh-rsa';
 }

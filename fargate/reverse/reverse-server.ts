@@ -7,7 +7,14 @@
  */
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import ssh2, { type Connection } from 'ssh2';
+import { TUNNEL_ID_PATTERN } from '../../shared/ids';
 import type { Logger } from '../../shared/logger';
+import {
+  type AlgorithmProfile,
+  algorithmOffer,
+  profileForClient,
+  USER_KEY_SIGNATURE_ALGORITHMS,
+} from '../../shared/ssh-algorithms';
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import type { TunnelRecord } from '../../shared/tunnel';
 import {
@@ -19,8 +26,20 @@ import {
 } from '../admission/admission-control';
 import { DEFAULT_DROP_LOG, DropLog, type DropLogSettings } from '../admission/drop-log';
 import { POST_QUANTUM_KEX } from '../pq-kex/post-quantum-kex';
-import { type AdmittedSocket, type ConnectionContext, CustomerConnection } from './customer-connection';
+import {
+  identificationForLog,
+  readClientIdentification,
+  serverIdentificationLine,
+  skipRepeatedIdentification,
+} from './client-identification';
+import {
+  type AdmittedSocket,
+  type ConnectionContext,
+  CustomerConnection,
+  signatureAlgorithm,
+} from './customer-connection';
 import type { ForwardRegistry } from './forward-registry';
+import { announceSignatureAlgorithms } from './server-sig-algs';
 import { TunnelCache, type TunnelCacheSettings } from './tunnel-cache';
 import { TunnelLookup } from './tunnel-lookup';
 import { TunnelSessions } from './tunnel-sessions';
@@ -37,8 +56,6 @@ export interface ReverseServerSettings {
   handshakeTimeoutMs: number;
   /** Failed authentication attempts per connection before it is closed (sshd's MaxAuthTries). */
   maxAuthAttempts: number;
-  /** Cipher offer; the client's preference wins among these, so list only ones worth having. */
-  ciphers: string[];
   admission: AdmissionSettings;
   /** Logged-in sessions of one tunnel at once (MAX_SESSIONS_PER_TUNNEL). */
   maxSessionsPerTunnel: number;
@@ -61,26 +78,18 @@ export interface ReverseServerDeps {
   signals?: ConnectionContext['signals'];
 }
 
-/** AES-GCM runs on AES-NI through OpenSSL: offered alone, OpenSSH clients cannot pick chacha20 or CTR+MAC. */
-export const DEFAULT_CIPHERS = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com'];
+/** Our software name in the identification line (`SSH-2.0-Tunnelkeeper`). */
+const SERVER_SOFTWARE = 'Tunnelkeeper';
+const SERVER_IDENTIFICATION = serverIdentificationLine(SERVER_SOFTWARE);
 
 /**
- * Key exchange offer; the client's preference picks among them (RFC 4253 §7.1). No group exchange:
- * ssh2's server cannot complete it.
+ * The key exchange offer: the post-quantum hybrids (registered with ssh2 by pq-kex/) right after
+ * the first entry, which stays the one no guessing client lists first (ssh-algorithms.ts says why).
  */
-export const DEFAULT_KEX = [
-  ...POST_QUANTUM_KEX,
-  'curve25519-sha256',
-  'curve25519-sha256@libssh.org',
-  'ecdh-sha2-nistp256',
-  'ecdh-sha2-nistp384',
-  'ecdh-sha2-nistp521',
-  'diffie-hellman-group14-sha256',
-  'diffie-hellman-group15-sha512',
-  'diffie-hellman-group16-sha512',
-  'diffie-hellman-group17-sha512',
-  'diffie-hellman-group18-sha512',
-];
+function withPostQuantum(kex: readonly string[]): string[] {
+  const [guessProof, ...rest] = kex;
+  return [...(guessProof ? [guessProof] : []), ...POST_QUANTUM_KEX, ...rest];
+}
 
 /** Tunnel reads in flight at once; beyond, a login is answered as during an outage. */
 const MAX_LOGIN_READS_IN_FLIGHT = 256;
@@ -99,11 +108,14 @@ interface PendingSocket {
   admission: UnauthenticatedConnection;
   bannerTimer: NodeJS.Timeout | undefined;
   handshakeTimer: NodeJS.Timeout;
+  /** The client's identification line, for logs (printable, cut short). */
+  client?: string;
 }
 
 export class ReverseServer {
   private readonly net: NetServer;
-  private readonly ssh: InstanceType<typeof SshServer>;
+  /** One ssh2 server per algorithm profile: ssh2 fixes its offer per server. */
+  private readonly ssh: Record<AlgorithmProfile, InstanceType<typeof SshServer>>;
   private readonly admission: AdmissionControl;
   private readonly dropLog: DropLog;
   private readonly sessions: TunnelSessions;
@@ -111,6 +123,7 @@ export class ReverseServer {
   private readonly pending = new Map<string, PendingSocket>();
   private readonly sockets = new Set<Socket>();
   private readonly context: ConnectionContext;
+  private hasWarnedSigAlgs = false;
 
   constructor(private readonly deps: ReverseServerDeps) {
     const { settings } = deps;
@@ -135,22 +148,39 @@ export class ReverseServer {
     };
     if (deps.onLogin) this.context.onLogin = deps.onLogin;
     if (deps.signals) this.context.signals = deps.signals;
-    this.ssh = new SshServer(
+    this.ssh = {
+      'aes-gcm': this.sshServerFor('aes-gcm'),
+      compatible: this.sshServerFor('compatible'),
+    };
+    this.net = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
+  }
+
+  private sshServerFor(profile: AlgorithmProfile): InstanceType<typeof SshServer> {
+    const { settings } = this.deps;
+    const offer = algorithmOffer(profile);
+    return new SshServer(
       {
-        hostKeys: [deps.hostKey],
-        ident: 'Tunnelkeeper',
+        hostKeys: [this.deps.hostKey],
+        ident: SERVER_SOFTWARE,
         keepaliveInterval: settings.keepaliveIntervalMs,
         // ssh2 gives up on the tick after countMax unanswered pings, i.e. after countMax + 1 silent
         // intervals (lib/server.js): one less makes it countMax intervals, inside the contract's bound.
         keepaliveCountMax: Math.max(0, settings.keepaliveCountMax - 1),
+        // Every list explicit: ssh2's defaults add group exchange (which its server cannot do) and zlib.
         algorithms: {
-          kex: DEFAULT_KEX as ssh2.KexAlgorithm[],
-          cipher: settings.ciphers as ssh2.CipherAlgorithm[],
+          kex: withPostQuantum(offer.kex) as ssh2.KexAlgorithm[],
+          serverHostKey: [...offer.serverHostKey] as ssh2.ServerHostKeyAlgorithm[],
+          cipher: [...offer.cipher] as ssh2.CipherAlgorithm[],
+          hmac: [...offer.hmac] as ssh2.MacAlgorithm[],
+          compress: [...offer.compress] as ssh2.CompressionAlgorithm[],
         },
       },
-      (conn, info) => this.onConnection(conn, info),
+      (conn, info) => {
+        if (!announceSignatureAlgorithms(conn, USER_KEY_SIGNATURE_ALGORITHMS)) this.sigAlgsLeftToSsh2();
+        this.logAlgorithmsAtLogin(conn, info, profile);
+        this.onConnection(conn, info);
+      },
     );
-    this.net = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
   }
 
   /** Listens; resolves with the bound port (useful with port 0). */
@@ -232,9 +262,69 @@ export class ReverseServer {
       this.pending.delete(key);
       this.settled(entry);
     });
-    // ssh2 gets the socket at once and sends our identification string: clients such as libssh
-    // wait for it before sending theirs. Its 'connection' event tells us theirs arrived.
-    this.ssh.injectSocket(socket);
+    // Our identification at once (clients such as older libssh wait for it before sending theirs);
+    // theirs picks the ssh2 server, and with it the algorithms offered. The banner deadline bounds
+    // the wait for it.
+    socket.write(SERVER_IDENTIFICATION);
+    readClientIdentification(socket, (identification) => {
+      if (identification?.startsWith('SSH-')) {
+        clearTimeout(entry.bannerTimer);
+        entry.admission.bannerReceived();
+      }
+      entry.client = identificationForLog(identification);
+      skipRepeatedIdentification(socket, SERVER_IDENTIFICATION);
+      this.ssh[profileForClient(identification)].injectSocket(socket);
+    });
+  }
+
+  /**
+   * One debug line per login with what was negotiated and how the client signed: which clients
+   * need the compatible set, or still sign with SHA-1 RSA, before either is withdrawn.
+   */
+  private logAlgorithmsAtLogin(
+    conn: Connection,
+    info: { ip: string; port: number },
+    profile: AlgorithmProfile,
+  ): void {
+    let negotiated: ssh2.NegotiatedAlgorithms | undefined;
+    let signature: string | undefined;
+    let user = '';
+    conn.once('handshake', (n) => {
+      negotiated = n;
+    });
+    const onAuthentication = (ctx: ssh2.AuthContext) => {
+      if (ctx.method !== 'publickey' || !ctx.signature) return;
+      signature = signatureAlgorithm(ctx.key.algo, ctx.hashAlgo);
+      user = ctx.username;
+    };
+    conn.on('authentication', onAuthentication);
+    // Nothing of this is kept for the life of the session.
+    conn.once('ready', () => {
+      conn.off('authentication', onAuthentication);
+      this.deps.logger.debug('ssh login algorithms', {
+        tunnelId: TUNNEL_ID_PATTERN.test(user) ? user : undefined,
+        source: info.ip,
+        sourcePort: info.port,
+        client: this.pending.get(`${info.ip}:${info.port}`)?.client,
+        profile,
+        kex: negotiated?.kex,
+        hostKey: negotiated?.serverHostKey,
+        cipher: negotiated?.cs.cipher,
+        mac: negotiated?.cs.mac || undefined,
+        compression: negotiated?.cs.compress,
+        signature,
+      });
+    });
+  }
+
+  private sigAlgsLeftToSsh2(): void {
+    if (this.hasWarnedSigAlgs) return;
+    this.hasWarnedSigAlgs = true;
+    this.deps.logger.warn('server-sig-algs left to ssh2', {
+      consequence:
+        'clients will not sign with ecdsa-sha2-nistp521 or rsa-sha2-512 (Dropbear P-521 keys fail)',
+      fix: 'ssh2 internals moved: update fargate/reverse/server-sig-algs.ts',
+    });
   }
 
   /** The banner deadline or the handshake deadline passed before the login. */

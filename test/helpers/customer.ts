@@ -243,8 +243,14 @@ export class Customer {
   }
 }
 
-/** A key pair made by `ssh-keygen`, as a customer would make it: OpenSSH private key and public line. */
-export async function sshKeygen(type: 'ed25519' | 'rsa' | 'ecdsa' = 'ed25519'): Promise<{
+/**
+ * A key pair made by `ssh-keygen`, as a customer would make it: OpenSSH private key and public line.
+ * `bits` as `ssh-keygen -b` (RSA 3072 unless given; ECDSA 256, 384 or 521).
+ */
+export async function sshKeygen(
+  type: 'ed25519' | 'rsa' | 'ecdsa' = 'ed25519',
+  bits?: number,
+): Promise<{
   privateKey: string;
   publicKey: string;
 }> {
@@ -252,7 +258,8 @@ export async function sshKeygen(type: 'ed25519' | 'rsa' | 'ecdsa' = 'ed25519'): 
   try {
     const path = join(dir, 'key');
     const args = ['-q', '-t', type, '-N', '', '-C', 'customer@e2e', '-f', path];
-    if (type === 'rsa') args.push('-b', '3072');
+    if (bits !== undefined) args.push('-b', String(bits));
+    else if (type === 'rsa') args.push('-b', '3072');
     const result = await run('ssh-keygen', args);
     if (result.code !== 0) throw new Error(`ssh-keygen failed: ${result.stderr}`);
     return {

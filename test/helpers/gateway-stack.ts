@@ -164,3 +164,23 @@ export async function startTestStack(options: TestStackOptions): Promise<TestSta
     },
   };
 }
+
+/**
+ * `stack.createReverse`, tried again after a 503 `unavailable`, as the contract tells clients to:
+ * on a loaded CI machine DynamoDB Local answers slowly enough for the API to say so.
+ */
+export async function createReverseWhenAvailable(
+  stack: TestStack,
+  service: { host: string; port: number },
+  publicKey?: string,
+  attempts = 4,
+): Promise<Tunnel> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await stack.createReverse(service, publicKey);
+    } catch (err) {
+      if (attempt >= attempts || !(err instanceof Error) || !/: 503 /.test(err.message)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 1_000 * attempt));
+    }
+  }
+}

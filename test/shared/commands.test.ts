@@ -26,6 +26,7 @@ const input: ReverseCommandInput = {
   remotePort: 20001,
   service: { host: 'db.internal', port: 5432 },
   keepaliveIntervalSec: 15,
+  hostKeyFingerprint: 'SHA256:0VZnr7bGSIKn9CCYIanZmpp1mq64rw49Muv6qhmDXr0',
 };
 
 const KEY_FILE = `.ssh/tunnelkeeper_${input.tunnelId}`;
@@ -309,4 +310,58 @@ describe('the service tag in the -R bind address', () => {
       `${serviceTagOf({ host: 'fd00::5', port: 1 })}:1:[fd00::5]:1`,
     );
   });
+});
+
+describe('the plink command', () => {
+  const plinkArgs = async (rendered: ReverseCommands, expected: string[] = []) => {
+    expect(rendered.plink).toBeDefined();
+    const [outcome] = await shellOutcomes([rendered.plink ?? ''], ['plink'], globTraps(expected));
+    expect(outcome?.syntaxOk, outcome?.syntaxError).toBe(true);
+    return outcome?.argv ?? [];
+  };
+  const expectedPlink = (over: Partial<ReverseCommandInput> = {}) => {
+    const i = { ...input, ...over };
+    const host = i.service.host.includes(':') ? `[${i.service.host}]` : i.service.host;
+    return [
+      'plink',
+      '-ssh',
+      '-batch',
+      '-N',
+      '-noagent',
+      '-hostkey',
+      i.hostKeyFingerprint,
+      '-i',
+      `.ssh/tunnelkeeper_${i.tunnelId}.ppk`,
+      '-P',
+      String(i.sshPort),
+      '-R',
+      `${serviceTagOf(i.service)}:${i.remotePort}:${host}:${i.service.port}`,
+      `${i.tunnelId}@${i.sshHost}`,
+    ];
+  };
+
+  it('pins the host key, uses only its .ppk, never prompts, and forwards what ssh forwards', async () => {
+    const commands = renderReverseCommands(input);
+    expect(await plinkArgs(commands)).toEqual(expectedPlink());
+    const ssh = (await sshArgsOf(commands)).ssh;
+    expect(expectedPlink()[expectedPlink().indexOf('-R') + 1]).toBe(ssh[ssh.indexOf('-R') + 1]);
+    // Nothing in it that cmd.exe or PowerShell would expand or split.
+    expect(commands.plink).not.toMatch(/[%$`'&|<>^,]/);
+  });
+
+  it('is left out for a service stored before hosts were checked, whose zone id cmd.exe would expand', () => {
+    const legacy = renderReverseCommands({ ...input, service: { host: 'fe80::1%eth0', port: 5432 } });
+    expect(legacy.plink).toBeUndefined();
+    expect(legacy.ssh).toContain('fe80::1%eth0');
+  });
+
+  it.each(['::1', 'fd00:1:2::5'])(
+    'double-quotes the bracketed IPv6 service %s (cmd.exe, PowerShell and sh all read it)',
+    async (host) => {
+      const over = { service: { host, port: 5432 } };
+      const rendered = renderReverseCommands({ ...input, ...over });
+      expect(rendered.plink).toContain(` -R "${serviceTagOf(over.service)}:20001:[${host}]:5432" `);
+      expect(await plinkArgs(rendered, expectedPlink(over))).toEqual(expectedPlink(over));
+    },
+  );
 });

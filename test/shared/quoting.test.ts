@@ -4,6 +4,7 @@ import {
   authorizedKeysOptionValue,
   cronArg,
   cronHomePath,
+  plinkArg,
   shellArg,
   shellHomePath,
   systemdArg,
@@ -125,6 +126,49 @@ describe('shellArg', () => {
       expect(outcome.syntaxOk, outcome.command).toBe(true);
       expect(outcome.argv, outcome.command).toEqual(['p', ...(lists[i] ?? []), `${CUSTOMER_HOME}/.ssh/k`]);
     }
+  });
+});
+
+describe('plinkArg', () => {
+  it.each([
+    ['-hostkey', '-hostkey'],
+    [
+      'SHA256:0VZnr7bGSIKn9CCYIanZmpp1mq64rw49Muv6qhmDXr0+/',
+      'SHA256:0VZnr7bGSIKn9CCYIanZmpp1mq64rw49Muv6qhmDXr0+/',
+    ],
+    ['.ssh/tunnelkeeper_tun_abc.ppk', '.ssh/tunnelkeeper_tun_abc.ppk'],
+    ['tun_abc@tunnels.example.com', 'tun_abc@tunnels.example.com'],
+    ['20001:[::1]:5432', '"20001:[::1]:5432"'],
+    ['@splat', '"@splat"'],
+  ])('writes %s as %s', (input, quoted) => {
+    expect(plinkArg(input)).toBe(quoted);
+  });
+
+  // cmd.exe expands %VAR% even in quotes, PowerShell $var and `, sh $ and \; a comma is an array
+  // to PowerShell, a space two words everywhere.
+  it.each([
+    '%USERPROFILE%',
+    '$env:HOME',
+    'a`b',
+    'a"b',
+    'a\\b',
+    'a,b',
+    'a b',
+    "it's",
+    '!x',
+    'a&b',
+    'a|b',
+    '',
+    'a\nb',
+  ])('refuses %j, which cmd.exe, PowerShell or sh would change', (input) => {
+    expect(() => plinkArg(input)).toThrow(RangeError);
+  });
+
+  it('passes what it accepts through sh unchanged, next to files its globs would match', async () => {
+    const args = ['20001:[::1]:5432', '20001:[fd00:1:2::5]:1', 'x[a]', 'tun_a@h.example.', '@a', '-R'];
+    const [outcome] = await shellOutcomes([`p ${args.map(plinkArg).join(' ')}`], ['p'], globTraps(args));
+    expect(outcome?.syntaxOk).toBe(true);
+    expect(outcome?.argv).toEqual(['p', ...args]);
   });
 });
 
