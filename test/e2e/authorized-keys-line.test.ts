@@ -176,19 +176,17 @@ describe('authorizedKeysLine on OpenSSH and Dropbear bastions', () => {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', '', '-f', join(keyDir, 'id')]);
     privateKey = await readFile(join(keyDir, 'id'), 'utf8');
     publicKey = (await readFile(join(keyDir, 'id.pub'), 'utf8')).trim();
-    service = await startEchoServer();
-    cleanups.add(() => service.close());
-    elsewhere = await startEchoServer();
-    cleanups.add(() => elsewhere.close());
+    service = await cleanups.started(startEchoServer(), (e) => e.close());
+    elsewhere = await cleanups.started(startEchoServer(), (e) => e.close());
     // As Debian's sshd_config has it: a subsystem the key must not reach.
     const sftpServer = 'Subsystem sftp internal-sftp';
+    const dispose = (b: CustomerBastion) => b.dispose();
     const started = await Promise.all([
-      Bastion.start({ config: [sftpServer] }),
-      Bastion.start({ config: [sftpServer, 'AllowTcpForwarding local'] }),
-      DropbearBastion.start(),
-      DropbearBastion.start({ flags: ['-k'] }),
+      cleanups.started(Bastion.start({ config: [sftpServer] }), dispose),
+      cleanups.started(Bastion.start({ config: [sftpServer, 'AllowTcpForwarding local'] }), dispose),
+      cleanups.started(DropbearBastion.start(), dispose),
+      cleanups.started(DropbearBastion.start({ flags: ['-k'] }), dispose),
     ]);
-    for (const b of started) cleanups.add(() => b.dispose());
     const [openssh, opensshLocal, dropbear, dropbearNoRemote] = started;
     if (!openssh || !opensshLocal || !dropbear || !dropbearNoRemote) throw new Error('bastions not started');
     bastions = [
@@ -289,24 +287,22 @@ describe('authorizedKeysLine on OpenSSH and Dropbear bastions', () => {
 
   it('the line of before (restrict,port-forwarding): Dropbear refuses the key, OpenSSH ran commands with it', async () => {
     const before = `restrict,port-forwarding,permitopen="127.0.0.1:${service.port}" ${publicKey}`;
-    const openssh = await Bastion.start();
-    const dropbear = await DropbearBastion.start();
-    try {
-      await Promise.all([openssh.setAuthorizedKeys([before]), dropbear.setAuthorizedKeys([before])]);
-      const refused = await login(dropbear, privateKey).then(
-        (s) => {
-          s.client.end();
-          return 'logged in';
-        },
-        (err: Error) => err.message,
-      );
-      expect(refused).toMatch(/authentication methods failed/);
-      expect(dropbear.output()).toContain('Bad public key options');
+    const [openssh, dropbear] = await Promise.all([
+      cleanups.started(Bastion.start(), (b) => b.dispose()),
+      cleanups.started(DropbearBastion.start(), (b) => b.dispose()),
+    ]);
+    await Promise.all([openssh.setAuthorizedKeys([before]), dropbear.setAuthorizedKeys([before])]);
+    const refused = await login(dropbear, privateKey).then(
+      (s) => {
+        s.client.end();
+        return 'logged in';
+      },
+      (err: Error) => err.message,
+    );
+    expect(refused).toMatch(/authentication methods failed/);
+    expect(dropbear.output()).toContain('Bad public key options');
 
-      const ran = await sshExec(openssh, join(keyDir, 'id'), 'id -un');
-      expect(ran).toEqual({ code: 0, stdout: `${openssh.user}\n` });
-    } finally {
-      await Promise.all([openssh.dispose(), dropbear.dispose()]);
-    }
+    const ran = await sshExec(openssh, join(keyDir, 'id'), 'id -un');
+    expect(ran).toEqual({ code: 0, stdout: `${openssh.user}\n` });
   });
 });

@@ -10,6 +10,13 @@ export class Cleanups {
     this.steps.push(step);
   }
 
+  /** Registers `dispose` for what `starting` resolves to as soon as it does (fixtures started at once). */
+  async started<T>(starting: Promise<T>, dispose: (fixture: T) => Promise<unknown>): Promise<T> {
+    const fixture = await starting;
+    this.add(() => dispose(fixture));
+    return fixture;
+  }
+
   async runAll(): Promise<void> {
     const results = await Promise.allSettled(
       this.steps

@@ -32,22 +32,22 @@ describe.concurrent('standard tunnels reconnect at once after a fix', () => {
   beforeAll(async () => {
     requireTools('ssh-keygen', 'useradd', 'userdel', 'pkill');
     [stack, bastion, echo] = await Promise.all([
-      startTestStack({
-        portRange: '14200-14399',
-        heartbeatIntervalMs: 1_000,
-        env: {
-          RECONNECT_INITIAL_MS: String(RECONNECT_INITIAL_MS),
-          RECONNECT_MAX_MS: '30000',
-          POOL_POLL_INTERVAL_MS: '500',
-          BASTION_READY_TIMEOUT_MS: '5000',
-        },
-      }),
-      Bastion.start(),
-      startEchoServer(),
+      cleanups.started(
+        startTestStack({
+          portRange: '14200-14399',
+          heartbeatIntervalMs: 1_000,
+          env: {
+            RECONNECT_INITIAL_MS: String(RECONNECT_INITIAL_MS),
+            RECONNECT_MAX_MS: '30000',
+            POOL_POLL_INTERVAL_MS: '500',
+            BASTION_READY_TIMEOUT_MS: '5000',
+          },
+        }),
+        (s) => s.stop(),
+      ),
+      cleanups.started(Bastion.start(), (b) => b.dispose()),
+      cleanups.started(startEchoServer(), (e) => e.close()),
     ]);
-    cleanups.add(() => stack.stop());
-    cleanups.add(() => bastion.dispose());
-    cleanups.add(() => echo.close());
   });
 
   afterAll(() => cleanups.runAll());

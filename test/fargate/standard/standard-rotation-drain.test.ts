@@ -102,18 +102,18 @@ describe.concurrent('standard key rotation drains the old session', () => {
     requireTools('psql', 'ssh-keygen', 'useradd', 'userdel', 'pkill', 'pgrep');
     requirePostgres();
     [stack, bastion, postgres] = await Promise.all([
-      startTestStack({
-        portRange: '14000-14199',
-        // The pool tries a rotation's new key every max(1 s, heartbeat).
-        heartbeatIntervalMs: 1_000,
-        env: { RECONNECT_INITIAL_MS: '100', RECONNECT_MAX_MS: '1000', POOL_POLL_INTERVAL_MS: '500' },
-      }),
-      Bastion.start(),
-      startPostgres(),
+      cleanups.started(
+        startTestStack({
+          portRange: '14000-14199',
+          // The pool tries a rotation's new key every max(1 s, heartbeat).
+          heartbeatIntervalMs: 1_000,
+          env: { RECONNECT_INITIAL_MS: '100', RECONNECT_MAX_MS: '1000', POOL_POLL_INTERVAL_MS: '500' },
+        }),
+        (s) => s.stop(),
+      ),
+      cleanups.started(Bastion.start(), (b) => b.dispose()),
+      cleanups.started(startPostgres(), (p) => p.stop()),
     ]);
-    cleanups.add(() => stack.stop());
-    cleanups.add(() => bastion.dispose());
-    cleanups.add(() => postgres.stop());
   });
 
   afterAll(() => cleanups.runAll());
