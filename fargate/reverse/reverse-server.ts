@@ -86,7 +86,7 @@ const SERVER_IDENTIFICATION = serverIdentificationLine(SERVER_SOFTWARE);
  * The key exchange offer: the post-quantum hybrids (registered with ssh2 by pq-kex/) right after
  * the first entry, which stays the one no guessing client lists first (ssh-algorithms.ts says why).
  */
-function withPostQuantum(kex: readonly string[]): string[] {
+export function withPostQuantum(kex: readonly string[]): string[] {
   const [guessProof, ...rest] = kex;
   return [...(guessProof ? [guessProof] : []), ...POST_QUANTUM_KEX, ...rest];
 }
