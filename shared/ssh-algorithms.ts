@@ -21,9 +21,10 @@
  * and ours match. ssh2 1.17 discards a guessed packet even then (kex.js compares the client's
  * first method with a list it has just overwritten), and the client waits forever for the answer.
  * So the first entry here must never be a guessing client's first choice: Dropbear guesses, and
- * lists first `sntrup761x25519-sha512` (2025.87 on), `curve25519-sha256` (2018.76 on),
- * `curve25519-sha256@libssh.org` (2013.62 on) or `ecdh-sha2-nistp521` (before):
- * test/shared/ssh-algorithms.test.ts holds that list. OpenSSH and PuTTY never guess.
+ * lists first `sntrup761x25519-sha512` (builds with post-quantum key exchange),
+ * `curve25519-sha256` (2018.76 on), `curve25519-sha256@libssh.org` (2013.62 on) or
+ * `ecdh-sha2-nistp521` (before): test/shared/ssh-algorithms.test.ts holds that list. OpenSSH and
+ * PuTTY never guess.
  */
 export const KEX_ALGORITHMS: readonly string[] = [
   'diffie-hellman-group16-sha512',

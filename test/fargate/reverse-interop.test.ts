@@ -99,6 +99,14 @@ const CELLS = (Object.keys(CLIENTS) as ClientName[]).flatMap((client) =>
 /** Generous: a cell takes a few seconds, but CI machines are shared and slow to start processes. */
 const CELL_TIMEOUT_MS = 120_000;
 
+/** One customer key per type, shared by the four clients' tunnels (each has its own tunnel and user). */
+const keys = new Map<string, ReturnType<typeof sshKeygen>>();
+function keyOf(kind: KeyKind) {
+  const key = keys.get(kind.label) ?? sshKeygen(kind.type, kind.bits);
+  keys.set(kind.label, key);
+  return key;
+}
+
 const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
 
 /** The Dropbear block of the clients page, as customers copy it. */
@@ -161,7 +169,7 @@ describe('customer clients × key types through a reverse tunnel to PostgreSQL',
     { timeout: CELL_TIMEOUT_MS },
     async ({ client, key }, { expect }) => {
       const spec = CLIENTS[client];
-      const pair = await sshKeygen(key.type, key.bits);
+      const pair = await keyOf(key);
       const tunnel = await createReverseWhenAvailable(
         stack,
         { host: '127.0.0.1', port: postgres.port },

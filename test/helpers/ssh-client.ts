@@ -120,15 +120,20 @@ export function holdReverseForward(options: {
         resolve({ negotiated, close: () => client.end() });
       });
     });
-    client.connect({
-      host: '127.0.0.1',
-      port: options.port,
-      localAddress: options.localAddress,
-      username: options.username,
-      privateKey: options.privateKey,
-      hostVerifier: (key: Buffer) => key.equals(options.hostKey),
-      algorithms: options.algorithms,
-      readyTimeout: options.timeoutMs,
-    });
+    try {
+      client.connect({
+        host: '127.0.0.1',
+        port: options.port,
+        localAddress: options.localAddress,
+        username: options.username,
+        privateKey: options.privateKey,
+        hostVerifier: (key: Buffer) => key.equals(options.hostKey),
+        algorithms: options.algorithms,
+        readyTimeout: options.timeoutMs,
+      });
+    } catch (err) {
+      // ssh2 throws at once for an algorithm it does not know.
+      fail(err instanceof Error ? err.message : String(err));
+    }
   });
 }
