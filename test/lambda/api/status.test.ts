@@ -173,8 +173,9 @@ describe('tunnel status through the API', () => {
     const page = TunnelListSchema.parse(await res.json());
     expect(page.items).toHaveLength(100);
     expect(new Set(page.items.map((t) => t.status.state))).toEqual(new Set(['up']));
-    // The API key lookup, the page, STATE and STATUS of 100 tunnels (200 keys), one heartbeat.
+    // The API key lookup, the page, STATE, STATUS and SIGNALS of 100 tunnels (300 keys), one heartbeat.
     expect(counted.commands().sort()).toEqual([
+      'BatchGetCommand',
       'BatchGetCommand',
       'BatchGetCommand',
       'BatchGetCommand',
