@@ -174,8 +174,9 @@ describe('tunnel status through the API', () => {
     expect(page.items).toHaveLength(100);
     expect(new Set(page.items.map((t) => t.status.state))).toEqual(new Set(['up']));
     // The API key lookup, its first-use mark (`lastUsedAt`, written at most every few minutes), the
-    // page, STATE and STATUS of 100 tunnels (200 keys), one heartbeat.
+    // page, STATE, STATUS and SIGNALS of 100 tunnels (300 keys), one heartbeat.
     expect(counted.commands().sort()).toEqual([
+      'BatchGetCommand',
       'BatchGetCommand',
       'BatchGetCommand',
       'BatchGetCommand',
@@ -188,6 +189,7 @@ describe('tunnel status through the API', () => {
     const before = counted.commands().length;
     await app.request('/v1/tunnels?limit=100', { headers: { Authorization: `Bearer ${own.apiKey}` } });
     expect(counted.commands().slice(before).sort()).toEqual([
+      'BatchGetCommand',
       'BatchGetCommand',
       'BatchGetCommand',
       'BatchGetCommand',
