@@ -116,7 +116,7 @@ describe('synth with bundling', () => {
     // Only what the build stage reads: no node_modules, no assembly inside the assembly, no tests.
     const outside = files.filter(
       (f) =>
-        !/^(\.dockerignore|package(-lock)?\.json|patches\/|tsconfig\.json|shared\/|fargate\/|cdk\/lib\/bundles\.ts|cdk\/bin\/bundle\.ts)/.test(
+        !/^(\.dockerignore|package(-lock)?\.json|patches\/|local\/native-helper-build\.mjs|tsconfig\.json|shared\/|fargate\/|cdk\/lib\/bundles\.ts|cdk\/bin\/bundle\.ts)/.test(
           f,
         ),
     );

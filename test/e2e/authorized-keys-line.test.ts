@@ -8,6 +8,7 @@
  * still works. The line of before (`restrict,port-forwarding`) is kept as data: Dropbear refuses
  * the login, and OpenSSH ran commands with it.
  */
+
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -300,7 +301,6 @@ describe('authorizedKeysLine on OpenSSH and Dropbear bastions', () => {
       (err: Error) => err.message,
     );
     expect(refused).toMatch(/authentication methods failed/);
-    expect(dropbear.output()).toContain('Bad public key options');
 
     const ran = await sshExec(openssh, join(keyDir, 'id'), 'id -un');
     expect(ran).toEqual({ code: 0, stdout: `${openssh.user}\n` });

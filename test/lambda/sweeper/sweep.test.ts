@@ -512,7 +512,7 @@ describe('sweep on DynamoDB Local', () => {
     }
     expect(perMinute[1]).toEqual({ sweeper: 1, heartbeats: 4, itemsRead: 4 });
     expect(perMinute[1_000]).toEqual({ sweeper: 1, heartbeats: 4, itemsRead: 2_002 });
-  });
+  }, 120_000);
 
   describe('startSweeperLoop', () => {
     it('sweeps every interval and sends an alert once however many sweeps see the incident', async () => {
