@@ -300,16 +300,7 @@ export const TunnelListSchema = z
   })
   .openapi('TunnelList');
 
-export const ListQuerySchema = z.object({
-  state: TunnelStateNameSchema.optional(),
-  limit: z.coerce
-    .number({ error: 'must be a number' })
-    .int('must be a whole number')
-    .min(1, 'must be between 1 and 100')
-    .max(100, 'must be between 1 and 100')
-    .default(50),
-  cursor: z.string().max(2048, 'is too long').optional(),
-});
+export const ListQuerySchema = PageQuerySchema.extend({ state: TunnelStateNameSchema.optional() });
 
 /** Why a tunnel went down when it was not a failure: `restart`, a gateway's clean shutdown (deploy, restart). */
 export const DownCauseSchema = z.enum(['restart']);
