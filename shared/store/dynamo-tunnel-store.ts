@@ -30,6 +30,7 @@ import { batchGetItems } from './batch-get';
 import { cancelledBy, isConditionalFailure } from './dynamo-errors';
 import { DynamoStatusStore } from './dynamo-status-store';
 import { DynamoWorkspaces, type FoundApiKey } from './dynamo-workspaces';
+import { decodeCursor, encodeCursor } from './page-cursor';
 import { listWorkerHeartbeats } from './query';
 import { readEach, salvage, tunnelIdOf, UnreadableItemError, unreadableReason } from './read-items';
 import type { StatusSources } from './status-store';
@@ -175,7 +176,7 @@ export class DynamoTunnelStore implements TunnelStore {
 
   async listTunnels(workspaceId: string, page: { limit: number; cursor?: string }): Promise<TunnelPage> {
     const partition = `WS#${workspaceId}`;
-    const startKey = page.cursor === undefined ? undefined : decodeCursor(page.cursor, partition);
+    const startKey = page.cursor === undefined ? undefined : decodeListingCursor(page.cursor, partition);
     const out = await this.db.send(
       new QueryCommand({
         TableName: this.tableName,
@@ -395,17 +396,8 @@ export function shardOf(id: string): number {
   return createHash('sha256').update(id).digest().readUInt16BE(0) % SHARD_COUNT;
 }
 
-function encodeCursor(key: z.infer<typeof CursorSchema>): string {
-  return Buffer.from(JSON.stringify(key)).toString('base64url');
-}
-
-function decodeCursor(cursor: string, partition: string): z.infer<typeof CursorSchema> {
-  let key: z.infer<typeof CursorSchema>;
-  try {
-    key = CursorSchema.parse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
-  } catch (err) {
-    throw ValidationError.field('cursor', 'is not a cursor returned by this listing', { cause: err });
-  }
+function decodeListingCursor(cursor: string, partition: string): z.infer<typeof CursorSchema> {
+  const key = decodeCursor(cursor, CursorSchema);
   // A cursor names a position in one workspace's listing; never let it point into another's.
   if (key.gsi1pk !== partition)
     throw ValidationError.field('cursor', 'is not a cursor returned by this listing');

@@ -14,9 +14,10 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import type { ApiKeyRecord } from '../api-keys';
-import { ConflictError, NotFoundError, QuotaExceededError, ValidationError } from '../errors';
+import { ConflictError, NotFoundError, QuotaExceededError } from '../errors';
 import { newApiKeyId } from '../ids';
 import { cancelledBy, isConditionalFailure } from './dynamo-errors';
+import { decodeCursor, encodeCursor } from './page-cursor';
 import { GSI2, keys, WORKSPACES_PARTITION } from './table';
 import type { Workspace } from './tunnel-store';
 
@@ -141,7 +142,7 @@ export class DynamoWorkspaces {
         KeyConditionExpression: 'gsi2pk = :p',
         ExpressionAttributeValues: { ':p': WORKSPACES_PARTITION },
         Limit: page.limit,
-        ExclusiveStartKey: page.cursor === undefined ? undefined : decodeCursor(page.cursor),
+        ExclusiveStartKey: page.cursor === undefined ? undefined : decodeCursor(page.cursor, CursorSchema),
       }),
     );
     const items = (out.Items ?? []).map((item) => WorkspaceItemSchema.parse(item));
@@ -389,16 +390,4 @@ function workspaceItem(workspace: Workspace): Record<string, unknown> {
     gsi2pk: WORKSPACES_PARTITION,
     gsi2sk: workspaceSortKey(workspace),
   };
-}
-
-function encodeCursor(key: z.infer<typeof CursorSchema>): string {
-  return Buffer.from(JSON.stringify(key)).toString('base64url');
-}
-
-function decodeCursor(cursor: string): z.infer<typeof CursorSchema> {
-  try {
-    return CursorSchema.parse(JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')));
-  } catch (err) {
-    throw ValidationError.field('cursor', 'is not a cursor returned by this listing', { cause: err });
-  }
 }
