@@ -1,6 +1,7 @@
 /** Memory of processes as Linux accounts it, read from /proc. */
 import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
+import { setPriority } from 'node:os';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -136,6 +137,34 @@ export async function descendantsNamed(name: string): Promise<number[]> {
     }
   }
   return found;
+}
+
+/**
+ * Sets the niceness of every thread of each of `pids` (Linux schedules threads: a process's
+ * niceness is only its main thread's, and threads started earlier keep their own). Processes gone
+ * meanwhile are skipped.
+ */
+export async function reniceThreads(pids: number[], niceness: number): Promise<void> {
+  for (const pid of pids) {
+    let tids: string[];
+    try {
+      tids = await readdir(`/proc/${pid}/task`);
+    } catch {
+      continue; // exited
+    }
+    for (const tid of tids) {
+      try {
+        setPriority(Number(tid), niceness);
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  }
+}
+
+/** Pins every thread of each of `pids` to the CPUs in `cpuList` ("0", "1-3"; util-linux's taskset). */
+export async function pinThreads(pids: number[], cpuList: string): Promise<void> {
+  for (const pid of pids) await run('taskset', ['--all-tasks', '--pid', '--cpu-list', cpuList, String(pid)]);
 }
 
 /** SIGKILLs each of `pids` that still runs `name` (a pid may have been reused since it was read). */

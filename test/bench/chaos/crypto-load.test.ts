@@ -25,6 +25,7 @@ describe('crypto-load chaos scenario', () => {
       passphraseCreates: PASSPHRASE_CREATES,
       rsaCreates: RSA_CREATES,
       compareInline: false,
+      isolateFromLoad: false,
       dynamoEndpoint: inject('dynamoEndpoint'),
       log: () => {},
     });

@@ -3,6 +3,7 @@
  * the same answers and the same 422s as shared/keys.ts inline, with the key derivation off the
  * event loop, and only the heavy calls sent to the thread.
  */
+import { readdir, readFile } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEnv } from '../../../shared/config';
@@ -22,6 +23,20 @@ import { measureLoopBusy } from '../../helpers/loop-busy';
 
 const { utils } = ssh2;
 const PASSPHRASE = 'open sesame, 64 times';
+
+const SCHED_IDLE = 5;
+
+/** Each thread of this process with its nice value and scheduling policy, from /proc. */
+async function schedulingOfThreads(): Promise<{ tid: number; nice: number; policy: number }[]> {
+  const threads = [];
+  for (const tid of await readdir('/proc/self/task')) {
+    const stat = await readFile(`/proc/self/task/${tid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after the command name start at stat(5)'s third: nice is its 19th, policy its 41st.
+    threads.push({ tid: Number(tid), nice: Number(fields[16]), policy: Number(fields[38]) });
+  }
+  return threads;
+}
 
 async function failureOf(promise: Promise<unknown>): Promise<ValidationError> {
   const err = await promise.then(
@@ -70,6 +85,13 @@ describe('the key crypto pool', () => {
     expect(completed()).toBe(before + 1);
     expect(value.publicKey).toBe(key64.publicKey.split(' ').slice(0, 2).join(' '));
     expect(value).toMatchObject({ type: 'ssh-ed25519', fingerprint: expect.stringMatching(/^SHA256:/) });
+  });
+
+  it('runs its thread at the lowest priority: nice 19 and SCHED_IDLE, the event loop keeps the default', async () => {
+    const threads = await schedulingOfThreads();
+    const lowered = threads.filter((t) => t.nice === 19 && t.policy === SCHED_IDLE);
+    expect(lowered.length, JSON.stringify(threads)).toBe(1);
+    expect(threads.find((t) => t.tid === process.pid)).toMatchObject({ nice: 0, policy: 0 });
   });
 
   it('inline, the same kind of derivation holds the loop: what the measure above would show', async () => {
