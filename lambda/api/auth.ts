@@ -55,6 +55,11 @@ export class ApiKeyCache {
     this.marked.set(hash, now);
     return true;
   }
+
+  /** The mark's write failed: the key's next request tries again rather than a resolution later. */
+  markFailed(hash: string): void {
+    this.marked.delete(hash);
+  }
 }
 
 function bearerToken(header: string | undefined): string | undefined {
@@ -114,10 +119,12 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<AuthEn
     const wait = perWorkspace.take(key.workspaceId);
     if (wait > 0) throw rateLimited(wait, 'requests');
     if (hash !== undefined && cache.shouldMarkUsed(hash, now())) {
-      // Off the request's path: a lost mark only makes `lastUsedAt` older.
-      store
-        .markApiKeyUsed(key.workspaceId, key.keyId, new Date(now()).toISOString())
-        .catch((err) => logger.warn('API key use not recorded', { keyId: key.keyId, err }));
+      // Off the request's path: a failed mark is retried with the key's next request.
+      const { keyId } = key;
+      store.markApiKeyUsed(key.workspaceId, keyId, new Date(now()).toISOString()).catch((err) => {
+        cache.markFailed(hash);
+        logger.warn('API key use not recorded', { keyId, err });
+      });
     }
     c.set('workspaceId', key.workspaceId);
     c.set('apiKeyId', key.keyId);

@@ -6,7 +6,9 @@ import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newApiKey, newWorkspaceId, sha256Hex } from '../../../shared/ids';
 import { keys } from '../../../shared/store/table';
+import { ApiKeyCache } from '../../../lambda/api/auth';
 import { createTestApi } from '../../helpers/api';
+import { waitFor } from '../../helpers/wait-for';
 
 type TestApi = Awaited<ReturnType<typeof createTestApi>>;
 
@@ -20,7 +22,15 @@ describe('/v1/api-keys', () => {
 
   it('lists the first key as current, by prefix, never the key or its hash', async () => {
     const ws = await api.newWorkspace();
-    const res = await api.call('GET', '/v1/api-keys', ws.apiKey);
+    // The use is recorded off the request's path: the listing shows it once the write has landed.
+    const res = await waitFor(
+      async () => {
+        const listed = await api.call('GET', '/v1/api-keys', ws.apiKey);
+        return listed.json.items?.[0]?.lastUsedAt ? listed : undefined;
+      },
+      10_000,
+      { what: 'lastUsedAt of the first key' },
+    );
     expect(res.status).toBe(200);
     expect(res.json.items).toEqual([
       {
@@ -191,5 +201,16 @@ describe('/v1/admin: workspaces and a lost key', () => {
     expect(res.status).toBe(404);
     const ws = await api.newWorkspace();
     expect((await api.call('POST', `/v1/admin/workspaces/${ws.id}/api-keys`, ws.apiKey)).status).toBe(401);
+  });
+});
+
+describe('ApiKeyCache marks of use', () => {
+  it('marks a key at most once a resolution, and again at once after a failed write', () => {
+    const cache = new ApiKeyCache();
+    expect(cache.shouldMarkUsed('h', 1_000)).toBe(true);
+    expect(cache.shouldMarkUsed('h', 2_000)).toBe(false);
+    cache.markFailed('h');
+    expect(cache.shouldMarkUsed('h', 3_000)).toBe(true);
+    expect(cache.shouldMarkUsed('h', 4_000)).toBe(false);
   });
 });
