@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import LongRunningFirst from './test/sequencer';
 
 export default defineConfig({
   test: {
@@ -8,5 +9,6 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Two cores: end-to-end files start real processes, so keep parallelism modest.
     maxWorkers: 2,
+    sequence: { sequencer: LongRunningFirst },
   },
 });
