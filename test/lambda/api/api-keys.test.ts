@@ -4,9 +4,9 @@
  */
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiKeyCache } from '../../../lambda/api/auth';
 import { newApiKey, newWorkspaceId, sha256Hex } from '../../../shared/ids';
 import { keys } from '../../../shared/store/table';
-import { ApiKeyCache } from '../../../lambda/api/auth';
 import { createTestApi } from '../../helpers/api';
 import { waitFor } from '../../helpers/wait-for';
 
