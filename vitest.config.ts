@@ -1,5 +1,5 @@
 import { defineConfig } from 'vitest/config';
-import LongRunningFirst from './test/sequencer';
+import LongRunningFirst from './test/sequencer.ts';
 
 export default defineConfig({
   test: {

@@ -3,7 +3,7 @@
  * PATH, so it runs `npm start` and these tests), the gateway image, the Lambda runtime and the bundles'
  * target; and ssh2's native crypto helper built for, and loading in, that runtime.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { NODE_TARGET } from '../cdk/lib/bundles';
@@ -44,7 +44,34 @@ describe('the Node runtime', () => {
     const pkg = JSON.parse(await readFile(`${REPO_ROOT}package.json`, 'utf8'));
     expect(pkg.engines).toBeUndefined();
   });
+
+  it("installs nothing through the root's npm that Debian's Node 20 would be warned about", async () => {
+    // What the root lockfile installs is checked by npm on the Node that runs it: a package that
+    // wants 22 goes to runtime-deps/ (installed by the postinstall with the pinned Node).
+    const lock = JSON.parse(await readFile(`${REPO_ROOT}package-lock.json`, 'utf8'));
+    const wanting = Object.entries<{ engines?: { node?: string } }>(lock.packages)
+      .filter(([, entry]) => entry.engines?.node && !admitsNode20(entry.engines.node))
+      .map(([path, entry]) => `${path} (${entry.engines?.node})`);
+    expect(wanting).toEqual([]);
+    const runtimeDeps = JSON.parse(await readFile(`${REPO_ROOT}runtime-deps/package.json`, 'utf8'));
+    for (const name of Object.keys(runtimeDeps.dependencies)) {
+      // Linked in by the postinstall, where imports find the root's own packages.
+      expect(await realpath(`${REPO_ROOT}node_modules/${name}`)).toBe(
+        `${await realpath(`${REPO_ROOT}runtime-deps`)}/node_modules/${name}`,
+      );
+    }
+  });
 });
+
+/** Whether a `>=x.y.z` (or `^20`/`>=18` style) range admits Debian's Node 20 (20.19 and later). */
+function admitsNode20(range: string): boolean {
+  return range.split('||').some((part) => {
+    const floor = /^\s*>=\s*v?(\d+)(?:\.(\d+))?/.exec(part);
+    if (floor) return Number(floor[1]) < 20 || (Number(floor[1]) === 20 && Number(floor[2] ?? 0) <= 19);
+    const caret = /^\s*\^?(\d+)/.exec(part);
+    return caret ? Number(caret[1]) === 20 : true;
+  });
+}
 
 describe('runtimeMismatch (npm start checks the Node it runs on)', () => {
   const packageJson = `${REPO_ROOT}package.json`;

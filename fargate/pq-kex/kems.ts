@@ -3,8 +3,8 @@
  * (`@oqs/liboqs-js`): sntrup761 (the implementation liboqs carries, as OpenSSH carries its own) and
  * ML-KEM-768 (FIPS 203). Node's OpenSSL 3.0 has neither (ML-KEM arrives with OpenSSL 3.5). Each
  * module is one self-contained file with the WebAssembly inside, so the gateway bundle carries it
- * (patches/@oqs+liboqs-js+*.patch makes its import one a bundler can follow, and exports the two
- * algorithms' entry points). A KEM instance is used synchronously from the event loop only, as
+ * (runtime-deps/patches/@oqs+liboqs-js+*.patch makes its import one a bundler can follow, and
+ * exports the two algorithms' entry points; runtime-deps/ because it wants Node 22 to install). A KEM instance is used synchronously from the event loop only, as
  * liboqs-js requires (not thread-safe).
  */
 // The two algorithms' own entry points (exported by the patch), not the index: that one imports

@@ -105,6 +105,10 @@ describe('synth with bundling', () => {
         'package.json',
         'package-lock.json',
         'patches/ssh2+1.17.0.patch',
+        'local/install-runtime-deps.mjs',
+        'runtime-deps/package.json',
+        'runtime-deps/package-lock.json',
+        'runtime-deps/patches/@oqs+liboqs-js+0.15.1.patch',
         'tsconfig.json',
         'fargate/Dockerfile',
         'fargate/main.ts',
@@ -116,7 +120,7 @@ describe('synth with bundling', () => {
     // Only what the build stage reads: no node_modules, no assembly inside the assembly, no tests.
     const outside = files.filter(
       (f) =>
-        !/^(\.dockerignore|package(-lock)?\.json|patches\/|local\/native-helper-build\.mjs|tsconfig\.json|shared\/|fargate\/|cdk\/lib\/bundles\.ts|cdk\/bin\/bundle\.ts)/.test(
+        !/^(\.dockerignore|package(-lock)?\.json|patches\/|runtime-deps\/(package(-lock)?\.json|patches\/)|local\/(install-runtime-deps|native-helper-build)\.mjs|tsconfig\.json|shared\/|fargate\/|cdk\/lib\/bundles\.ts|cdk\/bin\/bundle\.ts)/.test(
           f,
         ),
     );
