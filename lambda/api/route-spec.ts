@@ -36,7 +36,7 @@ export function addRoute<E extends Env>(
   ...handlers: [...MiddlewareHandler<E>[], Handler<E>]
 ): void {
   app.openAPIRegistry.registerPath(createRoute(spec));
-  app.on(spec.method.toUpperCase(), spec.path.replaceAll(/\{(\w+)\}/g, ':$1'), ...handlers);
+  app.on([spec.method.toUpperCase()], [spec.path.replaceAll(/\{(\w+)\}/g, ':$1')], ...handlers);
 }
 
 export const json = <T>(schema: T, description: string) => ({
