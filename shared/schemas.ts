@@ -173,7 +173,7 @@ export const WorkspaceSchema = z
   .openapi('Workspace');
 
 export const WorkspaceListSchema = z
-  .object({ items: z.array(WorkspaceSchema), cursor: z.string().optional() })
+  .object({ items: z.array(WorkspaceSchema), nextCursor: z.string().optional() })
   .openapi('WorkspaceList');
 
 export const PageQuerySchema = z.object({

@@ -15,9 +15,9 @@ import type { TunnelStore } from '../../shared/store/tunnel-store';
 import type { GatewayInfo } from '../../shared/tunnel-view';
 import { ApiKeyCache, adminAuth, apiKeyAuth } from './auth';
 import { createErrorHandler, errorResponse } from './errors';
-import { describeRoutes } from './openapi';
+import { addOpenApiDocument, addServiceRoutes } from './openapi';
 import { RateLimiter, type RateLimitSettings } from './rate-limit';
-import { type ReadinessCheck, readinessRoute } from './readiness';
+import type { ReadinessCheck } from './readiness';
 import { adminRoutes } from './routes/admin';
 import { apiKeyRoutes } from './routes/api-keys';
 import { tunnelRoutes } from './routes/tunnels';
@@ -105,8 +105,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     }),
   );
 
-  app.get('/healthz', (c) => c.json({ ok: true }));
-  app.get('/readyz', readinessRoute(deps.readiness, nowMs));
+  addServiceRoutes(app, deps.readiness, nowMs);
   const keyCache = new ApiKeyCache();
   const auth = apiKeyAuth({
     store: deps.store,
@@ -153,10 +152,6 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     }),
   );
 
-  describeRoutes(app.openAPIRegistry);
-  app.doc31('/openapi.json', {
-    openapi: '3.1.0',
-    info: { title: 'Tunnelkeeper API', version: '1.0.0', description: 'SSH tunnels to private databases.' },
-  });
+  addOpenApiDocument(app);
   return app;
 }

@@ -12,6 +12,7 @@ import type { KeyCrypto } from '../../shared/key-crypto';
 import { generateKeyPair } from '../../shared/keys';
 import { createLogger } from '../../shared/logger';
 import { FileSecretStore } from '../../shared/secrets/file-secret-store';
+import { withDocumentedStatuses } from './documented-statuses';
 import { createTestTable } from './dynamo';
 
 export const PORT_RANGE = { from: 20000, to: 29999 };
@@ -72,7 +73,7 @@ export async function createTestApi(options: TestApiOptions = {}) {
       ...options.limits,
       ...over.limits,
     };
-    return createApp(deps);
+    return withDocumentedStatuses(createApp(deps));
   };
   const app = appWith();
 

@@ -1,13 +1,21 @@
 /** Tunnel routes: every one scoped to the caller's workspace by its API key. */
 import { createHash } from 'node:crypto';
-import { Hono, type MiddlewareHandler } from 'hono';
+import { OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from '../../../shared/logger';
 import type { Tunnel } from '../../../shared/schemas';
 import {
   CreateTunnelSchema,
+  EventListSchema,
   ListQuerySchema,
   PatchTunnelSchema,
+  ReconnectAcceptedSchema,
   RotateKeySchema,
+  StatusSchema,
+  TestResultSchema,
+  TunnelIdParamSchema,
+  TunnelListSchema,
+  TunnelSchema,
 } from '../../../shared/schemas';
 import type { StatusSettings } from '../../../shared/status';
 import { tunnelStatusView } from '../../../shared/status-warnings';
@@ -16,6 +24,7 @@ import type { TunnelRecord } from '../../../shared/tunnel';
 import { type GatewayInfo, toTunnel } from '../../../shared/tunnel-view';
 import type { AuthEnv } from '../auth';
 import { parseWith, readJson } from '../body';
+import { API_KEY_SECURITY, AUTHENTICATED, addRoute, errors, json, jsonBody } from '../route-spec';
 import { reconnectTunnel } from '../tunnel-reconnect';
 import type { TunnelResult, TunnelService } from '../tunnel-service';
 import { type TunnelTestDeps, testTunnel } from '../tunnel-test';
@@ -37,9 +46,12 @@ export interface TunnelRouteDeps {
 const MAX_PAGES_PER_LIST = 10;
 const EVENTS_LIMIT = 100;
 
-export function tunnelRoutes(deps: TunnelRouteDeps): Hono<AuthEnv> {
+const tunnelRoute = { tags: ['Tunnels'] as ['Tunnels'], security: API_KEY_SECURITY };
+const params = { params: TunnelIdParamSchema };
+
+export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
   const { service, store, gateway, statusSettings: settings } = deps;
-  const app = new Hono<AuthEnv>();
+  const app = new OpenAPIHono<AuthEnv>();
   app.use(deps.auth);
 
   // Status on read: the same machine as the sweeper's over the same items, so dashboards see the
@@ -75,87 +87,274 @@ export function tunnelRoutes(deps: TunnelRouteDeps): Hono<AuthEnv> {
     return privateKey === undefined ? tunnel : { ...tunnel, privateKey };
   };
 
-  app.post('/', async (c) => {
-    const body = await readJson(c, CreateTunnelSchema);
-    return c.json(await renderResult(await service.create(c.get('workspaceId'), body)), 201);
-  });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'post',
+      path: '/',
+      operationId: 'createTunnel',
+      summary: 'Create a tunnel',
+      description:
+        'A standard tunnel (through your SSH bastion) or a reverse tunnel (your host connects out to us). ' +
+        'A generated private key is returned here once and never stored in a readable form.',
+      request: jsonBody(CreateTunnelSchema),
+      responses: {
+        201: json(TunnelSchema, 'Created'),
+        ...errors([400, 409, 422, ...AUTHENTICATED], {
+          409: '`quota_exceeded`: the workspace has the most tunnels it may hold (`details` name the limit)',
+        }),
+      },
+    },
+    async (c) => {
+      const body = await readJson(c, CreateTunnelSchema);
+      return c.json(await renderResult(await service.create(c.get('workspaceId'), body)), 201);
+    },
+  );
 
-  app.get('/', async (c) => {
-    const query = parseWith(ListQuerySchema, c.req.query());
-    const items: Tunnel[] = [];
-    const unreadable: { id: string; message: string }[] = [];
-    let cursor = query.cursor;
-    for (let page = 0; page < MAX_PAGES_PER_LIST && items.length < query.limit; page++) {
-      const result = await store.listTunnels(c.get('workspaceId'), {
-        limit: query.limit - items.length,
-        cursor,
-      });
-      // One item that does not read back never costs the page: it is named apart and logged.
-      for (const item of result.unreadable) {
-        deps.logger.error('stored item unreadable', { tunnelId: item.id, ...item });
-        unreadable.push({ id: item.id, message: `stored configuration cannot be read (${item.reason})` });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'get',
+      path: '/',
+      operationId: 'listTunnels',
+      summary: 'List tunnels',
+      description:
+        'Newest first, a page at a time: pass `nextCursor` back as `cursor` for the next page. ' +
+        'A stored tunnel that cannot be read is named under `unreadable` instead of failing the page.',
+      request: { query: ListQuerySchema },
+      responses: { 200: json(TunnelListSchema, 'A page of tunnels'), ...errors([422, ...AUTHENTICATED]) },
+    },
+    async (c) => {
+      const query = parseWith(ListQuerySchema, c.req.query());
+      const items: Tunnel[] = [];
+      const unreadable: { id: string; message: string }[] = [];
+      let cursor = query.cursor;
+      for (let page = 0; page < MAX_PAGES_PER_LIST && items.length < query.limit; page++) {
+        const result = await store.listTunnels(c.get('workspaceId'), {
+          limit: query.limit - items.length,
+          cursor,
+        });
+        // One item that does not read back never costs the page: it is named apart and logged.
+        for (const item of result.unreadable) {
+          deps.logger.error('stored item unreadable', { tunnelId: item.id, ...item });
+          unreadable.push({ id: item.id, message: `stored configuration cannot be read (${item.reason})` });
+        }
+        const tunnels = await render(result.items);
+        items.push(...(query.state ? tunnels.filter((t) => t.status.state === query.state) : tunnels));
+        cursor = result.cursor;
+        if (!cursor) break;
       }
-      const tunnels = await render(result.items);
-      items.push(...(query.state ? tunnels.filter((t) => t.status.state === query.state) : tunnels));
-      cursor = result.cursor;
-      if (!cursor) break;
-    }
-    return c.json({
-      items,
-      ...(cursor ? { nextCursor: cursor } : {}),
-      ...(unreadable.length > 0 ? { unreadable } : {}),
-    });
-  });
+      return c.json({
+        items,
+        ...(cursor ? { nextCursor: cursor } : {}),
+        ...(unreadable.length > 0 ? { unreadable } : {}),
+      });
+    },
+  );
 
-  app.get('/:id', async (c) => {
-    return c.json(await renderResult({ record: await service.get(c.get('workspaceId'), c.req.param('id')) }));
-  });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'get',
+      path: '/{id}',
+      operationId: 'getTunnel',
+      summary: 'Get a tunnel',
+      description: 'Its configuration, its status (computed on read), and what to run or install.',
+      request: params,
+      responses: {
+        200: json(TunnelSchema, 'The tunnel'),
+        ...errors([404, ...AUTHENTICATED], {
+          500: '`internal_error`: a fault of ours (also: the tunnel is stored in a form that cannot be read; `details.id` names it, DELETE still removes it)',
+        }),
+      },
+    },
+    async (c) => c.json(await renderResult({ record: await service.get(c.get('workspaceId'), tunnelId(c)) })),
+  );
 
-  app.patch('/:id', async (c) => {
-    const body = await readJson(c, PatchTunnelSchema);
-    return c.json(
-      await renderResult({ record: await service.patch(c.get('workspaceId'), c.req.param('id'), body) }),
-    );
-  });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'patch',
+      path: '/{id}',
+      operationId: 'updateTunnel',
+      summary: 'Change a tunnel',
+      description:
+        'Only the fields sent change. A reverse tunnel whose service changes needs the new command run.',
+      request: { ...params, ...jsonBody(PatchTunnelSchema) },
+      responses: {
+        200: json(TunnelSchema, 'The changed tunnel'),
+        ...errors([400, 404, 409, 422, ...AUTHENTICATED], {
+          409: '`conflict`: the tunnel changed meanwhile too often to apply this; retry',
+        }),
+      },
+    },
+    async (c) => {
+      const body = await readJson(c, PatchTunnelSchema);
+      return c.json(
+        await renderResult({ record: await service.patch(c.get('workspaceId'), tunnelId(c), body) }),
+      );
+    },
+  );
 
-  app.delete('/:id', async (c) => {
-    await service.delete(c.get('workspaceId'), c.req.param('id'));
-    return c.body(null, 204);
-  });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'delete',
+      path: '/{id}',
+      operationId: 'deleteTunnel',
+      summary: 'Delete a tunnel',
+      request: params,
+      responses: {
+        204: { description: 'Deleted; its connection closes and its port is freed' },
+        ...errors([404, ...AUTHENTICATED]),
+      },
+    },
+    async (c) => {
+      await service.delete(c.get('workspaceId'), tunnelId(c));
+      return c.body(null, 204);
+    },
+  );
 
-  app.post('/:id/rotate-key', async (c) => {
-    const body = await readJson(c, RotateKeySchema, { optional: true });
-    return c.json(await renderResult(await service.rotateKey(c.get('workspaceId'), c.req.param('id'), body)));
-  });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'post',
+      path: '/{id}/rotate-key',
+      operationId: 'rotateTunnelKey',
+      summary: "Rotate a tunnel's key",
+      description:
+        'Standard: a new key pair; install the new authorizedKeysLine, the old key keeps working for open connections. ' +
+        'Reverse: a new key (generated, or the publicKey sent); the customer installs it.',
+      request: { ...params, ...jsonBody(RotateKeySchema, false) },
+      responses: {
+        200: json(TunnelSchema, 'The tunnel with its new publicKey'),
+        ...errors([400, 404, 409, 422, ...AUTHENTICATED], {
+          409: '`conflict`: the tunnel changed meanwhile too often to apply this; retry',
+        }),
+      },
+    },
+    async (c) => {
+      const body = await readJson(c, RotateKeySchema, { optional: true });
+      return c.json(await renderResult(await service.rotateKey(c.get('workspaceId'), tunnelId(c), body)));
+    },
+  );
 
-  app.get('/:id/status', async (c) => {
-    const [tunnel] = await render([await service.get(c.get('workspaceId'), c.req.param('id'))]);
-    if (!tunnel) throw new Error('render lost a tunnel');
-    const body = JSON.stringify(tunnel.status);
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
-    c.header('ETag', etag);
-    c.header('Cache-Control', 'no-cache');
-    if (matchesEtag(c.req.header('If-None-Match'), etag)) return c.body(null, 304);
-    return c.body(body, 200, { 'Content-Type': 'application/json' });
-  });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'get',
+      path: '/{id}/status',
+      operationId: 'getTunnelStatus',
+      summary: "Get a tunnel's status",
+      description:
+        'Poll this with `If-None-Match` set to the last `ETag`: an unchanged status answers 304 with no body.',
+      request: {
+        ...params,
+        headers: z.object({
+          'if-none-match': z.string().optional().openapi({ description: 'The ETag of the status last seen' }),
+        }),
+      },
+      responses: {
+        200: {
+          ...json(StatusSchema, 'The current status'),
+          headers: {
+            ETag: { schema: { type: 'string' }, description: 'The status version, for If-None-Match' },
+          },
+        },
+        304: { description: 'Unchanged since the ETag given in If-None-Match' },
+        ...errors([404, ...AUTHENTICATED]),
+      },
+    },
+    async (c) => {
+      const [tunnel] = await render([await service.get(c.get('workspaceId'), tunnelId(c))]);
+      if (!tunnel) throw new Error('render lost a tunnel');
+      const body = JSON.stringify(tunnel.status);
+      const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+      c.header('ETag', etag);
+      c.header('Cache-Control', 'no-cache');
+      if (matchesEtag(c.req.header('If-None-Match'), etag)) return c.body(null, 304);
+      return c.body(body, 200, { 'Content-Type': 'application/json' });
+    },
+  );
 
-  app.post('/:id/test', async (c) => {
-    const record = await service.get(c.get('workspaceId'), c.req.param('id'));
-    return c.json(await testTunnel(record, deps.test));
-  });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'post',
+      path: '/{id}/test',
+      operationId: 'testTunnel',
+      summary: 'Test a tunnel end to end',
+      description:
+        'Each step timed, through to the service; the first failing one with its error code and a hint.',
+      request: params,
+      responses: {
+        200: json(TestResultSchema, 'The steps (the test ran, whether or not it passed)'),
+        ...errors([404, ...AUTHENTICATED]),
+      },
+    },
+    async (c) => {
+      const record = await service.get(c.get('workspaceId'), tunnelId(c));
+      return c.json(await testTunnel(record, deps.test));
+    },
+  );
 
-  app.post('/:id/reconnect', async (c) => {
-    const record = await service.get(c.get('workspaceId'), c.req.param('id'));
-    return c.json(await reconnectTunnel(record, deps.test), 202);
-  });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'post',
+      path: '/{id}/reconnect',
+      operationId: 'reconnectTunnel',
+      summary: 'Reconnect a standard tunnel now',
+      description: 'Drops the retry backoff after you fixed the cause, instead of waiting it out.',
+      request: params,
+      responses: {
+        202: json(
+          ReconnectAcceptedSchema,
+          'The backoff is dropped and the tunnel connects now (or is up, or already connecting)',
+        ),
+        ...errors([404, 409, ...AUTHENTICATED], {
+          409: '`conflict`: a reverse tunnel (the customer side reconnects it) or a disabled one',
+        }),
+      },
+    },
+    async (c) => {
+      const record = await service.get(c.get('workspaceId'), tunnelId(c));
+      return c.json(await reconnectTunnel(record, deps.test), 202);
+    },
+  );
 
-  app.get('/:id/events', async (c) => {
-    const record = await service.get(c.get('workspaceId'), c.req.param('id'));
-    return c.json({ items: await store.listEvents(record.id, EVENTS_LIMIT) });
-  });
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'get',
+      path: '/{id}/events',
+      operationId: 'listTunnelEvents',
+      summary: "List a tunnel's status history",
+      description: `Transitions, newest first (the latest ${EVENTS_LIMIT}).`,
+      request: params,
+      responses: { 200: json(EventListSchema, 'Status history'), ...errors([404, ...AUTHENTICATED]) },
+    },
+    async (c) => {
+      const record = await service.get(c.get('workspaceId'), tunnelId(c));
+      return c.json({ items: await store.listEvents(record.id, EVENTS_LIMIT) });
+    },
+  );
 
   return app;
 }
+
+/** The `{id}` of the route (always there: the router matched it). */
+const tunnelId = (c: Context) => c.req.param('id') ?? '';
 
 /** RFC 9110 If-None-Match: `*`, or a list of (possibly weak) tags compared weakly. */
 function matchesEtag(header: string | undefined, etag: string): boolean {

@@ -167,7 +167,7 @@ describe('/v1/admin: workspaces and a lost key', () => {
       expect(res.status).toBe(200);
       expect(res.json.items.length).toBeLessThanOrEqual(2);
       seen.push(...res.json.items.map((w: { id: string }) => w.id));
-      cursor = res.json.cursor;
+      cursor = res.json.nextCursor;
     } while (cursor);
     expect(seen.filter((id) => made.includes(id))).toEqual(made);
     expect((await api.call('GET', '/v1/admin/workspaces', undefined)).status).toBe(401);

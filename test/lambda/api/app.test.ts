@@ -44,26 +44,10 @@ describe('HTTP API on DynamoDB Local', () => {
   });
   afterAll(() => api.close());
 
-  it('answers /healthz and describes every contract route in /openapi.json', async () => {
+  it('answers /healthz and describes the tunnel in /openapi.json (openapi.test.ts walks every route)', async () => {
     expect((await api.call('GET', '/healthz', undefined)).json).toEqual({ ok: true });
     const doc = (await api.call('GET', '/openapi.json', undefined)).json;
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths).sort()).toEqual([
-      '/healthz',
-      '/readyz',
-      '/v1/admin/workspaces',
-      '/v1/admin/workspaces/{id}/api-keys',
-      '/v1/api-keys',
-      '/v1/api-keys/{id}',
-      '/v1/tunnels',
-      '/v1/tunnels/{id}',
-      '/v1/tunnels/{id}/events',
-      '/v1/tunnels/{id}/reconnect',
-      '/v1/tunnels/{id}/rotate-key',
-      '/v1/tunnels/{id}/status',
-      '/v1/tunnels/{id}/test',
-    ]);
-    expect(Object.keys(doc.paths['/v1/tunnels/{id}']).sort()).toEqual(['delete', 'get', 'patch']);
     expect(doc.components.schemas.Tunnel.properties).toHaveProperty('publicKeyFingerprint');
   });
 
