@@ -20,6 +20,7 @@ import { RateLimiter, type RateLimitSettings } from './rate-limit';
 import { type ReadinessCheck, readinessRoute } from './readiness';
 import { adminRoutes } from './routes/admin';
 import { apiKeyRoutes } from './routes/api-keys';
+import { docsRoutes } from './routes/docs';
 import { tunnelRoutes } from './routes/tunnels';
 import { TunnelService } from './tunnel-service';
 
@@ -153,6 +154,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     }),
   );
 
+  app.route('/docs', docsRoutes());
   describeRoutes(app.openAPIRegistry);
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
