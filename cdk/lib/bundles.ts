@@ -171,6 +171,6 @@ export async function buildBundle(name: BundleName, outdir: string): Promise<Bui
         return { name: relative(outdir, path), bytes: (await stat(path)).size };
       }),
   );
-  files.sort((a, b) => a.name.localeCompare(b.name));
+  files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { name, outdir, file, bytes: (await stat(file)).size, files };
 }

@@ -3,15 +3,15 @@
  * `/openapi.json` by Swagger UI, whose files this API serves itself (`/docs/assets/<file>`): the
  * page fetches nothing from any other host, and its Content-Security-Policy says so.
  *
- * Why Swagger UI (`swagger-ui-dist`): maintained by SmartBear with releases every few weeks, renders
- * OpenAPI 3.1, and ships as two prebuilt static files (1.7 MiB of JS, 0.2 MiB of CSS; 0.5 MiB
- * gzipped) with no runtime dependency, no engines field (so it installs at the root, not in
- * runtime-deps/), no fonts and no telemetry in the page; the one outside call it would make (the
- * validator badge, validator.swagger.io) is switched off below. Its package depends on
- * `@scarf/scarf`, an install-time analytics script, which package.json's `allowScripts` denies.
- * The others weighed: Redoc 3 declares Node >= 22 and now depends on an OpenTelemetry package;
- * Scalar declares Node >= 22, pulls in ~30 packages and loads fonts from its CDN by default;
- * Stoplight Elements releases seldom and also ships Scarf.
+ * Why Swagger UI (`swagger-ui-dist`): maintained by SmartBear with a release every few weeks,
+ * renders OpenAPI 3.1, and ships as prebuilt static files (1.7 MB of JS and 0.2 MB of CSS, 0.5 MB
+ * gzipped) that need nothing else at run time, with no engines field (so it installs at the root,
+ * not in runtime-deps/); the page loads no fonts and sends no telemetry, and the one outside call it would
+ * make (the validator badge, validator.swagger.io) is switched off below. The package depends on
+ * `@scarf/scarf`, an install-time analytics script: package.json's `allowScripts` denies it.
+ * Weighed against it: Redoc 3 declares Node >= 22 and depends on an OpenTelemetry package; Scalar
+ * declares Node >= 22, has ~30 dependencies and loads its fonts from fonts.scalar.com by default;
+ * Stoplight Elements brings React Router, react-query and lodash, and Scarf as well.
  */
 import { OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
@@ -29,7 +29,7 @@ const CSS = 'text/css; charset=utf-8';
  * URLs are relative to the page (`/docs`), so the page also works where the API sits under a path.
  */
 const INIT_SCRIPT = `'use strict';
-window.ui = SwaggerUIBundle({
+SwaggerUIBundle({
   url: 'openapi.json',
   dom_id: '#docs',
   deepLinking: true,

@@ -49,6 +49,8 @@ describe('HTTP API on DynamoDB Local', () => {
     const doc = (await api.call('GET', '/openapi.json', undefined)).json;
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths).sort()).toEqual([
+      '/docs',
+      '/docs/assets/{file}',
       '/healthz',
       '/readyz',
       '/v1/admin/workspaces',
