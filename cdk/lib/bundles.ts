@@ -4,8 +4,8 @@
  * `bench/bundle-sizes.ts` run them through esbuild's API, and the tests build the very same
  * bundles to invoke them. Nothing here imports aws-cdk-lib, so the Docker build stage can use it.
  */
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { copyFile, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildOptions } from 'esbuild';
 
@@ -49,6 +49,26 @@ export const LAMBDA_ENTRIES: Record<LambdaBundleName, string> = {
   api: 'lambda/api/handler.ts',
   sweeper: 'lambda/sweeper/handler.ts',
 };
+
+/**
+ * Package files the API reads at run time (the renderer of `GET /docs`, lambda/api/routes/docs.ts
+ * `DOCS_PACKAGE_FILES`), too large to inline (1.9 MiB against the bundle's 1 MiB target) and only
+ * read when the page is asked for. Each is copied to `node_modules/<file>` beside the bundle, where
+ * Node's resolution finds it from the bundle as it finds it from the source in the repository.
+ */
+export const API_BUNDLE_PACKAGE_FILES = [
+  'swagger-ui-dist/swagger-ui-bundle.js',
+  'swagger-ui-dist/swagger-ui.css',
+];
+
+/** The files copied beside a Lambda bundle: from the repository root, to the bundle's directory. */
+export function lambdaBundleCopies(name: LambdaBundleName): { from: string; to: string }[] {
+  if (name !== 'api') return [];
+  return API_BUNDLE_PACKAGE_FILES.map((file) => ({
+    from: join('node_modules', file),
+    to: join('node_modules', file),
+  }));
+}
 
 /** NodejsFunction writes ESM bundles as `index.mjs`; the handler is `index.handler`. */
 export const LAMBDA_BUNDLE_FILE = 'index.mjs';
@@ -120,7 +140,10 @@ export interface BuiltBundle {
   file: string;
   /** Size of the JavaScript file. */
   bytes: number;
-  /** Every file in `outdir` with its size (the gateway's native helper included). */
+  /**
+   * Every file under `outdir` (its path there) with its size: the gateway's native helper, the
+   * API's docs renderer.
+   */
   files: { name: string; bytes: number }[];
 }
 
@@ -131,12 +154,23 @@ export async function buildBundle(name: BundleName, outdir: string): Promise<Bui
   await mkdir(outdir, { recursive: true });
   const options = name === 'gateway' ? gatewayBuildOptions(outdir) : lambdaBuildOptions(name, outdir);
   await build(options);
+  // What NodejsFunction's afterBundling hook does for the stack (lambda-function.ts).
+  if (name !== 'gateway') {
+    for (const { from, to } of lambdaBundleCopies(name)) {
+      await mkdir(dirname(join(outdir, to)), { recursive: true });
+      await copyFile(join(REPO_ROOT, from), join(outdir, to));
+    }
+  }
   const file = join(outdir, name === 'gateway' ? GATEWAY_BUNDLE_FILE : LAMBDA_BUNDLE_FILE);
+  const entries = await readdir(outdir, { recursive: true, withFileTypes: true });
   const files = await Promise.all(
-    (await readdir(outdir)).map(async (entry) => ({
-      name: entry,
-      bytes: (await stat(join(outdir, entry))).size,
-    })),
+    entries
+      .filter((entry) => entry.isFile())
+      .map(async (entry) => {
+        const path = join(entry.parentPath, entry.name);
+        return { name: relative(outdir, path), bytes: (await stat(path)).size };
+      }),
   );
+  files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { name, outdir, file, bytes: (await stat(file)).size, files };
 }

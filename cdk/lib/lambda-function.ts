@@ -3,7 +3,7 @@
  * local esbuild (never Docker), arm64, Node 22, the options in `bundles.ts`, and a log group of its
  * own with a retention.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type { ISecurityGroup, IVpc, SubnetSelection } from 'aws-cdk-lib/aws-ec2';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
@@ -15,6 +15,7 @@ import {
   LAMBDA_ENTRIES,
   LAMBDA_EXTERNALS,
   type LambdaBundleName,
+  lambdaBundleCopies,
   MAIN_FIELDS,
   NODE_TARGET,
   REPO_ROOT,
@@ -66,10 +67,24 @@ export function tunnelkeeperFunction(scope: Construct, id: string, props: Tunnel
       banner: ESM_SHIM_BANNER,
       mainFields: MAIN_FIELDS,
       forceDockerBundling: false,
+      commandHooks: {
+        beforeBundling: () => [],
+        beforeInstall: () => [],
+        // Run by bash in the repository (local bundling); buildBundle copies the same files.
+        afterBundling: (inputDir, outputDir) =>
+          lambdaBundleCopies(props.bundle).map(
+            ({ from, to }) =>
+              `mkdir -p ${shellQuote(dirname(join(outputDir, to)))} && ` +
+              `cp ${shellQuote(join(inputDir, from))} ${shellQuote(join(outputDir, to))}`,
+          ),
+      },
     },
   });
   return { fn, logGroup };
 }
+
+/** One POSIX shell word. */
+const shellQuote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
 
 /** HTTP API integrations time out at 30 s; the function gives up just before. */
 export const API_TIMEOUT = Duration.seconds(29);

@@ -20,6 +20,7 @@ import { RateLimiter, type RateLimitSettings } from './rate-limit';
 import type { ReadinessCheck } from './readiness';
 import { adminRoutes } from './routes/admin';
 import { apiKeyRoutes } from './routes/api-keys';
+import { docsRoutes } from './routes/docs';
 import { tunnelRoutes } from './routes/tunnels';
 import { TunnelService } from './tunnel-service';
 
@@ -152,6 +153,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     }),
   );
 
+  app.route('/docs', docsRoutes());
   addOpenApiDocument(app);
   return app;
 }
