@@ -80,6 +80,9 @@ export function addOpenApiDocument(app: OpenAPIHono): void {
   );
 }
 
+/** OpenAPI 3.1's SPDX `identifier` (the generator's types still know only 3.0's `url`). */
+const LICENSE = { name: 'Proprietary', identifier: 'LicenseRef-Tunnelkeeper-Proprietary' };
+
 function document(app: OpenAPIHono, c: Context) {
   return app.getOpenAPI31Document({
     openapi: '3.1.0',
@@ -89,7 +92,7 @@ function document(app: OpenAPIHono, c: Context) {
       description:
         'SSH tunnels from a data platform to private databases: standard tunnels through your bastion, ' +
         'reverse tunnels your host opens to us. Every error answers `{"error": {"code", "message", "details"?}}`.',
-      license: { name: 'Proprietary' },
+      license: LICENSE,
     },
     // Where this copy was fetched from: the same document serves npm start and every deployment.
     servers: [{ url: new URL(c.req.url).origin, description: 'This API' }],
