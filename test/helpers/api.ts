@@ -103,7 +103,7 @@ export async function createTestApi(options: TestApiOptions = {}) {
       headers: res.headers,
       text,
       // biome-ignore lint/suspicious/noExplicitAny: tests probe response fields of many shapes
-      json: text ? (JSON.parse(text) as any) : undefined,
+      json: text && res.headers.get('Content-Type')?.includes('json') ? (JSON.parse(text) as any) : undefined,
     };
   };
 

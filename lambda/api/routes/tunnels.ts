@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
+import { ConflictError } from '../../../shared/errors';
 import type { Logger } from '../../../shared/logger';
 import type { Tunnel } from '../../../shared/schemas';
 import {
@@ -337,6 +338,72 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
     {
       ...tunnelRoute,
       method: 'get',
+      path: '/{id}/commands/{kind}',
+      operationId: 'getTunnelCommand',
+      summary: "Get one of a reverse tunnel's commands as a file",
+      description:
+        'The command (or the systemd unit, or the crontab line) as plain text ending in a newline, so ' +
+        '`curl -o <file>` writes a working file. The systemd unit names its file in Content-Disposition.',
+      request: { params: TunnelIdParamSchema.extend({ kind: CommandKindSchema }) },
+      responses: {
+        200: { content: { 'text/plain': { schema: z.string() } }, description: 'The text' },
+        ...errors([404, 409, 422, ...AUTHENTICATED], {
+          409: '`conflict`: a standard tunnel has no commands (its bastion needs the authorized-keys line)',
+          422: '`validation_failed`: `kind` is not one of ssh, autossh, systemd, crontab, plink',
+        }),
+      },
+    },
+    async (c) => {
+      const { kind } = parseWith(z.object({ kind: CommandKindSchema }), { kind: c.req.param('kind') });
+      const [tunnel] = await render([await service.get(c.get('workspaceId'), tunnelId(c))]);
+      const command = tunnel?.reverse?.commands[kind];
+      if (!tunnel?.reverse || command === undefined) {
+        throw new ConflictError(
+          `tunnel ${tunnelId(c)} is a standard tunnel: it has no commands; install its authorized-keys-line on the bastion`,
+        );
+      }
+      if (kind === 'systemd') {
+        c.header('Content-Disposition', `attachment; filename="tunnelkeeper-${tunnel.id}.service"`);
+      }
+      return textFile(c, command);
+    },
+  );
+
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'get',
+      path: '/{id}/authorized-keys-line',
+      operationId: 'getTunnelAuthorizedKeysLine',
+      summary: "Get a standard tunnel's authorized_keys line as a file",
+      description:
+        "The line for the bastion user's `~/.ssh/authorized_keys`, as plain text ending in a newline: " +
+        '`curl ... >> ~/.ssh/authorized_keys` appends a working line.',
+      request: params,
+      responses: {
+        200: { content: { 'text/plain': { schema: z.string() } }, description: 'The line' },
+        ...errors([404, 409, ...AUTHENTICATED], {
+          409: '`conflict`: a reverse tunnel has no authorized-keys line (its customer runs one of its commands)',
+        }),
+      },
+    },
+    async (c) => {
+      const [tunnel] = await render([await service.get(c.get('workspaceId'), tunnelId(c))]);
+      if (!tunnel?.authorizedKeysLine) {
+        throw new ConflictError(
+          `tunnel ${tunnelId(c)} is a reverse tunnel: it has no authorized-keys line; run one of its commands instead`,
+        );
+      }
+      return textFile(c, tunnel.authorizedKeysLine);
+    },
+  );
+
+  addRoute(
+    app,
+    {
+      ...tunnelRoute,
+      method: 'get',
       path: '/{id}/events',
       operationId: 'listTunnelEvents',
       summary: "List a tunnel's status history",
@@ -351,6 +418,19 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
   );
 
   return app;
+}
+
+/** The reverse tunnel commands served as files, as the tunnel names them. */
+const CommandKindSchema = z
+  .enum(['ssh', 'autossh', 'systemd', 'crontab', 'plink'], {
+    error: 'must be one of ssh, autossh, systemd, crontab, plink',
+  })
+  .openapi({ param: { name: 'kind', in: 'path' } });
+
+/** Text as a file: UTF-8, ending in exactly one newline (a crontab or unit file needs it). */
+function textFile(c: Context, text: string): Response {
+  c.header('Cache-Control', 'no-store');
+  return c.body(`${text.replace(/\n*$/, '')}\n`, 200, { 'Content-Type': 'text/plain; charset=utf-8' });
 }
 
 /** The `{id}` of the route (always there: the router matched it). */
