@@ -11,6 +11,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 export const LONG_RUNNING_FILES = [
   'test/e2e/restarts.test.ts', // 260
   'test/e2e/storage-outage.test.ts', // 150
+  'test/fargate/standard/standard-rotation-drain.test.ts', // 75 (a 60 s query)
   'test/e2e/alerts-restart.test.ts', // 45
   'test/lambda/api/fuzz.test.ts', // 43
   'test/shared/keys.test.ts', // 42

@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../local/free-port';
 import { generateKeyPair } from '../../shared/keys';
@@ -13,6 +15,8 @@ import {
   WorkspaceCreatedSchema,
 } from '../../shared/schemas';
 import { killGroup, type StartedStack, startStack } from '../helpers/local-stack';
+
+const run = promisify(execFile);
 
 const portOpen = (port: number) =>
   new Promise<boolean>((resolve) => {
@@ -170,6 +174,25 @@ describe('npm start: the local stack over HTTP', () => {
     expect((await http('POST', '/v1/admin/workspaces', adminToken, { name: 'after restart' })).status).toBe(
       201,
     );
+
+    // The bootstrap key lost: the command npm start printed issues a new one for `default` (run as
+    // printed, by a shell); with it the lost one is revoked, and every tunnel is still there.
+    const hint = await stack.waitForLog(
+      (l) => typeof l.command === 'string' && /api-keys$/.test(l.command),
+      1000,
+    );
+    const issued = JSON.parse((await run('sh', ['-c', String(hint.command)])).stdout);
+    expect(issued).toMatchObject({ workspaceId: 'default', apiKey: expect.stringMatching(/^tk_/) });
+    const keys = (await http('GET', '/v1/api-keys', issued.apiKey)).json.items as {
+      id: string;
+      current: boolean;
+    }[];
+    const lost = keys.find((k) => !k.current);
+    if (!lost) throw new Error(`no other key to revoke in ${JSON.stringify(keys)}`);
+    expect((await http('DELETE', `/v1/api-keys/${lost.id}`, issued.apiKey)).status).toBe(204);
+    expect((await http('GET', '/v1/tunnels', apiKey)).status).toBe(401);
+    const kept = TunnelListSchema.parse((await http('GET', '/v1/tunnels', issued.apiKey)).json);
+    expect(kept.items.map((t) => t.id)).toEqual([state.standardId, state.reverseId]);
     // Ctrl-C in a terminal: SIGINT to the whole process group, java and its supervising shell included.
     const dynamo = await stack.waitForLog((l) => l.msg === 'dynamodb local started', 1000);
     const dynamoPort = Number(new URL(String(dynamo.endpoint)).port);
