@@ -74,7 +74,13 @@ const envSchema = z.object({
   WORKER_ADDRESS: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).default('.data'),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  BOOTSTRAP_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  // What an `Authorization: Bearer` token may hold (lambda/api/auth.ts): any other key could never authenticate.
+  BOOTSTRAP_API_KEY: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .max(512, 'must be at most 512 characters')
+    .regex(/^[A-Za-z0-9._~+/=-]+$/, 'may hold only letters, digits and . _ ~ + / = -')
+    .optional(),
   /** Written into every customer command and known_hosts line: a host those can carry. */
   PUBLIC_SSH_HOST: z
     .string()

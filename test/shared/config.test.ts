@@ -164,6 +164,12 @@ describe('parseEnv', () => {
       expect(message).not.toContain('hunter2');
     },
   );
+
+  it('rejects a BOOTSTRAP_API_KEY no Authorization header could carry, without echoing it', () => {
+    const message = configError({ BOOTSTRAP_API_KEY: 'tk_correct horse battery staple' });
+    expect(message).toContain('BOOTSTRAP_API_KEY: may hold only letters, digits and . _ ~ + / = -');
+    expect(message).not.toContain('horse');
+  });
 });
 
 describe('envVariables', () => {
