@@ -86,7 +86,8 @@ export function docsRoutes(): OpenAPIHono {
       tags: ['Service'],
       security: NO_SECURITY,
       responses: {
-        200: { content: { 'text/html': { schema: z.string() } }, description: 'The page' },
+        200: { content: { 'text/html': { schema: z.string() } }, description: 'The page, with an `ETag`' },
+        304: { description: 'Unchanged since the ETag given in If-None-Match' },
         ...errors([500]),
       },
     },

@@ -136,7 +136,7 @@ describe('the page and its files over HTTP', () => {
 
   it('describes both routes in /openapi.json, public, under the Service tag', () => {
     expect(doc.paths['/docs'].get).toMatchObject({ operationId: 'getDocs', tags: ['Service'], security: [] });
-    expect(Object.keys(doc.paths['/docs'].get.responses).sort()).toEqual(['200', '500']);
+    expect(Object.keys(doc.paths['/docs'].get.responses).sort()).toEqual(['200', '304', '500']);
     const asset = doc.paths['/docs/assets/{file}'].get;
     expect(asset).toMatchObject({ operationId: 'getDocsAsset', tags: ['Service'], security: [] });
     expect(Object.keys(asset.responses).sort()).toEqual(['200', '304', '404', '500']);
