@@ -2,6 +2,7 @@
  * Configuration from the environment, parsed once per runtime by the entry points. No other module
  * reads `process.env`: they receive the parts of `Config` they need.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ConfigError } from './errors';
 import { hostProblem } from './hosts';
@@ -37,6 +38,25 @@ const maxStartups = z
     }
     return { start, rate, full };
   });
+
+/** Comma-separated IP addresses (IPv4 or IPv6, no ranges); empty entries are ignored. */
+const ipList = z.string().transform((v, ctx) => {
+  const entries = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const bad = entries.filter((entry) => isIP(entry) === 0);
+  if (bad.length > 0) {
+    // The entries are our own configuration, not a secret: naming them says what to fix.
+    const names = bad.map((entry) => JSON.stringify(entry.slice(0, 64))).join(', ');
+    ctx.addIssue({
+      code: 'custom',
+      message: `not an IP address: ${names} (expected e.g. 203.0.113.10,2001:db8::1)`,
+    });
+    return z.NEVER;
+  }
+  return entries;
+});
 
 const envSchema = z.object({
   PORT: port.default(8787),
@@ -140,6 +160,12 @@ const envSchema = z.object({
    * rotation. At most 2^31-1 ms (~24.8 days, Node's longest timer).
    */
   ROTATION_DRAIN_MAX_MS: z.coerce.number().int().min(1).max(2_147_483_647).default(86_400_000),
+  /**
+   * The addresses standard tunnels reach customers' bastions from, which customers allowlist
+   * (`GET /v1/info`, `egressIps`). In AWS the stack sets the NAT gateways' Elastic IPs; locally,
+   * whatever this machine's outbound traffic leaves from, if it is fixed. Unset: none is promised.
+   */
+  EGRESS_IPS: ipList.default([]),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -166,6 +192,7 @@ export function envVariables(env: Env): Record<string, string> {
   for (const [name, value] of Object.entries(env)) {
     if (value === undefined) continue;
     if (typeof value !== 'object') variables[name] = String(value);
+    else if (Array.isArray(value)) variables[name] = value.join(',');
     else if ('from' in value) variables[name] = `${value.from}-${value.to}`;
     else variables[name] = `${value.start}:${value.rate}:${value.full}`;
   }

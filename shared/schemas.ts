@@ -373,3 +373,81 @@ export const ReconnectAcceptedSchema = z
   })
   .openapi('ReconnectAccepted');
 export type ReconnectAccepted = z.infer<typeof ReconnectAcceptedSchema>;
+
+/** A host key as customers check it (`GET /v1/info`). */
+export const HostKeySchema = z
+  .object({
+    type: z.string().openapi({ example: 'ssh-ed25519' }),
+    /** As `ssh-keygen -l` prints it, and as `ssh` shows it on first connection. */
+    fingerprint: z.string().openapi({ example: 'SHA256:mVPwvHNePGNhtHPSeS9DsNUrG1uaJrBAv3ZP9WUYyxg' }),
+    /** The line to append to `~/.ssh/known_hosts`, the same as each reverse tunnel's `reverse.knownHostsLine`. */
+    knownHostsLine: z
+      .string()
+      .openapi({ example: '[tunnels.example.com]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA...' }),
+  })
+  .openapi('HostKey');
+
+/** A token bucket: a steady rate, and the burst above it. */
+export const RequestRateSchema = z
+  .object({ requestsPerSecond: z.number(), burst: z.number().int() })
+  .openapi('RequestRate');
+
+/**
+ * `GET /v1/info`: what the service offers and promises, the same for every caller, before any
+ * tunnel exists: where reverse tunnels connect and which host key to expect there, the addresses
+ * standard tunnels connect from, the SSH algorithms the endpoint offers, and the limits a workspace meets.
+ */
+export const ServiceInfoSchema = z
+  .object({
+    sshEndpoint: z
+      .object({
+        host: z.string().openapi({ example: 'tunnels.example.com' }),
+        port: z.number().int().openapi({ example: 22 }),
+        hostKeys: z.array(HostKeySchema),
+      })
+      .openapi({
+        description: "The reverse-tunnel SSH endpoint customers' `ssh -R` connects to, and its host keys",
+      }),
+    egressIps: z.array(z.string()).openapi({
+      description:
+        "The addresses standard tunnels (and tunnel tests) connect to bastions from: allow these to the bastion's SSH port. Empty: this deployment promises no fixed address.",
+      example: ['203.0.113.10', '203.0.113.11'],
+    }),
+    algorithms: z
+      .object({
+        kex: z.array(z.string()),
+        cipher: z.array(z.string()),
+        mac: z.array(z.string()),
+        hostKey: z.array(z.string()),
+      })
+      .openapi({
+        description:
+          "What the SSH endpoint offers, in its order (the client's preference wins). `cipher` is the whole set: " +
+          'clients known to have AES-GCM (OpenSSH ≥ 6.2, PuTTY ≥ 0.76) are offered only the AES-GCM ciphers; ' +
+          'MACs are used with the CTR ciphers only.',
+      }),
+    limits: z
+      .object({
+        /** More is 409 `quota_exceeded`. */
+        tunnelsPerWorkspace: z.number().int(),
+        /** More is 409 `quota_exceeded`. */
+        apiKeysPerWorkspace: z.number().int(),
+        /** Logged-in ssh sessions of one reverse tunnel at once on a gateway; one more is refused at login. */
+        sessionsPerTunnel: z.number().int(),
+        /** Connections carried through one tunnel at once; more are refused. */
+        connectionsPerTunnel: z.number().int(),
+        /** A connection through a tunnel with no byte either way for this long is closed. */
+        idleConnectionTimeoutMs: z.number().int(),
+        /** From TCP connect to logged in on the SSH endpoint; a slower login is dropped. */
+        sshHandshakeTimeoutMs: z.number().int(),
+        /** Largest request body; more is 413 `payload_too_large`. */
+        requestBodyBytes: z.number().int(),
+        /** Requests with one workspace's keys, per API instance; more are 429 `rate_limited`. */
+        requestsPerWorkspace: RequestRateSchema,
+        /** Requests without valid credentials, per source address and API instance; more are 429. */
+        unauthenticatedRequestsPerSource: RequestRateSchema,
+      })
+      .openapi({ description: 'The quotas and limits a workspace meets, as this deployment enforces them' }),
+  })
+  .openapi('ServiceInfo');
+export type ServiceInfo = z.infer<typeof ServiceInfoSchema>;

@@ -37,6 +37,32 @@ export const KEX_ALGORITHMS: readonly string[] = [
   'diffie-hellman-group14-sha256',
 ];
 
+/**
+ * The post-quantum hybrid key exchanges, by method, each under the names it is negotiated as
+ * (preferred first): fargate/pq-kex/ implements them and registers these names with ssh2. Named
+ * here, apart from the KEMs, so that what the endpoint offers can be said (`GET /v1/info`) without
+ * loading them.
+ */
+export const POST_QUANTUM_KEX_NAMES = {
+  mlkem768x25519: ['mlkem768x25519-sha256'],
+  sntrup761x25519: ['sntrup761x25519-sha512', 'sntrup761x25519-sha512@openssh.com'],
+} as const satisfies Record<string, readonly string[]>;
+
+/** Every post-quantum name, in OpenSSH 10's order (ML-KEM first). */
+export const POST_QUANTUM_KEX_ALGORITHMS: readonly string[] = [
+  ...POST_QUANTUM_KEX_NAMES.mlkem768x25519,
+  ...POST_QUANTUM_KEX_NAMES.sntrup761x25519,
+];
+
+/**
+ * The key exchange offer: the post-quantum hybrids right after the first entry, which stays the one
+ * no guessing client lists first (see KEX_ALGORITHMS).
+ */
+export function withPostQuantum(kex: readonly string[]): string[] {
+  const [guessProof, ...rest] = kex;
+  return [...(guessProof ? [guessProof] : []), ...POST_QUANTUM_KEX_ALGORITHMS, ...rest];
+}
+
 /** Host key signature algorithms: the gateway's host key is ed25519 (shared/host-key.ts). */
 export const HOST_KEY_ALGORITHMS: readonly string[] = ['ssh-ed25519'];
 

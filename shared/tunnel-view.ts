@@ -14,6 +14,23 @@ export interface GatewayInfo {
   keepaliveIntervalSec: number;
 }
 
+/** A host key as customers check it: type, fingerprint as `ssh-keygen -l` prints it, known_hosts line. */
+export interface HostKeyView {
+  type: string;
+  fingerprint: string;
+  knownHostsLine: string;
+}
+
+/** The gateway's host key, as every reverse tunnel and `GET /v1/info` show it. */
+export function gatewayHostKey(gateway: GatewayInfo): HostKeyView {
+  const [type = '', base64 = ''] = gateway.hostPublicKey.trim().split(/\s+/);
+  return {
+    type,
+    fingerprint: fingerprintOf(Buffer.from(base64, 'base64')),
+    knownHostsLine: knownHostsLine(gateway.sshHost, gateway.sshPort, gateway.hostPublicKey),
+  };
+}
+
 export function toTunnel(record: TunnelRecord, view: StatusView, gateway: GatewayInfo): Tunnel {
   const tunnel: Tunnel = {
     id: record.id,
@@ -37,13 +54,13 @@ export function toTunnel(record: TunnelRecord, view: StatusView, gateway: Gatewa
     }
   }
   if (record.type === 'reverse') {
-    const [, hostKeyBase64 = ''] = gateway.hostPublicKey.trim().split(/\s+/);
+    const hostKey = gatewayHostKey(gateway);
     tunnel.reverse = {
       sshHost: gateway.sshHost,
       sshPort: gateway.sshPort,
       sshUser: record.id,
       remotePort: record.port,
-      knownHostsLine: knownHostsLine(gateway.sshHost, gateway.sshPort, gateway.hostPublicKey),
+      knownHostsLine: hostKey.knownHostsLine,
       commands: renderReverseCommands({
         tunnelId: record.id,
         sshHost: gateway.sshHost,
@@ -51,7 +68,7 @@ export function toTunnel(record: TunnelRecord, view: StatusView, gateway: Gatewa
         remotePort: record.port,
         service: record.service,
         keepaliveIntervalSec: gateway.keepaliveIntervalSec,
-        hostKeyFingerprint: fingerprintOf(Buffer.from(hostKeyBase64, 'base64')),
+        hostKeyFingerprint: hostKey.fingerprint,
       }),
     };
   }

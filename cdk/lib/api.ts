@@ -5,7 +5,7 @@
  * VPC addresses (tunnel tests), and anything it opens to the outside leaves through the egress IPs
  * customers allowlist.
  */
-import { CfnOutput, RemovalPolicy } from 'aws-cdk-lib';
+import { CfnOutput, Fn, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import { HttpApi, HttpStage, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
@@ -25,6 +25,8 @@ export interface ApiProps {
   runtimeEnv: Record<string, string>;
   publicSshHost: string;
   publicSshPort: number;
+  /** The addresses standard tunnels leave from (the NAT gateways' EIPs), for `GET /v1/info`. */
+  egressIps: string[];
   vpc: IVpc;
   securityGroup: ISecurityGroup;
 }
@@ -45,6 +47,7 @@ export class Api extends Construct {
         ...props.runtimeEnv,
         PUBLIC_SSH_HOST: props.publicSshHost,
         PUBLIC_SSH_PORT: String(props.publicSshPort),
+        EGRESS_IPS: Fn.join(',', props.egressIps),
       },
       // RSA-4096 key generation is CPU-bound: more memory is more CPU.
       memorySize: 1024,

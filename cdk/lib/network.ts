@@ -35,6 +35,8 @@ export class Network extends Construct {
   readonly vpc: Vpc;
   /** The NAT gateways' Elastic IPs: allocated here, or given by `egressEipAllocationIds`. */
   readonly egressIps: CfnEIP[];
+  /** Their public addresses (tokens for those allocated here; `egressIps` from context for given ones). */
+  readonly egressAddresses: string[];
   readonly nlbSecurityGroup: SecurityGroup;
   readonly gatewaySecurityGroup: SecurityGroup;
   readonly platformSecurityGroup: SecurityGroup;
@@ -56,6 +58,8 @@ export class Network extends Construct {
         });
     const allocationIds =
       settings.egressEipAllocationIds ?? this.egressIps.map((eip) => eip.attrAllocationId);
+    // An EIP's `Ref` is its address.
+    this.egressAddresses = settings.egressIps ?? this.egressIps.map((eip) => eip.ref);
 
     const flowLogs = new LogGroup(this, 'FlowLogs', {
       retention: RetentionDays.ONE_MONTH,

@@ -3,6 +3,7 @@
  * by the app with zod, so a typo fails the synth naming the key instead of deploying a surprise.
  * Constructs receive the parsed settings as props and never read context themselves.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseEnv } from '../../shared/config';
 import { hostProblem } from '../../shared/hosts';
@@ -59,6 +60,12 @@ export const SettingsSchema = z.object({
    * stack deletion).
    */
   egressEipAllocationIds: stringList.optional(),
+  /**
+   * The public addresses of `egressEipAllocationIds`, in the same order (`aws ec2 describe-addresses
+   * --allocation-ids ...`): the API tells customers these (`GET /v1/info`). Only with those ids; the
+   * stack knows the addresses of the Elastic IPs it allocates itself.
+   */
+  egressIps: stringList.optional(),
   heartbeatIntervalMs: z.coerce.number().int().min(1_000).default(15_000),
   sshKeepaliveIntervalMs: z.coerce.number().int().min(1_000).default(15_000),
   downGraceMs: z.coerce.number().int().min(0).default(120_000),
@@ -102,11 +109,27 @@ export function parseSettings(context: Record<string, unknown>): Settings {
       `invalid CDK context: tunnelPortRange: must not include the gateway's own port ${taken.join(', ')}`,
     );
   }
-  const { egressEipAllocationIds: eips } = result.data;
+  const { egressEipAllocationIds: eips, egressIps } = result.data;
   if (eips && eips.length !== AZ_COUNT) {
     throw new Error(`invalid CDK context: egressEipAllocationIds: expected ${AZ_COUNT}, one per AZ`);
   }
+  checkEgressIps(egressIps, eips);
   return { ...result.data, portRange };
+}
+
+/** `egressIps` goes with `egressEipAllocationIds`: one IPv4 address (what an Elastic IP is) per allocation. */
+function checkEgressIps(ips: string[] | undefined, allocationIds: string[] | undefined): void {
+  const fail = (why: string) => {
+    throw new Error(`invalid CDK context: egressIps: ${why}`);
+  };
+  if (!allocationIds) {
+    if (ips) fail('only with egressEipAllocationIds (the stack knows the addresses it allocates)');
+    return;
+  }
+  if (!ips) fail('give the addresses of egressEipAllocationIds, in their order: GET /v1/info lists them');
+  const bad = ips?.filter((ip) => isIP(ip) !== 4) ?? [];
+  if (bad.length > 0) fail(`not an IPv4 address: ${bad.map((ip) => JSON.stringify(ip)).join(', ')}`);
+  if (ips?.length !== allocationIds.length) fail(`expected ${allocationIds.length}, one per allocation`);
 }
 
 /** Availability zones the VPC spans; one NAT gateway (and egress IP) in each. */

@@ -78,6 +78,7 @@ export class TunnelkeeperStack extends Stack {
       runtimeEnv,
       publicSshHost,
       publicSshPort: PUBLIC_SSH_PORT,
+      egressIps: this.network.egressAddresses,
       vpc: this.network.vpc,
       securityGroup: this.network.apiSecurityGroup,
     });
@@ -143,15 +144,12 @@ export class TunnelkeeperStack extends Stack {
         description: 'The Elastic IPs (given by context) every outbound connection leaves from',
         value: Fn.join(',', settings.egressEipAllocationIds),
       });
-    } else {
-      new CfnOutput(this, 'EgressIps', {
-        description: 'Static egress IPs (NAT gateways): customers allowlist these on their bastions',
-        value: Fn.join(
-          ',',
-          this.network.egressIps.map((eip) => eip.ref),
-        ),
-      });
     }
+    new CfnOutput(this, 'EgressIps', {
+      description:
+        'Static egress IPs (NAT gateways): customers allowlist these on their bastions (also in GET /v1/info)',
+      value: Fn.join(',', this.network.egressAddresses),
+    });
     new CfnOutput(this, 'SshEndpoint', {
       description: 'Reverse-tunnel SSH endpoint customers connect to (host:port in their commands)',
       value: `${publicSshHost}:${PUBLIC_SSH_PORT}`,

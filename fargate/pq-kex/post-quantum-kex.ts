@@ -11,15 +11,21 @@
  * and registers the methods with ssh2 before any Server is made (top-level await); a failure stops
  * the process at start rather than leaving the endpoint classical without a word.
  */
+import { POST_QUANTUM_KEX_NAMES } from '../../shared/ssh-algorithms';
 import type { HybridKexMethod } from './hybrid-kex';
 import { loadKems, type PostQuantumKems } from './kems';
 import { registerHybridKex } from './ssh2-hybrid-kex';
 
 export function hybridKexMethods(kems: PostQuantumKems): HybridKexMethod[] {
   return [
-    { names: ['mlkem768x25519-sha256'], label: 'mlkem768x25519', kem: kems.mlkem768, hash: 'sha256' },
     {
-      names: ['sntrup761x25519-sha512', 'sntrup761x25519-sha512@openssh.com'],
+      names: POST_QUANTUM_KEX_NAMES.mlkem768x25519,
+      label: 'mlkem768x25519',
+      kem: kems.mlkem768,
+      hash: 'sha256',
+    },
+    {
+      names: POST_QUANTUM_KEX_NAMES.sntrup761x25519,
       label: 'sntrup761x25519',
       kem: kems.sntrup761,
       hash: 'sha512',

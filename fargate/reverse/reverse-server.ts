@@ -14,6 +14,7 @@ import {
   algorithmOffer,
   profileForClient,
   USER_KEY_SIGNATURE_ALGORITHMS,
+  withPostQuantum,
 } from '../../shared/ssh-algorithms';
 import type { GatewayStore } from '../../shared/store/gateway-store';
 import type { TunnelRecord } from '../../shared/tunnel';
@@ -25,7 +26,8 @@ import {
   type UnauthenticatedConnection,
 } from '../admission/admission-control';
 import { DEFAULT_DROP_LOG, DropLog, type DropLogSettings } from '../admission/drop-log';
-import { POST_QUANTUM_KEX } from '../pq-kex/post-quantum-kex';
+// For its effect: registers with ssh2 the post-quantum methods withPostQuantum offers, before any Server is made.
+import '../pq-kex/post-quantum-kex';
 import {
   identificationForLog,
   readClientIdentification,
@@ -81,15 +83,6 @@ export interface ReverseServerDeps {
 /** Our software name in the identification line (`SSH-2.0-Tunnelkeeper`). */
 const SERVER_SOFTWARE = 'Tunnelkeeper';
 const SERVER_IDENTIFICATION = serverIdentificationLine(SERVER_SOFTWARE);
-
-/**
- * The key exchange offer: the post-quantum hybrids (registered with ssh2 by pq-kex/) right after
- * the first entry, which stays the one no guessing client lists first (ssh-algorithms.ts says why).
- */
-export function withPostQuantum(kex: readonly string[]): string[] {
-  const [guessProof, ...rest] = kex;
-  return [...(guessProof ? [guessProof] : []), ...POST_QUANTUM_KEX, ...rest];
-}
 
 /** Tunnel reads in flight at once; beyond, a login is answered as during an outage. */
 const MAX_LOGIN_READS_IN_FLIGHT = 256;

@@ -10,6 +10,7 @@ import type { WorkerControl } from '../../shared/control';
 import type { KeyCrypto } from '../../shared/key-crypto';
 import type { Logger } from '../../shared/logger';
 import type { SecretStore } from '../../shared/secrets/secret-store';
+import type { EndpointLimits } from '../../shared/service-info';
 import type { StatusSettings } from '../../shared/status';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
 import type { GatewayInfo } from '../../shared/tunnel-view';
@@ -21,6 +22,7 @@ import type { ReadinessCheck } from './readiness';
 import { adminRoutes } from './routes/admin';
 import { apiKeyRoutes } from './routes/api-keys';
 import { docsRoutes } from './routes/docs';
+import { infoRoutes } from './routes/info';
 import { tunnelRoutes } from './routes/tunnels';
 import { TunnelService } from './tunnel-service';
 
@@ -62,6 +64,10 @@ export interface ApiDeps {
   workerControl: WorkerControl;
   /** Where key derivation and RSA generation run; inline (on the event loop) when absent. */
   keyCrypto?: KeyCrypto;
+  /** The addresses standard tunnels connect from (`EGRESS_IPS`; in AWS the NAT gateways' EIPs). */
+  egressIps: readonly string[];
+  /** The gateway's limits, for `GET /v1/info`. */
+  endpointLimits: EndpointLimits;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -153,6 +159,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     }),
   );
 
+  app.route('/v1/info', infoRoutes({ ...deps, apiLimits: deps.limits, maxBodyBytes: MAX_BODY_BYTES }));
   app.route('/docs', docsRoutes());
   addOpenApiDocument(app);
   return app;

@@ -10,6 +10,7 @@ import type { WorkerControl } from '../../shared/control';
 import type { KeyCrypto } from '../../shared/key-crypto';
 import type { Logger } from '../../shared/logger';
 import type { SecretStore } from '../../shared/secrets/secret-store';
+import { endpointLimitsFrom } from '../../shared/service-info';
 import { statusSettingsFrom } from '../../shared/status';
 import { DynamoTunnelStore } from '../../shared/store/dynamo-tunnel-store';
 import type { StorageHealth } from '../../shared/store/storage-outage';
@@ -81,6 +82,8 @@ export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
       keepaliveIntervalSec: Math.max(1, Math.round(env.SSH_KEEPALIVE_INTERVAL_MS / 1000)),
     },
     workerControl: wiring.workerControl,
+    egressIps: env.EGRESS_IPS,
+    endpointLimits: endpointLimitsFrom(env),
   };
   const { health } = wiring;
   if (health) deps.observingSince = () => health.observingSince;

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from
 import { API_BUNDLE_PACKAGE_FILES } from '../../cdk/lib/bundles';
 import type { SweepReport } from '../../lambda/sweeper/sweep';
 import { newAdminToken } from '../../shared/ids';
-import { AlertSchema, TunnelSchema } from '../../shared/schemas';
+import { AlertSchema, ServiceInfoSchema, TunnelSchema } from '../../shared/schemas';
 import { keys } from '../../shared/store/table';
 import { createTestTable } from '../helpers/dynamo';
 import { gatewaySim, storeTunnels } from '../helpers/gateway-sim';
@@ -41,6 +41,7 @@ type SweeperHandler = (
 const MiB = 1024 * 1024;
 const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:Tunnelkeeper-Alerts';
 const PUBLIC_SSH_HOST = 'tunnels.example.com';
+const EGRESS_IPS = ['198.51.100.1', '198.51.100.2'];
 
 let table: Table;
 let stdout: MockInstance | undefined;
@@ -52,6 +53,7 @@ function stubStackEnvironment(bundle: 'api' | 'sweeper'): Record<string, string>
     TABLE_NAME: table.tableName,
     PUBLIC_SSH_HOST,
     ALERT_TOPIC_ARN: TOPIC,
+    EGRESS_IPS: EGRESS_IPS.join(','),
   });
   for (const [key, value] of Object.entries(env)) vi.stubEnv(key, value);
   // What Lambda and the test setup add: region, credentials, and the local endpoint.
@@ -187,6 +189,19 @@ describe('API Lambda bundle', () => {
     const renderer = await handler(httpApiEvent('GET', '/docs/assets/swagger-ui.js'), {});
     expect(renderer.body).toBe(
       await readFile(`${bundle.outdir}/node_modules/swagger-ui-dist/swagger-ui-bundle.js`, 'utf8'),
+    );
+  });
+
+  it("tells customers, without a key, the stack's egress IPs and the endpoint's host key", async () => {
+    const res = await handler(httpApiEvent('GET', '/v1/info'), {});
+    expect(res.statusCode).toBe(200);
+    expect(res.headers?.['cache-control']).toBe('public, max-age=300');
+    const info = ServiceInfoSchema.parse(JSON.parse(res.body));
+    expect(info.egressIps).toEqual(EGRESS_IPS);
+    const hostKey = JSON.parse(secrets.values.get(`${env.SECRET_PREFIX}/gateway/host-key`) ?? 'null');
+    expect(info.sshEndpoint).toMatchObject({ host: PUBLIC_SSH_HOST, port: 22 });
+    expect(info.sshEndpoint.hostKeys[0]?.knownHostsLine).toBe(
+      `${PUBLIC_SSH_HOST} ${hostKey.publicKey.split(' ').slice(0, 2).join(' ')}`,
     );
   });
 

@@ -15,7 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { withPostQuantum } from '../../fargate/reverse/reverse-server';
 import type { Tunnel } from '../../shared/schemas';
 import {
   CIPHERS_BY_PROFILE,
@@ -24,6 +23,7 @@ import {
   KEX_ALGORITHMS,
   MAC_ALGORITHMS,
   USER_KEY_SIGNATURE_ALGORITHMS,
+  withPostQuantum,
 } from '../../shared/ssh-algorithms';
 import { Bastion } from '../helpers/bastion';
 import { requireTools, sshKeygen } from '../helpers/customer';

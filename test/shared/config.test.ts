@@ -172,6 +172,33 @@ describe('parseEnv', () => {
   });
 });
 
+describe('EGRESS_IPS', () => {
+  it('defaults to none, also when empty', () => {
+    expect(parseEnv({}).EGRESS_IPS).toEqual([]);
+    expect(parseEnv({ EGRESS_IPS: '' }).EGRESS_IPS).toEqual([]);
+    expect(parseEnv({ EGRESS_IPS: ' , ' }).EGRESS_IPS).toEqual([]);
+  });
+
+  it('reads IPv4 and IPv6 addresses, comma-separated, in order', () => {
+    expect(parseEnv({ EGRESS_IPS: '203.0.113.10, 2001:db8::1,198.51.100.2' }).EGRESS_IPS).toEqual([
+      '203.0.113.10',
+      '2001:db8::1',
+      '198.51.100.2',
+    ]);
+  });
+
+  it.each([
+    ['a host name', 'nat.example.com', '"nat.example.com"'],
+    ['a CIDR range', '203.0.113.0/24', '"203.0.113.0/24"'],
+    ['an address out of range', '203.0.113.256', '"203.0.113.256"'],
+    ['a space instead of a comma', '203.0.113.10 203.0.113.11', '"203.0.113.10 203.0.113.11"'],
+    ['one bad among good ones', '203.0.113.10,not-an-ip,2001:db8::1', '"not-an-ip"'],
+  ])('refuses %s, naming the entry', (_, value, named) => {
+    const message = configError({ EGRESS_IPS: value });
+    expect(message).toContain(`EGRESS_IPS: not an IP address: ${named}`);
+  });
+});
+
 describe('envVariables', () => {
   it.each([
     ['the defaults', {}],
@@ -197,6 +224,7 @@ describe('envVariables', () => {
         DYNAMODB_ENDPOINT: 'http://127.0.0.1:8000',
         DYNAMODB_LOCAL_PORT: '8001',
         LOG_LEVEL: 'debug',
+        EGRESS_IPS: '203.0.113.10,2001:db8::1',
       },
     ],
   ])('gives variables that parse back to the same configuration: %s', (_, given) => {

@@ -22,11 +22,13 @@ describe('parseSettings', () => {
     const settings = parseSettings({
       gatewayTaskCount: '3',
       egressEipAllocationIds: 'eipalloc-1, eipalloc-2',
+      egressIps: '198.51.100.1, 198.51.100.2',
       publicSshHost: 'tunnels.example.com',
       '@aws-cdk/core:newStyleStackSynthesis': true,
     });
     expect(settings.gatewayTaskCount).toBe(3);
     expect(settings.egressEipAllocationIds).toEqual(['eipalloc-1', 'eipalloc-2']);
+    expect(settings.egressIps).toEqual(['198.51.100.1', '198.51.100.2']);
     expect(settings.publicSshHost).toBe('tunnels.example.com');
   });
 
@@ -37,6 +39,26 @@ describe('parseSettings', () => {
     ['a reversed port range', { tunnelPortRange: '30000-20000' }, /tunnelPortRange/],
     ['a port range over the health port', { tunnelPortRange: '8000-9000' }, /tunnelPortRange.*8080, 8081/],
     ['one egress IP for two AZs', { egressEipAllocationIds: ['eipalloc-1'] }, /egressEipAllocationIds/],
+    [
+      'egress allocations without their addresses',
+      { egressEipAllocationIds: 'eipalloc-1,eipalloc-2' },
+      /egressIps: give the addresses of egressEipAllocationIds/,
+    ],
+    [
+      'egress addresses without allocations',
+      { egressIps: '198.51.100.1,198.51.100.2' },
+      /egressIps: only with/,
+    ],
+    [
+      'an egress address that is not an IPv4 address',
+      { egressEipAllocationIds: 'eipalloc-1,eipalloc-2', egressIps: '198.51.100.1,2001:db8::1' },
+      /egressIps: not an IPv4 address: "2001:db8::1"/,
+    ],
+    [
+      'fewer egress addresses than allocations',
+      { egressEipAllocationIds: 'eipalloc-1,eipalloc-2', egressIps: '198.51.100.1' },
+      /egressIps: expected 2/,
+    ],
     ['an SSH host with a port', { publicSshHost: 'tunnels.example.com:22' }, /publicSshHost/],
   ])('refuses %s, naming the key', (_, context, message) => {
     expect(() => parseSettings(context)).toThrow(message);

@@ -117,23 +117,35 @@ describe('network', () => {
     template.hasOutput('EgressIps', { Value: { 'Fn::Join': [',', eips.map(([id]) => ref(id))] } });
   });
 
+  it('tells the API those IPs, for GET /v1/info', () => {
+    const eips = ofType('AWS::EC2::EIP');
+    // An EIP's Ref is its address; the output customers were told of is the same list.
+    expect(envOf(idOf(stack.api.fn)).EGRESS_IPS).toEqual({ 'Fn::Join': [',', eips.map(([id]) => ref(id))] });
+    expect(envOf(idOf(stack.api.fn)).EGRESS_IPS).toEqual(template.toJSON().Outputs.EgressIps.Value);
+  });
+
   it('sends every private subnet to the internet through its NAT gateway (the egress IPs)', () => {
     const natRoutes = ofType('AWS::EC2::Route').filter(([, r]) => r.Properties.NatGatewayId);
     expect(natRoutes).toHaveLength(2);
     for (const [, route] of natRoutes) expect(route.Properties.DestinationCidrBlock).toBe('0.0.0.0/0');
   });
 
-  it('keeps existing egress IPs when their allocation ids are given', () => {
-    const given = synthTemplate({
-      context: { egressEipAllocationIds: 'eipalloc-0aaa,eipalloc-0bbb' },
-    }).template;
+  it('keeps existing egress IPs when their allocation ids are given, and tells the API their addresses', () => {
+    const { template: given, stack: givenStack } = synthTemplate({
+      context: {
+        egressEipAllocationIds: 'eipalloc-0aaa,eipalloc-0bbb',
+        egressIps: '198.51.100.7,198.51.100.8',
+      },
+    });
     given.resourceCountIs('AWS::EC2::EIP', 0);
     const allocations = Object.values(given.findResources('AWS::EC2::NatGateway')).map(
       (nat: Json) => nat.Properties.AllocationId,
     );
     expect(allocations.sort()).toEqual(['eipalloc-0aaa', 'eipalloc-0bbb']);
     given.hasOutput('EgressIpAllocationIds', { Value: 'eipalloc-0aaa,eipalloc-0bbb' });
-    expect(given.toJSON().Outputs.EgressIps).toBeUndefined();
+    given.hasOutput('EgressIps', { Value: '198.51.100.7,198.51.100.8' });
+    const apiFn = given.toJSON().Resources[idOf(givenStack.api.fn)];
+    expect(apiFn.Properties.Environment.Variables.EGRESS_IPS).toBe('198.51.100.7,198.51.100.8');
   });
 
   it('logs the VPC flows and keeps DynamoDB traffic off the NAT', () => {
@@ -541,6 +553,7 @@ describe('configuration every runtime reads', () => {
         if (typeof value === 'string') return [key, value];
         if (key === 'ALERT_TOPIC_ARN') return [key, 'arn:aws:sns:eu-west-1:123456789012:Tunnelkeeper-Alerts'];
         if (key === 'AWS_REGION') return [key, 'eu-west-1'];
+        if (key === 'EGRESS_IPS') return [key, '198.51.100.1,198.51.100.2'];
         return [key, `resolved-${key.toLowerCase()}`];
       }),
     );

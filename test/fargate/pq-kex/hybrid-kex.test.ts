@@ -18,6 +18,7 @@ import {
 } from '../../../fargate/pq-kex/hybrid-kex';
 import { loadKems } from '../../../fargate/pq-kex/kems';
 import { hybridKexMethods, POST_QUANTUM_KEX } from '../../../fargate/pq-kex/post-quantum-kex';
+import { POST_QUANTUM_KEX_ALGORITHMS } from '../../../shared/ssh-algorithms';
 
 let methods: HybridKexMethod[];
 const methodNamed = (label: string): HybridKexMethod => {
@@ -42,6 +43,10 @@ describe('the offered names', () => {
       'sntrup761x25519-sha512',
       'sntrup761x25519-sha512@openssh.com',
     ]);
+  });
+
+  it('are the names the API says the endpoint offers (shared/ssh-algorithms.ts, without the KEMs)', () => {
+    expect(POST_QUANTUM_KEX).toEqual(POST_QUANTUM_KEX_ALGORITHMS);
   });
 });
 
