@@ -22,7 +22,8 @@ export async function alertWebhookSecret(
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const secret = `whsec_${randomBytes(32).toString('base64url')}`;
-  await writeFile(file, `${secret}\n`, { mode: 0o600 });
+  // The file's bytes are the key exactly: a receiver that signs with them verifies (no newline).
+  await writeFile(file, secret, { mode: 0o600 });
   await chmod(file, 0o600);
   return { secret, isNew: true };
 }

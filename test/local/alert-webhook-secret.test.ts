@@ -17,7 +17,8 @@ describe('alertWebhookSecret', () => {
     expect(first.secret).toMatch(/^whsec_[A-Za-z0-9_-]{43}$/);
     const file = join(dir, ALERT_WEBHOOK_SECRET_FILE);
     expect((await stat(file)).mode & 0o777).toBe(0o600);
-    expect((await readFile(file, 'utf8')).trim()).toBe(first.secret);
+    // Byte for byte: a receiver reading the file as its key verifies.
+    expect(await readFile(file, 'utf8')).toBe(first.secret);
     expect(await alertWebhookSecret({ DATA_DIR: dir })).toEqual({ secret: first.secret, isNew: false });
   });
 
