@@ -93,7 +93,8 @@ describe.concurrent('standard tunnels reconnect at once after a fix', () => {
     console.info(
       `figure: POST /reconnect to up in ${upMs} ms (the backoff had the next attempt ${scheduledReconnects(stack.logs, created.id)[0]?.delayMs} ms away)`,
     );
-    expect(upMs).toBeLessThan(5_000);
+    // The issue's bound (measured ~0.3 s in CI; the backoff's next attempt was ~10 s away).
+    expect(upMs).toBeLessThan(2_000);
 
     const again = await stack.api('POST', `/v1/tunnels/${created.id}/reconnect`);
     expect(again.status).toBe(202);
