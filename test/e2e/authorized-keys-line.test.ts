@@ -240,16 +240,28 @@ describe('authorizedKeysLine on OpenSSH and Dropbear bastions', () => {
       }),
     );
     const ranNothing = { code: 1, stdout: FORCED_OUTPUT };
+    // sftp read the forced command's output as a packet length: the sftp server never ran.
+    const sftpReadTheForcedCommand = `Packet length ${Buffer.from(FORCED_OUTPUT).readUInt32BE(0)} `;
     for (const { name, row, refusesRemoteForwards } of outcomes) {
       console.info(`figure: authorizedKeysLine on ${name}: ${JSON.stringify(row)}`);
+      // Dropbear now and then (about 1 run in 10, alone or in parallel) answers a session request
+      // with a plain failure instead of running the forced command: the key gets no shell either way.
+      const dropbearRefused = name.startsWith('Dropbear');
+      const noSession = (value: unknown) =>
+        dropbearRefused && typeof value === 'object' && value !== null && 'refused' in value
+          ? value
+          : ranNothing;
+      const noSftp = (value: unknown) =>
+        dropbearRefused && typeof value === 'string' && value.startsWith('refused: Unable to start subsystem')
+          ? value
+          : expect.stringContaining(sftpReadTheForcedCommand);
       expect(row, name).toEqual({
         forward: true,
         // RFC 4254 §5.1: 1 = administratively prohibited
         otherTarget: 'refused (reason 1)',
-        exec: ranNothing,
-        shell: ranNothing,
-        // sftp read the forced command's output as a packet length: the sftp server never ran.
-        subsystem: expect.stringContaining(`Packet length ${Buffer.from(FORCED_OUTPUT).readUInt32BE(0)} `),
+        exec: noSession(row.exec),
+        shell: noSession(row.shell),
+        subsystem: noSftp(row.subsystem),
         pty: 'refused',
         x11: 'refused',
         // No per-key option refuses it on OpenSSH < 7.8 or Dropbear 2022.83: the bastion's setting does.
