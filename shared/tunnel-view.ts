@@ -31,31 +31,24 @@ export function gatewayHostKey(gateway: GatewayInfo): HostKeyView {
   };
 }
 
-export function toTunnel(record: TunnelRecord, view: StatusView, gateway: GatewayInfo): Tunnel {
-  const tunnel: Tunnel = {
-    id: record.id,
-    name: record.name,
-    type: record.type,
-    enabled: record.enabled,
-    createdAt: record.createdAt,
-    updatedAt: record.updatedAt,
-    service: { host: record.service.host, port: record.service.port },
-    publicKey: record.publicKey,
-    publicKeyFingerprint: record.publicKeyFingerprint,
-    connect: view.connect,
-    status: view.status,
-  };
-  if (record.type === 'standard' && record.ssh) {
-    tunnel.ssh = { ...record.ssh };
+/**
+ * What the customer installs or runs, from the stored tunnel alone (no status): a standard
+ * tunnel's authorized_keys line, a reverse tunnel's endpoint and commands.
+ */
+export function customerInstructions(
+  record: TunnelRecord,
+  gateway: GatewayInfo,
+): Pick<Tunnel, 'authorizedKeysLine' | 'reverse'> {
+  if (record.type === 'standard') {
     // A tunnel stored before hosts were checked as the renderers need (an IPv6 zone id, issue 12)
     // shows without the line rather than failing its whole workspace's listing.
-    if (hostProblem(record.service.host) === undefined) {
-      tunnel.authorizedKeysLine = authorizedKeysLine(record.publicKey, record.service);
-    }
+    return hostProblem(record.service.host) === undefined
+      ? { authorizedKeysLine: authorizedKeysLine(record.publicKey, record.service) }
+      : {};
   }
-  if (record.type === 'reverse') {
-    const hostKey = gatewayHostKey(gateway);
-    tunnel.reverse = {
+  const hostKey = gatewayHostKey(gateway);
+  return {
+    reverse: {
       sshHost: gateway.sshHost,
       sshPort: gateway.sshPort,
       sshUser: record.id,
@@ -70,7 +63,24 @@ export function toTunnel(record: TunnelRecord, view: StatusView, gateway: Gatewa
         keepaliveIntervalSec: gateway.keepaliveIntervalSec,
         hostKeyFingerprint: hostKey.fingerprint,
       }),
-    };
-  }
-  return tunnel;
+    },
+  };
+}
+
+export function toTunnel(record: TunnelRecord, view: StatusView, gateway: GatewayInfo): Tunnel {
+  const tunnel: Tunnel = {
+    id: record.id,
+    name: record.name,
+    type: record.type,
+    enabled: record.enabled,
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
+    service: { host: record.service.host, port: record.service.port },
+    publicKey: record.publicKey,
+    publicKeyFingerprint: record.publicKeyFingerprint,
+    connect: view.connect,
+    status: view.status,
+  };
+  if (record.type === 'standard' && record.ssh) tunnel.ssh = { ...record.ssh };
+  return Object.assign(tunnel, customerInstructions(record, gateway));
 }

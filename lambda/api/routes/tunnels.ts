@@ -22,7 +22,7 @@ import type { StatusSettings } from '../../../shared/status';
 import { tunnelStatusView } from '../../../shared/status-warnings';
 import type { TunnelStore } from '../../../shared/store/tunnel-store';
 import type { TunnelRecord } from '../../../shared/tunnel';
-import { type GatewayInfo, toTunnel } from '../../../shared/tunnel-view';
+import { customerInstructions, type GatewayInfo, toTunnel } from '../../../shared/tunnel-view';
 import type { AuthEnv } from '../auth';
 import { parseWith, readJson } from '../body';
 import { API_KEY_SECURITY, AUTHENTICATED, addRoute, errors, json, jsonBody } from '../route-spec';
@@ -355,15 +355,16 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
     },
     async (c) => {
       const { kind } = parseWith(z.object({ kind: CommandKindSchema }), { kind: c.req.param('kind') });
-      const [tunnel] = await render([await service.get(c.get('workspaceId'), tunnelId(c))]);
-      const command = tunnel?.reverse?.commands[kind];
-      if (!tunnel?.reverse || command === undefined) {
+      // From the stored tunnel alone: its status is not read.
+      const record = await service.get(c.get('workspaceId'), tunnelId(c));
+      const command = customerInstructions(record, gateway).reverse?.commands[kind];
+      if (command === undefined) {
         throw new ConflictError(
           `tunnel ${tunnelId(c)} is a standard tunnel: it has no commands; install its authorized-keys-line on the bastion`,
         );
       }
       if (kind === 'systemd') {
-        c.header('Content-Disposition', `attachment; filename="tunnelkeeper-${tunnel.id}.service"`);
+        c.header('Content-Disposition', `attachment; filename="tunnelkeeper-${record.id}.service"`);
       }
       return textFile(c, command);
     },
@@ -389,13 +390,14 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
       },
     },
     async (c) => {
-      const [tunnel] = await render([await service.get(c.get('workspaceId'), tunnelId(c))]);
-      if (!tunnel?.authorizedKeysLine) {
+      const record = await service.get(c.get('workspaceId'), tunnelId(c));
+      const line = customerInstructions(record, gateway).authorizedKeysLine;
+      if (line === undefined) {
         throw new ConflictError(
           `tunnel ${tunnelId(c)} is a reverse tunnel: it has no authorized-keys line; run one of its commands instead`,
         );
       }
-      return textFile(c, tunnel.authorizedKeysLine);
+      return textFile(c, line);
     },
   );
 
