@@ -229,6 +229,34 @@ export const StatusWarningSchema = z
   .openapi('StatusWarning');
 export type StatusWarning = z.infer<typeof StatusWarningSchema>;
 
+const uptimeFraction = z.number().min(0).max(1).nullable().openapi({
+  description: 'up time / counted time; null when none of the window counted (pending or disabled)',
+});
+
+/** `status.uptime` (CONTRACT.md, Extensions): docs/status.md#uptime says how it is counted. */
+export const UptimeSchema = z
+  .object({ '24h': uptimeFraction, '7d': uptimeFraction, '30d': uptimeFraction })
+  .openapi('Uptime', {
+    description:
+      'Fraction of each window (ending now) the tunnel was up, out of the time it was expected up: pending and disabled time is not counted.',
+  });
+
+/** What went through the tunnel on the gateway that serves it, since it began serving it. */
+export const TrafficSchema = z
+  .object({
+    since: z.string(),
+    connections: z.number().int().min(0),
+    openConnections: z.number().int().min(0),
+    bytesToService: z.number().int().min(0),
+    bytesFromService: z.number().int().min(0),
+    reportedAt: z.string(),
+  })
+  .openapi('Traffic', {
+    description:
+      "Connections and bytes through the tunnel since `since` (when the gateway serving it began to), as of that gateway's latest heartbeat (`reportedAt`).",
+  });
+export type Traffic = z.infer<typeof TrafficSchema>;
+
 export const StatusSchema = z
   .object({
     state: TunnelStateNameSchema,
@@ -238,6 +266,9 @@ export const StatusSchema = z
     /** Standard tunnels while up: fingerprint of the key the session authenticated with. */
     keyFingerprint: z.string().optional(),
     warnings: z.array(StatusWarningSchema).optional(),
+    uptime: UptimeSchema.optional(),
+    /** While up: what the serving gateway counted (its heartbeat carries it). */
+    traffic: TrafficSchema.optional(),
   })
   .openapi('Status');
 export type Status = z.infer<typeof StatusSchema>;

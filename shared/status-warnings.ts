@@ -18,6 +18,7 @@ import {
   type ServiceSignal,
   type TunnelSignals,
 } from './tunnel-signals';
+import { uptimeOf } from './uptime';
 
 /** What the warnings need of a tunnel's configuration (a `TunnelRecord` fits). */
 export type WarningTunnel = Pick<
@@ -171,15 +172,24 @@ export interface StatusViewInput extends StatusInput {
 
 /**
  * What the API shows of a tunnel's status: the status machine's view (status.ts), with the
- * warnings of the signals. An unreadable SIGNALS item costs only the warnings it would have given.
+ * warnings of the signals and its uptime (uptime.ts). An unreadable SIGNALS item costs only the warnings it would have given.
  */
 export function tunnelStatusView(input: StatusViewInput): StatusView {
   const { signals, unreadable = [], ...statusInput } = input;
   const hasLostSignals = unreadable.some((u) => u.item === 'SIGNALS');
   const isHistoryLost = unreadable.some((u) => u.item !== 'SIGNALS');
-  const { status, connect } = isHistoryLost
-    ? evaluateWithUnreadable(statusInput, unreadable)
-    : evaluateStatus(statusInput);
+  let view: StatusView;
+  if (isHistoryLost) {
+    view = evaluateWithUnreadable(statusInput, unreadable);
+    // Only the recorded ledger tells uptime; without the STATUS item it is not shown.
+    const recorded = statusInput.previous?.uptime;
+    if (recorded) view.status.uptime = uptimeOf(recorded, view.status, input.now);
+  } else {
+    const evaluation = evaluateStatus(statusInput);
+    view = { status: evaluation.status, connect: evaluation.connect };
+    view.status.uptime = uptimeOf(evaluation.ledger, view.status, input.now);
+  }
+  const { status, connect } = view;
   const warnings = [
     ...signalWarnings({ tunnel: input.tunnel, state: input.state, signals, status, now: input.now }),
     ...(status.warnings ?? []),

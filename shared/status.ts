@@ -20,6 +20,7 @@ import type {
 import { connectionLost, customerNotConnected, hostPort } from './status-errors';
 import type { StatusRecord } from './status-items';
 import type { UnreadableItem } from './store/read-items';
+import { newLedger, recordTransitions, type UptimeLedger } from './uptime';
 
 export interface StatusView {
   status: Status;
@@ -68,8 +69,8 @@ export interface StatusInput {
   state?: TunnelStateItem;
   /** Heartbeat of `state.owner`, absent when it has none (never beat, or expired by TTL). */
   heartbeat?: WorkerHeartbeat;
-  /** The record the sweeper last persisted, absent before its first write. */
-  previous?: StatusRecord;
+  /** The record the sweeper last persisted (with its uptime ledger), absent before its first write. */
+  previous?: StatusRecord & { uptime?: UptimeLedger };
   now: Date;
   /** Since when the reader has seen the table without a gap (`LivenessView.observingSince`). */
   observingSince?: number;
@@ -91,6 +92,11 @@ export interface StatusEvaluation extends StatusView {
   /** History entries, oldest first: usually none or one, two when a run missed a short excursion. */
   transitions: TunnelEvent[];
   alerts: PlannedAlert[];
+  /**
+   * The uptime ledger (uptime.ts) with these transitions, covering up to `status.since`: stored
+   * with `next` (it changes only with a transition, so only when `next` is written anyway).
+   */
+  ledger: UptimeLedger;
 }
 
 export function evaluateStatus(input: StatusInput): StatusEvaluation {
@@ -170,7 +176,12 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
   if (observed.source) record.source = observed.source;
   if (incident) record.incident = { ...incident };
 
-  const evaluation: StatusEvaluation = { status, connect: observed.connect, transitions, alerts };
+  // Without a ledger yet: a new tunnel's starts at its creation; one recorded before ledgers
+  // existed knows its history from the state it was last recorded in.
+  const known = previous?.uptime ?? newLedger(previous ? before.since : tunnel.createdAt);
+  const ledger = transitions.length > 0 ? recordTransitions(known, before, transitions, now) : known;
+
+  const evaluation: StatusEvaluation = { status, connect: observed.connect, transitions, alerts, ledger };
   if (!isDeepStrictEqual(record, before)) evaluation.next = record;
   return evaluation;
 }

@@ -305,6 +305,7 @@ class Sweep {
           expectedVersion: previous?.version ?? 0,
           readState: state && (state.rev === undefined ? {} : { rev: state.rev }),
           next: evaluation.next,
+          uptime: evaluation.ledger,
           events: evaluation.transitions,
           alerts: queued,
           now,

@@ -280,6 +280,7 @@ export class DynamoStatusStore implements StatusStore {
   private createStatus(change: StatusChange): TransactItem {
     const item: StatusItem = {
       ...change.next,
+      ...(change.uptime ? { uptime: change.uptime } : {}),
       version: 1,
       updatedAt: change.now.toISOString(),
       alerts: Object.fromEntries(change.alerts.map((a) => [a.id, a])),
@@ -300,6 +301,11 @@ export class DynamoStatusStore implements StatusStore {
   private updateStatus(change: StatusChange): TransactItem {
     const fields: (keyof StatusRecord)[] = ['state', 'since', 'lastSeenAt', 'error', 'source', 'incident'];
     const parts = replaceFields(fields, change.next);
+    if (change.uptime) {
+      parts.names['#uptime'] = 'uptime';
+      parts.values[':uptime'] = change.uptime;
+      parts.set.push('#uptime = :uptime');
+    }
     Object.assign(parts.names, { '#version': 'version', '#updatedAt': 'updatedAt' });
     Object.assign(parts.values, {
       ':expected': change.expectedVersion,

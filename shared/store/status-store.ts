@@ -8,6 +8,7 @@ import type { TunnelEvent } from '../schemas';
 import type { OutboxAlert, StatusItem, StatusRecord } from '../status-items';
 import type { TunnelRecord } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
+import type { UptimeLedger } from '../uptime';
 import type { UnreadableItem } from './read-items';
 
 /** What the status machine reads for one tunnel besides its configuration. */
@@ -44,6 +45,8 @@ export interface StatusChange {
    */
   readState: { rev?: number } | undefined;
   next: StatusRecord;
+  /** The uptime ledger that goes with `next` (uptime.ts). */
+  uptime?: UptimeLedger;
   /** Appended to the history in the same write. */
   events: TunnelEvent[];
   /** Added to the outbox in the same write. */

@@ -27,6 +27,8 @@ export interface TestApiOptions {
   doc?: DynamoDBDocumentClient;
   /** Where key derivation and RSA generation run; inline when absent. */
   keyCrypto?: KeyCrypto;
+  /** The app's clock (tests that script days of history). */
+  now?: () => Date;
 }
 
 /** Rate limits no test reaches unless it means to. */
@@ -65,6 +67,7 @@ export async function createTestApi(options: TestApiOptions = {}) {
       sshPort: 22,
       workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
       ...(options.keyCrypto ? { keyCrypto: options.keyCrypto } : {}),
+      ...(options.now ? { now: options.now } : {}),
     });
     deps.limits = {
       ...deps.limits,

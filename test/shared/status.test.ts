@@ -637,6 +637,8 @@ describe('evaluateStatus: incidents and alerts over a run of sweeps', () => {
         connect: first.connect,
         transitions: [],
         alerts: [],
+        // A record from before uptime ledgers: history is known from its state's start on.
+        ledger: { from: T0 - MIN, spans: [] },
       });
     }
   });
