@@ -5,7 +5,9 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../shared/logger';
+import type { TunnelType } from '../shared/metrics/operator-metrics';
 import { joinSocketAndChannel, type SshChannel } from './pipe';
+import type { TrafficMeter } from './traffic-meter';
 
 /** Opens a channel for a platform connection; rejects if the tunnel cannot carry it. */
 export type ChannelOpener = (origin: { ip: string; port: number }) => Promise<SshChannel>;
@@ -19,6 +21,8 @@ export interface ListenerOptions {
   /** A connection with no byte either way for this long is closed (`DATA_IDLE_TIMEOUT_MS`). */
   idleTimeoutMs: number;
   logger: Logger;
+  /** Counts the connections and bytes through this tunnel, of this type, while it listens. */
+  traffic?: { meter: TrafficMeter; type: TunnelType };
 }
 
 export class TunnelListener {
@@ -48,6 +52,7 @@ export class TunnelListener {
         this.server.on('error', (err) =>
           this.options.logger.error('tunnel listener failed', { tunnelId: this.options.tunnelId, err }),
         );
+        this.options.traffic?.meter.serve(this.options.tunnelId, this.options.traffic.type);
         resolve();
       });
     });
@@ -81,22 +86,27 @@ export class TunnelListener {
   /** Stops accepting and drops every connection still open. */
   close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
+    this.options.traffic?.meter.stop(this.options.tunnelId);
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
   private accept(socket: Socket): void {
-    const { tunnelId, maxChannels, logger } = this.options;
+    const { tunnelId, maxChannels, logger, traffic } = this.options;
+    const failed = () => traffic?.meter.failed(traffic.type);
     socket.on('error', () => {}); // errors are handled by the pipe or the destroy below
     if (this.sockets.size >= maxChannels) {
       logger.warn('tunnel connection refused: channel limit reached', { tunnelId, maxChannels });
+      failed();
       socket.destroy();
       return;
     }
     const opener = this.opener;
     if (!opener) {
+      failed();
       socket.destroy();
       return;
     }
+    const acceptedAt = performance.now();
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     this.carry(opener, socket);
@@ -108,6 +118,7 @@ export class TunnelListener {
           channel.destroy();
           return;
         }
+        traffic?.meter.opened(tunnelId, socket, (performance.now() - acceptedAt) / 1000);
         joinSocketAndChannel(socket, channel, {
           idleTimeoutMs: this.options.idleTimeoutMs,
           onIdle: () =>
@@ -120,6 +131,7 @@ export class TunnelListener {
           tunnelId,
           reason: err instanceof Error ? err.message : String(err),
         });
+        failed();
         socket.destroy();
       },
     );

@@ -21,6 +21,7 @@ import { StorageUnavailableError } from '../shared/errors';
 import { ensureHostKey } from '../shared/host-key';
 import { newAdminToken, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
+import { OperatorMetrics } from '../shared/metrics/operator-metrics';
 import { FileSecretStore } from '../shared/secrets/file-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
 import { DynamoTunnelStore } from '../shared/store/dynamo-tunnel-store';
@@ -91,6 +92,9 @@ export async function startLocalStack(
     if (bootstrap) shown.BOOTSTRAP_API_KEY = bootstrap;
     if (Object.keys(shown).length > 0) print(shown);
 
+    // One registry for the process: the gateway's, the API's and the sweeper thread's figures.
+    const metrics = new OperatorMetrics({ processMetrics: true });
+    const adminTokenHash = sha256Hex(admin.token);
     // Locally, bastions on private networks are the norm (a VM, a container, a Tailscale peer).
     const gateway = new Gateway(
       gatewayDepsFromEnv(env, {
@@ -100,6 +104,8 @@ export async function startLocalStack(
         logger,
         keyCrypto,
         allowPrivateSshHostsByDefault: true,
+        metrics,
+        adminTokenHash,
       }),
     );
     await gateway.start();
@@ -117,6 +123,7 @@ export async function startLocalStack(
       dynamoEndpoint: endpoint,
       webhookSecret: webhook.secret,
       logger,
+      metrics,
     });
     stops.push(() => sweeper.stop());
 
@@ -130,7 +137,8 @@ export async function startLocalStack(
         // DynamoDB Local reads on a full disk but cannot write: not ready.
         ...(dynamo ? { storageCheck: () => checkDiskSpace(dbDir) } : {}),
         logger,
-        adminTokenHash: sha256Hex(admin.token),
+        adminTokenHash,
+        metrics,
         hostPublicKey: hostKey.publicKey,
         sshPort: gateway.sshPort,
         workerControl: new HttpWorkerControl(await ensureControlToken(secrets)),

@@ -6,7 +6,7 @@
  */
 import { serviceTagOf } from './command-tag';
 import type { TunnelStateItem } from './gateway-items';
-import type { Status, StatusWarning } from './schemas';
+import type { Status, StatusWarning, Traffic } from './schemas';
 import { evaluateStatus, evaluateWithUnreadable, type StatusInput, type StatusView } from './status';
 import { hostPort } from './status-errors';
 import type { UnreadableItem } from './store/read-items';
@@ -166,6 +166,8 @@ function serviceUnreachable(tunnel: WarningTunnel, s: ServiceSignal): StatusWarn
 export interface StatusViewInput extends StatusInput {
   tunnel: StatusInput['tunnel'] & WarningTunnel;
   signals?: TunnelSignals;
+  /** What the serving gateway counted through the tunnel, shown while it is up. */
+  traffic?: Traffic;
   /** Stored items of the tunnel that could not be read (read-items.ts). */
   unreadable?: UnreadableItem[];
 }
@@ -175,7 +177,7 @@ export interface StatusViewInput extends StatusInput {
  * warnings of the signals and its uptime (uptime.ts). An unreadable SIGNALS item costs only the warnings it would have given.
  */
 export function tunnelStatusView(input: StatusViewInput): StatusView {
-  const { signals, unreadable = [], ...statusInput } = input;
+  const { signals, traffic, unreadable = [], ...statusInput } = input;
   const hasLostSignals = unreadable.some((u) => u.item === 'SIGNALS');
   const isHistoryLost = unreadable.some((u) => u.item !== 'SIGNALS');
   let view: StatusView;
@@ -204,5 +206,6 @@ export function tunnelStatusView(input: StatusViewInput): StatusView {
     });
   }
   if (warnings.length > 0) status.warnings = warnings;
+  if (traffic && status.state === 'up') status.traffic = traffic;
   return { status, connect };
 }

@@ -11,6 +11,7 @@ import type { TunnelRecord } from '../../shared/tunnel';
 import type { GatewaySignals } from '../signals/gateway-signals';
 import { refusedByCustomerClient, reportingOutcomes } from '../signals/service-outcome';
 import type { StateWriter } from '../state-writer';
+import type { TrafficMeter } from '../traffic-meter';
 import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
 
 /** One authenticated customer connection that asked for its tunnel's forward. */
@@ -45,6 +46,8 @@ export interface ForwardRegistryOptions {
   stateWriter: StateWriter;
   /** Told of takeovers and of how platform connections through each tunnel went. */
   signals?: Pick<GatewaySignals, 'takeover' | 'serviceOutcome'>;
+  /** Counts connections and bytes per tunnel. */
+  meter?: TrafficMeter;
   now: () => Date;
 }
 
@@ -146,6 +149,7 @@ export class ForwardRegistry {
       maxChannels: maxChannelsPerTunnel,
       idleTimeoutMs: this.options.dataIdleTimeoutMs,
       logger,
+      ...(this.options.meter ? { traffic: { meter: this.options.meter, type: 'reverse' as const } } : {}),
     });
     try {
       await listener.listen();

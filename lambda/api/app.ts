@@ -9,6 +9,7 @@ import type { PortRange } from '../../shared/config';
 import type { WorkerControl } from '../../shared/control';
 import type { KeyCrypto } from '../../shared/key-crypto';
 import type { Logger } from '../../shared/logger';
+import type { OperatorMetrics } from '../../shared/metrics/operator-metrics';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import type { EndpointLimits } from '../../shared/service-info';
 import type { StatusSettings } from '../../shared/status';
@@ -23,6 +24,7 @@ import { adminRoutes } from './routes/admin';
 import { apiKeyRoutes } from './routes/api-keys';
 import { docsRoutes } from './routes/docs';
 import { infoRoutes } from './routes/info';
+import { metricsRoutes } from './routes/metrics';
 import { tunnelRoutes } from './routes/tunnels';
 import { TunnelService } from './tunnel-service';
 
@@ -68,6 +70,8 @@ export interface ApiDeps {
   egressIps: readonly string[];
   /** The gateway's limits, for `GET /v1/info`. */
   endpointLimits: EndpointLimits;
+  /** The process's operator metrics, served at `GET /metrics` (`npm start`; absent in the Lambda). */
+  metrics?: Pick<OperatorMetrics, 'text' | 'contentType'>;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -159,6 +163,13 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     }),
   );
 
+  app.route(
+    '/metrics',
+    metricsRoutes({
+      auth: adminAuth(deps.adminTokenHash, perSource, sourceOf),
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
+    }),
+  );
   app.route('/v1/info', infoRoutes({ ...deps, apiLimits: deps.limits, maxBodyBytes: MAX_BODY_BYTES }));
   app.route('/docs', docsRoutes());
   addOpenApiDocument(app);

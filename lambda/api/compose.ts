@@ -50,6 +50,8 @@ export interface ApiWiring {
   onTunnelChanged?: (tunnelId: string) => void;
   clientAddress?: (c: Context) => string | undefined;
   now?: () => Date;
+  /** The process's operator metrics, for `GET /metrics` (`npm start`). */
+  metrics?: ApiDeps['metrics'];
 }
 
 export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
@@ -91,5 +93,6 @@ export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
   if (wiring.onTunnelChanged) deps.onTunnelChanged = wiring.onTunnelChanged;
   if (wiring.clientAddress) deps.clientAddress = wiring.clientAddress;
   if (wiring.now) deps.now = wiring.now;
+  if (wiring.metrics) deps.metrics = wiring.metrics;
   return deps;
 }

@@ -25,6 +25,7 @@ import type { AlertSink } from '../../shared/alerts/alert-sink';
 import { AlertDeliveryError } from '../../shared/errors';
 import type { WorkerHeartbeat } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
+import type { SweepFigures } from '../../shared/metrics/operator-metrics';
 import { evaluateStatus, type PlannedAlert, type StatusSettings } from '../../shared/status';
 import type { OutboxAlert, SinkDelivery } from '../../shared/status-items';
 import type { UnreadableItem } from '../../shared/store/read-items';
@@ -74,6 +75,11 @@ export interface SweepDeps {
   signal?: AbortSignal;
   /** Tunnels handled at once within a shard page. */
   concurrency?: number;
+  /**
+   * Told what each sweep saw and did (the operator's metrics: tunnels by state and type, duration,
+   * transitions, alert deliveries by result from this report's counts, errors).
+   */
+  metrics?: { sweepFinished(figures: SweepFigures): void };
 }
 
 export interface SweepReport {
@@ -160,6 +166,8 @@ class Sweep {
   private shardErrors = 0;
   /** Since when the sweepers have seen the table without a gap (see `SweepMark`). */
   private observingSince: number | undefined;
+  /** Tunnels seen, by `<state>/<type>`. */
+  private readonly seen = new Map<string, SweepFigures['tunnels'][number]>();
   /** Owner heartbeats, read once per sweep whatever the number of tunnels a worker holds. */
   private readonly beats = new Map<string, Promise<WorkerHeartbeat | undefined>>();
   private readonly sinks: Map<string, AlertSink>;
@@ -186,6 +194,13 @@ class Sweep {
     const level =
       this.report.errors > 0 ? 'warn' : counts.transitions > 0 || counts.delivered > 0 ? 'info' : 'debug';
     this.deps.logger[level]('sweep finished', { sweeperId: this.sweeperId, ...counts, ms });
+    this.deps.metrics?.sweepFinished({
+      durationMs: ms,
+      tunnels: [...this.seen.values()],
+      deliveries: { delivered: counts.delivered, retrying: counts.retrying, failed: counts.failed },
+      transitions: counts.transitions,
+      errors: counts.errors,
+    });
     return this.report;
   }
 
@@ -297,6 +312,7 @@ class Sweep {
         observingSince: this.observingSince,
         settings: this.deps.settings,
       });
+      this.count(evaluation.status.state, tunnel.type);
       let outbox = previous ? Object.values(previous.alerts) : [];
       if (evaluation.next) {
         const queued = evaluation.alerts.map((alert) => this.outboxEntry(alert, now));
@@ -336,6 +352,13 @@ class Sweep {
       this.report.errors++;
       this.deps.logger.error('sweep of a tunnel failed', { tunnelId: tunnel.id, err });
     }
+  }
+
+  private count(state: SweepFigures['tunnels'][number]['state'], type: TunnelRecord['type']): void {
+    const key = `${state}/${type}`;
+    const entry = this.seen.get(key) ?? { state, type, count: 0 };
+    entry.count++;
+    this.seen.set(key, entry);
   }
 
   private outboxEntry(alert: PlannedAlert, now: Date): OutboxAlert {

@@ -15,7 +15,14 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { TunnelStateItemSchema, type WorkerHeartbeat, WorkerHeartbeatSchema } from '../gateway-items';
+import {
+  TunnelStateItemSchema,
+  type WorkerHeartbeat,
+  WorkerHeartbeatSchema,
+  type WorkerTraffic,
+  WorkerTrafficSchema,
+} from '../gateway-items';
+import type { Traffic } from '../schemas';
 import {
   eventExpiresAt,
   eventSortKey,
@@ -159,19 +166,39 @@ export class DynamoStatusStore implements StatusStore {
     await this.db.send(new PutCommand({ TableName: this.tableName, Item: { ...keys.sweepMark(), ...mark } }));
   }
 
-  /** STATE, STATUS, SIGNALS and owner heartbeats of many tunnels: two rounds of batch reads in all. */
+  /**
+   * STATE, STATUS, SIGNALS, owner heartbeats and the owners' per-tunnel traffic of many tunnels: two
+   * rounds of batch reads in all.
+   */
   async getStatusSources(ids: string[]): Promise<Map<string, StatusSources>> {
     const items = await this.getStatusItems(ids, { signals: true });
-    const owners: string[] = [];
+    const owners = new Set<string>();
     for (const entry of items.values()) {
       // Only an `up` depends on its owner being alive.
-      if (entry.state?.state === 'up' && entry.state.owner) owners.push(entry.state.owner);
+      if (entry.state?.state === 'up' && entry.state.owner) owners.add(entry.state.owner);
     }
-    const beats = owners.length > 0 ? await this.getHeartbeats(owners) : new Map<string, WorkerHeartbeat>();
+    const beats = new Map<string, WorkerHeartbeat>();
+    const traffic = new Map<string, WorkerTraffic>();
+    const wanted = [...owners].flatMap((id) => [keys.worker(id), keys.workerTraffic(id)]);
+    for (const item of wanted.length > 0 ? await batchGetItems(this.db, this.tableName, wanted) : []) {
+      if (item.sk === 'TRAFFIC') {
+        // Traffic is a nicety: one that does not read is left out, never the status with it.
+        const read = WorkerTrafficSchema.safeParse(item);
+        if (read.success) traffic.set(read.data.workerId, read.data);
+      } else {
+        const beat = WorkerHeartbeatSchema.parse(item);
+        beats.set(beat.workerId, beat);
+      }
+    }
     const sources = new Map<string, StatusSources>();
     for (const [id, entry] of items) {
-      const heartbeat = entry.state?.owner ? beats.get(entry.state.owner) : undefined;
-      sources.set(id, heartbeat ? { ...entry, heartbeat } : entry);
+      const owner = entry.state?.owner;
+      const source: StatusSources = { ...entry };
+      const heartbeat = owner ? beats.get(owner) : undefined;
+      if (heartbeat) source.heartbeat = heartbeat;
+      const figures = owner ? trafficOf(traffic.get(owner), id) : undefined;
+      if (figures) source.traffic = figures;
+      sources.set(id, source);
     }
     return sources;
   }
@@ -342,6 +369,21 @@ export class DynamoStatusStore implements StatusStore {
       throw err;
     }
   }
+}
+
+/** One tunnel's row of a worker's TRAFFIC item, as `status.traffic` shows it. */
+function trafficOf(item: WorkerTraffic | undefined, tunnelId: string): Traffic | undefined {
+  const row = item?.tunnels[tunnelId];
+  if (!item || !row) return undefined;
+  const [sinceMs, connections, openConnections, bytesToService, bytesFromService] = row;
+  return {
+    since: new Date(sinceMs).toISOString(),
+    connections,
+    openConnections,
+    bytesToService,
+    bytesFromService,
+    reportedAt: item.reportedAt,
+  };
 }
 
 function lostRace(err: TransactionCanceledException): boolean {

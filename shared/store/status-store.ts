@@ -4,7 +4,7 @@
  * happen once however many sweepers run.
  */
 import type { TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
-import type { TunnelEvent } from '../schemas';
+import type { Traffic, TunnelEvent } from '../schemas';
 import type { OutboxAlert, StatusItem, StatusRecord } from '../status-items';
 import type { TunnelRecord } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
@@ -19,6 +19,8 @@ export interface StatusSources {
   heartbeat?: WorkerHeartbeat;
   /** What the gateways saw besides the state (read for the API's warnings, not by the sweeper). */
   signals?: TunnelSignals;
+  /** What the owner counted through the tunnel (its TRAFFIC item), for the API's `status.traffic`. */
+  traffic?: Traffic;
   /** STATE, STATUS or SIGNALS items of the tunnel that could not be read (and are left out above). */
   unreadable?: UnreadableItem[];
 }

@@ -39,6 +39,8 @@ export const keys = {
   tunnelSignals: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'SIGNALS' }),
   port: (port: number) => ({ pk: `PORT#${port}`, sk: 'META' }),
   worker: (id: string) => ({ pk: `WORKER#${id}`, sk: 'META' }),
+  /** Per-tunnel connections and bytes of the worker's tunnels (gateway-items.ts `WorkerTraffic`). */
+  workerTraffic: (id: string) => ({ pk: `WORKER#${id}`, sk: 'TRAFFIC' }),
   /** The sweepers' record of how far they have seen (status-store.ts `SweepMark`). */
   sweepMark: () => ({ pk: 'SWEEPER', sk: 'MARK' }),
 };

@@ -62,7 +62,14 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
     const now = deps.now();
     const observingSince = deps.observingSince();
     return records.map((tunnel) => {
-      const { state, heartbeat, status: previous, signals, unreadable } = sources.get(tunnel.id) ?? {};
+      const {
+        state,
+        heartbeat,
+        status: previous,
+        signals,
+        traffic,
+        unreadable,
+      } = sources.get(tunnel.id) ?? {};
       if (unreadable) {
         for (const item of unreadable)
           deps.logger.error('stored item unreadable', { tunnelId: tunnel.id, ...item });
@@ -73,6 +80,7 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
         heartbeat,
         previous,
         signals,
+        traffic,
         unreadable,
         now,
         observingSince,
