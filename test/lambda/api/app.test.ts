@@ -88,7 +88,11 @@ describe('HTTP API on DynamoDB Local', () => {
       expect(t).not.toHaveProperty('privateKey');
       expect(t.publicKey).toBe(customer.publicKey);
       expect(t.publicKeyFingerprint).toBe(customer.fingerprint);
-      expect(t.status).toEqual({ state: 'pending', since: t.createdAt });
+      expect(t.status).toEqual({
+        state: 'pending',
+        since: t.createdAt,
+        uptime: { '24h': null, '7d': null, '30d': null }, // nothing counts while pending
+      });
       expect(t.connect).toBeNull();
       expect(t.ssh).toBeUndefined();
       expect(t.reverse).toMatchObject({ sshHost: 'tunnels.example.com', sshPort: 22, sshUser: t.id });
