@@ -269,7 +269,8 @@ function ownerLost(
  */
 function afterReconnectWindow(status: Status, now: Date, settings: StatusSettings): StatusError | undefined {
   const windowMs = 3 * settings.keepaliveIntervalMs + settings.heartbeatIntervalMs;
-  if (now.getTime() - Date.parse(status.since) <= windowMs) return undefined;
+  // Over at `>=`, as the grace is: with a grace equal to the window, the page says what is true then.
+  if (now.getTime() - Date.parse(status.since) < windowMs) return undefined;
   return customerNotConnected(
     `the gateway worker holding the session was lost at ${status.since} and no customer session has connected since ` +
       '(autossh or the systemd unit reconnects by itself; a plain ssh must be started again)',

@@ -876,6 +876,21 @@ describe('evaluateStatus: properties', () => {
     );
   });
 
+  it('pages customer_not_connected when the grace ends exactly as the reconnect window does', () => {
+    const reconnectWindowMs = 3 * SETTINGS.keepaliveIntervalMs + SETTINGS.heartbeatIntervalMs;
+    const view = evaluateStatus({
+      tunnel: tunnel(),
+      state: up(-10 * MIN),
+      heartbeat: beat(-reconnectWindowMs),
+      now: new Date(T0),
+      settings: { ...SETTINGS, downGraceMs: reconnectWindowMs },
+    });
+    expect(view.status.since).toBe(at(-reconnectWindowMs));
+    expect(view.alerts.map((a) => [a.body.type, a.body.status.error?.code])).toEqual([
+      ['tunnel.down', 'customer_not_connected'],
+    ]);
+  });
+
   it('shows an up whose owner is dead, silent or restarted as down with worker_lost (until the reconnect window)', () => {
     fc.assert(
       fc.property(
@@ -900,7 +915,7 @@ describe('evaluateStatus: properties', () => {
           const lostForMs = T0 - Date.parse(view.status.since);
           const reconnectWindowMs = 3 * SETTINGS.keepaliveIntervalMs + SETTINGS.heartbeatIntervalMs;
           expect(view.status.error?.code).toBe(
-            lostForMs > reconnectWindowMs ? 'customer_not_connected' : 'worker_lost',
+            lostForMs >= reconnectWindowMs ? 'customer_not_connected' : 'worker_lost',
           );
           expect(view.connect).toBeNull();
         },
