@@ -145,11 +145,12 @@ const envSchema = z.object({
   /** Tunnel records the gateway keeps for that, least recently read dropped first. */
   SSH_LOGIN_CACHE_MAX_TUNNELS: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
   /**
-   * Threads of the key crypto pool (key derivation, RSA generation, large-RSA signatures); default
-   * one less than the CPUs (at least 1). 0 runs them on the event loop: only where no thread can be had.
+   * Worker processes of the key crypto pool (key derivation, RSA generation, large-RSA signatures);
+   * default one less than the CPUs (at least 1). 0 runs them on the event loop: only where no
+   * process can be had.
    */
-  KEY_CRYPTO_THREADS: z.coerce.number().int().min(0).max(64).optional(),
-  /** Key crypto tasks that may wait for a thread; beyond, requests get 503 with Retry-After. */
+  KEY_CRYPTO_WORKERS: z.coerce.number().int().min(0).max(64).optional(),
+  /** Key crypto tasks that may wait for a worker; beyond, requests get 503 with Retry-After. */
   KEY_CRYPTO_MAX_QUEUE: z.coerce.number().int().min(0).max(10_000).default(32),
   /** From submission to result of one key crypto task; past it, 503 (the API) or a retry (the gateway). */
   KEY_CRYPTO_TIMEOUT_MS: durationMs.default(60_000),

@@ -77,7 +77,7 @@ export const GATEWAY_ENTRY = 'fargate/main.ts';
 /** `.mjs`: the image has no package.json saying `"type": "module"`. */
 export const GATEWAY_BUNDLE_FILE = 'main.mjs';
 /**
- * The key crypto pool's thread, a second entry emitted beside the gateway bundle: the pool finds
+ * The key crypto pool's worker, a second entry emitted beside the gateway bundle: the pool finds
  * it as `./crypto-worker.mjs` relative to the bundle (shared/crypto-pool/pooled-key-crypto.ts),
  * as it finds the tsx shim of the same name beside its source.
  */
@@ -103,7 +103,7 @@ export function lambdaBuildOptions(name: LambdaBundleName, outdir: string): Buil
 
 /**
  * The gateway bundle for the Fargate image: everything inside (the container has no AWS SDK), its
- * key crypto thread beside it, and ssh2's native crypto helper copied next to the bundle with the
+ * key crypto worker beside it, and ssh2's native crypto helper copied next to the bundle with the
  * `require` rewritten to it, so AES-GCM runs through the helper. Building fails if the helper was never built (ssh2 skips
  * it silently when its install fails), which is the point. `cpu-features` only orders ssh2's
  * default ciphers, which the gateway sets itself: left out.
