@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
 import { ConflictError } from '../../../shared/errors';
+import { hostProblem } from '../../../shared/hosts';
 import type { Logger } from '../../../shared/logger';
 import type { Tunnel } from '../../../shared/schemas';
 import {
@@ -385,7 +386,9 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
       responses: {
         200: { content: { 'text/plain': { schema: z.string() } }, description: 'The line' },
         ...errors([404, 409, ...AUTHENTICATED], {
-          409: '`conflict`: a reverse tunnel has no authorized-keys line (its customer runs one of its commands)',
+          409:
+            '`conflict`: a reverse tunnel has no authorized-keys line (its customer runs one of its commands), ' +
+            'nor a standard tunnel stored with a service host the line cannot hold',
         }),
       },
     },
@@ -394,7 +397,10 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
       const line = customerInstructions(record, gateway).authorizedKeysLine;
       if (line === undefined) {
         throw new ConflictError(
-          `tunnel ${tunnelId(c)} is a reverse tunnel: it has no authorized-keys line; run one of its commands instead`,
+          record.type === 'reverse'
+            ? `tunnel ${record.id} is a reverse tunnel: it has no authorized-keys line; run one of its commands instead`
+            : `tunnel ${record.id} has no authorized-keys line: its service host cannot be written into one ` +
+                `(${hostProblem(record.service.host) ?? 'unsupported host'}); change service.host with PATCH`,
         );
       }
       return textFile(c, line);
