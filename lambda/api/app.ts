@@ -15,12 +15,14 @@ import type { StatusSettings } from '../../shared/status';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
 import type { GatewayInfo } from '../../shared/tunnel-view';
 import { ApiKeyCache, adminAuth, apiKeyAuth } from './auth';
+import type { ConsoleSource } from './console-files';
 import { createErrorHandler, errorResponse } from './errors';
 import { addOpenApiDocument, addServiceRoutes } from './openapi';
 import { RateLimiter, type RateLimitSettings } from './rate-limit';
 import type { ReadinessCheck } from './readiness';
 import { adminRoutes } from './routes/admin';
 import { apiKeyRoutes } from './routes/api-keys';
+import { consoleRoutes } from './routes/console';
 import { docsRoutes } from './routes/docs';
 import { infoRoutes } from './routes/info';
 import { tunnelRoutes } from './routes/tunnels';
@@ -68,6 +70,8 @@ export interface ApiDeps {
   egressIps: readonly string[];
   /** The gateway's limits, for `GET /v1/info`. */
   endpointLimits: EndpointLimits;
+  /** The customer console's files, served at `/`; absent, `/` answers 404. */
+  console?: ConsoleSource;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -161,6 +165,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
 
   app.route('/v1/info', infoRoutes({ ...deps, apiLimits: deps.limits, maxBodyBytes: MAX_BODY_BYTES }));
   app.route('/docs', docsRoutes());
+  app.route('/', consoleRoutes(deps.console, deps.logger));
   addOpenApiDocument(app);
   return app;
 }

@@ -15,6 +15,7 @@ import { statusSettingsFrom } from '../../shared/status';
 import { DynamoTunnelStore } from '../../shared/store/dynamo-tunnel-store';
 import type { StorageHealth } from '../../shared/store/storage-outage';
 import type { ApiDeps, ApiLimits } from './app';
+import type { ConsoleSource } from './console-files';
 import type { ReadinessCheck } from './readiness';
 
 /**
@@ -50,6 +51,8 @@ export interface ApiWiring {
   onTunnelChanged?: (tunnelId: string) => void;
   clientAddress?: (c: Context) => string | undefined;
   now?: () => Date;
+  /** The customer console's files (built at start locally, read beside the bundle in Lambda). */
+  console?: ConsoleSource;
 }
 
 export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
@@ -91,5 +94,6 @@ export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
   if (wiring.onTunnelChanged) deps.onTunnelChanged = wiring.onTunnelChanged;
   if (wiring.clientAddress) deps.clientAddress = wiring.clientAddress;
   if (wiring.now) deps.now = wiring.now;
+  if (wiring.console) deps.console = wiring.console;
   return deps;
 }
