@@ -3,8 +3,10 @@
  * Types come from them; the OpenAPI document is generated from them.
  */
 import { z } from '@hono/zod-openapi';
+import { ValidationError } from './errors';
 import { HOST_TOO_LONG, hostProblem, MAX_HOST_LENGTH } from './hosts';
 import { API_KEY_ID_PATTERN, WORKSPACE_ID_PATTERN } from './ids';
+import { parsePublicKey } from './keys';
 
 export const HostSchema = z
   .string()
@@ -51,7 +53,22 @@ export const FingerprintSchema = z
     'must be an OpenSSH SHA256 fingerprint, e.g. SHA256:abc... (43 chars)',
   );
 
-const PublicKeyLine = text().min(1, 'must not be empty').max(16_384, 'is too long for a public key');
+/**
+ * A customer's OpenSSH public key line, checked in full here (type, data, strength), so that a
+ * body with a bad key and another bad field answers both at once.
+ */
+const PublicKeyLine = text()
+  .min(1, 'must not be empty')
+  .max(16_384, 'is too long for a public key')
+  .superRefine((line, ctx) => {
+    if (line.length === 0 || line.length > 16_384) return;
+    try {
+      parsePublicKey(line, 'publicKey');
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      for (const issue of err.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+    }
+  });
 
 export const ServiceSchema = z
   .strictObject({ host: HostSchema, port: PortSchema })
