@@ -100,15 +100,16 @@ describe('workerGoneAfterMs', () => {
 });
 
 describe('statusSettingsFrom', () => {
-  it('takes the four settings from the configuration', () => {
+  it('takes the five settings from the configuration', () => {
     expect(
       statusSettingsFrom({
         HEARTBEAT_INTERVAL_MS: 1,
         SSH_KEEPALIVE_INTERVAL_MS: 2,
         DOWN_GRACE_MS: 3,
         TUNNEL_BIND_HOST: 'h',
+        RECOVERY_SETTLE_MS: 4,
       }),
-    ).toEqual({ heartbeatIntervalMs: 1, keepaliveIntervalMs: 2, downGraceMs: 3, bindHost: 'h' });
+    ).toEqual({ heartbeatIntervalMs: 1, keepaliveIntervalMs: 2, downGraceMs: 3, bindHost: 'h', recoverySettleMs: 4 });
   });
 });
 
