@@ -137,6 +137,7 @@ export async function startLocalStack(
         keyCrypto,
         onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
         clientAddress: (c) => getConnInfo(c).remote.address,
+        allowPrivateTargetsByDefault: true,
       }),
     );
 

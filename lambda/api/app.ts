@@ -20,6 +20,7 @@ import { addOpenApiDocument, addServiceRoutes } from './openapi';
 import { RateLimiter, type RateLimitSettings } from './rate-limit';
 import type { ReadinessCheck } from './readiness';
 import { adminRoutes } from './routes/admin';
+import { type AlertChannelDeps, alertChannelRoutes } from './routes/alert-channels';
 import { apiKeyRoutes } from './routes/api-keys';
 import { docsRoutes } from './routes/docs';
 import { infoRoutes } from './routes/info';
@@ -68,6 +69,8 @@ export interface ApiDeps {
   egressIps: readonly string[];
   /** The gateway's limits, for `GET /v1/info`. */
   endpointLimits: EndpointLimits;
+  /** Alert channels: their storage, send settings (SSRF policy) and quota. */
+  alertChannels: AlertChannelDeps;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -159,6 +162,10 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     }),
   );
 
+  app.route(
+    '/v1/alert-channels',
+    alertChannelRoutes({ ...deps.alertChannels, tunnels: deps.store, auth, logger: deps.logger, now }),
+  );
   app.route('/v1/info', infoRoutes({ ...deps, apiLimits: deps.limits, maxBodyBytes: MAX_BODY_BYTES }));
   app.route('/docs', docsRoutes());
   addOpenApiDocument(app);
