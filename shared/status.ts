@@ -177,8 +177,9 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
     }
   } else if (status.state === 'up') {
     // Recovery hysteresis: an announced incident closes once the tunnel has stayed up the settle time.
-    const upMs = now.getTime() - Date.parse(status.since);
-    if (incident?.alerted && upMs >= (settings.recoverySettleMs ?? 0)) {
+    const settleMs = settings.recoverySettleMs ?? 0;
+    const isSettled = settleMs <= 0 || now.getTime() - Date.parse(status.since) >= settleMs;
+    if (incident?.alerted && isSettled) {
       alert('tunnel.up', incident.since, incident.alertedAt);
       incident = undefined;
     } else if (!incident?.alerted) {
