@@ -154,7 +154,8 @@ describe.concurrent('alert channels end to end', () => {
     expect(blocks).toContain(`\`${error.code}\``);
     expect(blocks).toContain(LINK.replace('{tunnelId}', tunnel.id));
     const slackAll = await slack.waitForAccepted(2, 10_000);
-    expect(slackAll.map((r) => r.body.text)).toEqual([slackDown?.body.text, `Tunnel ${tunnel.name} is up again`]);
+    const link = LINK.replace('{tunnelId}', tunnel.id);
+    expect(slackAll.map((r) => r.body.text)).toEqual([slackDown?.body.text, `Tunnel ${tunnel.name} is up again ${link}`]);
 
     // The delivery log shows the failed attempts and the successes, newest first.
     const log = await stack.api('GET', `/v1/alert-channels/${slackChannel.id}/deliveries`);
@@ -198,8 +199,8 @@ describe.concurrent('alert channels end to end', () => {
     await slack.waitForAccepted(2, SETTLE_MS + 10_000);
     await waitForMoreSweeps(stack.logs, 3, 10_000);
     expect(slack.requests.map((r) => r.body?.text.split(' ').slice(2).join(' '))).toEqual([
-      expect.stringMatching(/^is down/),
-      'is up again',
+      expect.stringMatching(/^is down: customer_not_connected\. /),
+      `is up again ${LINK.replace('{tunnelId}', tunnel.id)}`,
     ]);
   });
 });
