@@ -4,9 +4,10 @@
  * never followed (a 3xx is an answer like any other), the whole exchange has a deadline, and at
  * most `maxResponseBytes` of the answer are read.
  */
+
+import type { LookupAddress, LookupOptions } from 'node:dns';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { LookupAddress, LookupOptions } from 'node:dns';
 import {
   allowedAddresses,
   type OutboundPolicy,

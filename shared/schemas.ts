@@ -123,8 +123,8 @@ export const PatchTunnelSchema = z
          * Maintenance: no `tunnel.down` is sent before this time (one after it if the tunnel is still
          * down); events are recorded as always. `null` ends the window now.
          */
-        mutedUntil: z
-          .iso.datetime({ offset: true, error: 'must be an ISO 8601 time, e.g. 2026-01-03T04:00:00Z' })
+        mutedUntil: z.iso
+          .datetime({ offset: true, error: 'must be an ISO 8601 time, e.g. 2026-01-03T04:00:00Z' })
           .refine((v) => Date.parse(v) - Date.now() <= MAX_MUTE_MS, {
             message: 'must be at most 366 days from now',
           })

@@ -31,7 +31,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AlertSink } from '../../shared/alerts/alert-sink';
-import { CHANNEL_SINK_PREFIX, type ChannelSink, type ChannelSinkSource } from '../../shared/alerts/channel-sink';
+import {
+  CHANNEL_SINK_PREFIX,
+  type ChannelSink,
+  type ChannelSinkSource,
+} from '../../shared/alerts/channel-sink';
 import { AlertDeliveryError } from '../../shared/errors';
 import type { WorkerHeartbeat } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
@@ -314,7 +318,9 @@ class Sweep {
       });
       let outbox = previous ? Object.values(previous.alerts) : [];
       if (evaluation.next) {
-        const queued = await Promise.all(evaluation.alerts.map((alert) => this.outboxEntry(tunnel, alert, now)));
+        const queued = await Promise.all(
+          evaluation.alerts.map((alert) => this.outboxEntry(tunnel, alert, now)),
+        );
         const written = await this.deps.store.recordChange({
           tunnelId: tunnel.id,
           expectedVersion: previous?.version ?? 0,

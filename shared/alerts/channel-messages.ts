@@ -102,7 +102,8 @@ export function slackBody(message: ChannelMessage, settings: MessageSettings): s
     { type: 'section', text: { type: 'mrkdwn', text: lines.join('\n') } },
     { type: 'section', fields: fields.map((text) => ({ type: 'mrkdwn', text })) },
   ];
-  if (link) blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `<${link}|Open the tunnel>` }] });
+  if (link)
+    blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `<${link}|Open the tunnel>` }] });
   const text = isDown
     ? `Tunnel ${alert.tunnel.name} is down${error ? `: ${error.code}. ${error.hint}` : ''}`
     : `Tunnel ${alert.tunnel.name} is up again`;
@@ -113,7 +114,11 @@ export function slackBody(message: ChannelMessage, settings: MessageSettings): s
  * A PagerDuty Events API v2 event: `trigger` for `tunnel.down`, `resolve` for `tunnel.up`, both with
  * the incident as `dedup_key`, so PagerDuty folds a redelivery into the same incident.
  */
-export function pagerDutyBody(message: ChannelMessage, routingKey: string, settings: MessageSettings): string {
+export function pagerDutyBody(
+  message: ChannelMessage,
+  routingKey: string,
+  settings: MessageSettings,
+): string {
   if (message.kind === 'test') {
     return JSON.stringify({
       routing_key: routingKey,

@@ -4,8 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { z } from '@hono/zod-openapi';
-import { NameSchema } from '../schemas';
 import { MAX_URL_LENGTH } from '../outbound-url';
+import { NameSchema } from '../schemas';
 
 /** `ach_` + 16 base32 characters. */
 export const CHANNEL_ID_PATTERN = /^ach_[a-z2-7]{16}$/;
@@ -37,14 +37,27 @@ const TunnelIdsSchema = z
 
 export const CreateAlertChannelSchema = z
   .discriminatedUnion('type', [
-    z.strictObject({ type: z.literal('webhook'), name: NameSchema, url: UrlSchema, tunnelIds: TunnelIdsSchema }),
-    z.strictObject({ type: z.literal('slack'), name: NameSchema, url: UrlSchema, tunnelIds: TunnelIdsSchema }),
+    z.strictObject({
+      type: z.literal('webhook'),
+      name: NameSchema,
+      url: UrlSchema,
+      tunnelIds: TunnelIdsSchema,
+    }),
+    z.strictObject({
+      type: z.literal('slack'),
+      name: NameSchema,
+      url: UrlSchema,
+      tunnelIds: TunnelIdsSchema,
+    }),
     z.strictObject({
       type: z.literal('pagerduty'),
       name: NameSchema,
       routingKey: z
         .string()
-        .regex(/^[A-Za-z0-9_-]{8,128}$/, 'must be a PagerDuty integration (routing) key: 8-128 letters and digits'),
+        .regex(
+          /^[A-Za-z0-9_-]{8,128}$/,
+          'must be a PagerDuty integration (routing) key: 8-128 letters and digits',
+        ),
       tunnelIds: TunnelIdsSchema,
     }),
   ])
@@ -130,10 +143,16 @@ export type ChannelTestResult = z.infer<typeof ChannelTestResultSchema>;
 
 /** What a customer may see of a channel; the secret only when just created. */
 export function toAlertChannel(record: AlertChannelRecord, withSecret = false): AlertChannel {
-  const view: AlertChannel = { id: record.id, type: record.type, name: record.name, createdAt: record.createdAt };
+  const view: AlertChannel = {
+    id: record.id,
+    type: record.type,
+    name: record.name,
+    createdAt: record.createdAt,
+  };
   if (record.type === 'webhook' && record.url) view.url = record.url;
   if (record.type === 'slack' && record.url) view.target = maskedUrl(record.url);
-  if (record.type === 'pagerduty' && record.routingKey) view.target = `routing key ${record.routingKey.slice(0, 4)}…`;
+  if (record.type === 'pagerduty' && record.routingKey)
+    view.target = `routing key ${record.routingKey.slice(0, 4)}…`;
   if (record.tunnelIds) view.tunnelIds = [...record.tunnelIds];
   if (withSecret && record.secret) view.secret = record.secret;
   return view;

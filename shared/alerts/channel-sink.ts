@@ -155,7 +155,11 @@ export class ChannelSink implements AlertSink {
       }
     } catch (err) {
       if (!(err instanceof OutboundFailedError)) throw err;
-      result = { ok: false, latencyMs: err.ms, error: err.isRefused ? `refused: ${err.message}` : err.message };
+      result = {
+        ok: false,
+        latencyMs: err.ms,
+        error: err.isRefused ? `refused: ${err.message}` : err.message,
+      };
     }
     const delivery: ChannelDelivery = {
       at: at.toISOString(),
@@ -189,7 +193,8 @@ export class ChannelSink implements AlertSink {
       case 'slack':
         return { body: slackBody(message, messages), headers: {} };
       case 'pagerduty':
-        if (!this.channel.routingKey) throw new Error(`pagerduty channel ${this.channel.id} has no routing key`);
+        if (!this.channel.routingKey)
+          throw new Error(`pagerduty channel ${this.channel.id} has no routing key`);
         return { body: pagerDutyBody(message, this.channel.routingKey, messages), headers: {} };
     }
   }

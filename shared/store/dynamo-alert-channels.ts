@@ -16,7 +16,12 @@ import {
   QueryCommand,
   TransactWriteCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { type AlertChannelRecord, AlertChannelRecordSchema, type ChannelDelivery, ChannelDeliverySchema } from '../alerts/channel-schemas';
+import {
+  type AlertChannelRecord,
+  AlertChannelRecordSchema,
+  type ChannelDelivery,
+  ChannelDeliverySchema,
+} from '../alerts/channel-schemas';
 import { NotFoundError, QuotaExceededError } from '../errors';
 import { cancelledBy } from './dynamo-errors';
 import { keys, TTL_ATTRIBUTE } from './table';
@@ -159,7 +164,10 @@ export class DynamoAlertChannelStore implements AlertChannelStore {
       new QueryCommand({
         TableName: this.tableName,
         KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
-        ExpressionAttributeValues: { ':pk': keys.channelDeliveries(channelId), ':prefix': DELIVERY_SK_PREFIX },
+        ExpressionAttributeValues: {
+          ':pk': keys.channelDeliveries(channelId),
+          ':prefix': DELIVERY_SK_PREFIX,
+        },
         ScanIndexForward: false,
         Limit: limit,
       }),

@@ -11,8 +11,9 @@
  * Flapping around the grace (acceptance 5's second half) is driven by the sweeper's clock in
  * test/lambda/sweeper/sweep-channels.test.ts and test/shared/status.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
 import { Webhook } from 'standardwebhooks';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Tunnel } from '../../shared/schemas';
 import { alertTimingEnv, SWEEP_MS } from '../helpers/alert-timing';
 import {
@@ -99,15 +100,25 @@ describe.concurrent('alert channels end to end', () => {
     const slack = await startSlackFake();
     receivers.push(webhook, slack);
     const { tunnel, customer, reverse, ssh } = await tunnelUp();
-    secret = (await createChannel({ type: 'webhook', name: 'hook', url: webhook.url, tunnelIds: [tunnel.id] })).secret;
-    const slackChannel = await createChannel({ type: 'slack', name: 'ops', url: slack.url, tunnelIds: [tunnel.id] });
+    secret = (
+      await createChannel({ type: 'webhook', name: 'hook', url: webhook.url, tunnelIds: [tunnel.id] })
+    ).secret;
+    const slackChannel = await createChannel({
+      type: 'slack',
+      name: 'ops',
+      url: slack.url,
+      tunnelIds: [tunnel.id],
+    });
 
     // The receiver is down through the incident's page: deliveries fail and are retried.
     await webhook.stopListening();
     await killCustomer(customer, ssh);
     const down = await stack.waitForTunnel(tunnel.id, (t) => t.status.state === 'down', 10_000);
     await stack.waitForLog(
-      (l) => l.msg === 'alert delivery failed; will retry' && l.tunnelId === tunnel.id && l.sink !== `channel:${slackChannel.id}`,
+      (l) =>
+        l.msg === 'alert delivery failed; will retry' &&
+        l.tunnelId === tunnel.id &&
+        l.sink !== `channel:${slackChannel.id}`,
       GRACE_MS + 15_000,
     );
     const [slackDown] = await slack.waitForAccepted(1, 10_000);
@@ -120,7 +131,10 @@ describe.concurrent('alert channels end to end', () => {
     await webhook.resumeListening();
     const accepted = await webhook.waitForAccepted(2, 10 * SWEEP_MS + 15_000);
     await waitForMoreSweeps(stack.logs, 3, 10_000);
-    expect(webhook.requests.map((r) => `${r.answered} ${r.body?.type}`)).toEqual(['200 tunnel.down', '200 tunnel.up']);
+    expect(webhook.requests.map((r) => `${r.answered} ${r.body?.type}`)).toEqual([
+      '200 tunnel.down',
+      '200 tunnel.up',
+    ]);
     expect(accepted.map((r) => r.body.incidentId)).toEqual([
       `${tunnel.id}@${down.status.since}`,
       `${tunnel.id}@${down.status.since}`,
@@ -155,7 +169,10 @@ describe.concurrent('alert channels end to end', () => {
     expect(blocks).toContain(LINK.replace('{tunnelId}', tunnel.id));
     const slackAll = await slack.waitForAccepted(2, 10_000);
     const link = LINK.replace('{tunnelId}', tunnel.id);
-    expect(slackAll.map((r) => r.body.text)).toEqual([slackDown?.body.text, `Tunnel ${tunnel.name} is up again ${link}`]);
+    expect(slackAll.map((r) => r.body.text)).toEqual([
+      slackDown?.body.text,
+      `Tunnel ${tunnel.name} is up again ${link}`,
+    ]);
 
     // The delivery log shows the failed attempts and the successes, newest first.
     const log = await stack.api('GET', `/v1/alert-channels/${slackChannel.id}/deliveries`);

@@ -18,8 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../local/free-port';
 import type { Tunnel } from '../../shared/schemas';
 import { type AlertReceiver, startAlertReceiver } from '../helpers/alert-receiver';
-import { type ChannelReceiver, startPagerDutyFake } from '../helpers/channel-receivers';
 import { alertTimingEnv } from '../helpers/alert-timing';
+import { type ChannelReceiver, startPagerDutyFake } from '../helpers/channel-receivers';
 import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { apiClient } from '../helpers/http-api';
@@ -192,10 +192,9 @@ describe('npm start restarted in the middle of an incident', () => {
       `202 resolve ${incident}`,
     ]);
     const deliveries = await api.call('GET', `/v1/alert-channels/${channel.json.id}/deliveries`);
-    expect(deliveries.json.items.map((d: { type: string; statusCode: number }) => `${d.type} ${d.statusCode}`)).toEqual([
-      'tunnel.up 202',
-      'tunnel.down 202',
-    ]);
+    expect(
+      deliveries.json.items.map((d: { type: string; statusCode: number }) => `${d.type} ${d.statusCode}`),
+    ).toEqual(['tunnel.up 202', 'tunnel.down 202']);
     console.info(
       `figure: npm start restart (stop + start, embedded DynamoDB Local) took ${restartMs} ms; ` +
         `no re-page after it; tunnel.up ${upAlert.at - restartedAt} ms after the customer's ssh restarted`,

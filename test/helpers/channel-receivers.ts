@@ -32,7 +32,11 @@ export interface ChannelReceiver {
   readonly requests: ChannelRequest[];
   /** Accepted requests (2xx). */
   accepted(): ChannelRequest[];
-  waitForAccepted(count: number, timeoutMs: number, filter?: (r: ChannelRequest) => boolean): Promise<ChannelRequest[]>;
+  waitForAccepted(
+    count: number,
+    timeoutMs: number,
+    filter?: (r: ChannelRequest) => boolean,
+  ): Promise<ChannelRequest[]>;
   /** The status accepted requests get from now on (the real receiver's unless told). */
   answerWith(status: number | undefined): void;
   stopListening(): Promise<void>;
@@ -40,7 +44,10 @@ export interface ChannelReceiver {
   close(): Promise<void>;
 }
 
-type Judge = (raw: string, headers: IncomingHttpHeaders) => { ok: true; body: unknown } | { ok: false; why: string; status: number };
+type Judge = (
+  raw: string,
+  headers: IncomingHttpHeaders,
+) => { ok: true; body: unknown } | { ok: false; why: string; status: number };
 
 async function startReceiver(
   judge: Judge,
@@ -54,14 +61,17 @@ async function startReceiver(
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks).toString('utf8');
-      const verdict = req.method === 'POST' ? judge(raw, req.headers) : { ok: false as const, why: 'not a POST', status: 405 };
+      const verdict =
+        req.method === 'POST'
+          ? judge(raw, req.headers)
+          : { ok: false as const, why: 'not a POST', status: 405 };
       const entry: ChannelRequest = { at: Date.now(), headers: req.headers, raw, answered: 0 };
       if (verdict.ok) {
         entry.body = verdict.body;
         entry.answered = override ?? ok.status;
-        res.writeHead(entry.answered, { 'Content-Type': 'application/json' }).end(
-          entry.answered < 300 ? ok.body(verdict.body) : '{"status":"unavailable"}',
-        );
+        res
+          .writeHead(entry.answered, { 'Content-Type': 'application/json' })
+          .end(entry.answered < 300 ? ok.body(verdict.body) : '{"status":"unavailable"}');
       } else {
         entry.rejected = verdict.why;
         entry.answered = verdict.status;
@@ -139,10 +149,15 @@ export function startPagerDutyFake(): Promise<ChannelReceiver> {
       try {
         event = JSON.parse(raw) as Record<string, unknown>;
       } catch {
-        return { ok: false, why: '{"status":"invalid event","message":"Event object is invalid"}', status: 400 };
+        return {
+          ok: false,
+          why: '{"status":"invalid event","message":"Event object is invalid"}',
+          status: 400,
+        };
       }
       const str = (v: unknown) => typeof v === 'string' && v.length > 0;
-      if (!str(event.routing_key) || String(event.routing_key).length !== 32) problems.push("'routing_key' is invalid");
+      if (!str(event.routing_key) || String(event.routing_key).length !== 32)
+        problems.push("'routing_key' is invalid");
       if (!['trigger', 'acknowledge', 'resolve'].includes(String(event.event_action)))
         problems.push("'event_action' is invalid");
       if (event.dedup_key !== undefined && (!str(event.dedup_key) || String(event.dedup_key).length > 255))
@@ -152,7 +167,8 @@ export function startPagerDutyFake(): Promise<ChannelReceiver> {
         const payload = event.payload as Record<string, unknown> | undefined;
         if (!payload || typeof payload !== 'object') problems.push("'payload' is missing");
         else {
-          if (!str(payload.summary) || String(payload.summary).length > 1024) problems.push("'payload.summary' is invalid");
+          if (!str(payload.summary) || String(payload.summary).length > 1024)
+            problems.push("'payload.summary' is invalid");
           if (!str(payload.source)) problems.push("'payload.source' is missing");
           if (!SEVERITIES.has(String(payload.severity))) problems.push("'payload.severity' is invalid");
         }
@@ -160,7 +176,11 @@ export function startPagerDutyFake(): Promise<ChannelReceiver> {
       if (problems.length > 0) {
         return {
           ok: false,
-          why: JSON.stringify({ status: 'invalid event', message: 'Event object is invalid', errors: problems }),
+          why: JSON.stringify({
+            status: 'invalid event',
+            message: 'Event object is invalid',
+            errors: problems,
+          }),
           status: 400,
         };
       }
@@ -189,11 +209,15 @@ export function startSlackFake(): Promise<ChannelReceiver> {
       } catch {
         return { ok: false, why: 'invalid_payload', status: 400 };
       }
-      if (typeof message.text !== 'string' || message.text.trim() === '') return { ok: false, why: 'no_text', status: 400 };
+      if (typeof message.text !== 'string' || message.text.trim() === '')
+        return { ok: false, why: 'no_text', status: 400 };
       const blocks = message.blocks;
       if (
         blocks !== undefined &&
-        !(Array.isArray(blocks) && blocks.every((b) => b && typeof b === 'object' && typeof b.type === 'string'))
+        !(
+          Array.isArray(blocks) &&
+          blocks.every((b) => b && typeof b === 'object' && typeof b.type === 'string')
+        )
       ) {
         return { ok: false, why: 'invalid_blocks', status: 400 };
       }

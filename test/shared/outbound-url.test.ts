@@ -116,7 +116,9 @@ describe('postOutbound', () => {
   it('refuses at send time a name that now resolves to loopback (DNS rebinding), without connecting', async () => {
     const dns = fakeDns({ 'rebind.example.com': ['203.0.113.7'] });
     // At create time the name was public...
-    expect(await checkOutboundUrl(`https://rebind.example.com:${port}/`, STRICT, dns.resolve)).toBeUndefined();
+    expect(
+      await checkOutboundUrl(`https://rebind.example.com:${port}/`, STRICT, dns.resolve),
+    ).toBeUndefined();
     // ...then it points at us. (http here only so that a connection, if one were made, would land.)
     const rebound = fakeDns({ 'rebind.example.com': ['127.0.0.1'] });
     const before = hits;

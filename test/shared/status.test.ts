@@ -109,7 +109,13 @@ describe('statusSettingsFrom', () => {
         TUNNEL_BIND_HOST: 'h',
         RECOVERY_SETTLE_MS: 4,
       }),
-    ).toEqual({ heartbeatIntervalMs: 1, keepaliveIntervalMs: 2, downGraceMs: 3, bindHost: 'h', recoverySettleMs: 4 });
+    ).toEqual({
+      heartbeatIntervalMs: 1,
+      keepaliveIntervalMs: 2,
+      downGraceMs: 3,
+      bindHost: 'h',
+      recoverySettleMs: 4,
+    });
   });
 });
 
@@ -796,7 +802,12 @@ describe('evaluateStatus: maintenance windows and recovery hysteresis', () => {
       { nowMs: muted - 1, state: down(MIN), mutedUntilMs: muted },
       { nowMs: muted, state: down(MIN), mutedUntilMs: muted },
       { nowMs: muted + MIN, state: down(MIN), mutedUntilMs: muted },
-      { nowMs: muted + 2 * MIN, state: up(muted + 90 * S), heartbeat: live(muted + 2 * MIN), mutedUntilMs: muted },
+      {
+        nowMs: muted + 2 * MIN,
+        state: up(muted + 90 * S),
+        heartbeat: live(muted + 2 * MIN),
+        mutedUntilMs: muted,
+      },
     ]);
     // Events are recorded as always; the page waits for the window's end.
     expect(run.events).toEqual([

@@ -5,7 +5,6 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
-import { ChannelSink, type ChannelSettings } from '../../../shared/alerts/channel-sink';
 import {
   AlertChannelIdParamSchema,
   AlertChannelListSchema,
@@ -19,6 +18,7 @@ import {
   newWebhookSecret,
   toAlertChannel,
 } from '../../../shared/alerts/channel-schemas';
+import { type ChannelSettings, ChannelSink } from '../../../shared/alerts/channel-sink';
 import { NotFoundError, ValidationError } from '../../../shared/errors';
 import type { Logger } from '../../../shared/logger';
 import { checkOutboundUrl, type Resolve } from '../../../shared/outbound-url';
@@ -110,7 +110,9 @@ export function alertChannelRoutes(deps: AlertChannelRouteDeps): OpenAPIHono<Aut
       if (problem) throw ValidationError.field('url', problem);
     }
     const ids = body.tunnelIds ?? [];
-    const found = await Promise.all(ids.map((id) => deps.tunnels.getTunnel(workspaceId, id).catch(() => undefined)));
+    const found = await Promise.all(
+      ids.map((id) => deps.tunnels.getTunnel(workspaceId, id).catch(() => undefined)),
+    );
     const issues = ids.flatMap((id, i) =>
       found[i] ? [] : [{ path: `tunnelIds.${i}`, message: `no tunnel ${id} in this workspace` }],
     );
@@ -125,7 +127,8 @@ export function alertChannelRoutes(deps: AlertChannelRouteDeps): OpenAPIHono<Aut
       path: '/',
       operationId: 'listAlertChannels',
       summary: "List the workspace's alert channels",
-      description: 'Oldest first; never their secrets (a Slack URL or PagerDuty key is shown by its start only).',
+      description:
+        'Oldest first; never their secrets (a Slack URL or PagerDuty key is shown by its start only).',
       responses: { 200: json(AlertChannelListSchema, "The workspace's channels"), ...errors(AUTHENTICATED) },
     },
     async (c) => {

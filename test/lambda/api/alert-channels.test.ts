@@ -3,10 +3,15 @@
  * log; the SSRF guard at create time (issue 16, acceptance 4); quotas and workspace isolation; and
  * `PATCH /v1/tunnels/{id}` with `alerts.mutedUntil`.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { Webhook } from 'standardwebhooks';
-import { type ChannelReceiver, startPagerDutyFake, startStandardWebhookReceiver } from '../../helpers/channel-receivers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApi } from '../../helpers/api';
+import {
+  type ChannelReceiver,
+  startPagerDutyFake,
+  startStandardWebhookReceiver,
+} from '../../helpers/channel-receivers';
 
 type Api = Awaited<ReturnType<typeof createTestApi>>;
 
@@ -19,7 +24,10 @@ describe('alert channels API', () => {
   let pagerDuty: ChannelReceiver;
 
   beforeAll(async () => {
-    [webhook, pagerDuty] = await Promise.all([startStandardWebhookReceiver(() => secret), startPagerDutyFake()]);
+    [webhook, pagerDuty] = await Promise.all([
+      startStandardWebhookReceiver(() => secret),
+      startPagerDutyFake(),
+    ]);
     api = await createTestApi({
       env: {
         ALLOW_PRIVATE_SSH_HOSTS: 'true',
@@ -79,14 +87,19 @@ describe('alert channels API', () => {
     });
     secret = created.json.secret;
     const listed = await api.call('GET', '/v1/alert-channels', ws.apiKey);
-    expect(listed.json.items).toEqual([{ ...created.json, secret: undefined }].map(({ secret: _s, ...c }) => c));
+    expect(listed.json.items).toEqual(
+      [{ ...created.json, secret: undefined }].map(({ secret: _s, ...c }) => c),
+    );
     expect(JSON.stringify(listed.json)).not.toContain(String(secret));
 
     const tested = await api.call('POST', `/v1/alert-channels/${created.json.id}/test`, ws.apiKey);
     expect(tested.status).toBe(200);
     expect(tested.json).toMatchObject({ ok: true, statusCode: 200, response: '{"received":true}' });
     const [request] = await webhook.waitForAccepted(1, 5_000);
-    expect(request?.body).toMatchObject({ type: 'test', channel: { id: created.json.id, name: 'on-call hook' } });
+    expect(request?.body).toMatchObject({
+      type: 'test',
+      channel: { id: created.json.id, name: 'on-call hook' },
+    });
     if (!request || !secret) throw new Error('no request');
     expect(
       new Webhook(secret).verify(request.raw, {
@@ -140,7 +153,10 @@ describe('alert channels API', () => {
       routingKey: 'no spaces allowed',
     });
     expect(bad.status).toBe(422);
-    expect(bad.json.error.details.map((d: { path: string }) => d.path).sort()).toEqual(['name', 'routingKey']);
+    expect(bad.json.error.details.map((d: { path: string }) => d.path).sort()).toEqual([
+      'name',
+      'routingKey',
+    ]);
     const unknown = await api.call('POST', '/v1/alert-channels', ws.apiKey, {
       type: 'slack',
       name: 's',
@@ -152,17 +168,29 @@ describe('alert channels API', () => {
       { path: 'tunnelIds.0', message: 'no tunnel tun_aaaaaaaaaaaaaaaa in this workspace' },
     ]);
     for (let i = 0; i < 3; i++) {
-      const res = await api.call('POST', '/v1/alert-channels', ws.apiKey, { type: 'slack', name: `s${i}`, url: webhook.url });
+      const res = await api.call('POST', '/v1/alert-channels', ws.apiKey, {
+        type: 'slack',
+        name: `s${i}`,
+        url: webhook.url,
+      });
       expect(res.status).toBe(201);
       expect(res.json.target).toBe(`${new URL(webhook.url).origin}/hooks/…`);
     }
-    const over = await api.call('POST', '/v1/alert-channels', ws.apiKey, { type: 'slack', name: 's3', url: webhook.url });
+    const over = await api.call('POST', '/v1/alert-channels', ws.apiKey, {
+      type: 'slack',
+      name: 's3',
+      url: webhook.url,
+    });
     expect(over.status).toBe(409);
     expect(over.json.error.code).toBe('quota_exceeded');
     const [first] = (await api.call('GET', '/v1/alert-channels', ws.apiKey)).json.items;
     expect((await api.call('DELETE', `/v1/alert-channels/${first.id}`, ws.apiKey)).status).toBe(204);
     expect((await api.call('DELETE', `/v1/alert-channels/${first.id}`, ws.apiKey)).status).toBe(404);
-    const again = await api.call('POST', '/v1/alert-channels', ws.apiKey, { type: 'slack', name: 's4', url: webhook.url });
+    const again = await api.call('POST', '/v1/alert-channels', ws.apiKey, {
+      type: 'slack',
+      name: 's4',
+      url: webhook.url,
+    });
     expect(again.status).toBe(201);
   });
 

@@ -7,8 +7,12 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type SweepDeps, sweep } from '../../../lambda/sweeper/sweep';
 import { incidentIdOf } from '../../../shared/alerts/channel-messages';
+import {
+  type AlertChannelRecord,
+  newChannelId,
+  newWebhookSecret,
+} from '../../../shared/alerts/channel-schemas';
 import { type ChannelSettings, StoredChannelSinks } from '../../../shared/alerts/channel-sink';
-import { type AlertChannelRecord, newChannelId, newWebhookSecret } from '../../../shared/alerts/channel-schemas';
 import { createLogger } from '../../../shared/logger';
 import type { StatusSettings } from '../../../shared/status';
 import { DynamoAlertChannelStore } from '../../../shared/store/dynamo-alert-channels';
@@ -86,7 +90,11 @@ describe('sweep with alert channels', () => {
     const deps: SweepDeps = {
       store: new DynamoStatusStore(doc ?? t.doc, t.tableName),
       sinks: [],
-      channels: new StoredChannelSinks(new DynamoAlertChannelStore(doc ?? t.doc, t.tableName), channelSettings(), logger),
+      channels: new StoredChannelSinks(
+        new DynamoAlertChannelStore(doc ?? t.doc, t.tableName),
+        channelSettings(),
+        logger,
+      ),
       logger,
       settings: SETTINGS,
       now: () => new Date(clock.ms),
@@ -138,7 +146,9 @@ describe('sweep with alert channels', () => {
     expect(webhook.requests).toEqual([]);
     const log = await channels.listDeliveries(channel.id, 100);
     expect(log.length).toBeGreaterThanOrEqual(4);
-    expect(log.every((d) => !d.ok && d.type === 'tunnel.down' && /ECONNREFUSED/.test(d.error ?? ''))).toBe(true);
+    expect(log.every((d) => !d.ok && d.type === 'tunnel.down' && /ECONNREFUSED/.test(d.error ?? ''))).toBe(
+      true,
+    );
 
     await webhook.resumeListening();
     for (let ms = 71 * S; ms <= 100 * S; ms += STEP) {
@@ -153,7 +163,10 @@ describe('sweep with alert channels', () => {
       `${tunnel.id}@${iso(T0 + S)}`,
     ]);
     expect(webhook.requests.every((r) => r.rejected === undefined)).toBe(true);
-    expect((await channels.listDeliveries(channel.id, 100))[0]).toMatchObject({ ok: true, type: 'tunnel.up' });
+    expect((await channels.listDeliveries(channel.id, 100))[0]).toMatchObject({
+      ok: true,
+      type: 'tunnel.up',
+    });
   });
 
   it('pagerduty through a tunnel flapping every 10 s around a 15 s grace for 2 minutes: one trigger, one resolve', async () => {
@@ -213,7 +226,9 @@ describe('sweep with alert channels', () => {
       await run();
     }
     expect(slack.accepted().map((r) => r.body.text)).toEqual([
-      expect.stringMatching(/^Tunnel tunnel-0 is down: customer_not_connected\. Run reverse\.commands\.autossh/),
+      expect.stringMatching(
+        /^Tunnel tunnel-0 is down: customer_not_connected\. Run reverse\.commands\.autossh/,
+      ),
       'Tunnel tunnel-0 is up again',
     ]);
   });
@@ -258,11 +273,15 @@ describe('sweep with alert channels', () => {
     await both();
     for (const tunnel of [a, b]) await sim.down(tunnel.id, T0 + S, 'w1', `c-${tunnel.id}`);
     await runUntil(both, T0 + 20 * S);
-    expect(pagerDuty.accepted().map((r) => r.body.dedup_key)).toEqual([incidentIdOf(`${a.id}:tunnel.down@${iso(T0 + S)}`)]);
-    expect(slack.accepted().map((r) => r.body.text.split(':')[0]).sort()).toEqual([
-      'Tunnel tunnel-0 is down',
-      'Tunnel tunnel-1 is down',
+    expect(pagerDuty.accepted().map((r) => r.body.dedup_key)).toEqual([
+      incidentIdOf(`${a.id}:tunnel.down@${iso(T0 + S)}`),
     ]);
+    expect(
+      slack
+        .accepted()
+        .map((r) => r.body.text.split(':')[0])
+        .sort(),
+    ).toEqual(['Tunnel tunnel-0 is down', 'Tunnel tunnel-1 is down']);
   });
 
   it('reads no channel in steady state: only when an alert is queued or owed', async () => {

@@ -3,11 +3,16 @@
  * (test/helpers/channel-receivers.ts): Standard Webhooks verified by the `standardwebhooks`
  * library (and a replay past 5 minutes refused by it), PagerDuty's Events API v2, Slack's message.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+
 import { Webhook } from 'standardwebhooks';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { incidentIdOf, standardWebhookHeaders } from '../../../shared/alerts/channel-messages';
-import { ChannelSink, type ChannelSettings } from '../../../shared/alerts/channel-sink';
-import { type AlertChannelRecord, type ChannelDelivery, newWebhookSecret } from '../../../shared/alerts/channel-schemas';
+import {
+  type AlertChannelRecord,
+  type ChannelDelivery,
+  newWebhookSecret,
+} from '../../../shared/alerts/channel-schemas';
+import { type ChannelSettings, ChannelSink } from '../../../shared/alerts/channel-sink';
 import { AlertDeliveryError } from '../../../shared/errors';
 import { createLogger } from '../../../shared/logger';
 import { sampleAlert } from '../../helpers/alerts';
@@ -150,7 +155,11 @@ describe('alert channel sinks', () => {
     expect(err).toBeInstanceOf(AlertDeliveryError);
     expect((err as AlertDeliveryError).retryable).toBe(false);
     expect(pagerDuty.requests.length - before).toBe(1);
-    expect(log[0]?.delivery).toMatchObject({ ok: false, statusCode: 400, error: 'receiver answered HTTP 400' });
+    expect(log[0]?.delivery).toMatchObject({
+      ok: false,
+      statusCode: 400,
+      error: 'receiver answered HTTP 400',
+    });
 
     pagerDuty.answerWith(429);
     const throttled = await sink(channel({ type: 'pagerduty', routingKey: ROUTING_KEY }))
@@ -165,7 +174,9 @@ describe('alert channel sinks', () => {
     const s = sink(channel({ type: 'slack', url: slack.url }));
     await s.send({
       id: DOWN_ID,
-      body: sampleAlert({ tunnel: { id: 'tun_aaaaaaaaaaaaaaaa', name: 'db <prod> & co', workspaceId: 'ws_1' } }),
+      body: sampleAlert({
+        tunnel: { id: 'tun_aaaaaaaaaaaaaaaa', name: 'db <prod> & co', workspaceId: 'ws_1' },
+      }),
     });
     const [message] = await slack.waitForAccepted(1, 5_000);
     expect(message?.body.text).toBe(
@@ -190,7 +201,12 @@ describe('alert channel sinks', () => {
   });
 
   it('the test message: every kind takes it; the answer comes back', async () => {
-    const test = { kind: 'test' as const, id: 'test_1', at: new Date().toISOString(), channel: { id: 'ach_x', name: 'x' } };
+    const test = {
+      kind: 'test' as const,
+      id: 'test_1',
+      at: new Date().toISOString(),
+      channel: { id: 'ach_x', name: 'x' },
+    };
     const results = await Promise.all([
       sink(channel({ url: webhook.url, secret })).attempt(test),
       sink(channel({ type: 'pagerduty', routingKey: ROUTING_KEY })).attempt(test),
