@@ -4,7 +4,7 @@
  * check what the real ones check (test/helpers/channel-receivers.ts); the channel sinks stamp and
  * sign with the real clock, as receivers verify against it.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type SweepDeps, sweep } from '../../../lambda/sweeper/sweep';
 import { incidentIdOf } from '../../../shared/alerts/channel-messages';
 import {
@@ -19,7 +19,6 @@ import { DynamoAlertChannelStore } from '../../../shared/store/dynamo-alert-chan
 import { DynamoStatusStore } from '../../../shared/store/dynamo-status-store';
 import { RecordingSink } from '../../helpers/alerts';
 import {
-  type ChannelReceiver,
   startPagerDutyFake,
   startSlackFake,
   startStandardWebhookReceiver,
@@ -33,7 +32,7 @@ type Table = Awaited<ReturnType<typeof createTestTable>>;
 const S = 1000;
 const MIN = 60 * S;
 /** Sweeper time between two sweeps: often enough for every edge below, few enough to run quickly. */
-const STEP = 2 * S;
+const STEP = 5 * S;
 const ROUTING_KEY = 'R0123456789abcdef0123456789abcde';
 const SETTINGS: StatusSettings = {
   heartbeatIntervalMs: 15 * S,
@@ -43,47 +42,29 @@ const SETTINGS: StatusSettings = {
   recoverySettleMs: 30 * S,
 };
 
-describe('sweep with alert channels', () => {
-  let t: Table;
-  let sim: ReturnType<typeof gatewaySim>;
-  let channels: DynamoAlertChannelStore;
-  let clock: { ms: number };
-  let logs: Record<string, unknown>[];
-  let webhook: ChannelReceiver;
-  let pagerDuty: ChannelReceiver;
-  let slack: ChannelReceiver;
+/** One cell's world: its own table, receivers and sweeper clock, so cells run side by side. */
+async function setup(onTestFinished: (fn: () => Promise<void>) => void) {
+  const t = await createTestTable();
+  const sim = gatewaySim(t.doc, t.tableName);
+  const channels = new DynamoAlertChannelStore(t.doc, t.tableName);
+  const clock = { ms: T0 };
+  const logs: Record<string, unknown>[] = [];
   const secret = newWebhookSecret();
-
-  beforeAll(async () => {
-    [webhook, pagerDuty, slack] = await Promise.all([
-      startStandardWebhookReceiver(() => secret),
-      startPagerDutyFake(),
-      startSlackFake(),
-    ]);
-  });
-  afterAll(() => Promise.all([webhook.close(), pagerDuty.close(), slack.close()]));
-  beforeEach(async () => {
-    t = await createTestTable();
-    sim = gatewaySim(t.doc, t.tableName);
-    channels = new DynamoAlertChannelStore(t.doc, t.tableName);
-    clock = { ms: T0 };
-    logs = [];
-  });
-  afterEach(async () => {
-    for (const r of [webhook, pagerDuty, slack]) {
-      r.requests.length = 0;
-      r.answerWith(undefined);
-      await r.resumeListening().catch(() => {});
-    }
+  const [webhook, pagerDuty, slack] = await Promise.all([
+    startStandardWebhookReceiver(() => secret),
+    startPagerDutyFake(),
+    startSlackFake(),
+  ]);
+  onTestFinished(async () => {
+    await Promise.all([webhook.close(), pagerDuty.close(), slack.close()]);
     await t.drop();
   });
-
-  const channelSettings: () => ChannelSettings = () => ({
+  const channelSettings: ChannelSettings = {
     policy: { allowPrivate: true },
     pagerDutyUrl: pagerDuty.url,
     messages: {},
     sleep: async () => {},
-  });
+  };
   const sweeper = (over: Partial<SweepDeps> & { doc?: Table['doc'] } = {}) => {
     const { doc, ...rest } = over;
     const logger = createLogger('debug', (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
@@ -92,7 +73,7 @@ describe('sweep with alert channels', () => {
       sinks: [],
       channels: new StoredChannelSinks(
         new DynamoAlertChannelStore(doc ?? t.doc, t.tableName),
-        channelSettings(),
+        channelSettings,
         logger,
       ),
       logger,
@@ -124,8 +105,30 @@ describe('sweep with alert channels', () => {
     }
   };
   const alive = async (toMs: number) => sim.beat('w1', toMs);
+  return {
+    t,
+    sim,
+    channels,
+    clock,
+    logs,
+    secret,
+    webhook,
+    pagerDuty,
+    slack,
+    sweeper,
+    addChannel,
+    runUntil,
+    alive,
+  };
+}
 
-  it('a webhook receiver down for a while: retried, then every alert arrives, in order, once, verified', async () => {
+// Each cell sweeps a few dozen times on the shared DynamoDB Local: generous bounds for a busy machine.
+describe.concurrent('sweep with alert channels', { timeout: 90_000 }, () => {
+  it('a webhook receiver down for a while: retried, then every alert arrives, in order, once, verified', async ({
+    onTestFinished,
+  }) => {
+    const { t, sim, channels, clock, secret, webhook, sweeper, addChannel, runUntil, alive } =
+      await setup(onTestFinished);
     const [tunnel] = await storeTunnels(t.doc, t.tableName, 'ws_1', 1);
     if (!tunnel) throw new Error('no tunnel');
     const channel = await addChannel({ url: webhook.url, secret });
@@ -169,7 +172,10 @@ describe('sweep with alert channels', () => {
     });
   });
 
-  it('pagerduty through a tunnel flapping every 10 s around a 15 s grace for 2 minutes: one trigger, one resolve', async () => {
+  it('pagerduty through a tunnel flapping every 10 s around a 15 s grace for 2 minutes: one trigger, one resolve', async ({
+    onTestFinished,
+  }) => {
+    const { t, sim, clock, pagerDuty, sweeper, addChannel, alive } = await setup(onTestFinished);
     const [tunnel] = await storeTunnels(t.doc, t.tableName, 'ws_1', 1);
     if (!tunnel) throw new Error('no tunnel');
     await addChannel({ type: 'pagerduty', routingKey: ROUTING_KEY, name: 'pd' });
@@ -177,7 +183,7 @@ describe('sweep with alert channels', () => {
     await sim.up(tunnel.id, T0 - MIN, 'w1', 'c-start');
     await alive(T0);
     await run();
-    // Down 20 s (past the grace), up 10 s (within the settle time), for 2 minutes; a sweep every 2 s.
+    // Down 20 s (past the grace), up 10 s (within the settle time), for 2 minutes; a sweep every 5 s.
     for (let ms = STEP; ms < 2 * MIN; ms += STEP) {
       const cycle = Math.floor(ms / (30 * S));
       const start = cycle * 30 * S;
@@ -197,7 +203,10 @@ describe('sweep with alert channels', () => {
     expect((await t.store.listEvents(tunnel.id, 100)).filter((e) => e.to === 'down')).toHaveLength(4);
   });
 
-  it('a channel created mid-incident hears nothing of it (no tunnel.up without its down), the next incident in full', async () => {
+  it('a channel created mid-incident hears nothing of it (no tunnel.up without its down), the next incident in full', async ({
+    onTestFinished,
+  }) => {
+    const { t, sim, clock, slack, sweeper, addChannel, runUntil, alive } = await setup(onTestFinished);
     const [tunnel] = await storeTunnels(t.doc, t.tableName, 'ws_1', 1);
     if (!tunnel) throw new Error('no tunnel');
     const operator = new RecordingSink('operator');
@@ -207,6 +216,8 @@ describe('sweep with alert channels', () => {
     await run();
     await sim.down(tunnel.id, T0 + S, 'w1', 'c1');
     await runUntil(run, T0 + 20 * S);
+    // Created after the incident's tunnel.down went out.
+    clock.ms += S;
     await addChannel({ type: 'slack', url: slack.url });
     await sim.up(tunnel.id, T0 + 21 * S, 'w1', 'c2');
     for (let ms = 21 * S; ms <= 60 * S; ms += STEP) {
@@ -233,7 +244,11 @@ describe('sweep with alert channels', () => {
     ]);
   });
 
-  it('a channel deleted mid-incident gets nothing more; the operator still hears all, nothing is an error', async () => {
+  it('a channel deleted mid-incident gets nothing more; the operator still hears all, nothing is an error', async ({
+    onTestFinished,
+  }) => {
+    const { t, sim, channels, clock, logs, pagerDuty, sweeper, addChannel, runUntil, alive } =
+      await setup(onTestFinished);
     const [tunnel] = await storeTunnels(t.doc, t.tableName, 'ws_1', 1);
     if (!tunnel) throw new Error('no tunnel');
     const channel = await addChannel({ type: 'pagerduty', routingKey: ROUTING_KEY });
@@ -261,7 +276,10 @@ describe('sweep with alert channels', () => {
     expect(logs.filter((l) => l.level === 'error')).toEqual([]);
   });
 
-  it('tunnelIds narrows a channel; two racing sweepers still deliver each alert once per channel', async () => {
+  it('tunnelIds narrows a channel; two racing sweepers still deliver each alert once per channel', async ({
+    onTestFinished,
+  }) => {
+    const { t, sim, pagerDuty, slack, sweeper, addChannel, runUntil, alive } = await setup(onTestFinished);
     const [a, b] = await storeTunnels(t.doc, t.tableName, 'ws_1', 2);
     if (!a || !b) throw new Error('no tunnels');
     await addChannel({ type: 'pagerduty', routingKey: ROUTING_KEY, tunnelIds: [a.id] });
@@ -284,7 +302,8 @@ describe('sweep with alert channels', () => {
     ).toEqual(['Tunnel tunnel-0 is down', 'Tunnel tunnel-1 is down']);
   });
 
-  it('reads no channel in steady state: only when an alert is queued or owed', async () => {
+  it('reads no channel in steady state: only when an alert is queued or owed', async ({ onTestFinished }) => {
+    const { t, clock, slack, sweeper, addChannel } = await setup(onTestFinished);
     await storeTunnels(t.doc, t.tableName, 'ws_1', 3);
     await addChannel({ type: 'slack', url: slack.url });
     const counted = countingClient(t.doc);
