@@ -104,9 +104,10 @@ export function slackBody(message: ChannelMessage, settings: MessageSettings): s
   ];
   if (link)
     blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: `<${link}|Open the tunnel>` }] });
+  // Slack reads `text` as markup too (links, mentions): only what we wrote may be markup.
   const text = isDown
-    ? `Tunnel ${alert.tunnel.name} is down${error ? `: ${error.code}. ${error.hint}` : ''}`
-    : `Tunnel ${alert.tunnel.name} is up again`;
+    ? `Tunnel ${name} is down${error ? `: ${error.code}. ${slackEscape(error.hint)}` : ''}`
+    : `Tunnel ${name} is up again`;
   return JSON.stringify({ text: link ? `${text} ${link}` : text, blocks });
 }
 

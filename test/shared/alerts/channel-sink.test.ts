@@ -180,7 +180,7 @@ describe('alert channel sinks', () => {
     });
     const [message] = await slack.waitForAccepted(1, 5_000);
     expect(message?.body.text).toBe(
-      'Tunnel db <prod> & co is down: customer_not_connected. run ssh https://console.example.com/tunnels/tun_aaaaaaaaaaaaaaaa',
+      'Tunnel db &lt;prod&gt; &amp; co is down: customer_not_connected. run ssh https://console.example.com/tunnels/tun_aaaaaaaaaaaaaaaa',
     );
     const blocks = JSON.stringify(message?.body.blocks);
     // mrkdwn: the name is escaped, the code and the hint are there.
