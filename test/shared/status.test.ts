@@ -896,6 +896,36 @@ describe('evaluateStatus: maintenance windows and recovery hysteresis', () => {
     expect(run.events.filter(([, to]) => to === 'up')).toHaveLength(5);
   });
 
+  it.each<[string, number[]]>([
+    ['down 10 s, up 10 s', [10, 10]],
+    ['down 20 s, up 10 s', [20, 10]],
+    ['down 10 s, up 10 s, down 20 s, up 10 s', [10, 10, 20, 10]],
+    ['down 16 s, up 5 s, down 14 s, up 12 s', [16, 5, 14, 12]],
+  ])('flapping for 2 minutes (%s) around a 15 s grace pages at most once', (_, pattern) => {
+    const steps: Parameters<typeof sweepAt>[0] = [{ nowMs: 0, state: up(-MIN), heartbeat: live(0) }];
+    // Phases from the pattern, repeated: [down, up, down, up, ...], each a new connection.
+    const phases: { state: 'down' | 'up'; from: number }[] = [];
+    for (let at = 0, i = 0; at < 2 * MIN; i++) {
+      phases.push({ state: i % 2 === 0 ? 'down' : 'up', from: at });
+      at += (pattern[i % pattern.length] ?? 10) * S;
+    }
+    for (let ms = S; ms < 2 * MIN; ms += S) {
+      const index = phases.findLastIndex((p) => p.from <= ms);
+      const phase = phases[index];
+      if (!phase) continue;
+      steps.push(
+        phase.state === 'down'
+          ? { nowMs: ms, state: down(phase.from, { connId: `c${index - 1}` }) }
+          : { nowMs: ms, state: up(phase.from, { connId: `c${index}` }), heartbeat: live(ms) },
+      );
+    }
+    const run = sweepAt(steps, SETTLE);
+    const downs = run.alerts.filter(([type]) => type === 'tunnel.down');
+    const ups = run.alerts.filter(([type]) => type === 'tunnel.up');
+    expect(downs.length).toBeLessThanOrEqual(1);
+    expect(ups.length).toBeLessThanOrEqual(downs.length);
+  });
+
   it('without a settle time, the same flapping pages at every down past the grace', () => {
     const steps: Parameters<typeof sweepAt>[0] = [{ nowMs: 0, state: up(-MIN), heartbeat: live(0) }];
     for (let ms = S; ms < 2 * MIN; ms += S) {
