@@ -26,6 +26,8 @@ import { type AlertChannelStore, DELIVERY_RETENTION_DAYS } from '../../../shared
 import type { TunnelStore } from '../../../shared/store/tunnel-store';
 import type { AuthEnv } from '../auth';
 import { parseWith, readJson } from '../body';
+import { ApiError } from '../errors';
+import { RateLimiter } from '../rate-limit';
 import { API_KEY_SECURITY, AUTHENTICATED, addRoute, errors, json, jsonBody } from '../route-spec';
 
 export interface AlertChannelDeps {
@@ -45,11 +47,17 @@ export interface AlertChannelRouteDeps extends AlertChannelDeps {
 }
 
 const DELIVERIES_LIMIT = 100;
+/**
+ * Test sends per channel (per API instance): a few in a row, then one every 5 s. A test makes us
+ * send a request to a URL of the customer's choosing: never a flood, whatever the API rate allows.
+ */
+const TESTS_PER_CHANNEL = { ratePerSec: 0.2, burst: 3 };
 const route = { tags: ['Alert channels'] as ['Alert channels'], security: API_KEY_SECURITY };
 const params = { params: AlertChannelIdParamSchema };
 
 export function alertChannelRoutes(deps: AlertChannelRouteDeps): OpenAPIHono<AuthEnv> {
   const { store, logger } = deps;
+  const tests = new RateLimiter(TESTS_PER_CHANNEL, () => deps.now().getTime());
   const app = new OpenAPIHono<AuthEnv>();
   app.use(deps.auth);
 
@@ -173,12 +181,26 @@ export function alertChannelRoutes(deps: AlertChannelRouteDeps): OpenAPIHono<Aut
       request: params,
       responses: {
         200: json(ChannelTestResultSchema, "The receiver's answer (or why there was none)"),
-        ...errors([404, 422, ...AUTHENTICATED]),
+        ...errors([404, 422, ...AUTHENTICATED], {
+          429: '`rate_limited`: too many requests, or more than 3 tests of this channel in a row (then one every 5 s); retry after `Retry-After` seconds',
+        }),
       },
     },
     async (c) => {
       const workspaceId = c.get('workspaceId');
       const channel = await channelOf(workspaceId, c.req.param('id'));
+      const wait = tests.take(channel.id);
+      if (wait > 0) {
+        throw new ApiError(
+          429,
+          'rate_limited',
+          `too many tests of this channel; retry in ${wait} s`,
+          undefined,
+          {
+            'Retry-After': String(wait),
+          },
+        );
+      }
       const at = deps.now().toISOString();
       const sink = new ChannelSink(
         channel,

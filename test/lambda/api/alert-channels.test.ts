@@ -143,6 +143,11 @@ describe('alert channels API', () => {
     }
     const log = await api.call('GET', `/v1/alert-channels/${channel.id}/deliveries`, ws.apiKey);
     expect(log.json.items.map((d: { statusCode: number }) => d.statusCode)).toEqual([503, 202]);
+    // A third test in a row is allowed; a fourth waits (a test sends to a URL of the customer's choosing).
+    expect((await api.call('POST', `/v1/alert-channels/${channel.id}/test`, ws.apiKey)).status).toBe(200);
+    const limited = await api.call('POST', `/v1/alert-channels/${channel.id}/test`, ws.apiKey);
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get('Retry-After'))).toBeGreaterThan(0);
   });
 
   it('validates bodies field by field, checks tunnelIds against the workspace, and keeps to the quota', async () => {
