@@ -9,12 +9,15 @@
  * carries them after the create response.
  */
 import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
   QueryCommand,
   TransactWriteCommand,
+  type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import {
   type AlertChannelRecord,
@@ -30,6 +33,16 @@ import { keys, TTL_ATTRIBUTE } from './table';
 export const DELIVERY_RETENTION_DAYS = 30;
 const DELIVERY_SK_PREFIX = 'DELIVERY#';
 const CHANNEL_SK_PREFIX = 'CHANNEL#';
+const TRANSACT_ATTEMPTS = 4;
+
+type TransactItems = NonNullable<TransactWriteCommandInput['TransactItems']>;
+
+function isTransactionConflict(err: unknown): boolean {
+  return (
+    err instanceof TransactionCanceledException &&
+    (err.CancellationReasons ?? []).some((r) => r.Code === 'TransactionConflict')
+  );
+}
 
 export interface AlertChannelStore {
   /** `QuotaExceededError` when the workspace holds `max` channels already. */
@@ -52,29 +65,25 @@ export class DynamoAlertChannelStore implements AlertChannelStore {
 
   async createChannel(record: AlertChannelRecord, max: number): Promise<void> {
     try {
-      await this.db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Update: {
-                TableName: this.tableName,
-                Key: keys.alertChannelCount(record.workspaceId),
-                UpdateExpression: 'SET #count = if_not_exists(#count, :zero) + :one',
-                ConditionExpression: 'attribute_not_exists(#count) OR #count < :max',
-                ExpressionAttributeNames: { '#count': 'count' },
-                ExpressionAttributeValues: { ':zero': 0, ':one': 1, ':max': max },
-              },
-            },
-            {
-              Put: {
-                TableName: this.tableName,
-                Item: { ...keys.alertChannel(record.workspaceId, record.id), ...record },
-                ConditionExpression: 'attribute_not_exists(pk)',
-              },
-            },
-          ],
-        }),
-      );
+      await this.transact([
+        {
+          Update: {
+            TableName: this.tableName,
+            Key: keys.alertChannelCount(record.workspaceId),
+            UpdateExpression: 'SET #count = if_not_exists(#count, :zero) + :one',
+            ConditionExpression: 'attribute_not_exists(#count) OR #count < :max',
+            ExpressionAttributeNames: { '#count': 'count' },
+            ExpressionAttributeValues: { ':zero': 0, ':one': 1, ':max': max },
+          },
+        },
+        {
+          Put: {
+            TableName: this.tableName,
+            Item: { ...keys.alertChannel(record.workspaceId, record.id), ...record },
+            ConditionExpression: 'attribute_not_exists(pk)',
+          },
+        },
+      ]);
     } catch (err) {
       if (cancelledBy(err, 0)) {
         throw new QuotaExceededError(
@@ -115,32 +124,42 @@ export class DynamoAlertChannelStore implements AlertChannelStore {
 
   async deleteChannel(workspaceId: string, id: string): Promise<void> {
     try {
-      await this.db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Delete: {
-                TableName: this.tableName,
-                Key: keys.alertChannel(workspaceId, id),
-                ConditionExpression: 'attribute_exists(pk)',
-              },
-            },
-            {
-              Update: {
-                TableName: this.tableName,
-                Key: keys.alertChannelCount(workspaceId),
-                UpdateExpression: 'SET #count = #count - :one',
-                ConditionExpression: '#count > :zero',
-                ExpressionAttributeNames: { '#count': 'count' },
-                ExpressionAttributeValues: { ':zero': 0, ':one': 1 },
-              },
-            },
-          ],
-        }),
-      );
+      await this.transact([
+        {
+          Delete: {
+            TableName: this.tableName,
+            Key: keys.alertChannel(workspaceId, id),
+            ConditionExpression: 'attribute_exists(pk)',
+          },
+        },
+        {
+          Update: {
+            TableName: this.tableName,
+            Key: keys.alertChannelCount(workspaceId),
+            UpdateExpression: 'SET #count = #count - :one',
+            ConditionExpression: '#count > :zero',
+            ExpressionAttributeNames: { '#count': 'count' },
+            ExpressionAttributeValues: { ':zero': 0, ':one': 1 },
+          },
+        },
+      ]);
     } catch (err) {
       if (cancelledBy(err, 0)) throw new NotFoundError('alert channel', id, { cause: err });
       throw err;
+    }
+  }
+
+  /** One transaction, tried again (a few times, jittered) when it collided with a concurrent one on the counter. */
+  private async transact(items: TransactItems): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.db.send(new TransactWriteCommand({ TransactItems: items }));
+        return;
+      } catch (err) {
+        if (attempt >= TRANSACT_ATTEMPTS || !isTransactionConflict(err)) throw err;
+        const cap = 20 * 2 ** attempt;
+        await delay(Math.floor(cap / 2 + Math.random() * (cap / 2)));
+      }
     }
   }
 

@@ -199,6 +199,17 @@ describe('alert channels API', () => {
     expect(again.status).toBe(201);
   });
 
+  it('keeps to the quota under concurrent creates: never a 500, never one too many', async () => {
+    const ws = await api.newWorkspace();
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        api.call('POST', '/v1/alert-channels', ws.apiKey, { type: 'slack', name: `c${i}`, url: webhook.url }),
+      ),
+    );
+    expect(results.map((r) => r.status).sort()).toEqual([201, 201, 201, 409, 409, 409]);
+    expect((await api.call('GET', '/v1/alert-channels', ws.apiKey)).json.items).toHaveLength(3);
+  });
+
   it("another workspace's channel is not found, whatever the route", async () => {
     const [a, b] = [await api.newWorkspace(), await api.newWorkspace()];
     const { json: channel } = await api.call('POST', '/v1/alert-channels', a.apiKey, {
