@@ -24,7 +24,24 @@ export interface ResolvedAddress {
 /** Name resolution, injectable for tests; the default asks the system resolver for every address. */
 export type Resolve = (host: string) => Promise<ResolvedAddress[]>;
 
-export const systemResolve: Resolve = (host) => dnsLookup(host, { all: true, verbatim: true });
+/** How long a name may take to resolve: the system resolver's own retries can take much longer. */
+export const RESOLVE_TIMEOUT_MS = 5_000;
+
+export const systemResolve: Resolve = async (host) => {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(Object.assign(new Error(`no answer within ${RESOLVE_TIMEOUT_MS} ms`), { code: 'ETIMEOUT' })),
+      RESOLVE_TIMEOUT_MS,
+    );
+  });
+  try {
+    return await Promise.race([dnsLookup(host, { all: true, verbatim: true }), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+};
 
 /** A send refused by the policy: never retried into the same answer, never a crash. */
 export class OutboundRefusedError extends Error {

@@ -23,6 +23,7 @@ import { NotFoundError, ValidationError } from '../../../shared/errors';
 import type { Logger } from '../../../shared/logger';
 import { checkOutboundUrl, type Resolve } from '../../../shared/outbound-url';
 import { type AlertChannelStore, DELIVERY_RETENTION_DAYS } from '../../../shared/store/dynamo-alert-channels';
+import { UnreadableItemError } from '../../../shared/store/read-items';
 import type { TunnelStore } from '../../../shared/store/tunnel-store';
 import type { AuthEnv } from '../auth';
 import { parseWith, readJson } from '../body';
@@ -119,7 +120,13 @@ export function alertChannelRoutes(deps: AlertChannelRouteDeps): OpenAPIHono<Aut
     }
     const ids = body.tunnelIds ?? [];
     const found = await Promise.all(
-      ids.map((id) => deps.tunnels.getTunnel(workspaceId, id).catch(() => undefined)),
+      ids.map((id) =>
+        // A tunnel stored in a form that cannot be read is still one of the workspace's.
+        deps.tunnels.getTunnel(workspaceId, id).catch((err: unknown) => {
+          if (err instanceof UnreadableItemError) return true;
+          throw err;
+        }),
+      ),
     );
     const issues = ids.flatMap((id, i) =>
       found[i] ? [] : [{ path: `tunnelIds.${i}`, message: `no tunnel ${id} in this workspace` }],
