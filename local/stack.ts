@@ -147,6 +147,7 @@ export async function startLocalStack(
         onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
         clientAddress: (c) => getConnInfo(c).remote.address,
         console: consoleBuild,
+        allowPrivateTargetsByDefault: true,
       }),
     );
 

@@ -117,6 +117,9 @@ export const CreateTunnelSchema = z
   .discriminatedUnion('type', [CreateStandardTunnelSchema, CreateReverseTunnelSchema])
   .openapi('CreateTunnel');
 
+/** The longest maintenance window (`alerts.mutedUntil`): a forgotten mute ends within a year. */
+export const MAX_MUTE_MS = 366 * 24 * 60 * 60 * 1000;
+
 /** PATCH merges: fields left out keep their value. */
 export const PatchTunnelSchema = z
   .strictObject({
@@ -131,8 +134,25 @@ export const PatchTunnelSchema = z
         hostKeyFingerprint: FingerprintSchema.optional(),
       })
       .optional(),
+    alerts: z
+      .strictObject({
+        /**
+         * Maintenance: no `tunnel.down` is sent before this time (one after it if the tunnel is still
+         * down); events are recorded as always. `null` ends the window now.
+         */
+        mutedUntil: z.iso
+          .datetime({ offset: true, error: 'must be an ISO 8601 time, e.g. 2026-01-03T04:00:00Z' })
+          .refine((v) => Date.parse(v) - Date.now() <= MAX_MUTE_MS, {
+            message: 'must be at most 366 days from now',
+          })
+          .nullable()
+          .optional(),
+      })
+      .optional(),
   })
-  .refine((b) => Object.keys(b).length > 0, { message: 'give at least one of name, enabled, service, ssh' })
+  .refine((b) => Object.keys(b).length > 0, {
+    message: 'give at least one of name, enabled, service, ssh, alerts',
+  })
   .openapi('PatchTunnel');
 
 export const RotateKeySchema = z.strictObject({ publicKey: PublicKeyLine.optional() }).openapi('RotateKey');
@@ -300,6 +320,8 @@ export const TunnelSchema = z
       .optional(),
     connect: ConnectSchema,
     status: StatusSchema,
+    /** Per-tunnel alerting: `mutedUntil` while a maintenance window is set. */
+    alerts: z.object({ mutedUntil: z.string().optional() }).optional(),
     privateKey: z.string().optional(),
   })
   .openapi('Tunnel');

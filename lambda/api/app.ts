@@ -21,6 +21,7 @@ import { addOpenApiDocument, addServiceRoutes } from './openapi';
 import { RateLimiter, type RateLimitSettings } from './rate-limit';
 import type { ReadinessCheck } from './readiness';
 import { adminRoutes } from './routes/admin';
+import { type AlertChannelDeps, alertChannelRoutes } from './routes/alert-channels';
 import { apiKeyRoutes } from './routes/api-keys';
 import { consoleRoutes } from './routes/console';
 import { docsRoutes } from './routes/docs';
@@ -72,6 +73,8 @@ export interface ApiDeps {
   endpointLimits: EndpointLimits;
   /** The customer console's files, served at `/`; absent, `/` answers 404. */
   console?: ConsoleSource;
+  /** Alert channels: their storage, send settings (SSRF policy) and quota. */
+  alertChannels: AlertChannelDeps;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -163,6 +166,10 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     }),
   );
 
+  app.route(
+    '/v1/alert-channels',
+    alertChannelRoutes({ ...deps.alertChannels, tunnels: deps.store, auth, logger: deps.logger, now }),
+  );
   app.route('/v1/info', infoRoutes({ ...deps, apiLimits: deps.limits, maxBodyBytes: MAX_BODY_BYTES }));
   app.route('/docs', docsRoutes());
   app.route('/', consoleRoutes(deps.console, deps.logger));
