@@ -11,8 +11,8 @@
  * an error status, to play a receiver that is down.
  */
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import { closeServer, listenOnLoopback } from './loopback-server';
 import { waitFor } from './wait-for';
 
 export interface ChannelRequest {
@@ -80,22 +80,8 @@ async function startReceiver(
       requests.push(entry);
     });
   });
-  const listen = (port: number) =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  await listen(0);
-  const { port } = server.address() as AddressInfo;
-  const close = () =>
-    new Promise<void>((resolve) => {
-      if (!server.listening) return resolve();
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+  const port = await listenOnLoopback(server, 0);
+  const close = () => closeServer(server);
   const accepted = () => requests.filter((r) => r.answered >= 200 && r.answered < 300);
   return {
     url: `http://127.0.0.1:${port}${path}`,
@@ -114,7 +100,9 @@ async function startReceiver(
       override = status;
     },
     stopListening: close,
-    resumeListening: () => listen(port),
+    resumeListening: async () => {
+      await listenOnLoopback(server, port);
+    },
     close,
   };
 }
