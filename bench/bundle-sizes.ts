@@ -23,7 +23,7 @@ export interface BundleSize {
   bytes: number;
   /** The same gzipped: roughly what a deployment package or image layer carries. */
   gzipBytes: number;
-  /** Files beside it (the gateway's native crypto helper and key crypto thread, the API's docs renderer). */
+  /** Files beside it (the gateway's native crypto helper and key crypto worker, the API's docs renderer). */
   extraBytes: number;
   buildMs: number;
   /** Lambda bundles: `import()` in a fresh process (median of 3), and the AWS SDK's share of it. */
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
         : '';
       const extra =
         s.extraBytes > 0
-          ? ` + ${kib(s.extraBytes)} beside it (${s.name === 'api' ? 'docs page renderer' : 'native helper, crypto thread'})`
+          ? ` + ${kib(s.extraBytes)} beside it (${s.name === 'api' ? 'docs page renderer' : 'native helper, crypto worker'})`
           : '';
       const load =
         s.loadMs === undefined ? '' : `, loads in ${s.loadMs} ms (AWS SDK ${s.sdkLoadMs} ms of it)`;

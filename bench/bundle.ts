@@ -16,7 +16,7 @@ export async function measureBundle(_bench: BenchBasics): Promise<Measured> {
       (s) =>
         `${s.name} ${(s.bytes / 1000).toFixed(0)} KB` +
         (s.extraBytes > 0
-          ? ` + ${(s.extraBytes / 1000).toFixed(0)} KB beside it (native helper, crypto thread)`
+          ? ` + ${(s.extraBytes / 1000).toFixed(0)} KB beside it (native helper, crypto worker)`
           : '') +
         (s.loadMs !== undefined ? `, loads in ${s.loadMs} ms` : ''),
     )

@@ -7,10 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
+import { buildConsole } from '../console/build';
 import { gatewayDepsFromEnv } from '../fargate/compose';
 import { Gateway } from '../fargate/gateway';
 import { createApp } from '../lambda/api/app';
 import { apiDepsFromEnv } from '../lambda/api/compose';
+import { onceConsole } from '../lambda/api/console-files';
 import { HttpWorkerControl } from '../lambda/api/worker-control-client';
 import { issueApiKey } from '../shared/api-keys';
 import type { Env } from '../shared/config';
@@ -37,6 +39,11 @@ export interface LocalStack {
   sshPort: number;
   /** The composed gateway (its counts are what leak checks look at). */
   gateway: Gateway;
+  /**
+   * Builds the console now rather than on the first request for `/` (`npm start` does; tests
+   * that never load the page do not pay for it). Logs the outcome; never throws.
+   */
+  buildConsoleNow(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -128,6 +135,8 @@ export async function startLocalStack(
     stops.push(() => sweeper.stop());
 
     const hostKey = await ensureHostKey(secrets);
+    // Built from console/src by each process (a fraction of a second): never a stale copy.
+    const consoleBuild = onceConsole(buildConsole);
     const app = createApp(
       apiDepsFromEnv(env, {
         doc,
@@ -145,6 +154,8 @@ export async function startLocalStack(
         keyCrypto,
         onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
         clientAddress: (c) => getConnInfo(c).remote.address,
+        console: consoleBuild,
+        allowPrivateTargetsByDefault: true,
       }),
     );
 
@@ -176,7 +187,20 @@ export async function startLocalStack(
     // Loaded once the stack serves: from source (tsx) that takes a core for a second or two, which
     // start-up (DynamoDB Local's Java above all) needs. Key work asked for before waits for them.
     void keyCrypto.start();
-    return { apiPort, sshPort: gateway.sshPort, gateway, stop: stopAll };
+    const buildConsoleNow = async () => {
+      const started = performance.now();
+      try {
+        const files = await consoleBuild();
+        logger.info('console ready', {
+          url: `http://${env.HOST}:${apiPort}/`,
+          files: files.length,
+          ms: Math.round(performance.now() - started),
+        });
+      } catch (err) {
+        logger.error('console build failed; the next request for / tries again', { err });
+      }
+    };
+    return { apiPort, sshPort: gateway.sshPort, gateway, buildConsoleNow, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -27,7 +27,13 @@ export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
     port.postMessage({ type: 'log', line } satisfies FromSweeper),
   );
   const { client, doc } = createDynamoClients({ region: env.AWS_REGION, endpoint: data.dynamoEndpoint });
-  const deps = sweepDepsFromEnv(env, { doc, logger, webhookSecret: data.webhookSecret });
+  const deps = sweepDepsFromEnv(env, {
+    doc,
+    logger,
+    webhookSecret: data.webhookSecret,
+    // Locally, receivers on loopback and private networks are the norm (as bastions are).
+    allowPrivateTargetsByDefault: true,
+  });
   const sweeperId = newSweeperId();
   deps.logger.info('sweeper thread started', { threadId, sweeperId, intervalMs: env.SWEEP_INTERVAL_MS });
   const metrics = {

@@ -145,11 +145,12 @@ const envSchema = z.object({
   /** Tunnel records the gateway keeps for that, least recently read dropped first. */
   SSH_LOGIN_CACHE_MAX_TUNNELS: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
   /**
-   * Threads of the key crypto pool (key derivation, RSA generation, large-RSA signatures); default
-   * one less than the CPUs (at least 1). 0 runs them on the event loop: only where no thread can be had.
+   * Worker processes of the key crypto pool (key derivation, RSA generation, large-RSA signatures);
+   * default one less than the CPUs (at least 1). 0 runs them on the event loop: only where no
+   * process can be had.
    */
-  KEY_CRYPTO_THREADS: z.coerce.number().int().min(0).max(64).optional(),
-  /** Key crypto tasks that may wait for a thread; beyond, requests get 503 with Retry-After. */
+  KEY_CRYPTO_WORKERS: z.coerce.number().int().min(0).max(64).optional(),
+  /** Key crypto tasks that may wait for a worker; beyond, requests get 503 with Retry-After. */
   KEY_CRYPTO_MAX_QUEUE: z.coerce.number().int().min(0).max(10_000).default(32),
   /** From submission to result of one key crypto task; past it, 503 (the API) or a retry (the gateway). */
   KEY_CRYPTO_TIMEOUT_MS: durationMs.default(60_000),
@@ -166,6 +167,20 @@ const envSchema = z.object({
    * whatever this machine's outbound traffic leaves from, if it is fixed. Unset: none is promised.
    */
   EGRESS_IPS: ipList.default([]),
+  /** PagerDuty's Events API v2 endpoint that `pagerduty` alert channels send to (operator setting, trusted). */
+  PAGERDUTY_EVENTS_URL: z.url().default('https://events.pagerduty.com/v2/enqueue'),
+  /**
+   * Recovery hysteresis: after a `tunnel.down` was sent, the incident is closed (`tunnel.up`) only
+   * once the tunnel has stayed up this long; a down within it continues the same incident.
+   */
+  RECOVERY_SETTLE_MS: z.coerce.number().int().min(0).default(60_000),
+  /** A link put into alert channel messages (Slack, PagerDuty, webhook): `{tunnelId}` is replaced. */
+  ALERT_LINK_URL: z
+    .string()
+    .regex(/^https?:\/\/\S+$/, 'must be an http(s) URL, e.g. https://console.example.com/tunnels/{tunnelId}')
+    .optional(),
+  /** Alert channels a workspace may hold; one more is 409 `quota_exceeded`. */
+  MAX_ALERT_CHANNELS_PER_WORKSPACE: z.coerce.number().int().min(1).max(1_000).default(20),
 });
 
 export type Env = z.infer<typeof envSchema>;

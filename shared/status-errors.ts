@@ -44,7 +44,7 @@ export const sshUnreachable = (target: string, reason: string): StatusError => (
   code: 'ssh_unreachable',
   message: `no answer from the bastion at ${target} (${reason})`,
   hint:
-    "Allow inbound TCP to the bastion's SSH port from the platform's egress IPs in its security group or firewall, " +
+    "Allow inbound TCP to the bastion's SSH port from the platform's egress IPs (GET /v1/info lists them) in its security group or firewall, " +
     'and check that the bastion is running.',
 });
 

@@ -32,6 +32,8 @@ export const StatusRecordSchema = z.object({
       since: z.string(),
       /** A `tunnel.down` was queued for this incident, so its end owes a `tunnel.up`. */
       alerted: z.boolean(),
+      /** When the `tunnel.down` was queued: alert channels created after it never hear of this incident. */
+      alertedAt: z.string().optional(),
     })
     .optional(),
 });

@@ -33,13 +33,22 @@ export interface StatusSettings extends LivenessSettings {
   downGraceMs: number;
   /** `TUNNEL_BIND_HOST`: `connect.host` unless the worker names its own listener address. */
   bindHost: string;
+  /**
+   * `RECOVERY_SETTLE_MS`: an announced incident ends (`tunnel.up`) only once the tunnel has been up
+   * this long; a down before that continues it, unannounced. 0 (or absent): at the first up.
+   */
+  recoverySettleMs?: number;
 }
 
 /** The status settings of a runtime's configuration. */
 export function statusSettingsFrom(
   env: Pick<
     Env,
-    'HEARTBEAT_INTERVAL_MS' | 'SSH_KEEPALIVE_INTERVAL_MS' | 'DOWN_GRACE_MS' | 'TUNNEL_BIND_HOST'
+    | 'HEARTBEAT_INTERVAL_MS'
+    | 'SSH_KEEPALIVE_INTERVAL_MS'
+    | 'DOWN_GRACE_MS'
+    | 'TUNNEL_BIND_HOST'
+    | 'RECOVERY_SETTLE_MS'
   >,
 ): StatusSettings {
   return {
@@ -47,6 +56,7 @@ export function statusSettingsFrom(
     keepaliveIntervalMs: env.SSH_KEEPALIVE_INTERVAL_MS,
     downGraceMs: env.DOWN_GRACE_MS,
     bindHost: env.TUNNEL_BIND_HOST,
+    recoverySettleMs: env.RECOVERY_SETTLE_MS,
   };
 }
 
@@ -61,6 +71,8 @@ export interface StatusTunnel {
   updatedAt: string;
   port: number;
   ssh?: { host: string; port: number };
+  /** Maintenance: no `tunnel.down` is sent before `mutedUntil` (one after it if still down). */
+  alerts?: { mutedUntil?: string };
 }
 
 export interface StatusInput {
@@ -84,6 +96,8 @@ export interface StatusInput {
 export interface PlannedAlert {
   id: string;
   body: Alert;
+  /** On a `tunnel.up`: when its incident's `tunnel.down` was queued (absent in older records). */
+  downQueuedAt?: string;
 }
 
 export interface StatusEvaluation extends StatusView {
@@ -145,7 +159,7 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
   if (excursion && incident && !incident.alerted) incident = undefined;
   // The tunnel is part of the id: the tunnels of a dead worker all lose it at its last heartbeat,
   // and receivers (and SNS FIFO) drop alerts whose id they have seen.
-  const alert = (type: AlertType, since: string) =>
+  const alert = (type: AlertType, since: string, downQueuedAt?: string) =>
     alerts.push({
       id: `${tunnel.id}:${type}@${since}`,
       body: {
@@ -154,16 +168,29 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
         status: cloneStatus(status),
         at: now.toISOString(),
       },
+      ...(downQueuedAt ? { downQueuedAt } : {}),
     });
+  const mutedUntil = tunnel.alerts?.mutedUntil;
+  const isMuted = mutedUntil !== undefined && Date.parse(mutedUntil) > now.getTime();
   if (status.state === 'down') {
+    // An announced incident that is still settling goes on: a flap around the grace pages once.
     incident ??= { since: status.since, alerted: false };
-    if (!incident.alerted && now.getTime() - Date.parse(incident.since) >= settings.downGraceMs) {
+    const isPastGrace = now.getTime() - Date.parse(incident.since) >= settings.downGraceMs;
+    // Muted (maintenance): the incident stays unannounced; past the window, if still down, it is.
+    if (!incident.alerted && isPastGrace && !isMuted) {
       alert('tunnel.down', incident.since);
-      incident = { ...incident, alerted: true };
+      incident = { ...incident, alerted: true, alertedAt: now.toISOString() };
     }
   } else if (status.state === 'up') {
-    if (incident?.alerted) alert('tunnel.up', incident.since);
-    incident = undefined;
+    // Recovery hysteresis: an announced incident closes once the tunnel has stayed up the settle time.
+    const settleMs = settings.recoverySettleMs ?? 0;
+    const isSettled = settleMs <= 0 || now.getTime() - Date.parse(status.since) >= settleMs;
+    if (incident?.alerted && isSettled) {
+      alert('tunnel.up', incident.since, incident.alertedAt);
+      incident = undefined;
+    } else if (!incident?.alerted) {
+      incident = undefined;
+    }
   } else if (incident && !incident.alerted) {
     // Disabled (or pending) before the grace ran out: nothing was said, nothing to resolve. An
     // announced incident stays open until the tunnel is up again, so downs and ups alternate.
@@ -280,7 +307,8 @@ function ownerLost(
  */
 function afterReconnectWindow(status: Status, now: Date, settings: StatusSettings): StatusError | undefined {
   const windowMs = 3 * settings.keepaliveIntervalMs + settings.heartbeatIntervalMs;
-  if (now.getTime() - Date.parse(status.since) <= windowMs) return undefined;
+  // Over at `>=`, as the grace is: with a grace equal to the window, the page says what is true then.
+  if (now.getTime() - Date.parse(status.since) < windowMs) return undefined;
   return customerNotConnected(
     `the gateway worker holding the session was lost at ${status.since} and no customer session has connected since ` +
       '(autossh or the systemd unit reconnects by itself; a plain ssh must be started again)',
@@ -328,8 +356,10 @@ function recordOf(previous: StatusRecord): StatusRecord {
   copyOptional(record, previous, 'lastSeenAt');
   if (previous.error) record.error = { ...previous.error };
   if (previous.source) record.source = sourceOf(previous.source);
-  if (previous.incident)
+  if (previous.incident) {
     record.incident = { since: previous.incident.since, alerted: previous.incident.alerted };
+    if (previous.incident.alertedAt !== undefined) record.incident.alertedAt = previous.incident.alertedAt;
+  }
   return record;
 }
 

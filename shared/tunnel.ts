@@ -27,6 +27,8 @@ export const TunnelRecordSchema = z.object({
   previousPublicKey: z.string().optional(),
   /** When a PATCH last changed `service` (absent if it never did): commands issued before are outdated. */
   serviceChangedAt: z.string().optional(),
+  /** Per-tunnel alerting (CONTRACT.md, Extensions): `mutedUntil` holds back `tunnel.down` (maintenance). */
+  alerts: z.object({ mutedUntil: z.string().optional() }).optional(),
 });
 export type TunnelRecord = z.infer<typeof TunnelRecordSchema>;
 

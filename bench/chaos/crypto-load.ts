@@ -5,7 +5,7 @@
  * meanwhile `/healthz` is polled and new connections are opened through the tunnel every ~20 ms.
  * Two bursts: standard-tunnel creates with 64-round passphrase keys (`ssh-keygen -a 64 -N ...`),
  * then creates with generated RSA-4096 keys. With `compareInline`, the same again with
- * `KEY_CRYPTO_THREADS=0` (the key crypto on the event loop, as before the pool): before and after.
+ * `KEY_CRYPTO_WORKERS=0` (the key crypto on the event loop, as before the pool): before and after.
  *
  * Acceptance: during ten 64-round creates at once, /healthz answers within 100 ms throughout and
  * new connections through the tunnel keep p99 <= 20 ms. Every loop is bounded in count and time;
@@ -18,7 +18,7 @@
  * Local at a lower one (10: it still answers every write, it yields to the rest), and the probes
  * run for a while unmeasured first, so that the baseline is not two fresh runtimes' JIT compilers.
  * With two or more cores the stack gets one of its own and everything else the others: its event
- * loop and its key crypto thread then share one core, the very contention the targets are about,
+ * loop and its key crypto worker then share one core, the very contention the targets are about,
  * and the probes' timings are not their own queueing behind the stack.
  *
  *   npm run chaos -- --only=crypto-load
@@ -38,7 +38,7 @@ import { killGroup, type StartedStack, startStack } from '../../test/helpers/loc
 import { BusyStretches, parseSchedstat } from '../../test/helpers/loop-busy';
 import { waitFor } from '../../test/helpers/wait-for';
 import { Cleanup } from '../support/cleanup';
-import { descendantsNamed, pinThreads, processTree, reniceThreads } from '../support/procfs';
+import { descendantsNamed, pinThreads, processTree, reniceThreads, treeCpuSeconds } from '../support/procfs';
 import { median, percentile, round } from '../support/stats';
 import type { ChaosFigure } from './figures';
 
@@ -51,7 +51,7 @@ export interface CryptoLoadOptions {
   rounds?: number;
   /** Creates with generated RSA-4096 keys, all at once; 0 skips the burst. */
   rsaCreates?: number;
-  /** Runs everything again with the key crypto inline (KEY_CRYPTO_THREADS=0) for comparison. */
+  /** Runs everything again with the key crypto inline (KEY_CRYPTO_WORKERS=0) for comparison. */
   compareInline?: boolean;
   /** A running DynamoDB Local to use (tests pass the run's); else one is started. */
   dynamoEndpoint?: string;
@@ -81,7 +81,7 @@ const BURST_TIMEOUT_MS = 240_000;
 const BASELINE_MS = 5_000;
 /** Unmeasured probes before the baseline: both runtimes' JIT warm-up. */
 const WARM_UP_MS = 10_000;
-/** DynamoDB Local's threads: below the stack's 0, above the key crypto threads' 19. */
+/** DynamoDB Local's threads: below the stack's 0, above the key crypto workers' 19. */
 const STORAGE_NICENESS = 10;
 /** This process (the probes, the echo service) and what it starts, but for the stack. */
 const LOAD_NICENESS = -5;
@@ -161,8 +161,8 @@ async function runMode(
       // The bastions named below are loopback: refused before any key is used, so the figures are
       // the API's creates alone (the gateway's own decryption is tested in bastion-keys.test.ts).
       ALLOW_PRIVATE_SSH_HOSTS: 'false',
-      // Empty is the default (CPUs - 1 threads), whatever this process's environment says.
-      KEY_CRYPTO_THREADS: mode === 'inline' ? '0' : '',
+      // Empty is the default (CPUs - 1 workers), whatever this process's environment says.
+      KEY_CRYPTO_WORKERS: mode === 'inline' ? '0' : '',
       LOG_LEVEL: 'info',
     },
     60_000,
@@ -178,7 +178,7 @@ async function runMode(
   const pid = stack.child.pid;
   if (pid === undefined) throw new Error('the stack has no pid');
   // Started from this process, the stack inherited its priority: back to the default for all its
-  // threads (its key crypto threads lower their own when they start).
+  // threads (its key crypto workers lower their own when they start, and keep SCHED_IDLE).
   await reniceThreads(await processTree(pid), 0);
   if (settings.isolateFromLoad) await separateCores(pid, cleanup, log);
   const api = apiClient(stack, apiKey);
@@ -476,7 +476,7 @@ async function measureBurst(
   const healthzMax = Math.max(...healthz.samples);
   const connP99 = percentile(connections.samples, 99);
   const mainCpu = cpuAfter.main - cpuBefore.main;
-  const allCpu = cpuAfter.process - cpuBefore.process;
+  const allCpu = cpuAfter.tree - cpuBefore.tree;
   const createFigures: Figure[] =
     bodies.length === 0
       ? []
@@ -525,7 +525,7 @@ async function measureBurst(
     },
     { name: `${name}.event_loop_runqueue_wait`, value: round(thread.runqueueWaitMs, 0), unit: 'ms' },
     { name: `${name}.main_thread_cpu`, value: round(mainCpu, 2), unit: 's' },
-    { name: `${name}.other_threads_cpu`, value: round(allCpu - mainCpu, 2), unit: 's' },
+    { name: `${name}.off_loop_cpu`, value: round(allCpu - mainCpu, 2), unit: 's' },
   ];
 }
 
@@ -556,15 +556,18 @@ function watchEventLoopThread(pid: number, deadline: number) {
   };
 }
 
-/** CPU seconds of the stack's main thread (the event loop: its tid is the pid) and of all its threads. */
-async function cpuSeconds(pid: number): Promise<{ main: number; process: number }> {
+/**
+ * CPU seconds of the stack's main thread (the event loop: its tid is the pid) and of the stack as a
+ * whole: all its threads and its key crypto worker processes.
+ */
+async function cpuSeconds(pid: number): Promise<{ main: number; tree: number }> {
   const ticks = async (path: string) => {
     const stat = await readFile(path, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // utime and stime: fields 14 and 15 of proc_pid_stat(5), 12 and 13 after the command name.
     return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / TICKS_PER_SECOND;
   };
-  return { main: await ticks(`/proc/${pid}/task/${pid}/stat`), process: await ticks(`/proc/${pid}/stat`) };
+  return { main: await ticks(`/proc/${pid}/task/${pid}/stat`), tree: await treeCpuSeconds(pid) };
 }
 
 async function tempDir(cleanup: Cleanup, mode: Mode): Promise<string> {

@@ -61,6 +61,20 @@ export const API_BUNDLE_PACKAGE_FILES = [
   'swagger-ui-dist/swagger-ui.css',
 ];
 
+/**
+ * The customer console (console/), built beside the API bundle into this directory, where the API
+ * finds it (lambda/api/handler.ts): a page, a script and a stylesheet, about 70 KB.
+ */
+export const CONSOLE_BUNDLE_DIR = 'console';
+
+/** The command that writes the console's files into `dir` (run by bash in the repository). */
+export function consoleBuildCommand(dir: string): string {
+  return `node --import tsx ${shellQuote(join(REPO_ROOT, 'console', 'build.ts'))} ${shellQuote(dir)}`;
+}
+
+/** One POSIX shell word. */
+export const shellQuote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+
 /** The files copied beside a Lambda bundle: from the repository root, to the bundle's directory. */
 export function lambdaBundleCopies(name: LambdaBundleName): { from: string; to: string }[] {
   if (name !== 'api') return [];
@@ -77,7 +91,7 @@ export const GATEWAY_ENTRY = 'fargate/main.ts';
 /** `.mjs`: the image has no package.json saying `"type": "module"`. */
 export const GATEWAY_BUNDLE_FILE = 'main.mjs';
 /**
- * The key crypto pool's thread, a second entry emitted beside the gateway bundle: the pool finds
+ * The key crypto pool's worker, a second entry emitted beside the gateway bundle: the pool finds
  * it as `./crypto-worker.mjs` relative to the bundle (shared/crypto-pool/pooled-key-crypto.ts),
  * as it finds the tsx shim of the same name beside its source.
  */
@@ -103,7 +117,7 @@ export function lambdaBuildOptions(name: LambdaBundleName, outdir: string): Buil
 
 /**
  * The gateway bundle for the Fargate image: everything inside (the container has no AWS SDK), its
- * key crypto thread beside it, and ssh2's native crypto helper copied next to the bundle with the
+ * key crypto worker beside it, and ssh2's native crypto helper copied next to the bundle with the
  * `require` rewritten to it, so AES-GCM runs through the helper. Building fails if the helper was never built (ssh2 skips
  * it silently when its install fails), which is the point. `cpu-features` only orders ssh2's
  * default ciphers, which the gateway sets itself: left out.
@@ -160,6 +174,10 @@ export async function buildBundle(name: BundleName, outdir: string): Promise<Bui
       await mkdir(dirname(join(outdir, to)), { recursive: true });
       await copyFile(join(REPO_ROOT, from), join(outdir, to));
     }
+  }
+  if (name === 'api') {
+    const { writeConsole } = await import('../../console/build');
+    await writeConsole(join(outdir, CONSOLE_BUNDLE_DIR));
   }
   const file = join(outdir, name === 'gateway' ? GATEWAY_BUNDLE_FILE : LAMBDA_BUNDLE_FILE);
   const entries = await readdir(outdir, { recursive: true, withFileTypes: true });

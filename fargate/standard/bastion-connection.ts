@@ -166,7 +166,7 @@ export async function connectToBastion(
           }),
         );
       } else if (err.level === 'agent') {
-        // Our signing agent failed (the pool's thread crashed): say nothing internal to the customer.
+        // Our signing agent failed (the pool's worker crashed): say nothing internal to the customer.
         reject(
           new TunnelFailure(connectionLost(where, 'internal error signing with the key; retrying'), {
             cause: err,

@@ -16,12 +16,15 @@ import type { StatusSettings } from '../../shared/status';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
 import type { GatewayInfo } from '../../shared/tunnel-view';
 import { ApiKeyCache, adminAuth, apiKeyAuth } from './auth';
+import type { ConsoleSource } from './console-files';
 import { createErrorHandler, errorResponse } from './errors';
 import { addOpenApiDocument, addServiceRoutes } from './openapi';
 import { RateLimiter, type RateLimitSettings } from './rate-limit';
 import type { ReadinessCheck } from './readiness';
 import { adminRoutes } from './routes/admin';
+import { type AlertChannelDeps, alertChannelRoutes } from './routes/alert-channels';
 import { apiKeyRoutes } from './routes/api-keys';
+import { consoleRoutes } from './routes/console';
 import { docsRoutes } from './routes/docs';
 import { infoRoutes } from './routes/info';
 import { metricsRoutes } from './routes/metrics';
@@ -72,6 +75,10 @@ export interface ApiDeps {
   endpointLimits: EndpointLimits;
   /** The process's operator metrics, served at `GET /metrics` (`npm start`; absent in the Lambda). */
   metrics?: Pick<OperatorMetrics, 'text' | 'contentType'>;
+  /** The customer console's files, served at `/`; absent, `/` answers 404. */
+  console?: ConsoleSource;
+  /** Alert channels: their storage, send settings (SSRF policy) and quota. */
+  alertChannels: AlertChannelDeps;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -164,6 +171,10 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
   );
 
   app.route(
+    '/v1/alert-channels',
+    alertChannelRoutes({ ...deps.alertChannels, tunnels: deps.store, auth, logger: deps.logger, now }),
+  );
+  app.route(
     '/metrics',
     metricsRoutes({
       auth: adminAuth(deps.adminTokenHash, perSource, sourceOf),
@@ -172,6 +183,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
   );
   app.route('/v1/info', infoRoutes({ ...deps, apiLimits: deps.limits, maxBodyBytes: MAX_BODY_BYTES }));
   app.route('/docs', docsRoutes());
+  app.route('/', consoleRoutes(deps.console, deps.logger));
   addOpenApiDocument(app);
   return app;
 }

@@ -29,6 +29,12 @@ interface CachedKey {
  */
 export class ApiKeyCache {
   private readonly entries = new Map<string, CachedKey>();
+  /**
+   * Lookups under way, by hash: the requests of a busy client that all miss when its entry lapses
+   * share one read (and one charge to their source), instead of each spending the budget meant for
+   * callers without valid credentials (a burst of 30 creates was answered 429 that way).
+   */
+  private readonly lookups = new Map<string, Promise<CachedKey | undefined>>();
   /** When each key was last marked used by this instance (bounded like the cache). */
   private readonly marked = new Map<string, number>();
 
@@ -40,6 +46,18 @@ export class ApiKeyCache {
   set(hash: string, workspaceId: string, keyId: string, now: number): void {
     if (this.entries.size >= CACHE_MAX) this.entries.clear();
     this.entries.set(hash, { workspaceId, keyId, until: now + CACHE_TTL_MS });
+  }
+
+  /** The lookup of `hash` under way, if any. */
+  pendingLookup(hash: string): Promise<CachedKey | undefined> | undefined {
+    return this.lookups.get(hash);
+  }
+
+  /** Records `lookup` as the one under way for `hash` until it settles. */
+  trackLookup(hash: string, lookup: Promise<CachedKey | undefined>): Promise<CachedKey | undefined> {
+    const tracked = lookup.finally(() => this.lookups.delete(hash));
+    this.lookups.set(hash, tracked);
+    return tracked;
   }
 
   forget(hash: string): void {
@@ -107,14 +125,19 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<AuthEn
     const hash = token === undefined ? undefined : sha256Hex(token);
     let key = hash === undefined ? undefined : cache.get(hash, now());
     if (!key) {
-      // A key not seen lately costs a read: bounded per source before it is spent.
-      chargeSource(perSource, sourceOf(c));
-      if (hash === undefined) throw unauthorized('api key');
-      const found = await store.findApiKey(hash);
-      const keyId = found && (await store.adoptLegacyKey(hash, found));
-      if (!found || !keyId) throw unauthorized('api key');
-      cache.set(hash, found.workspaceId, keyId, now());
-      key = { workspaceId: found.workspaceId, keyId, until: 0 };
+      if (hash === undefined) {
+        chargeSource(perSource, sourceOf(c));
+        throw unauthorized('api key');
+      }
+      let lookup = cache.pendingLookup(hash);
+      if (!lookup) {
+        // A key not seen lately costs a read: bounded per source before it is spent. Joining a
+        // lookup under way costs nothing more.
+        chargeSource(perSource, sourceOf(c));
+        lookup = cache.trackLookup(hash, lookUpApiKey(store, cache, hash, now));
+      }
+      key = await lookup;
+      if (!key) throw unauthorized('api key');
     }
     const wait = perWorkspace.take(key.workspaceId);
     if (wait > 0) throw rateLimited(wait, 'requests');
@@ -130,6 +153,20 @@ export function apiKeyAuth(options: ApiKeyAuthOptions): MiddlewareHandler<AuthEn
     c.set('apiKeyId', key.keyId);
     await next();
   };
+}
+
+/** Reads a key by hash (adopting one from before key ids) and caches what it finds. */
+async function lookUpApiKey(
+  store: WorkspaceStore,
+  cache: ApiKeyCache,
+  hash: string,
+  now: () => number,
+): Promise<CachedKey | undefined> {
+  const found = await store.findApiKey(hash);
+  const keyId = found && (await store.adoptLegacyKey(hash, found));
+  if (!found || !keyId) return undefined;
+  cache.set(hash, found.workspaceId, keyId, now());
+  return { workspaceId: found.workspaceId, keyId, until: 0 };
 }
 
 /** Accepts only the operator token, whose SHA-256 is `adminTokenHash`; failures cost the source. */

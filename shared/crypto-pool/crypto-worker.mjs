@@ -1,7 +1,7 @@
 /*
- * Entry of a key crypto thread when running from source (npm start, tests), in JavaScript because a
- * worker thread cannot load TypeScript by itself (see local/sweeper-worker.mjs): tsImport loads the
- * thread's module through tsx. The bundles put their own crypto-worker.mjs beside the bundle, built
+ * Entry of a key crypto worker when running from source (npm start, tests), in JavaScript because
+ * the pool starts it without this process's `--import tsx`: tsImport loads the worker's module
+ * through tsx. The bundles put their own crypto-worker.mjs beside the bundle, built
  * from key-worker.ts, and pool.ts finds either one at the same relative name.
  */
 import { tsImport } from 'tsx/esm/api';

@@ -1,6 +1,6 @@
 /**
- * The key tasks a crypto thread runs, each with the schema of its payload (checked in the thread)
- * and of its result (checked by the caller on the main thread). Results that cannot cross threads
+ * The key tasks a crypto worker runs, each with the schema of its payload (checked in the worker)
+ * and of its result (checked by the caller in the pool's process). Results that cannot cross
  * (ssh2's parsed keys) cross as text: an unencrypted OpenSSH key that ssh2 parses in microseconds.
  */
 import { z } from 'zod';

@@ -1,12 +1,19 @@
 /**
- * A bounded pool of worker threads for CPU-heavy tasks, so they never run on the event loop that
- * carries tunnel bytes: at most `size` tasks run at once (one per thread), at most `maxQueue` wait,
+ * A bounded pool of worker processes for CPU-heavy tasks, so they never run on the event loop that
+ * carries tunnel bytes: at most `size` tasks run at once (one per worker), at most `maxQueue` wait,
  * and a full queue answers at once with `OverloadedError` (the API's 503 with Retry-After) instead
  * of letting waits grow. Each task has a deadline from submission; a task still running at its
- * deadline has its thread terminated (a key derivation cannot be interrupted otherwise) and
- * replaced. A thread that crashes fails its task and is restarted with backoff.
+ * deadline has its worker killed (a key derivation cannot be interrupted otherwise) and replaced.
+ * A worker that crashes fails its task and is restarted with backoff.
+ *
+ * Processes, not worker threads: a thread's isolate shares the process's V8 platform threads, so
+ * its garbage collection (parallel marking of tens of ms) ran at normal priority on the event
+ * loop's core whatever priority the thread itself had. A process lowers every thread it has (see
+ * worker.ts), its collector's included.
  */
-import { Worker } from 'node:worker_threads';
+import { type ChildProcess, fork } from 'node:child_process';
+import { Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
 import { Backoff, type BackoffSettings } from '../backoff';
 import { OverloadedError } from '../errors';
@@ -16,18 +23,18 @@ import { FromWorkerSchema, type TaskFailure, type ToWorker } from './protocol';
 export interface WorkerPoolOptions {
   /** Names the pool in logs and errors. */
   name: string;
-  /** The thread's entry: a JavaScript module that calls `serveTasks`. */
+  /** The worker's entry: a JavaScript module that calls `serveTasks`. */
   entry: URL;
-  /** Threads, each running one task at a time. */
+  /** Worker processes, each running one task at a time. */
   size: number;
-  /** Tasks that may wait for a thread; one more is refused with `OverloadedError`. */
+  /** Tasks that may wait for a worker; one more is refused with `OverloadedError`. */
   maxQueue: number;
   /** From submission to result; past it the task fails with `OverloadedError`. */
   taskTimeoutMs: number;
   logger: Logger;
-  /** Between restarts of a thread that keeps crashing. */
+  /** Between restarts of a worker that keeps crashing. */
   restart?: BackoffSettings;
-  /** How long `start()` waits for the threads to load. */
+  /** How long `start()` waits for the workers to load. */
   startTimeoutMs?: number;
   /**
    * Expected run time of each kind of task until some have finished (then their running mean):
@@ -44,11 +51,11 @@ export interface WorkerPoolStats {
   rejected: number;
   timedOut: number;
   crashes: number;
-  /** Thread ids of the live threads (never the main thread's, 0). */
-  threadIds: number[];
+  /** Process ids of the live workers. */
+  workerPids: number[];
 }
 
-/** A failure the thread reported: `failure` says which kind (validation issues or a named error). */
+/** A failure the worker reported: `failure` says which kind (validation issues or a named error). */
 export class TaskFailedError extends Error {
   override name = 'TaskFailedError';
   constructor(
@@ -63,8 +70,10 @@ export class TaskFailedError extends Error {
 
 const DEFAULT_RESTART: BackoffSettings = { initialMs: 100, maxMs: 30_000, healthyAfterMs: 60_000 };
 const DEFAULT_START_TIMEOUT_MS = 30_000;
-/** A key task needs a few MB; a thread that grows past this is ended (and restarted) instead. */
-const THREAD_LIMITS = { maxOldGenerationSizeMb: 64 };
+/** A key task needs a few MB; a worker that grows past this dies (and is restarted) instead. */
+const WORKER_EXEC_ARGV = ['--max-old-space-size=64'];
+/** What a worker printed to stderr before it was ready, kept to say why it could not start. */
+const STARTUP_STDERR_BYTES = 2_048;
 /** The expected time of a task of a kind the pool was told nothing about. */
 const DEFAULT_TASK_MS = 1_000;
 const MAX_RETRY_AFTER_S = 60;
@@ -81,14 +90,14 @@ interface Task {
 
 interface Slot {
   index: number;
-  worker?: Worker;
-  threadId?: number;
+  worker?: ChildProcess;
+  pid?: number;
   ready: boolean;
   task?: Task;
   spawnedAt: number;
   backoff: Backoff;
   restartTimer?: NodeJS.Timeout;
-  /** Resolves once this thread has exited (after a terminate, a crash or close). */
+  /** Resolves once this worker has exited (after a kill, a crash or close). */
   exited: Promise<void>;
 }
 
@@ -109,7 +118,7 @@ export class WorkerPool {
     this.log = options.logger.child({ component: options.name });
   }
 
-  /** Spawns every thread and waits until each has loaded; rejects (and closes) if one cannot. */
+  /** Spawns every worker and waits until each has loaded; rejects (and closes) if one cannot. */
   async start(): Promise<void> {
     const ready = Array.from({ length: this.options.size }, (_, index) => this.spawn(index));
     const timeoutMs = this.options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
@@ -119,7 +128,7 @@ export class WorkerPool {
         Promise.all(ready),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
-            () => reject(new Error(`${this.options.name}: threads not ready within ${timeoutMs} ms`)),
+            () => reject(new Error(`${this.options.name}: workers not ready within ${timeoutMs} ms`)),
             timeoutMs,
           );
         }),
@@ -131,14 +140,14 @@ export class WorkerPool {
       clearTimeout(timer);
     }
     this.log.info('worker pool started', {
-      threads: this.options.size,
+      workers: this.options.size,
       maxQueue: this.options.maxQueue,
       taskTimeoutMs: this.options.taskTimeoutMs,
     });
   }
 
   /**
-   * Runs `kind` on a thread and validates its value with `result`. Rejects with `OverloadedError`
+   * Runs `kind` on a worker and validates its value with `result`. Rejects with `OverloadedError`
    * when the queue is full or the deadline passes, `TaskFailedError` when the task threw.
    */
   run<T>(kind: string, payload: unknown, result: z.ZodType<T>): Promise<T> {
@@ -155,11 +164,11 @@ export class WorkerPool {
       busy: this.slots.filter((s) => s.task).length,
       queued: this.queue.length,
       ...this.counts,
-      threadIds: this.slots.flatMap((s) => (s.ready && s.threadId !== undefined ? [s.threadId] : [])),
+      workerPids: this.slots.flatMap((s) => (s.ready && s.pid !== undefined ? [s.pid] : [])),
     };
   }
 
-  /** Fails what is queued or running, stops every thread; idempotent. */
+  /** Fails what is queued or running, stops every worker; idempotent. */
   async close(): Promise<void> {
     const wasOpen = !this.isClosed;
     this.isClosed = true;
@@ -169,7 +178,10 @@ export class WorkerPool {
       clearTimeout(slot.restartTimer);
       if (slot.task) this.settle(slot.task, closing);
       slot.task = undefined;
-      void slot.worker?.terminate();
+      // Held until it has exited: unreferenced, a process with nothing else to do would end here,
+      // before close() resolves and its caller finishes shutting down.
+      slot.worker?.ref();
+      slot.worker?.kill('SIGKILL');
     }
     await Promise.all(this.slots.map((s) => s.exited));
     if (wasOpen && this.slots.length > 0) this.log.info('worker pool stopped', { ...this.counts });
@@ -217,11 +229,11 @@ export class WorkerPool {
       slot.task = task;
       task.startedAt = performance.now();
       const message: ToWorker = { type: 'task', id: task.id, kind: task.kind, payload: task.payload };
-      slot.worker.postMessage(message);
+      slot.worker.send(message);
     }
   }
 
-  /** The deadline passed: a waiting task leaves the queue; a running one takes its thread down. */
+  /** The deadline passed: a waiting task leaves the queue; a running one takes its worker down. */
   private expire(task: Task): void {
     this.counts.timedOut++;
     const error = new OverloadedError(
@@ -238,10 +250,10 @@ export class WorkerPool {
     const slot = this.slots.find((s) => s.task === task);
     this.settle(task, error);
     if (!slot) return;
-    this.log.warn('worker pool task timed out; replacing its thread', {
+    this.log.warn('worker pool task timed out; replacing its worker', {
       kind: task.kind,
       timeoutMs: this.options.taskTimeoutMs,
-      threadId: slot.threadId,
+      pid: slot.pid,
     });
     slot.task = undefined;
     this.replace(slot, 0);
@@ -256,14 +268,14 @@ export class WorkerPool {
   private onMessage(slot: Slot, message: unknown, markReady: () => void): void {
     const parsed = FromWorkerSchema.safeParse(message);
     if (!parsed.success) {
-      this.log.error('worker pool thread sent an unreadable message', { threadId: slot.threadId });
+      this.log.error('worker pool worker sent an unreadable message', { pid: slot.pid });
       return;
     }
     const data = parsed.data;
     if (data.type === 'ready') {
-      slot.threadId = data.threadId;
+      slot.pid = data.pid;
       slot.ready = true;
-      this.log.debug('worker pool thread ready', { threadId: data.threadId });
+      this.log.debug('worker pool worker ready', { pid: data.pid });
       markReady();
       this.dispatch();
       return;
@@ -280,7 +292,7 @@ export class WorkerPool {
     this.dispatch();
   }
 
-  /** Starts the thread of slot `index`; resolves once it is ready, rejects if it dies before. */
+  /** Starts the worker of slot `index`; resolves once it is ready, rejects if it dies before. */
   private spawn(index: number): Promise<void> {
     const existing = this.slots[index];
     const slot: Slot = existing ?? {
@@ -294,30 +306,45 @@ export class WorkerPool {
     slot.ready = false;
     slot.spawnedAt = performance.now();
     return new Promise<void>((resolve, reject) => {
-      let worker: Worker;
-      try {
-        worker = new Worker(this.options.entry, { resourceLimits: THREAD_LIMITS });
-      } catch (err) {
-        reject(err instanceof Error ? err : new Error(String(err)));
-        this.crashed(slot, err);
-        return;
-      }
-      // A thread must not keep a process alive that has nothing else to do; close() ends them.
+      const entry = fileURLToPath(this.options.entry);
+      // Not this process's flags (`--import tsx`, heap sizes): the entry loads what it needs. Its
+      // stdout is unused; stderr is kept only until it is ready (after, it could quote a task's input).
+      const worker = fork(entry, [], {
+        execArgv: WORKER_EXEC_ARGV,
+        serialization: 'advanced',
+        stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      });
+      // A worker must not keep a process alive that has nothing else to do; close() ends them.
       worker.unref();
+      worker.channel?.unref();
       slot.worker = worker;
+      let startupStderr = '';
+      const keepStderr = (chunk: Buffer) => {
+        if (!slot.ready)
+          startupStderr = (startupStderr + chunk.toString('utf8')).slice(-STARTUP_STDERR_BYTES);
+      };
+      worker.stderr?.on('data', keepStderr);
+      if (worker.stderr instanceof Socket) worker.stderr.unref();
       let failure: unknown;
       worker.on('message', (message) => this.onMessage(slot, message, resolve));
-      worker.on('messageerror', (err) => this.log.warn('worker pool message unreadable', { err }));
       worker.on('error', (err) => {
         failure = err;
       });
       slot.exited = new Promise<void>((exited) => {
-        worker.once('exit', (exitCode) => {
+        worker.once('exit', (exitCode, signal) => {
           exited();
           if (slot.worker !== worker) return; // replaced on purpose
+          const wasReady = slot.ready;
           slot.worker = undefined;
           slot.ready = false;
-          const err = failure ?? new Error(`thread exited with code ${exitCode}`);
+          const how = signal ? `signal ${signal}` : `code ${exitCode}`;
+          const err =
+            failure ??
+            new Error(
+              wasReady
+                ? `worker exited with ${how}`
+                : `${entry}: worker exited with ${how} before it was ready: ${startupStderr.trim()}`,
+            );
           reject(err instanceof Error ? err : new Error(String(err))); // a start() still waiting
           if (!this.isClosed) this.crashed(slot, err);
         });
@@ -330,23 +357,19 @@ export class WorkerPool {
     const task = slot.task;
     slot.task = undefined;
     // Not overload: a crash is a bug (or memory exhaustion), the caller's 500 / internal retry.
-    if (task) this.settle(task, new Error(`${this.options.name}: thread crashed running ${task.kind}`));
+    if (task) this.settle(task, new Error(`${this.options.name}: worker crashed running ${task.kind}`));
     slot.backoff.connectionEnded(performance.now() - slot.spawnedAt);
     const restartInMs = slot.backoff.next();
-    this.log.error('worker pool thread crashed; restarting it', {
-      err,
-      restartInMs,
-      threadId: slot.threadId,
-    });
+    this.log.error('worker pool worker crashed; restarting it', { err, restartInMs, pid: slot.pid });
     this.replace(slot, restartInMs);
   }
 
-  /** Stops the slot's thread (if any) and starts a new one after `delayMs`. */
+  /** Stops the slot's worker (if any) and starts a new one after `delayMs`. */
   private replace(slot: Slot, delayMs: number): void {
     const old = slot.worker;
     slot.worker = undefined;
     slot.ready = false;
-    if (old) void old.terminate();
+    old?.kill('SIGKILL');
     if (this.isClosed) return;
     clearTimeout(slot.restartTimer);
     slot.restartTimer = setTimeout(() => {
@@ -358,12 +381,12 @@ export class WorkerPool {
     slot.restartTimer.unref();
   }
 
-  /** When the queue will likely have room again: what waits and runs, over the threads. */
+  /** When the queue will likely have room again: what waits and runs, over the workers. */
   private retryAfterSeconds(): number {
     return Math.min(MAX_RETRY_AFTER_S, Math.max(1, Math.ceil(this.drainMs() / 1000)));
   }
 
-  /** How long what waits and runs will take, by each kind's expected time, over the threads. */
+  /** How long what waits and runs will take, by each kind's expected time, over the workers. */
   private drainMs(): number {
     const pending = [...this.queue, ...this.slots.flatMap((s) => (s.task ? [s.task] : []))];
     return pending.reduce((sum, task) => sum + this.expectedMs(task.kind), 0) / this.options.size;

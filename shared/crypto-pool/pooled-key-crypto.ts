@@ -1,7 +1,7 @@
 /**
- * `KeyCrypto` on a pool of worker threads, created once per process (`npm start` shares it
+ * `KeyCrypto` on a pool of worker processes, created once per process (`npm start` shares it
  * between the API and the gateway; the Fargate gateway has its own) and closed on shutdown. Only
- * what is heavy crosses to a thread: a key derivation (any call with a passphrase), RSA generation
+ * what is heavy crosses to a worker: a key derivation (any call with a passphrase), RSA generation
  * and large-RSA signatures. The rest takes microseconds to a few milliseconds and stays inline, so
  * a queue of key derivations never delays a reverse tunnel's ed25519 key.
  */
@@ -24,16 +24,16 @@ import { TaskFailedError, WorkerPool, type WorkerPoolStats } from './pool';
 
 export interface KeyCryptoSettings {
   /** 0: inline, on the event loop. */
-  threads: number;
+  workers: number;
   maxQueue: number;
   taskTimeoutMs: number;
 }
 
 export function keyCryptoSettingsFrom(env: Env): KeyCryptoSettings {
   return {
-    // One core stays with the event loop; with one CPU, the thread and the loop share it (the
+    // One core stays with the event loop; with one CPU, the worker and the loop share it (the
     // kernel's time slices: milliseconds for the loop, not a derivation's seconds).
-    threads: env.KEY_CRYPTO_THREADS ?? Math.max(1, availableParallelism() - 1),
+    workers: env.KEY_CRYPTO_WORKERS ?? Math.max(1, availableParallelism() - 1),
     maxQueue: env.KEY_CRYPTO_MAX_QUEUE,
     taskTimeoutMs: env.KEY_CRYPTO_TIMEOUT_MS,
   };
@@ -53,7 +53,7 @@ const EXPECTED_TASK_MS: Record<KeyTaskKind, number> = {
 };
 
 /**
- * The thread entry beside this module: `crypto-worker.mjs` here (tsx) from source, the bundled
+ * The worker entry beside this module: `crypto-worker.mjs` here (tsx) from source, the bundled
  * `crypto-worker.mjs` beside `main.mjs` in the gateway image (cdk/lib/bundles.ts emits it there).
  */
 export const KEY_CRYPTO_WORKER_ENTRY = new URL('./crypto-worker.mjs', import.meta.url);
@@ -62,38 +62,38 @@ export const KEY_CRYPTO_WORKER_ENTRY = new URL('./crypto-worker.mjs', import.met
 export interface KeyCryptoService extends KeyCrypto {
   /** Undefined when inline. */
   readonly stats: WorkerPoolStats | undefined;
-  /** Loads the threads; key work submitted before waits in the queue (within its deadline). */
+  /** Starts the workers; key work submitted before waits in the queue (within its deadline). */
   start(): Promise<void>;
   close(): Promise<void>;
 }
 
 export interface KeyCryptoOptions {
-  /** The threads' entry (tests point at a bundle's). */
+  /** The workers' entry (tests point at a bundle's). */
   entry?: URL;
   /**
-   * When the threads cannot load, run key work on the event loop (and say so) instead of failing
+   * When the workers cannot load, run key work on the event loop (and say so) instead of failing
    * `start()`: for `npm start`, which starts them in the background. The gateway image fails.
    */
   fallBackInline?: boolean;
 }
 
-/** The service, threads not started yet (see `start()`). */
+/** The service, workers not started yet (see `start()`). */
 export function createKeyCrypto(
   settings: KeyCryptoSettings,
   logger: Logger,
   options: KeyCryptoOptions = {},
 ): KeyCryptoService {
-  if (settings.threads === 0) {
+  if (settings.workers === 0) {
     logger.warn('key crypto runs on the event loop', {
       consequence: 'a key derivation or RSA generation stalls every tunnel of this process for seconds',
-      fix: 'unset KEY_CRYPTO_THREADS (or set it above 0)',
+      fix: 'unset KEY_CRYPTO_WORKERS (or set it above 0)',
     });
     return { ...inlineKeyCrypto, stats: undefined, start: async () => {}, close: async () => {} };
   }
   const pool = new WorkerPool({
     name: 'key crypto pool',
     entry: options.entry ?? KEY_CRYPTO_WORKER_ENTRY,
-    size: settings.threads,
+    size: settings.workers,
     maxQueue: settings.maxQueue,
     taskTimeoutMs: settings.taskTimeoutMs,
     logger,
@@ -102,7 +102,7 @@ export function createKeyCrypto(
   return new PooledKeyCrypto(pool, logger, options.fallBackInline ?? false);
 }
 
-/** Creates the service and loads its threads; rejects when they cannot load. */
+/** Creates the service and starts its workers; rejects when they cannot load. */
 export async function startKeyCrypto(
   settings: KeyCryptoSettings,
   logger: Logger,
@@ -114,7 +114,7 @@ export async function startKeyCrypto(
 }
 
 export class PooledKeyCrypto implements KeyCryptoService {
-  /** The threads could not load and `fallBackInline` was asked for. */
+  /** The workers could not load and `fallBackInline` was asked for. */
   private isInline = false;
   private isClosed = false;
 
@@ -131,7 +131,7 @@ export class PooledKeyCrypto implements KeyCryptoService {
       if (this.isClosed) return; // stopped while loading: nothing to run any more
       if (!this.fallBackInline) throw err;
       this.isInline = true;
-      this.logger.error('key crypto threads could not start; key work runs on the event loop', {
+      this.logger.error('key crypto workers could not start; key work runs on the event loop', {
         err,
         consequence: 'a key derivation or RSA generation stalls every tunnel of this process for seconds',
       });
@@ -172,7 +172,7 @@ export class PooledKeyCrypto implements KeyCryptoService {
     return this.pool.close();
   }
 
-  /** Rethrows a thread's failure as the error the inline code would have thrown. */
+  /** Rethrows a worker's failure as the error the inline code would have thrown. */
   private async run<T>(kind: KeyTaskKind, payload: object, result: z.ZodType<T>): Promise<T> {
     try {
       return await this.pool.run(kind, payload, result);

@@ -1,11 +1,11 @@
 /**
- * The messages between a worker pool and its threads, checked with zod on both sides of the
+ * The messages between a worker pool and its workers, checked with zod on both sides of the
  * boundary. The envelope is generic (a task id, a kind, a payload); each kind's payload and result
  * are validated by the code that knows the kind (tasks.ts in the worker, the typed caller here).
  */
 import { z } from 'zod';
 
-/** Main thread to worker: one task at a time per worker. */
+/** Pool to worker: one task at a time per worker. */
 export const ToWorkerSchema = z.object({
   type: z.literal('task'),
   id: z.number().int().nonnegative(),
@@ -27,9 +27,9 @@ export const TaskFailureSchema = z.discriminatedUnion('kind', [
 ]);
 export type TaskFailure = z.infer<typeof TaskFailureSchema>;
 
-/** Worker to main thread: `ready` once after start-up, then one `result` per task. */
+/** Worker to pool: `ready` once after start-up, then one `result` per task. */
 export const FromWorkerSchema = z.union([
-  z.object({ type: z.literal('ready'), threadId: z.number().int() }),
+  z.object({ type: z.literal('ready'), pid: z.number().int().positive() }),
   z.object({ type: z.literal('result'), id: z.number().int(), ok: z.literal(true), value: z.unknown() }),
   z.object({
     type: z.literal('result'),

@@ -43,6 +43,12 @@ export const keys = {
   workerTraffic: (id: string) => ({ pk: `WORKER#${id}`, sk: 'TRAFFIC' }),
   /** The sweepers' record of how far they have seen (status-store.ts `SweepMark`). */
   sweepMark: () => ({ pk: 'SWEEPER', sk: 'MARK' }),
+  /** A workspace's alert channel (its secrets included; see dynamo-alert-channels.ts). */
+  alertChannel: (workspaceId: string, id: string) => ({ pk: `WS#${workspaceId}`, sk: `CHANNEL#${id}` }),
+  /** How many alert channels the workspace has (`count`), kept with every create and delete. */
+  alertChannelCount: (workspaceId: string) => ({ pk: `WS#${workspaceId}`, sk: 'CHANNELS' }),
+  /** Partition of a channel's delivery log (`DELIVERY#<at>#...`, expiring by TTL). */
+  channelDeliveries: (channelId: string) => `CHANNEL#${channelId}`,
 };
 
 export const EVENT_SK_PREFIX = 'EVENT#';

@@ -171,7 +171,7 @@ describe('the gateway bundle the build stage produces', () => {
     await rm(bundle.outdir, { recursive: true, force: true });
   });
 
-  it("is one ESM file with its key crypto thread and ssh2's native helper beside it, which loads and offers AES-GCM", async () => {
+  it("is one ESM file with its key crypto worker and ssh2's native helper beside it, which loads and offers AES-GCM", async () => {
     const names = bundle.files.map((f) => f.name).sort();
     expect(names).toHaveLength(3);
     expect(names.slice(0, 2)).toEqual([KEY_CRYPTO_WORKER_FILE, GATEWAY_BUNDLE_FILE]);
@@ -196,20 +196,20 @@ describe('the gateway bundle the build stage produces', () => {
     // main.test.ts runs this bundle and negotiates sntrup761x25519 with it.
   });
 
-  it('finds its key crypto thread beside itself, and the thread decrypts a passphrase key', async () => {
+  it('finds its key crypto worker beside itself, and the worker decrypts a passphrase key', async () => {
     const code = await readFile(bundle.file, 'utf8');
     // The pool's entry, resolved against the bundle's own URL at run time (not the source tree's).
     expect(code).toContain(`new URL("./${KEY_CRYPTO_WORKER_FILE}",import.meta.url)`);
     const worker = join(bundle.outdir, KEY_CRYPTO_WORKER_FILE);
     expect(await readFile(worker, 'utf8')).not.toMatch(/from\s*"tsx|tsImport/); // plain JavaScript
     const crypto = await startKeyCrypto(
-      { threads: 1, maxQueue: 1, taskTimeoutMs: 30_000 },
+      { workers: 1, maxQueue: 1, taskTimeoutMs: 30_000 },
       silentLogger,
       pathToFileURL(worker),
     );
     try {
-      const key = await keygen({ type: 'ecdsa', bits: 256, passphrase: 'bundled thread', rounds: 4 });
-      const decrypted = await crypto.decryptPrivateKey(key.privateKey, 'bundled thread');
+      const key = await keygen({ type: 'ecdsa', bits: 256, passphrase: 'bundled worker', rounds: 4 });
+      const decrypted = await crypto.decryptPrivateKey(key.privateKey, 'bundled worker');
       expect(parsePrivateKey(decrypted, undefined, 'k').publicKey).toBe(
         key.publicKey.split(' ').slice(0, 2).join(' '),
       );

@@ -226,10 +226,10 @@ describe('the Fargate entry point with AWS-style configuration', () => {
     expect(metadata.requests).toBeGreaterThan(0);
     // The bundle found ssh2's native helper beside it (the gateway warns at start when it did not).
     expect(gateway.logs.filter((l) => /native crypto helper/.test(l.msg))).toEqual([]);
-    // And its key crypto thread (crypto-worker.mjs beside main.mjs): the gateway does not start without it.
+    // And its key crypto worker (crypto-worker.mjs beside main.mjs): the gateway does not start without it.
     expect(gateway.logs.find((l) => l.msg === 'worker pool started')).toMatchObject({
       component: 'key crypto pool',
-      threads: expect.any(Number),
+      workers: expect.any(Number),
     });
     const sshPort = Number(ready.sshPort);
     expect(sshPort).toBeGreaterThan(0);

@@ -483,6 +483,19 @@ describe('sweeper', () => {
     });
     expect(envOf(fn)).toMatchObject({ ALERT_TOPIC_ARN: ref(idOf(stack.alerts)), SWEEP_INTERVAL_MS: '60000' });
   });
+
+  it("runs in the private subnets, so alert channels' sends leave through the egress IPs", () => {
+    const fn = idOf(stack.sweeper.fn);
+    const vpcConfig = resources[fn].Properties.VpcConfig;
+    expect(vpcConfig.SubnetIds).toEqual(stack.network.vpc.privateSubnets.map((s) => ref(idOf(s))));
+    const [group] = vpcConfig.SecurityGroupIds;
+    const groupId = group['Fn::GetAtt'][0];
+    // Outbound only: no ingress rule names it.
+    expect(resources[groupId].Properties.SecurityGroupIngress).toBeUndefined();
+    expect(resources[groupId].Properties.SecurityGroupEgress).toEqual([
+      expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: '-1' }),
+    ]);
+  });
 });
 
 describe('gateway service', () => {

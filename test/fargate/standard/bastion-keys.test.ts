@@ -39,7 +39,7 @@ describe('bastion keys through the key crypto pool', () => {
     [bastion, made, crypto] = await Promise.all([
       Bastion.start(),
       keygen({ type: 'ed25519', passphrase: PASSPHRASE, rounds: MAX_BCRYPT_ROUNDS }),
-      startKeyCrypto({ threads: 1, maxQueue: 0, taskTimeoutMs: 60_000 }, silentLogger),
+      startKeyCrypto({ workers: 1, maxQueue: 0, taskTimeoutMs: 60_000 }, silentLogger),
     ]);
     // What the API stored at create: the key as the customer pasted it, and its passphrase.
     const info = parsePrivateKey(made.privateKey, PASSPHRASE, 'auth.privateKey');
@@ -123,7 +123,7 @@ describe('bastion keys through the key crypto pool', () => {
 
   it('a full pool is an OverloadedError (retry later), not a failure of the bastion', async () => {
     await bastion.setAuthorizedKeys([publicLine]);
-    // The only thread busy with another derivation, and no queue: the connect cannot be served now.
+    // The only worker busy with another derivation, and no queue: the connect cannot be served now.
     const other = await keygen({ type: 'ed25519', passphrase: PASSPHRASE, rounds: MAX_BCRYPT_ROUNDS });
     const busy = crypto.decryptPrivateKey(other.privateKey, PASSPHRASE);
     const outcome = await connectToBastion(

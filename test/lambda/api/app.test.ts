@@ -401,6 +401,19 @@ describe('HTTP API on DynamoDB Local', () => {
       }
     });
 
+    it('names every bad field of one body at once, a bad public key among them', async () => {
+      const res = await api.call('POST', '/v1/tunnels', ws.apiKey, {
+        ...reverseBody,
+        service: { host: 'db.internal', port: 70000 },
+        publicKey: 'ssh-ed25519 not-a-key me@laptop',
+      });
+      expect(res.status).toBe(422);
+      expect(res.json.error.details).toEqual([
+        { path: 'service.port', message: 'must be between 1 and 65535' },
+        { path: 'publicKey', message: expect.stringMatching(/the key data after "ssh-ed25519"/) },
+      ]);
+    });
+
     it.each([
       ['malformed JSON', '{"type": "reverse",'],
       ['empty body', ''],

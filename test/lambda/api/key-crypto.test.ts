@@ -1,5 +1,5 @@
 /**
- * The API with the key crypto pool of `npm start` (real threads, DynamoDB Local, file secrets):
+ * The API with the key crypto pool of `npm start` (real worker processes, DynamoDB Local, file secrets):
  * passphrase keys and RSA keys are worked on the pool with the same answers as inline, and a full
  * pool answers the contract's 503 `unavailable` with `Retry-After`, creating nothing.
  */
@@ -32,9 +32,9 @@ describe('the API on the key crypto pool', () => {
 
   beforeAll(async () => {
     requireTools('ssh-keygen');
-    // One thread and no queue: while it derives a key, any other heavy request is refused.
+    // One worker and no queue: while it derives a key, any other heavy request is refused.
     [crypto, slowKey, otherKey] = await Promise.all([
-      startKeyCrypto({ threads: 1, maxQueue: 0, taskTimeoutMs: 60_000 }, silentLogger),
+      startKeyCrypto({ workers: 1, maxQueue: 0, taskTimeoutMs: 60_000 }, silentLogger),
       keygen({ type: 'ed25519', passphrase: PASSPHRASE, rounds: MAX_BCRYPT_ROUNDS }),
       keygen({ type: 'ecdsa', bits: 256, passphrase: PASSPHRASE, rounds: 8 }),
     ]);
@@ -59,7 +59,7 @@ describe('the API on the key crypto pool', () => {
       (await readdir(api.secretsDir).catch(() => [])).filter((f) => f !== 'master.key').length;
     const filesBefore = await secretFiles();
     const first = api.call('POST', '/v1/tunnels', ws.apiKey, withKey(slowKey, PASSPHRASE));
-    // The first create's derivation holds the only thread.
+    // The first create's derivation holds the only worker.
     await waitFor(() => crypto.stats?.busy === 1, 10_000);
     const refused = await api.call('POST', '/v1/tunnels', ws.apiKey, withKey(otherKey, PASSPHRASE));
     expect(refused.status).toBe(503);
@@ -83,7 +83,7 @@ describe('the API on the key crypto pool', () => {
     expect(crypto.stats?.completed).toBe(before + 1);
   }, 60_000);
 
-  it('a wrong passphrase is the same 422 as inline, from the thread', async () => {
+  it('a wrong passphrase is the same 422 as inline, from the worker', async () => {
     const res = await api.call('POST', '/v1/tunnels', ws.apiKey, withKey(otherKey, 'not it'));
     expect(res.status).toBe(422);
     expect(res.json.error.details).toEqual([
@@ -91,7 +91,7 @@ describe('the API on the key crypto pool', () => {
     ]);
   });
 
-  it('rotating an RSA tunnel generates its new RSA-4096 key on the thread', async () => {
+  it('rotating an RSA tunnel generates its new RSA-4096 key in the worker', async () => {
     const t = await api.call('POST', '/v1/tunnels', ws.apiKey, {
       ...standardBody,
       auth: { method: 'generated', keyType: 'rsa' },

@@ -116,4 +116,25 @@ describe('requests without valid credentials', () => {
     });
     expect(admin.status).toBe(429);
   });
+
+  it("a valid key's burst that finds no cached entry is one lookup and one charge, not one per request", async () => {
+    const ws = await api.newWorkspace('bursty');
+    const app = api.appWith({ limits: { unauthenticatedPerSource: { ratePerSec: 1, burst: 5 } } });
+    const statuses = await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const res = await app.request('/v1/tunnels', { headers: { Authorization: `Bearer ${ws.apiKey}` } });
+        return res.status;
+      }),
+    );
+    expect(statuses).toEqual(Array(30).fill(200));
+    // Four tokens are left for callers without credentials: the burst spent one.
+    const wrong: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await app.request('/v1/tunnels', {
+        headers: { Authorization: `Bearer tk_wrong_${i}_0123456789` },
+      });
+      wrong.push(res.status);
+    }
+    expect(wrong).toEqual([401, 401, 401, 401, 429]);
+  });
 });

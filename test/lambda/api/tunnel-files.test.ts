@@ -8,8 +8,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TunnelSchema } from '../../../shared/schemas';
+import { keys } from '../../../shared/store/table';
 import { createTestApi } from '../../helpers/api';
 import { requireTools } from '../../helpers/customer';
 
@@ -96,5 +98,31 @@ describe('GET /v1/tunnels/{id}/commands/{kind} and /authorized-keys-line', () =>
     ]);
     expect((await fetchFile('/v1/tunnels/tun_aaaaaaaaaaaaaaaa/commands/ssh')).status).toBe(404);
     expect((await api.call('GET', `/v1/tunnels/${reverse.id}/commands/ssh`, undefined)).status).toBe(401);
+  });
+
+  it('says why a standard tunnel stored with a host the line cannot hold has no line, and what to change', async () => {
+    const res = await api.call('POST', '/v1/tunnels', apiKey, {
+      type: 'standard',
+      name: 'zoned',
+      ssh: { host: 'bastion.example.com', user: 'tunnel' },
+      service: { host: '10.1.2.4', port: 5432 },
+    });
+    const id = TunnelSchema.parse(res.json).id;
+    // As a tunnel stored before hosts were checked (issue 12): an IPv6 zone id.
+    await api.table.doc.send(
+      new UpdateCommand({
+        TableName: api.table.tableName,
+        Key: keys.tunnel(id),
+        UpdateExpression: 'SET #s.#h = :h',
+        ExpressionAttributeNames: { '#s': 'service', '#h': 'host' },
+        ExpressionAttributeValues: { ':h': 'fe80::1%eth0' },
+      }),
+    );
+    const noLine = await fetchFile(`/v1/tunnels/${id}/authorized-keys-line`);
+    expect(noLine.status).toBe(409);
+    expect(noLine.json.error.message).toMatch(
+      new RegExp(`tunnel ${id} has no authorized-keys line: its service host .*zone id.*PATCH`),
+    );
+    expect(noLine.json.error.message).not.toMatch(/reverse/);
   });
 });
