@@ -7,8 +7,9 @@ export default defineConfig({
     globalSetup: ['test/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // Two cores: end-to-end files start real processes, so keep parallelism modest.
-    maxWorkers: 2,
+    // Two cores, but the longest end-to-end files mostly wait (restarts, outages, grace periods):
+    // a third worker fills those waits; more would make the timing-bound files contend.
+    maxWorkers: 3,
     sequence: { sequencer: LongRunningFirst },
   },
 });
