@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { BackoffSettings } from '../shared/backoff';
 import type { Env } from '../shared/config';
+import { PRIMARY_CONNECTOR_ID } from '../shared/connectors';
 import { ensureControlToken } from '../shared/control';
 import type { WorkerHeartbeat } from '../shared/gateway-items';
 import { ensureHostKey } from '../shared/host-key';
@@ -421,13 +422,17 @@ export class Gateway {
       found,
     );
     for (const id of ids) {
-      const session = this.registry.sessionOf(id);
-      if (!session || unknown.has(id)) continue;
+      const sessions = this.registry.sessionsOf(id);
+      if (sessions.length === 0 || unknown.has(id)) continue;
       const record = found.get(id);
       if (!record) this.registry.closeTunnel(id, 'tunnel deleted');
       else if (!record.enabled) this.registry.closeTunnel(id, 'tunnel disabled');
-      else if (!acceptedFingerprints(record).includes(session.keyFingerprint)) {
-        this.registry.closeTunnel(id, 'login key was rotated away');
+      else {
+        for (const session of sessions) {
+          if (!acceptedFingerprints(record, session.connectorId).includes(session.keyFingerprint)) {
+            this.registry.closeSession(session, 'login key was rotated away or its connector removed');
+          }
+        }
       }
     }
   }
@@ -448,7 +453,12 @@ export class Gateway {
   }
 }
 
-function acceptedFingerprints(record: TunnelRecord): string[] {
+/** The fingerprints a session of the connector may hold: none once the connector is removed. */
+function acceptedFingerprints(record: TunnelRecord, connectorId: string): string[] {
+  if (connectorId !== PRIMARY_CONNECTOR_ID) {
+    return (record.connectors ?? []).filter((c) => c.id === connectorId).map((c) => c.publicKeyFingerprint);
+  }
+  if (record.isPrimaryConnectorRemoved) return [];
   const previous = previousFingerprint(record);
   return previous ? [record.publicKeyFingerprint, previous] : [record.publicKeyFingerprint];
 }

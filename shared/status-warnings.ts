@@ -5,6 +5,7 @@
  * evaluated. Warnings never change the state and never page (the sweeper does not read them).
  */
 import { serviceTagOf } from './command-tag';
+import { connectorsWarning } from './connectors';
 import type { TunnelStateItem } from './gateway-items';
 import type { Status, StatusWarning } from './schemas';
 import { evaluateStatus, evaluateWithUnreadable, type StatusInput, type StatusView } from './status';
@@ -177,11 +178,16 @@ export function tunnelStatusView(input: StatusViewInput): StatusView {
   const { signals, unreadable = [], ...statusInput } = input;
   const hasLostSignals = unreadable.some((u) => u.item === 'SIGNALS');
   const isHistoryLost = unreadable.some((u) => u.item !== 'SIGNALS');
-  const { status, connect } = isHistoryLost
+  const { status, connect, connectors } = isHistoryLost
     ? evaluateWithUnreadable(statusInput, unreadable)
     : evaluateStatus(statusInput);
+  // With connectors, the state the warnings look at is the one that stands for them all.
+  const connectorsMissing =
+    connectors && status.state === 'up' ? connectorsWarning(connectors, input.now) : undefined;
+  const state = connectors ? connectors.state : input.state;
   const warnings = [
-    ...signalWarnings({ tunnel: input.tunnel, state: input.state, signals, status, now: input.now }),
+    ...signalWarnings({ tunnel: input.tunnel, state, signals, status, now: input.now }),
+    ...(connectorsMissing ? [connectorsMissing] : []),
     ...(status.warnings ?? []),
   ];
   if (hasLostSignals && !isHistoryLost) {

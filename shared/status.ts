@@ -6,6 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Env } from './config';
+import { type ConnectorStates, hasConnectors, representativeState } from './connectors';
 import type { TunnelStateItem, WorkerHeartbeat } from './gateway-items';
 import { type LivenessSettings, type LivenessView, workerGoneAfterMs, workerLiveness } from './liveness';
 import type {
@@ -25,6 +26,8 @@ export interface StatusView {
   status: Status;
   /** Where workloads reach the service: only while the tunnel is up. */
   connect: { host: string; port: number } | null;
+  /** A reverse tunnel with connectors: each one judged (connectors.ts). */
+  connectors?: ConnectorStates;
 }
 
 export interface StatusSettings extends LivenessSettings {
@@ -60,6 +63,14 @@ export interface StatusTunnel {
   updatedAt: string;
   port: number;
   ssh?: { host: string; port: number };
+  /** Reverse tunnels with connectors (connectors.ts; a `TunnelRecord` fits). */
+  publicKey?: string;
+  publicKeyFingerprint?: string;
+  expectedConnectors?: number | undefined;
+  connectors?:
+    | { id: string; publicKey: string; publicKeyFingerprint: string; createdAt: string }[]
+    | undefined;
+  isPrimaryConnectorRemoved?: boolean | undefined;
 }
 
 export interface StatusInput {
@@ -68,6 +79,10 @@ export interface StatusInput {
   state?: TunnelStateItem;
   /** Heartbeat of `state.owner`, absent when it has none (never beat, or expired by TTL). */
   heartbeat?: WorkerHeartbeat;
+  /** Reverse tunnels with connectors: the further connectors' states, by connector id. */
+  connectorStates?: Readonly<Record<string, TunnelStateItem>>;
+  /** Reverse tunnels with connectors: the heartbeats of every connector's owner. */
+  heartbeats?: ReadonlyMap<string, WorkerHeartbeat>;
   /** The record the sweeper last persisted, absent before its first write. */
   previous?: StatusRecord;
   now: Date;
@@ -93,7 +108,10 @@ export interface StatusEvaluation extends StatusView {
   alerts: PlannedAlert[];
 }
 
-export function evaluateStatus(input: StatusInput): StatusEvaluation {
+export function evaluateStatus(given: StatusInput): StatusEvaluation {
+  // Several connectors: the machine judges the one state that stands for them all.
+  const connectors = connectorStatesOf(given);
+  const input = connectors ? withRepresentative(given, connectors) : given;
   const { tunnel, previous, now, settings } = input;
   const observed = observe(input);
   const before: StatusRecord = previous ? recordOf(previous) : { state: 'pending', since: tunnel.createdAt };
@@ -172,7 +190,41 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
 
   const evaluation: StatusEvaluation = { status, connect: observed.connect, transitions, alerts };
   if (!isDeepStrictEqual(record, before)) evaluation.next = record;
+  if (connectors) {
+    evaluation.connectors = connectors;
+    if (status.state !== 'disabled')
+      status.connectors = { live: connectors.live, expected: connectors.expected };
+  }
   return evaluation;
+}
+
+function connectorStatesOf(input: StatusInput): ConnectorStates | undefined {
+  const { tunnel } = input;
+  if (!hasConnectors(tunnel)) return undefined;
+  return representativeState({
+    tunnel: {
+      ...tunnel,
+      publicKey: tunnel.publicKey ?? '',
+      publicKeyFingerprint: tunnel.publicKeyFingerprint ?? '',
+    },
+    ...(input.state ? { primary: input.state } : {}),
+    ...(input.connectorStates ? { others: input.connectorStates } : {}),
+    ...(input.heartbeats ? { heartbeats: input.heartbeats } : {}),
+    ...(input.previous?.source ? { previousSource: input.previous.source } : {}),
+    view:
+      input.observingSince === undefined
+        ? { now: input.now }
+        : { now: input.now, observingSince: input.observingSince },
+    settings: input.settings,
+  });
+}
+
+function withRepresentative(input: StatusInput, connectors: ConnectorStates): StatusInput {
+  const { state: _primary, heartbeat: _beat, ...rest } = input;
+  const out: StatusInput = { ...rest };
+  if (connectors.state) out.state = connectors.state;
+  if (connectors.heartbeat) out.heartbeat = connectors.heartbeat;
+  return out;
 }
 
 interface Observation extends StatusView {

@@ -1,13 +1,17 @@
 /**
- * Which SSH connection carries each reverse tunnel on this worker, and the tunnel's listener.
- * A newer login of the same tunnel takes the listener over in place (no refused window); the
- * older connection drains briefly and is closed. State is written on every transition.
+ * Which SSH connections carry each reverse tunnel on this worker, and the tunnel's listener: one
+ * session per connector (connectors.ts). A newer login of the same connector takes its slot over in
+ * place (no refused window); the older connection drains briefly and is closed. Logins of other
+ * connectors add to the tunnel. New platform connections are spread over the connectors' sessions,
+ * and tried on the next one when a session refuses the channel or goes away before it opens.
+ * State is written per connector on every transition.
  */
 import type { TunnelStateItem } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
 import { gatewayRestarted } from '../../shared/status-errors';
 import type { TunnelRecord } from '../../shared/tunnel';
+import type { SshChannel } from '../pipe';
 import type { GatewaySignals } from '../signals/gateway-signals';
 import { refusedByCustomerClient, reportingOutcomes } from '../signals/service-outcome';
 import type { StateWriter } from '../state-writer';
@@ -17,6 +21,8 @@ import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
 export interface ForwardingSession {
   connId: string;
   tunnelId: string;
+  /** The connector whose key it logged in with (connectors.ts; `primary`: the tunnel's own key). */
+  connectorId: string;
   source: string;
   connectedAt: string;
   /** Fingerprint of the key it logged in with (checked again after a rotation). */
@@ -50,7 +56,10 @@ export interface ForwardRegistryOptions {
 
 interface Entry {
   listener: TunnelListener;
-  session: ForwardingSession;
+  /** The session holding each connector's slot. */
+  slots: Map<string, ForwardingSession>;
+  /** Where the next platform connection starts looking (round robin over the slots). */
+  turn: number;
 }
 
 export class ForwardRegistry {
@@ -70,17 +79,29 @@ export class ForwardRegistry {
     return [...this.entries.keys()];
   }
 
+  /** A session carrying the tunnel (the first connector's, when several do). */
   sessionOf(tunnelId: string): ForwardingSession | undefined {
-    return this.entries.get(tunnelId)?.session;
+    return this.sessionsOf(tunnelId)[0];
   }
 
-  /** Gives `session` the tunnel's listener; false when the port cannot be bound. */
+  /** Every session carrying the tunnel, one per connector. */
+  sessionsOf(tunnelId: string): ForwardingSession[] {
+    return [...(this.entries.get(tunnelId)?.slots.values() ?? [])];
+  }
+
+  /** Gives `session` its connector's slot of the tunnel's listener; false when the port cannot be bound. */
   async attach(session: ForwardingSession, tunnel: TunnelRecord): Promise<boolean> {
     const pending = this.opening.get(tunnel.id);
     if (pending) await pending;
     const existing = this.entries.get(tunnel.id);
     if (existing) {
-      if (existing.session !== session) this.takeOver(existing, session);
+      const holder = existing.slots.get(session.connectorId);
+      if (holder === session) return true;
+      if (holder) this.takeOver(existing, holder, session);
+      else {
+        existing.slots.set(session.connectorId, session);
+        this.writeUp(session);
+      }
       return true;
     }
     const opening = this.openListener(session, tunnel);
@@ -105,12 +126,15 @@ export class ForwardRegistry {
     this.isHandingOver = true;
   }
 
-  /** The session ended (or cancelled its forward): drops the listener unless taken over. */
+  /** The session ended (or cancelled its forward): frees its slot, and the listener with the last one. */
   async detach(session: ForwardingSession, error: StatusError): Promise<void> {
     const entry = this.entries.get(session.tunnelId);
-    if (!entry || entry.session !== session) return;
-    this.entries.delete(session.tunnelId);
-    await entry.listener.close();
+    if (!entry || entry.slots.get(session.connectorId) !== session) return;
+    entry.slots.delete(session.connectorId);
+    if (entry.slots.size === 0) {
+      this.entries.delete(session.tunnelId);
+      await entry.listener.close();
+    }
     const at = this.options.now().toISOString();
     const down: TunnelStateItem = {
       state: 'down',
@@ -122,19 +146,23 @@ export class ForwardRegistry {
       error: this.isHandingOver ? gatewayRestarted(at) : error,
     };
     if (this.isHandingOver) down.cause = 'restart';
-    this.options.stateWriter.write(session.tunnelId, down);
+    this.options.stateWriter.write(session.tunnelId, down, session.connectorId);
   }
 
-  /** Closes the tunnel's connection (deleted, disabled, key retired); its close detaches it. */
+  /** Closes the tunnel's connections (deleted, disabled); their close detaches them. */
   closeTunnel(tunnelId: string, reason: string): void {
-    const entry = this.entries.get(tunnelId);
-    if (!entry) return;
+    for (const session of this.sessionsOf(tunnelId)) this.closeSession(session, reason);
+  }
+
+  /** Closes one connector's connection (its key removed or rotated away). */
+  closeSession(session: ForwardingSession, reason: string): void {
     this.options.logger.info('closing reverse tunnel session', {
-      tunnelId,
-      connId: entry.session.connId,
+      tunnelId: session.tunnelId,
+      connectorId: session.connectorId,
+      connId: session.connId,
       reason,
     });
-    entry.session.close();
+    session.close();
   }
 
   private async openListener(session: ForwardingSession, tunnel: TunnelRecord): Promise<Entry | undefined> {
@@ -158,8 +186,38 @@ export class ForwardRegistry {
       });
       return undefined;
     }
-    listener.setOpener(this.openerOf(session));
-    return { listener, session };
+    const entry: Entry = { listener, slots: new Map([[session.connectorId, session]]), turn: 0 };
+    listener.setOpener((origin) => this.openThrough(entry, origin));
+    return entry;
+  }
+
+  /**
+   * Opens a channel for a platform connection through one of the tunnel's sessions, in turn; a
+   * session that refuses or is gone before the channel opens passes it to the next, each tried once.
+   */
+  private async openThrough(entry: Entry, origin: { ip: string; port: number }): Promise<SshChannel> {
+    const sessions = [...entry.slots.values()];
+    if (sessions.length === 0) throw new Error('no session carries the tunnel');
+    const first = entry.turn++ % sessions.length;
+    if (entry.turn >= Number.MAX_SAFE_INTEGER) entry.turn = 0;
+    let failure: unknown;
+    for (let i = 0; i < sessions.length; i++) {
+      const session = sessions[(first + i) % sessions.length];
+      if (!session) continue;
+      try {
+        return await this.openerOf(session)(origin);
+      } catch (err) {
+        failure = err;
+        if (sessions.length > 1) {
+          this.options.logger.info('tunnel connection retried on another connector', {
+            tunnelId: session.tunnelId,
+            connectorId: session.connectorId,
+            reason: err instanceof Error ? err.message : String(err),
+          });
+        }
+      }
+    }
+    throw failure;
   }
 
   /** The session's channel opener, each platform connection's outcome told as the service's reachability. */
@@ -171,15 +229,14 @@ export class ForwardRegistry {
     );
   }
 
-  private takeOver(entry: Entry, next: ForwardingSession): void {
-    const previous = entry.session;
-    entry.listener.setOpener(this.openerOf(next));
-    entry.session = next;
+  private takeOver(entry: Entry, previous: ForwardingSession, next: ForwardingSession): void {
+    entry.slots.set(next.connectorId, next);
     previous.takenOver();
     this.writeUp(next, previous.connId);
     this.options.signals?.takeover(next.tunnelId, previous.source, next.source);
     this.options.logger.info('reverse tunnel taken over by a newer login', {
       tunnelId: next.tunnelId,
+      connectorId: next.connectorId,
       connId: next.connId,
       previousConnId: previous.connId,
     });
@@ -207,6 +264,6 @@ export class ForwardRegistry {
     };
     if (session.commandTag) item.commandTag = session.commandTag;
     if (continues) item.continues = continues;
-    this.options.stateWriter.write(session.tunnelId, item);
+    this.options.stateWriter.write(session.tunnelId, item, session.connectorId);
   }
 }

@@ -15,7 +15,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { TunnelStateItemSchema, type WorkerHeartbeat, WorkerHeartbeatSchema } from '../gateway-items';
+import { parseStateItem, type WorkerHeartbeat, WorkerHeartbeatSchema } from '../gateway-items';
 import {
   eventExpiresAt,
   eventSortKey,
@@ -39,6 +39,7 @@ import type {
   StatusStore,
   SweepMark,
 } from './status-store';
+import { ownersToCheck, withHeartbeats } from './status-store';
 import { GSI2, keys, shardSortKeyOf, TTL_ATTRIBUTE } from './table';
 import { replaceFields, updateExpression } from './update-expression';
 
@@ -125,9 +126,13 @@ export class DynamoStatusStore implements StatusStore {
         ];
       };
       if (item.sk === 'STATE') {
-        const state = TunnelStateItemSchema.safeParse(item);
-        if (state.success) entry.state = state.data;
-        else unreadable(state.error);
+        const state = parseStateItem(item);
+        if (!state.ok) unreadable(state.error);
+        else {
+          if (state.read.primary) entry.state = state.read.primary;
+          if (state.read.others) entry.connectorStates = state.read.others;
+          if (!state.read.primary && state.read.rev !== undefined) entry.stateRev = state.read.rev;
+        }
       } else if (item.sk === 'SIGNALS') {
         const signals = TunnelSignalsSchema.safeParse(item);
         if (signals.success) entry.signals = signals.data;
@@ -162,17 +167,11 @@ export class DynamoStatusStore implements StatusStore {
   /** STATE, STATUS, SIGNALS and owner heartbeats of many tunnels: two rounds of batch reads in all. */
   async getStatusSources(ids: string[]): Promise<Map<string, StatusSources>> {
     const items = await this.getStatusItems(ids, { signals: true });
-    const owners: string[] = [];
-    for (const entry of items.values()) {
-      // Only an `up` depends on its owner being alive.
-      if (entry.state?.state === 'up' && entry.state.owner) owners.push(entry.state.owner);
-    }
+    // Only an `up` depends on its owner being alive.
+    const owners = [...items.values()].flatMap(ownersToCheck);
     const beats = owners.length > 0 ? await this.getHeartbeats(owners) : new Map<string, WorkerHeartbeat>();
     const sources = new Map<string, StatusSources>();
-    for (const [id, entry] of items) {
-      const heartbeat = entry.state?.owner ? beats.get(entry.state.owner) : undefined;
-      sources.set(id, heartbeat ? { ...entry, heartbeat } : entry);
-    }
+    for (const [id, entry] of items) sources.set(id, withHeartbeats(entry, beats));
     return sources;
   }
 

@@ -30,6 +30,7 @@ import { API_KEY_SECURITY, AUTHENTICATED, addRoute, errors, json, jsonBody } fro
 import { reconnectTunnel } from '../tunnel-reconnect';
 import type { TunnelResult, TunnelService } from '../tunnel-service';
 import { type TunnelTestDeps, testTunnel } from '../tunnel-test';
+import { addConnectorRoutes } from './connectors';
 
 export interface TunnelRouteDeps {
   service: TunnelService;
@@ -63,7 +64,15 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
     const now = deps.now();
     const observingSince = deps.observingSince();
     return records.map((tunnel) => {
-      const { state, heartbeat, status: previous, signals, unreadable } = sources.get(tunnel.id) ?? {};
+      const {
+        state,
+        heartbeat,
+        status: previous,
+        signals,
+        unreadable,
+        connectorStates,
+        heartbeats,
+      } = sources.get(tunnel.id) ?? {};
       if (unreadable) {
         for (const item of unreadable)
           deps.logger.error('stored item unreadable', { tunnelId: tunnel.id, ...item });
@@ -72,6 +81,8 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
         tunnel,
         state,
         heartbeat,
+        ...(connectorStates ? { connectorStates } : {}),
+        ...(heartbeats ? { heartbeats } : {}),
         previous,
         signals,
         unreadable,
@@ -424,6 +435,8 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
       return c.json({ items: await store.listEvents(record.id, EVENTS_LIMIT) });
     },
   );
+
+  addConnectorRoutes(app, { ...deps, statusSettings: settings });
 
   return app;
 }
