@@ -11,7 +11,7 @@
  * history stay those of one tunnel, up while any connector is.
  */
 import { randomBytes } from 'node:crypto';
-import type { TunnelStateItem, WorkerHeartbeat } from './gateway-items';
+import { lastDownOf, type TunnelStateItem, type WorkerHeartbeat } from './gateway-items';
 import { type LivenessSettings, type LivenessView, workerLiveness } from './liveness';
 import type { StatusWarning } from './schemas';
 import type { ConnectorKey, TunnelRecord } from './tunnel';
@@ -123,12 +123,14 @@ export function representativeState(input: ConnectorStatesInput): ConnectorState
   const oldest = [...live].sort((a, b) => startOf(a) - startOf(b))[0];
   if (oldest?.state) {
     const state: TunnelStateItem = { ...oldest.state };
-    if (
-      previousSource?.state === 'up' &&
-      followed !== undefined &&
-      overlapped(oldest, followed, previousSource, judged)
-    ) {
-      state.continues = followed;
+    if (previousSource?.state === 'up' && followed !== undefined) {
+      if (overlapped(oldest, followed, previousSource, judged)) state.continues = followed;
+      else {
+        // The down no evaluation saw was the followed connection's: history names when and why.
+        const gap = endOf(followed, judged);
+        if (gap) state.lastDown = gap;
+        else delete state.lastDown;
+      }
     }
     return withOwner(state);
   }
@@ -187,6 +189,18 @@ function judge(slot: ConnectorSlot, state: TunnelStateItem | undefined, input: C
 }
 
 const startOf = (j: Judged): number => Date.parse(j.state?.since ?? '') || 0;
+
+/** How the connection `connId` ended, as its connector's state (or kept newest down) says. */
+function endOf(connId: string, judged: Judged[]): TunnelStateItem['lastDown'] {
+  for (const j of judged) {
+    if (j.state?.connId === connId && j.endedAt !== undefined) {
+      if (j.state.state === 'down') return lastDownOf(j.state);
+      return { since: new Date(j.endedAt).toISOString(), connId };
+    }
+    if (j.state?.lastDown?.connId === connId) return j.state.lastDown;
+  }
+  return undefined;
+}
 
 /**
  * Whether `next` (live now, so up continuously since its `since`) was already up when the
