@@ -1,16 +1,23 @@
 /**
- * The worker's internal control endpoint: `POST /tunnels/<id>/test` for the API's test route and
- * `POST /tunnels/<id>/reconnect` for its reconnect route. Bearer-token authenticated (constant-time
- * compare), bound to the worker's VPC address only.
+ * The worker's internal control endpoint: `POST /tunnels/<id>/test` for the API's test route,
+ * `POST /tunnels/<id>/reconnect` for its reconnect route, and the `/tunnels/<id>/relay` upgrade
+ * other gateways relay platform connections through (fargate/peers/). Bearer-token authenticated
+ * (constant-time compare), bound to the worker's VPC address only.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { ReconnectOutcome } from '../shared/control';
 import { OverloadedError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { TestResult } from '../shared/schemas';
+import { RELAY_ORIGIN_HEADER, RELAY_UPGRADE } from './peers/peer-relay';
+import { joinSocketAndChannel, type SshChannel } from './pipe';
 
 const TUNNEL_PATH = /^\/tunnels\/(tun_[a-z2-7]{16})\/(test|reconnect)$/;
+const RELAY_PATH = /^\/tunnels\/(tun_[a-z2-7]{16})\/relay$/;
+const REFUSED = 'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n';
 
 export interface ControlServerOptions {
   host: string;
@@ -21,11 +28,16 @@ export interface ControlServerOptions {
   testTunnel(tunnelId: string): Promise<TestResult | undefined>;
   /** Drops the backoff of a standard tunnel this worker serves; undefined when it serves none such. */
   reconnectTunnel(tunnelId: string): ReconnectOutcome | undefined;
+  /** A channel through this worker's own sessions of the tunnel, for a peer's relayed connection. */
+  relay?(tunnelId: string, origin: { ip: string; port: number }): Promise<SshChannel>;
+  /** `DATA_IDLE_TIMEOUT_MS` for relayed connections. */
+  relayIdleTimeoutMs?: number;
 }
 
 export class ControlServer {
   private readonly server: Server;
   private readonly expected: Buffer;
+  private readonly relayed = new Set<Duplex>();
 
   constructor(private readonly options: ControlServerOptions) {
     this.expected = digest(`Bearer ${options.token}`);
@@ -64,6 +76,49 @@ export class ControlServer {
         },
       );
     });
+    this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+  }
+
+  /** A peer's relayed platform connection: switch protocols once the channel is open, else refuse. */
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    const match = RELAY_PATH.exec(req.url ?? '');
+    const { relay, logger } = this.options;
+    const isAuthorized = timingSafeEqual(digest(req.headers.authorization ?? ''), this.expected);
+    if (!isAuthorized || !match?.[1] || !relay || req.headers.upgrade !== RELAY_UPGRADE) {
+      socket.end(
+        isAuthorized
+          ? REFUSED
+          : 'HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+      );
+      return;
+    }
+    const tunnelId = match[1];
+    const [ip = '0.0.0.0', port = '0'] = String(req.headers[RELAY_ORIGIN_HEADER] ?? '').split(' ');
+    relay(tunnelId, { ip, port: Number(port) || 0 }).then(
+      (channel) => {
+        if (socket.destroyed) {
+          channel.destroy();
+          return;
+        }
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${RELAY_UPGRADE}\r\nConnection: Upgrade\r\n\r\n`,
+        );
+        if (head.length > 0) channel.write(head);
+        this.relayed.add(socket);
+        socket.once('close', () => this.relayed.delete(socket));
+        joinSocketAndChannel(socket as Socket, channel, {
+          idleTimeoutMs: this.options.relayIdleTimeoutMs ?? 3_600_000,
+        });
+      },
+      (err: unknown) => {
+        logger.info('relayed connection refused: no session here carries the tunnel', {
+          tunnelId,
+          reason: err instanceof Error ? err.message : String(err),
+        });
+        socket.end(REFUSED);
+      },
+    );
   }
 
   /** Listens; resolves with the URL peers use. */
@@ -80,11 +135,17 @@ export class ControlServer {
     });
   }
 
+  /** Stops accepting; connections relayed through here stay open (they drain with their sessions). */
   close(): Promise<void> {
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+  }
+
+  /** Relayed connections open now. */
+  get relayedCount(): number {
+    return this.relayed.size;
   }
 }
 

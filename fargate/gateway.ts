@@ -22,6 +22,8 @@ import { ControlServer } from './control-server';
 import { diagnoseTunnel } from './diagnostics/diagnose';
 import { tuneGcForThroughput } from './gc-tuning';
 import { hasNativeSshCrypto } from './native-crypto';
+import { peerHoldings } from './peers/peer-directory';
+import { PeerRelay } from './peers/peer-relay';
 import { ForwardRegistry } from './reverse/forward-registry';
 import { ReverseServer } from './reverse/reverse-server';
 import type { TunnelCacheSettings } from './reverse/tunnel-cache';
@@ -49,6 +51,13 @@ const PENALIZED_SOURCE_MIN_STARTUPS = 8;
 const SIGNAL_WRITE_INTERVAL_MS = 1_000;
 /** Tunnels whose signals this gateway remembers (per kind), or holds unwritten during an outage. */
 const SIGNAL_MAX_TUNNELS = 20_000;
+/** A peer that has not taken a relayed connection by then is given up on for the next one. */
+const RELAY_TIMEOUT_MS = 2_000;
+/**
+ * Tunnels a heartbeat tells the peers this worker carries: the item stays well under DynamoDB's
+ * 400 KB (about 30 bytes each); beyond, the rest are reached only on the gateway that holds them.
+ */
+const MAX_HOLDS_ADVERTISED = 10_000;
 
 export interface GatewaySettings {
   sshHost: string;
@@ -139,6 +148,7 @@ export class Gateway {
   private boundSshPort = 0;
   private isServing = false;
   private isRechecking = false;
+  private isSyncingPeers = false;
 
   private readonly now: () => Date;
   private readonly bastionKeys: BastionKeyLoader;
@@ -269,11 +279,15 @@ export class Gateway {
       onLogin: (tunnel, keyFingerprint) => this.onLogin(tunnel, keyFingerprint),
       signals: this.signals,
     });
+    const controlToken = await ensureControlToken(this.deps.secrets);
+    this.registry.useRelay(new PeerRelay({ token: controlToken, timeoutMs: RELAY_TIMEOUT_MS }));
     this.control = new ControlServer({
       host: settings.connectHost,
       port: settings.controlPort,
-      token: await ensureControlToken(this.deps.secrets),
+      token: controlToken,
       logger: this.logger,
+      relay: (id, origin) => this.registry.openLocal(id, origin),
+      relayIdleTimeoutMs: settings.dataIdleTimeoutMs,
       testTunnel: async (id) => {
         const result = await diagnoseTunnel(id, {
           store: this.deps.store,
@@ -350,6 +364,7 @@ export class Gateway {
     await Promise.race([this.beating, delay(deadline - Date.now())]);
     this.registry.handOver();
     await Promise.all([this.server?.close(), this.pool.stop(), this.control?.close()]);
+    await this.registry.closeListeners();
     await Promise.all([this.stateWriter.flush(deadline), this.signalWriter.flush(deadline)]);
     if (this.stateWriter.backlog > 0) {
       this.logger.warn('tunnel states not written before shutdown', { tunnels: this.stateWriter.backlog });
@@ -379,6 +394,7 @@ export class Gateway {
       version: GATEWAY_VERSION,
       controlUrl: this.controlUrl,
       counts: { reverse: this.registry.size, standard: this.pool.size },
+      holds: this.registry.heldTunnels().slice(0, MAX_HOLDS_ADVERTISED),
     };
   }
 
@@ -401,7 +417,24 @@ export class Gateway {
           this.isRechecking = false;
         });
     }
+    if (!this.isSyncingPeers) {
+      this.isSyncingPeers = true;
+      this.syncPeers()
+        .catch((err) => this.logger.warn('peer tunnels not read', { err }))
+        .finally(() => {
+          this.isSyncingPeers = false;
+        });
+    }
     return true;
+  }
+
+  /** Listens on the ports of the tunnels other gateways carry, to relay to them (fargate/peers/). */
+  private async syncPeers(): Promise<void> {
+    const workers = await this.deps.store.listWorkers();
+    if (!this.isServing) return;
+    const observingSince = this.deps.observingSince?.();
+    const view = observingSince === undefined ? { now: this.now() } : { now: this.now(), observingSince };
+    await this.registry.syncPeers(peerHoldings(workers, this.workerId, view, this.deps.settings));
   }
 
   /** Closes sessions whose tunnel was deleted, disabled, or whose login key is no longer valid. */

@@ -34,6 +34,10 @@ export class TunnelListener {
     this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
   }
 
+  get tunnelId(): string {
+    return this.options.tunnelId;
+  }
+
   get activeConnections(): number {
     return this.sockets.size;
   }
@@ -43,7 +47,10 @@ export class TunnelListener {
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.server.once('error', onError);
-      this.server.listen({ host: this.options.host, port: this.options.port, exclusive: true }, () => {
+      // reusePort (SO_REUSEPORT): every gateway on a host listens on a tunnel's port at once, and
+      // the kernel spreads connections over them (the local stand-in for the NLB over all tasks).
+      const { host, port } = this.options;
+      this.server.listen({ host, port, exclusive: true, reusePort: true }, () => {
         this.server.off('error', onError);
         this.server.on('error', (err) =>
           this.options.logger.error('tunnel listener failed', { tunnelId: this.options.tunnelId, err }),

@@ -124,6 +124,11 @@ export const WorkerHeartbeatSchema = z.object({
   counts: z.object({ reverse: z.number().int(), standard: z.number().int() }),
   /** Set by the worker's clean shutdown: from then on it serves nothing. */
   stoppedAt: z.string().optional(),
+  /**
+   * Reverse tunnels this worker carries through customer sessions of its own, with their ports:
+   * the other workers listen on those ports too and relay to it (fargate/peers/).
+   */
+  holds: z.array(z.tuple([z.string(), z.number().int()])).optional(),
 });
 export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;
 

@@ -209,7 +209,7 @@ function connectorStatesOf(input: StatusInput): ConnectorStates | undefined {
     },
     ...(input.state ? { primary: input.state } : {}),
     ...(input.connectorStates ? { others: input.connectorStates } : {}),
-    ...(input.heartbeats ? { heartbeats: input.heartbeats } : {}),
+    heartbeats: heartbeatsOf(input),
     ...(input.previous?.source ? { previousSource: input.previous.source } : {}),
     view:
       input.observingSince === undefined
@@ -217,6 +217,13 @@ function connectorStatesOf(input: StatusInput): ConnectorStates | undefined {
         : { now: input.now, observingSince: input.observingSince },
     settings: input.settings,
   });
+}
+
+/** Every owner's heartbeat the input has, the primary owner's among them. */
+function heartbeatsOf(input: StatusInput): Map<string, WorkerHeartbeat> {
+  const beats = new Map(input.heartbeats ?? []);
+  if (input.heartbeat) beats.set(input.heartbeat.workerId, input.heartbeat);
+  return beats;
 }
 
 function withRepresentative(input: StatusInput, connectors: ConnectorStates): StatusInput {

@@ -11,6 +11,8 @@ import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
 import { gatewayRestarted } from '../../shared/status-errors';
 import type { TunnelRecord } from '../../shared/tunnel';
+import type { PeerHolding, PeerRef } from '../peers/peer-directory';
+import type { PeerRelay } from '../peers/peer-relay';
 import type { SshChannel } from '../pipe';
 import type { GatewaySignals } from '../signals/gateway-signals';
 import { refusedByCustomerClient, reportingOutcomes } from '../signals/service-outcome';
@@ -51,15 +53,21 @@ export interface ForwardRegistryOptions {
   stateWriter: StateWriter;
   /** Told of takeovers and of how platform connections through each tunnel went. */
   signals?: Pick<GatewaySignals, 'takeover' | 'serviceOutcome'>;
+  /** Relays a platform connection to another gateway that carries the tunnel (fargate/peers/). */
+  relay?: Pick<PeerRelay, 'open'>;
   now: () => Date;
 }
 
 interface Entry {
   listener: TunnelListener;
-  /** The session holding each connector's slot. */
+  port: number;
+  /** The session holding each connector's slot on this gateway. */
   slots: Map<string, ForwardingSession>;
-  /** Where the next platform connection starts looking (round robin over the slots). */
+  /** Other gateways that carry the tunnel: tried when no session here can take a connection. */
+  peers: PeerRef[];
+  /** Where the next platform connection starts looking (round robin over the slots, then the peers). */
   turn: number;
+  peerTurn: number;
 }
 
 export class ForwardRegistry {
@@ -71,12 +79,84 @@ export class ForwardRegistry {
 
   constructor(private readonly options: ForwardRegistryOptions) {}
 
+  /** From now on, connections no session here can take are relayed to the peers through `relay`. */
+  useRelay(relay: Pick<PeerRelay, 'open'>): void {
+    this.options.relay = relay;
+  }
+
+  /** Tunnels carried through sessions of this gateway. */
   get size(): number {
-    return this.entries.size;
+    return this.heldTunnels().length;
   }
 
   tunnelIds(): string[] {
-    return [...this.entries.keys()];
+    return this.heldTunnels().map(([id]) => id);
+  }
+
+  /** Tunnels carried through sessions of this gateway, with their ports (told to the peers). */
+  heldTunnels(): [string, number][] {
+    return [...this.entries].flatMap(([id, e]) =>
+      e.slots.size > 0 ? [[id, e.port] as [string, number]] : [],
+    );
+  }
+
+  /** Tunnels this gateway only relays (no session of its own carries them). */
+  get relayCount(): number {
+    return [...this.entries.values()].filter((e) => e.slots.size === 0).length;
+  }
+
+  /**
+   * What the other gateways carry now (peer-directory.ts): this gateway listens on those tunnels'
+   * ports too and relays to them; a listener nobody carries any more is closed.
+   */
+  async syncPeers(holdings: ReadonlyMap<string, PeerHolding>): Promise<void> {
+    for (const [tunnelId, holding] of holdings) {
+      const pending = this.opening.get(tunnelId);
+      if (pending) await pending;
+      const entry = this.entries.get(tunnelId);
+      if (entry) {
+        if (!samePeers(entry.peers, holding.peers)) {
+          this.options.logger.info('tunnel peers changed', {
+            tunnelId,
+            peers: holding.peers.map((p) => p.workerId),
+          });
+        }
+        entry.peers = holding.peers;
+        continue;
+      }
+      const opening = this.openListener(tunnelId, holding.port, undefined);
+      this.opening.set(tunnelId, opening);
+      try {
+        const opened = await opening;
+        if (!opened) continue;
+        opened.peers = holding.peers;
+        this.entries.set(tunnelId, opened);
+        this.options.logger.info('tunnel relay listening', {
+          tunnelId,
+          port: holding.port,
+          peers: holding.peers.map((p) => p.workerId),
+        });
+      } finally {
+        this.opening.delete(tunnelId);
+      }
+    }
+    for (const [tunnelId, entry] of this.entries) {
+      if (holdings.has(tunnelId)) continue;
+      if (entry.peers.length > 0) this.options.logger.info('tunnel peers changed', { tunnelId, peers: [] });
+      entry.peers = [];
+      if (entry.slots.size > 0) continue;
+      this.entries.delete(tunnelId);
+      await entry.listener.close();
+      this.options.logger.info('tunnel relay closed: no gateway carries the tunnel', { tunnelId });
+    }
+  }
+
+  /** A channel through this gateway's own sessions of the tunnel (a peer's relayed connection). */
+  openLocal(tunnelId: string, origin: { ip: string; port: number }): Promise<SshChannel> {
+    const entry = this.entries.get(tunnelId);
+    if (!entry || entry.slots.size === 0)
+      return Promise.reject(new Error('no session here carries the tunnel'));
+    return this.openThrough(entry, origin, { isLocalOnly: true });
   }
 
   /** A session carrying the tunnel (the first connector's, when several do). */
@@ -96,6 +176,8 @@ export class ForwardRegistry {
     const existing = this.entries.get(tunnel.id);
     if (existing) {
       const holder = existing.slots.get(session.connectorId);
+      if (existing.slots.size === 0)
+        this.options.logger.info('relayed tunnel now carried here too', { tunnelId: tunnel.id });
       if (holder === session) return true;
       if (holder) this.takeOver(existing, holder, session);
       else {
@@ -104,7 +186,7 @@ export class ForwardRegistry {
       }
       return true;
     }
-    const opening = this.openListener(session, tunnel);
+    const opening = this.openListener(tunnel.id, tunnel.port, session);
     this.opening.set(tunnel.id, opening);
     try {
       const entry = await opening;
@@ -131,7 +213,8 @@ export class ForwardRegistry {
     const entry = this.entries.get(session.tunnelId);
     if (!entry || entry.slots.get(session.connectorId) !== session) return;
     entry.slots.delete(session.connectorId);
-    if (entry.slots.size === 0) {
+    // While another gateway carries the tunnel, its port here keeps relaying there.
+    if (entry.slots.size === 0 && entry.peers.length === 0) {
       this.entries.delete(session.tunnelId);
       await entry.listener.close();
     }
@@ -147,6 +230,13 @@ export class ForwardRegistry {
     };
     if (this.isHandingOver) down.cause = 'restart';
     this.options.stateWriter.write(session.tunnelId, down, session.connectorId);
+  }
+
+  /** Closes every listener left (relays, and any whose sessions are gone): the end of a shutdown. */
+  async closeListeners(): Promise<void> {
+    const entries = [...this.entries.values()];
+    this.entries.clear();
+    await Promise.all(entries.map((e) => e.listener.close()));
   }
 
   /** Closes the tunnel's connections (deleted, disabled); their close detaches them. */
@@ -165,12 +255,16 @@ export class ForwardRegistry {
     session.close();
   }
 
-  private async openListener(session: ForwardingSession, tunnel: TunnelRecord): Promise<Entry | undefined> {
+  private async openListener(
+    tunnelId: string,
+    port: number,
+    session: ForwardingSession | undefined,
+  ): Promise<Entry | undefined> {
     const { bindHost, maxChannelsPerTunnel, logger } = this.options;
     const listener = new TunnelListener({
-      tunnelId: tunnel.id,
+      tunnelId,
       host: bindHost,
-      port: tunnel.port,
+      port,
       maxChannels: maxChannelsPerTunnel,
       idleTimeoutMs: this.options.dataIdleTimeoutMs,
       logger,
@@ -178,40 +272,67 @@ export class ForwardRegistry {
     try {
       await listener.listen();
     } catch (err) {
-      logger.error('reverse forward refused: tunnel port unavailable', {
-        tunnelId: tunnel.id,
-        host: bindHost,
-        port: tunnel.port,
-        code: (err as NodeJS.ErrnoException).code,
-      });
+      logger.error(
+        session
+          ? 'reverse forward refused: tunnel port unavailable'
+          : 'tunnel relay not listening: port unavailable',
+        {
+          tunnelId,
+          host: bindHost,
+          port,
+          code: (err as NodeJS.ErrnoException).code,
+        },
+      );
       return undefined;
     }
-    const entry: Entry = { listener, slots: new Map([[session.connectorId, session]]), turn: 0 };
+    const entry: Entry = {
+      listener,
+      port,
+      slots: new Map(session ? [[session.connectorId, session]] : []),
+      peers: [],
+      turn: 0,
+      peerTurn: 0,
+    };
     listener.setOpener((origin) => this.openThrough(entry, origin));
     return entry;
   }
 
   /**
-   * Opens a channel for a platform connection through one of the tunnel's sessions, in turn; a
-   * session that refuses or is gone before the channel opens passes it to the next, each tried once.
+   * Opens a channel for a platform connection through one of the tunnel's sessions here, in turn,
+   * then (unless `isLocalOnly`: a relayed connection never relays again) through the gateways that
+   * carry it elsewhere; one that refuses or is gone before the channel opens passes it to the next.
    */
-  private async openThrough(entry: Entry, origin: { ip: string; port: number }): Promise<SshChannel> {
+  private async openThrough(
+    entry: Entry,
+    origin: { ip: string; port: number },
+    options = { isLocalOnly: false },
+  ): Promise<SshChannel> {
     const sessions = [...entry.slots.values()];
-    if (sessions.length === 0) throw new Error('no session carries the tunnel');
-    const first = entry.turn++ % sessions.length;
+    const peers = options.isLocalOnly || !this.options.relay ? [] : [...entry.peers];
+    if (sessions.length + peers.length === 0) throw new Error('no session carries the tunnel');
+    const first = sessions.length > 0 ? entry.turn++ % sessions.length : 0;
     if (entry.turn >= Number.MAX_SAFE_INTEGER) entry.turn = 0;
+    const tries: (() => Promise<SshChannel>)[] = sessions.map((_, i) => {
+      const session = sessions[(first + i) % sessions.length] as ForwardingSession;
+      return () => this.openerOf(session)(origin);
+    });
+    const firstPeer = peers.length > 0 ? entry.peerTurn++ % peers.length : 0;
+    if (entry.peerTurn >= Number.MAX_SAFE_INTEGER) entry.peerTurn = 0;
+    const { relay } = this.options;
+    const tunnelId = entry.listener.tunnelId;
+    for (let i = 0; i < peers.length && relay; i++) {
+      const peer = peers[(firstPeer + i) % peers.length] as PeerRef;
+      tries.push(() => relay.open(peer, tunnelId, origin));
+    }
     let failure: unknown;
-    for (let i = 0; i < sessions.length; i++) {
-      const session = sessions[(first + i) % sessions.length];
-      if (!session) continue;
+    for (const [i, attempt] of tries.entries()) {
       try {
-        return await this.openerOf(session)(origin);
+        return await attempt();
       } catch (err) {
         failure = err;
-        if (sessions.length > 1) {
+        if (i < tries.length - 1) {
           this.options.logger.info('tunnel connection retried on another connector', {
-            tunnelId: session.tunnelId,
-            connectorId: session.connectorId,
+            tunnelId,
             reason: err instanceof Error ? err.message : String(err),
           });
         }
@@ -266,4 +387,11 @@ export class ForwardRegistry {
     if (continues) item.continues = continues;
     this.options.stateWriter.write(session.tunnelId, item, session.connectorId);
   }
+}
+
+function samePeers(a: readonly PeerRef[], b: readonly PeerRef[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((p, i) => p.workerId === b[i]?.workerId && p.controlUrl === b[i]?.controlUrl)
+  );
 }
