@@ -105,6 +105,7 @@ export class ControlServer {
           `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${RELAY_UPGRADE}\r\nConnection: Upgrade\r\n\r\n`,
         );
         if (head.length > 0) channel.write(head);
+        logger.debug('relayed connection carried', { tunnelId, origin: `${ip}:${port}` });
         this.relayed.add(socket);
         socket.once('close', () => this.relayed.delete(socket));
         joinSocketAndChannel(socket as Socket, channel, {

@@ -80,6 +80,8 @@ export interface GatewaySettings {
   reconnect: BackoffSettings;
   /** `ROTATION_DRAIN_MAX_MS`: the longest a standard session a rotation replaced keeps its connections. */
   rotationDrainMaxMs: number;
+  /** `SHUTDOWN_DRAIN_MS`: how long a shutdown lets reverse sessions finish their connections. */
+  shutdownDrainMs: number;
 }
 
 export function gatewaySettingsFrom(env: Env): GatewaySettings {
@@ -113,6 +115,7 @@ export function gatewaySettingsFrom(env: Env): GatewaySettings {
       healthyAfterMs: Math.max(env.RECONNECT_MAX_MS, 10_000),
     },
     rotationDrainMaxMs: env.ROTATION_DRAIN_MAX_MS,
+    shutdownDrainMs: env.SHUTDOWN_DRAIN_MS,
   };
 }
 
@@ -129,6 +132,8 @@ export interface GatewayDeps {
    * the process's key crypto pool (fargate/main.ts, local/stack.ts). Inline when absent (tests).
    */
   keyCrypto?: KeyCrypto;
+  /** Relays only once `startRelaying()` is called (the process has more to start after the gateway). */
+  defersRelaying?: boolean;
 }
 
 export class Gateway {
@@ -149,11 +154,13 @@ export class Gateway {
   private isServing = false;
   private isRechecking = false;
   private isSyncingPeers = false;
+  private isRelaying: boolean;
 
   private readonly now: () => Date;
   private readonly bastionKeys: BastionKeyLoader;
 
   constructor(private readonly deps: GatewayDeps) {
+    this.isRelaying = !deps.defersRelaying;
     this.bastionKeys = new BastionKeyLoader(deps.keyCrypto ?? inlineKeyCrypto);
     const now = deps.now ?? (() => new Date());
     this.now = now;
@@ -360,11 +367,20 @@ export class Gateway {
   async stop(): Promise<void> {
     this.isServing = false;
     clearTimeout(this.beatTimer);
-    const deadline = Date.now() + STOP_WRITES_MS;
-    await Promise.race([this.beating, delay(deadline - Date.now())]);
+    await Promise.race([this.beating, delay(STOP_WRITES_MS)]);
+    // No new logins here; peers' relays fail fast from now on and go to the other gateways.
+    this.server?.stopAccepting();
+    await this.control?.close();
     this.registry.handOver();
-    await Promise.all([this.server?.close(), this.pool.stop(), this.control?.close()]);
+    // Sessions another gateway can stand in for finish what they carry, then close: their
+    // customers reconnect elsewhere while the tunnel's listeners here relay to the others.
+    await Promise.all([
+      this.registry.drain(Date.now() + this.deps.settings.shutdownDrainMs),
+      this.pool.stop(),
+    ]);
+    await this.server?.close();
     await this.registry.closeListeners();
+    const deadline = Date.now() + STOP_WRITES_MS;
     await Promise.all([this.stateWriter.flush(deadline), this.signalWriter.flush(deadline)]);
     if (this.stateWriter.backlog > 0) {
       this.logger.warn('tunnel states not written before shutdown', { tunnels: this.stateWriter.backlog });
@@ -428,8 +444,18 @@ export class Gateway {
     return true;
   }
 
+  /**
+   * From now on, listen on the ports of the tunnels other gateways carry and relay to them. A
+   * process that starts more after its gateway (`npm start`: the API, the sweeper) calls it once
+   * that is done: a port shared with busy start-up code would hold connections queued meanwhile.
+   */
+  startRelaying(): void {
+    this.isRelaying = true;
+  }
+
   /** Listens on the ports of the tunnels other gateways carry, to relay to them (fargate/peers/). */
   private async syncPeers(): Promise<void> {
+    if (!this.isRelaying) return;
     const workers = await this.deps.store.listWorkers();
     if (!this.isServing) return;
     const observingSince = this.deps.observingSince?.();

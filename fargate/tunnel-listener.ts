@@ -5,6 +5,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../shared/logger';
+import { joinWithFirstByteRetry } from './first-byte-retry';
 import { joinSocketAndChannel, type SshChannel } from './pipe';
 
 /** Opens a channel for a platform connection; rejects if the tunnel cannot carry it. */
@@ -19,7 +20,17 @@ export interface ListenerOptions {
   /** A connection with no byte either way for this long is closed (`DATA_IDLE_TIMEOUT_MS`). */
   idleTimeoutMs: number;
   logger: Logger;
+  /**
+   * Given: a channel lost before the service answered, because what carried it is gone (true),
+   * is replaced by another from the opener, the client's bytes replayed (first-byte-retry.ts).
+   */
+  isCarrierLost?: (channel: SshChannel) => boolean;
 }
+
+/** Channels one platform connection may go through before the service answers. */
+const MAX_OPEN_ATTEMPTS = 4;
+/** What a client may send before the service's first byte and still be retried (a TLS hello fits). */
+const MAX_REPLAY_BYTES = 64 * 1024;
 
 export class TunnelListener {
   private readonly server: Server;
@@ -85,9 +96,18 @@ export class TunnelListener {
     });
   }
 
+  /**
+   * Stops accepting; connections already accepted go on. On a port other gateways share, what the
+   * kernel still queued here moves to them when `net.ipv4.tcp_migrate_req` is 1.
+   */
+  stopAccepting(): void {
+    if (this.server.listening) this.server.close();
+  }
+
   /** Stops accepting and drops every connection still open. */
   close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
+    if (!this.server.listening) return Promise.resolve();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
@@ -115,12 +135,28 @@ export class TunnelListener {
           channel.destroy();
           return;
         }
-        joinSocketAndChannel(socket, channel, {
+        const join = {
           idleTimeoutMs: this.options.idleTimeoutMs,
           onIdle: () =>
             logger.info('tunnel connection closed: idle', { tunnelId, idleMs: this.options.idleTimeoutMs }),
+        };
+        const { isCarrierLost } = this.options;
+        if (!isCarrierLost) {
+          joinSocketAndChannel(socket, channel, join);
+          socket.resume();
+          return;
+        }
+        joinWithFirstByteRetry(socket, channel, {
+          open: () => opener(origin),
+          isCarrierLost,
+          maxAttempts: MAX_OPEN_ATTEMPTS,
+          maxReplayBytes: MAX_REPLAY_BYTES,
+          join,
+          onRetry: (attempt) =>
+            logger.info('tunnel connection lost before the first byte; retried', { tunnelId, attempt }),
+          onEnd: (attempts, isLost) =>
+            logger.debug('tunnel connection ended before the first byte', { tunnelId, attempts, isLost }),
         });
-        socket.resume();
       },
       (err: unknown) => {
         logger.warn('tunnel connection refused: channel could not open', {

@@ -13,6 +13,7 @@ import { parseEnv } from '../shared/config';
 import { createLogger } from '../shared/logger';
 import { FileSecretStore } from '../shared/secrets/file-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
+import { warnUnlessQueuedConnectionsMigrate } from './reuseport-check';
 import { runtimeMismatch } from './runtime-check';
 
 const SHUTDOWN_DEADLINE_MS = 9_000;
@@ -47,6 +48,7 @@ async function main(): Promise<void> {
       allowPrivateSshHostsByDefault: true,
     }),
   );
+  await warnUnlessQueuedConnectionsMigrate(logger);
   await gateway.start();
   logger.info('gateway ready', { workerId: gateway.workerId, sshPort: gateway.sshPort });
 

@@ -92,8 +92,8 @@ export async function startLocalStack(
     if (Object.keys(shown).length > 0) print(shown);
 
     // Locally, bastions on private networks are the norm (a VM, a container, a Tailscale peer).
-    const gateway = new Gateway(
-      gatewayDepsFromEnv(env, {
+    const gateway = new Gateway({
+      ...gatewayDepsFromEnv(env, {
         doc,
         health,
         secrets,
@@ -101,7 +101,9 @@ export async function startLocalStack(
         keyCrypto,
         allowPrivateSshHostsByDefault: true,
       }),
-    );
+      // It relays for other gateways once the API below is up (Gateway.startRelaying).
+      defersRelaying: true,
+    });
     await gateway.start();
     stops.push(() => gateway.stop());
 
@@ -155,6 +157,7 @@ export async function startLocalStack(
     );
     const apiPort = (server.address() as AddressInfo).port;
     logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
+    gateway.startRelaying();
     // Only hashes of API keys are kept: a lost one is replaced, never shown again.
     logger.info(
       'lost an API key? the operator issues a new one for its workspace, then revoke the lost one with it',

@@ -350,6 +350,7 @@ export class CustomerConnection {
       keyFingerprint: this.keyFingerprint,
       activeChannels: () => this.channels,
       takenOver: () => this.uncount(),
+      isGone: () => this.isClosed || this.admitted?.socket.destroyed === true,
       close: () => this.conn.end(),
       open: () => Promise.reject(new Error('no forward requested yet')),
     };

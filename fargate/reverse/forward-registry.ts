@@ -35,6 +35,8 @@ export interface ForwardingSession {
   activeChannels(): number;
   /** A newer login of the tunnel took the listener over: this session only drains from now on. */
   takenOver(): void;
+  /** Whether its SSH connection has ended (a channel it carried was lost with it). */
+  isGone(): boolean;
   /** Ends the SSH connection. */
   close(): void;
 }
@@ -58,6 +60,9 @@ export interface ForwardRegistryOptions {
   now: () => Date;
 }
 
+/** How often a drain looks whether a session's connections are done. */
+const DRAIN_CHECK_MS = 50;
+
 interface Entry {
   listener: TunnelListener;
   port: number;
@@ -68,6 +73,8 @@ interface Entry {
   /** Where the next platform connection starts looking (round robin over the slots, then the peers). */
   turn: number;
   peerTurn: number;
+  /** A shutdown drains this gateway's sessions: new connections go to the peers first. */
+  isDraining?: boolean;
 }
 
 export class ForwardRegistry {
@@ -76,6 +83,8 @@ export class ForwardRegistry {
   private isHandingOver = false;
   /** Listens in progress, so two logins racing for one tunnel do not both bind the port. */
   private readonly opening = new Map<string, Promise<Entry | undefined>>();
+  /** Whether what carries each open channel is gone: its session's end (first-byte-retry.ts). */
+  private readonly carriers = new WeakMap<SshChannel, () => boolean>();
 
   constructor(private readonly options: ForwardRegistryOptions) {}
 
@@ -232,6 +241,27 @@ export class ForwardRegistry {
     this.options.stateWriter.write(session.tunnelId, down, session.connectorId);
   }
 
+  /**
+   * A shutdown's drain: every listener here stops accepting (new connections go to the other
+   * gateways on the port), the connections it accepted and the channels its sessions carry
+   * (relayed ones included) finish, up to `deadline` (epoch ms); then the sessions close and their
+   * customers reconnect elsewhere.
+   */
+  async drain(deadline: number): Promise<void> {
+    const entries = [...this.entries.values()];
+    const sessions = entries.flatMap((e) => [...e.slots.values()]);
+    for (const entry of entries) {
+      entry.isDraining = true;
+      entry.listener.stopAccepting();
+    }
+    const isBusy = () =>
+      entries.some((e) => e.listener.activeConnections > 0) || sessions.some((s) => s.activeChannels() > 0);
+    while (Date.now() < deadline && isBusy()) {
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_CHECK_MS));
+    }
+    for (const session of sessions) this.closeSession(session, 'gateway shutting down');
+  }
+
   /** Closes every listener left (relays, and any whose sessions are gone): the end of a shutdown. */
   async closeListeners(): Promise<void> {
     const entries = [...this.entries.values()];
@@ -312,18 +342,25 @@ export class ForwardRegistry {
     if (sessions.length + peers.length === 0) throw new Error('no session carries the tunnel');
     const first = sessions.length > 0 ? entry.turn++ % sessions.length : 0;
     if (entry.turn >= Number.MAX_SAFE_INTEGER) entry.turn = 0;
-    const tries: (() => Promise<SshChannel>)[] = sessions.map((_, i) => {
+    const local: (() => Promise<SshChannel>)[] = sessions.map((_, i) => {
       const session = sessions[(first + i) % sessions.length] as ForwardingSession;
-      return () => this.openerOf(session)(origin);
+      return async () => {
+        const channel = await this.openerOf(session)(origin);
+        this.carriers.set(channel, () => session.isGone());
+        return channel;
+      };
     });
+    const remote: (() => Promise<SshChannel>)[] = [];
     const firstPeer = peers.length > 0 ? entry.peerTurn++ % peers.length : 0;
     if (entry.peerTurn >= Number.MAX_SAFE_INTEGER) entry.peerTurn = 0;
     const { relay } = this.options;
     const tunnelId = entry.listener.tunnelId;
     for (let i = 0; i < peers.length && relay; i++) {
       const peer = peers[(firstPeer + i) % peers.length] as PeerRef;
-      tries.push(() => relay.open(peer, tunnelId, origin));
+      remote.push(() => relay.open(peer, tunnelId, origin));
     }
+    // Draining: the sessions here are on their way out; they take only what nobody else can.
+    const tries = entry.isDraining ? [...remote, ...local] : [...local, ...remote];
     let failure: unknown;
     for (const [i, attempt] of tries.entries()) {
       try {

@@ -213,6 +213,11 @@ export class ReverseServer {
     this.lookup.sawRecords(ids, records);
   }
 
+  /** Stops accepting new connections; the logged-in ones go on (a shutdown's drain). */
+  stopAccepting(): void {
+    this.net.close();
+  }
+
   /** Stops accepting and closes every connection. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.net.close(() => resolve()));

@@ -8,6 +8,8 @@ import { echoProbe } from './echo';
 export interface Attempt {
   /** Date.now() when the connection was started. */
   at: number;
+  /** Date.now() when its exchange ended (or failed). */
+  endedAt: number;
   ok: boolean;
 }
 
@@ -36,7 +38,7 @@ export function startConnectionLoop(
     started++;
     const at = Date.now();
     const probe = echoProbe(host, port, probeTimeoutMs).then((ok) => {
-      attempts.push({ at, ok });
+      attempts.push({ at, endedAt: Date.now(), ok });
       pending.delete(probe);
     });
     pending.add(probe);
