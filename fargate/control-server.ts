@@ -136,12 +136,20 @@ export class ControlServer {
     });
   }
 
-  /** Stops accepting; connections relayed through here stay open (they drain with their sessions). */
+  /**
+   * Stops accepting; resolves once every connection ended. Relayed connections (no longer HTTP to
+   * the server) end with the sessions that carry them, or are destroyed by `destroyRelayed`.
+   */
   close(): Promise<void> {
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+  }
+
+  /** Ends every relayed connection still open (the last step of a shutdown). */
+  destroyRelayed(): void {
+    for (const socket of this.relayed) socket.destroy();
   }
 
   /** Relayed connections open now. */

@@ -43,6 +43,8 @@ const PROBE_TIMEOUT_MS = 5_000;
 const BEAT_RETRY_MS = 1_000;
 /** What a shutdown gives its last state writes and heartbeat (npm start must stop within 10 s). */
 const STOP_WRITES_MS = 3_000;
+/** What a shutdown waits for relayed connections through its control endpoint to end. */
+const CONTROL_CLOSE_MS = 1_000;
 /** A login's tunnel read unanswered after this is an outage: well inside the handshake deadline. */
 const LOGIN_READ_TIMEOUT_MS = 5_000;
 /** A penalized source keeps at least this many unauthenticated connections: a customer may share its address. */
@@ -370,7 +372,8 @@ export class Gateway {
     await Promise.race([this.beating, delay(STOP_WRITES_MS)]);
     // No new logins here; peers' relays fail fast from now on and go to the other gateways.
     this.server?.stopAccepting();
-    await this.control?.close();
+    // Not awaited here: its close waits for the relays it carries, which end with the drain.
+    const controlClosed = this.control?.close() ?? Promise.resolve();
     this.registry.handOver();
     // Sessions another gateway can stand in for finish what they carry, then close: their
     // customers reconnect elsewhere while the tunnel's listeners here relay to the others.
@@ -380,6 +383,15 @@ export class Gateway {
     ]);
     await this.server?.close();
     await this.registry.closeListeners();
+    // A timer that holds the process open: with everything else closed, a promise alone would not,
+    // and the process would end before its last writes.
+    let held: NodeJS.Timeout | undefined;
+    await Promise.race([
+      controlClosed,
+      new Promise((resolve) => (held = setTimeout(resolve, CONTROL_CLOSE_MS))),
+    ]);
+    clearTimeout(held);
+    this.control?.destroyRelayed();
     const deadline = Date.now() + STOP_WRITES_MS;
     await Promise.all([this.stateWriter.flush(deadline), this.signalWriter.flush(deadline)]);
     if (this.stateWriter.backlog > 0) {
