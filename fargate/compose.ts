@@ -7,6 +7,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Env } from '../shared/config';
 import type { KeyCrypto } from '../shared/key-crypto';
 import type { Logger } from '../shared/logger';
+import type { OperatorMetrics } from '../shared/metrics/operator-metrics';
 import type { SecretStore } from '../shared/secrets/secret-store';
 import { DynamoGatewayStore } from '../shared/store/dynamo-gateway-store';
 import type { StorageHealth } from '../shared/store/storage-outage';
@@ -29,6 +30,10 @@ export interface GatewayWiring {
   sshHost?: string;
   /** `ALLOW_PRIVATE_SSH_HOSTS` when unset: `npm start` allows private bastions, AWS does not. */
   allowPrivateSshHostsByDefault: boolean;
+  /** The process's operator metrics (shared with the API under `npm start`). */
+  metrics?: OperatorMetrics;
+  /** SHA-256 (hex) of the operator token, for `GET /metrics` on the control endpoint. */
+  adminTokenHash?: string;
 }
 
 export function gatewayDepsFromEnv(env: Env, wiring: GatewayWiring): GatewayDeps {
@@ -49,5 +54,7 @@ export function gatewayDepsFromEnv(env: Env, wiring: GatewayWiring): GatewayDeps
   const { health } = wiring;
   if (health) deps.observingSince = () => health.observingSince;
   if (wiring.keyCrypto) deps.keyCrypto = wiring.keyCrypto;
+  if (wiring.metrics) deps.metrics = wiring.metrics;
+  if (wiring.adminTokenHash) deps.adminTokenHash = wiring.adminTokenHash;
   return deps;
 }

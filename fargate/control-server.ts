@@ -1,11 +1,13 @@
 /**
  * The worker's internal control endpoint: `POST /tunnels/<id>/test` for the API's test route,
  * `POST /tunnels/<id>/reconnect` for its reconnect route, and the `/tunnels/<id>/relay` upgrade
- * other gateways relay platform connections through (fargate/peers/). Bearer-token authenticated
- * (constant-time compare), bound to the worker's VPC address only.
+ * other gateways relay platform connections through (fargate/peers/), authenticated by the control
+ * token; and `GET /metrics` (Prometheus text, docs/metrics.md) for the operator's scraper,
+ * authenticated by the operator token. Bearer tokens compared in constant time; bound to the
+ * worker's VPC address only.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ReconnectOutcome } from '../shared/control';
@@ -32,20 +34,33 @@ export interface ControlServerOptions {
   relay?(tunnelId: string, origin: { ip: string; port: number }): Promise<SshChannel>;
   /** `DATA_IDLE_TIMEOUT_MS` for relayed connections. */
   relayIdleTimeoutMs?: number;
+  /** Served at `GET /metrics`. */
+  metrics?: { text(): Promise<string>; contentType: string };
+  /** SHA-256 (hex) of the operator token; without it `GET /metrics` refuses every caller. */
+  adminTokenHash?: string;
 }
 
 export class ControlServer {
   private readonly server: Server;
   private readonly expected: Buffer;
   private readonly relayed = new Set<Duplex>();
+  /** What `Authorization` must hash to for `GET /metrics`; a random value when no operator token is known. */
+  private readonly expectedAdmin: Buffer;
 
   constructor(private readonly options: ControlServerOptions) {
     this.expected = digest(`Bearer ${options.token}`);
+    this.expectedAdmin = options.adminTokenHash
+      ? digest(`Bearer ${options.adminTokenHash}`)
+      : digest(`Bearer ${randomBytes(32).toString('hex')}`);
     this.server = createServer((req, res) => {
       const reply = (status: number, body: unknown) => {
         res.writeHead(status, { 'Content-Type': 'application/json' });
         res.end(JSON.stringify(body));
       };
+      if (req.method === 'GET' && req.url === '/metrics') {
+        this.serveMetrics(req.headers.authorization, res, reply);
+        return;
+      }
       if (!timingSafeEqual(digest(req.headers.authorization ?? ''), this.expected)) {
         reply(401, { error: 'unauthorized' });
         return;
@@ -118,6 +133,35 @@ export class ControlServer {
           reason: err instanceof Error ? err.message : String(err),
         });
         socket.end(REFUSED);
+      },
+    );
+  }
+
+  /** `GET /metrics`: the operator token's hash compared with the hash on file, in constant time. */
+  private serveMetrics(
+    authorization: string | undefined,
+    res: ServerResponse,
+    reply: (status: number, body: unknown) => void,
+  ): void {
+    const token = /^Bearer (\S+)$/.exec(authorization ?? '')?.[1] ?? '';
+    const presented = digest(`Bearer ${createHash('sha256').update(token).digest('hex')}`);
+    if (!timingSafeEqual(presented, this.expectedAdmin)) {
+      reply(401, { error: 'unauthorized' });
+      return;
+    }
+    const { metrics, logger } = this.options;
+    if (!metrics) {
+      reply(404, { error: 'not found' });
+      return;
+    }
+    metrics.text().then(
+      (text) => {
+        res.writeHead(200, { 'Content-Type': metrics.contentType, 'Cache-Control': 'no-store' });
+        res.end(text);
+      },
+      (err: unknown) => {
+        logger.error('metrics could not be collected', { err });
+        reply(500, { error: 'internal error' });
       },
     );
   }

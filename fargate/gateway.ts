@@ -13,6 +13,7 @@ import { ensureHostKey } from '../shared/host-key';
 import { inlineKeyCrypto, type KeyCrypto } from '../shared/key-crypto';
 import { parsePublicKey } from '../shared/keys';
 import type { Logger } from '../shared/logger';
+import { type GatewayFigures, OperatorMetrics } from '../shared/metrics/operator-metrics';
 import type { SecretStore } from '../shared/secrets/secret-store';
 import type { GatewayStore } from '../shared/store/gateway-store';
 import type { TunnelRecord } from '../shared/tunnel';
@@ -33,6 +34,7 @@ import type { BastionConnectOptions } from './standard/bastion-connection';
 import { BastionKeyLoader } from './standard/bastion-keys';
 import { StandardPool } from './standard/standard-pool';
 import { StateWriter } from './state-writer';
+import { TrafficMeter } from './traffic-meter';
 
 export const GATEWAY_VERSION = '0.1.0';
 /** Heartbeat items outlive their worker by this much, then DynamoDB's TTL removes them. */
@@ -60,6 +62,8 @@ const RELAY_TIMEOUT_MS = 2_000;
  * 400 KB (about 30 bytes each); beyond, the rest are reached only on the gateway that holds them.
  */
 const MAX_HOLDS_ADVERTISED = 10_000;
+/** Tunnels whose traffic one TRAFFIC item carries (the busiest): about 50 bytes each, far under 400 KB. */
+const TRAFFIC_MAX_TUNNELS = 2_000;
 
 export interface GatewaySettings {
   sshHost: string;
@@ -136,6 +140,13 @@ export interface GatewayDeps {
   keyCrypto?: KeyCrypto;
   /** Relays only once `startRelaying()` is called (the process has more to start after the gateway). */
   defersRelaying?: boolean;
+  /** The process's operator metrics (`npm start` shares one with the API); a registry of its own when absent. */
+  metrics?: OperatorMetrics;
+  /**
+   * SHA-256 (hex) of the operator token, which `GET /metrics` on the control endpoint takes; without
+   * it that route refuses every caller.
+   */
+  adminTokenHash?: string;
 }
 
 export class Gateway {
@@ -160,6 +171,11 @@ export class Gateway {
 
   private readonly now: () => Date;
   private readonly bastionKeys: BastionKeyLoader;
+  readonly metrics: OperatorMetrics;
+  private readonly meter: TrafficMeter;
+  private detachMetrics: (() => void) | undefined;
+  /** The per-tunnel traffic last written, so an unchanged one is not written again. */
+  private writtenTraffic = '{}';
 
   constructor(private readonly deps: GatewayDeps) {
     this.isRelaying = !deps.defersRelaying;
@@ -168,6 +184,8 @@ export class Gateway {
     this.now = now;
     this.startedAt = now().toISOString();
     this.logger = deps.logger.child({ workerId: this.workerId });
+    this.metrics = deps.metrics ?? new OperatorMetrics();
+    this.meter = new TrafficMeter(now, this.metrics);
     this.stateWriter = new StateWriter(deps.store, this.logger);
     this.signalWriter = new SignalWriter(deps.store, this.logger, {
       minIntervalMs: Math.min(SIGNAL_WRITE_INTERVAL_MS, deps.settings.heartbeatIntervalMs),
@@ -188,6 +206,7 @@ export class Gateway {
       logger: this.logger,
       stateWriter: this.stateWriter,
       signals: this.signals,
+      meter: this.meter,
       now,
     });
     const { settings } = deps;
@@ -211,9 +230,15 @@ export class Gateway {
         backoff: settings.reconnect,
         keyProbeIntervalMs: Math.max(1_000, settings.heartbeatIntervalMs),
         drainMaxMs: settings.rotationDrainMaxMs,
+        meter: this.meter,
         now,
       },
     });
+  }
+
+  /** The control endpoint's URL (`GET /metrics` is there), once started. */
+  get controlEndpoint(): string | undefined {
+    return this.controlUrl;
   }
 
   /** The SSH endpoint's bound port (differs from the setting when that is 0). */
@@ -287,6 +312,7 @@ export class Gateway {
       },
       onLogin: (tunnel, keyFingerprint) => this.onLogin(tunnel, keyFingerprint),
       signals: this.signals,
+      logins: this.metrics,
     });
     const controlToken = await ensureControlToken(this.deps.secrets);
     this.registry.useRelay(new PeerRelay({ token: controlToken, timeoutMs: RELAY_TIMEOUT_MS }));
@@ -312,6 +338,8 @@ export class Gateway {
         return result;
       },
       reconnectTunnel: (id) => this.pool.reconnectNow(id),
+      metrics: this.metrics,
+      ...(this.deps.adminTokenHash ? { adminTokenHash: this.deps.adminTokenHash } : {}),
     });
     this.controlUrl = await this.control.listen();
     this.logger.info('control endpoint listening', { url: this.controlUrl });
@@ -320,6 +348,7 @@ export class Gateway {
     this.boundSshPort = await this.server.listen();
     this.logger.info('ssh endpoint listening', { host: settings.sshHost, port: this.boundSshPort });
     this.pool.start();
+    this.detachMetrics = this.metrics.addSource(() => this.figures());
     this.isServing = true;
     this.scheduleBeat(settings.heartbeatIntervalMs);
   }
@@ -369,6 +398,7 @@ export class Gateway {
   async stop(): Promise<void> {
     this.isServing = false;
     clearTimeout(this.beatTimer);
+    this.detachMetrics?.();
     await Promise.race([this.beating, delay(STOP_WRITES_MS)]);
     // No new logins here; peers' relays fail fast from now on and go to the other gateways.
     this.server?.stopAccepting();
@@ -413,6 +443,36 @@ export class Gateway {
       this.logger.warn('stopped without its last heartbeat; others wait for it to go stale');
   }
 
+  /** This gateway's levels for a metrics scrape. */
+  private figures(): GatewayFigures {
+    const server = this.server;
+    return {
+      tunnels: { reverse: this.registry.size, standard: this.pool.size },
+      customerSessions: server ? server.connectionCount - server.unauthenticatedCount : 0,
+      channelsOpen: this.meter.openConnections(),
+      bytes: this.meter.byteTotals(),
+    };
+  }
+
+  /**
+   * Writes the per-tunnel traffic when it changed since the last write: one write per heartbeat at
+   * most, and none while nothing moves (whatever the number of tunnels).
+   */
+  private async writeTraffic(at: string): Promise<void> {
+    const tunnels = this.meter.perTunnel(TRAFFIC_MAX_TUNNELS);
+    const serialized = JSON.stringify(tunnels);
+    if (serialized === this.writtenTraffic) return;
+    try {
+      await this.deps.store.putTraffic(
+        { workerId: this.workerId, reportedAt: at, tunnels },
+        HEARTBEAT_TTL_SECONDS,
+      );
+      this.writtenTraffic = serialized;
+    } catch (err) {
+      this.logger.warn('tunnel traffic write failed', { err });
+    }
+  }
+
   private heartbeat(at: string): WorkerHeartbeat {
     return {
       workerId: this.workerId,
@@ -431,12 +491,14 @@ export class Gateway {
    * background (one reconciliation at a time), so a slow read never delays the next beat.
    */
   private async beat(): Promise<boolean> {
+    const at = this.now().toISOString();
     try {
-      await this.deps.store.putHeartbeat(this.heartbeat(this.now().toISOString()), HEARTBEAT_TTL_SECONDS);
+      await this.deps.store.putHeartbeat(this.heartbeat(at), HEARTBEAT_TTL_SECONDS);
     } catch (err) {
       this.logger.error('heartbeat write failed', { err });
       return false;
     }
+    await this.writeTraffic(at);
     if (!this.isRechecking) {
       this.isRechecking = true;
       this.recheck(this.registry.tunnelIds())

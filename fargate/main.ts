@@ -1,18 +1,28 @@
 /**
  * The gateway's entry point on ECS Fargate: AWS adapters (DynamoDB, Secrets Manager) configured
  * from the environment the stack sets, the worker's VPC address from the ECS task metadata, a
- * health endpoint for the load balancer, and a graceful stop that hands standard tunnels over.
+ * health endpoint for the load balancer, its metrics as embedded-metric log lines every minute
+ * (and at `GET /metrics` on the control port, behind the operator token), and a graceful stop
+ * that hands standard tunnels over.
  */
 import { createServer } from 'node:http';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { parseEnv } from '../shared/config';
 import { keyCryptoSettingsFrom, startKeyCrypto } from '../shared/crypto-pool/pooled-key-crypto';
+import { SecretNotFoundError } from '../shared/errors';
+import { sha256Hex } from '../shared/ids';
 import { createLogger } from '../shared/logger';
+import { EmfReporter } from '../shared/metrics/emf';
+import { OperatorMetrics } from '../shared/metrics/operator-metrics';
 import { AwsSecretStore } from '../shared/secrets/aws-secret-store';
+import { secretNames } from '../shared/secrets/secret-names';
 import { createDynamoClients } from '../shared/store/dynamo-client';
 import { gatewayDepsFromEnv } from './compose';
 import { Gateway } from './gateway';
 import { taskAddress } from './task-metadata';
+
+/** CloudWatch's finest standard resolution: one report a minute. */
+const EMF_INTERVAL_MS = 60_000;
 
 async function main(): Promise<void> {
   const env = parseEnv(process.env);
@@ -34,6 +44,12 @@ async function main(): Promise<void> {
       : env.TUNNEL_BIND_HOST);
   // Fails the start if the threads cannot load (a bundle without crypto-worker.mjs beside it).
   const keyCrypto = await startKeyCrypto(keyCryptoSettingsFrom(env), logger);
+  const metrics = new OperatorMetrics({ processMetrics: true });
+  // The API's operator token guards GET /metrics here too; none yet, none accepted.
+  const adminToken = await secrets.get(secretNames.adminToken).catch((err: unknown) => {
+    if (err instanceof SecretNotFoundError) return undefined;
+    throw err;
+  });
   const gateway = new Gateway(
     gatewayDepsFromEnv(env, {
       doc,
@@ -44,9 +60,16 @@ async function main(): Promise<void> {
       address,
       sshHost: '0.0.0.0',
       allowPrivateSshHostsByDefault: false,
+      metrics,
+      ...(adminToken ? { adminTokenHash: sha256Hex(adminToken.trim()) } : {}),
     }),
   );
   await gateway.start();
+  const emf = new EmfReporter(metrics, 'gateway', (line) => process.stdout.write(line));
+  const emfTimer = setInterval(() => {
+    emf.report().catch((err: unknown) => logger.warn('metrics report failed', { err }));
+  }, EMF_INTERVAL_MS);
+  emfTimer.unref();
 
   let healthy = true;
   const health = createServer((_req, res) => {
@@ -61,9 +84,11 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     if (!healthy) return;
     healthy = false;
+    clearInterval(emfTimer);
     logger.info('shutting down', { signal });
     gateway
       .stop()
+      .then(() => emf.report())
       .then(() => keyCrypto.close())
       .then(() => {
         health.close();

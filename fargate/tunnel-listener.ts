@@ -5,8 +5,10 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../shared/logger';
+import type { TunnelType } from '../shared/metrics/operator-metrics';
 import { joinWithFirstByteRetry } from './first-byte-retry';
 import { joinSocketAndChannel, type SshChannel } from './pipe';
+import type { TrafficMeter } from './traffic-meter';
 
 /** Opens a channel for a platform connection; rejects if the tunnel cannot carry it. */
 export type ChannelOpener = (origin: { ip: string; port: number }) => Promise<SshChannel>;
@@ -25,6 +27,8 @@ export interface ListenerOptions {
    * is replaced by another from the opener, the client's bytes replayed (first-byte-retry.ts).
    */
   isCarrierLost?: (channel: SshChannel) => boolean;
+  /** Counts the connections and bytes through this tunnel, of this type, while it listens. */
+  traffic?: { meter: TrafficMeter; type: TunnelType };
 }
 
 /** Channels one platform connection may go through before the service answers. */
@@ -66,6 +70,7 @@ export class TunnelListener {
         this.server.on('error', (err) =>
           this.options.logger.error('tunnel listener failed', { tunnelId: this.options.tunnelId, err }),
         );
+        this.options.traffic?.meter.serve(this.options.tunnelId, this.options.traffic.type);
         resolve();
       });
     });
@@ -107,23 +112,28 @@ export class TunnelListener {
   /** Stops accepting and drops every connection still open. */
   close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
+    this.options.traffic?.meter.stop(this.options.tunnelId);
     if (!this.server.listening) return Promise.resolve();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
   private accept(socket: Socket): void {
-    const { tunnelId, maxChannels, logger } = this.options;
+    const { tunnelId, maxChannels, logger, traffic } = this.options;
+    const failed = () => traffic?.meter.failed(traffic.type);
     socket.on('error', () => {}); // errors are handled by the pipe or the destroy below
     if (this.sockets.size >= maxChannels) {
       logger.warn('tunnel connection refused: channel limit reached', { tunnelId, maxChannels });
+      failed();
       socket.destroy();
       return;
     }
     const opener = this.opener;
     if (!opener) {
+      failed();
       socket.destroy();
       return;
     }
+    const acceptedAt = performance.now();
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     this.carry(opener, socket);
@@ -135,6 +145,7 @@ export class TunnelListener {
           channel.destroy();
           return;
         }
+        traffic?.meter.opened(tunnelId, socket, (performance.now() - acceptedAt) / 1000);
         const join = {
           idleTimeoutMs: this.options.idleTimeoutMs,
           onIdle: () =>
@@ -163,6 +174,7 @@ export class TunnelListener {
           tunnelId,
           reason: err instanceof Error ? err.message : String(err),
         });
+        failed();
         socket.destroy();
       },
     );

@@ -3,13 +3,15 @@
  * docs/high-availability.md). It joins that stack's table (`DYNAMODB_ENDPOINT`) and reads its SSH
  * host key and control token from the same `DATA_DIR`, with its own `SSH_PORT` and `CONTROL_PORT`;
  * it listens on the ports of the tunnels the others carry and relays to them. No API, no sweeper.
+ * Its `GET /metrics` takes the stack's operator token (`ADMIN_TOKEN` or `DATA_DIR/admin-token`).
  * Stops on SIGINT/SIGTERM as `npm start` does, handing its tunnels over.
  */
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gatewayDepsFromEnv } from '../fargate/compose';
 import { Gateway } from '../fargate/gateway';
 import { parseEnv } from '../shared/config';
+import { sha256Hex } from '../shared/ids';
 import { createLogger } from '../shared/logger';
 import { FileSecretStore } from '../shared/secrets/file-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
@@ -38,6 +40,10 @@ async function main(): Promise<void> {
       `DATA_DIR ${env.DATA_DIR} holds no secrets/: give the DATA_DIR of the running \`npm start\` (its host key and control token)`,
     );
   }
+  // The operator token of that `npm start`, for `GET /metrics` on this gateway's control endpoint.
+  const adminToken =
+    env.ADMIN_TOKEN ??
+    (await readFile(join(env.DATA_DIR, 'admin-token'), 'utf8').catch(() => undefined))?.trim();
   const { client, doc, health } = createDynamoClients({ region: env.AWS_REGION, endpoint });
   const gateway = new Gateway(
     gatewayDepsFromEnv(env, {
@@ -46,6 +52,7 @@ async function main(): Promise<void> {
       secrets: new FileSecretStore(secretsDir),
       logger,
       allowPrivateSshHostsByDefault: true,
+      ...(adminToken ? { adminTokenHash: sha256Hex(adminToken) } : {}),
     }),
   );
   await warnUnlessQueuedConnectionsMigrate(logger);

@@ -23,6 +23,7 @@ async function main(): Promise<void> {
       `${JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: 'first start: save these credentials, they are not shown again', ...credentials })}\n`,
     );
   });
+  void stack.buildConsoleNow();
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;

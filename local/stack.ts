@@ -7,10 +7,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
+import { buildConsole } from '../console/build';
 import { gatewayDepsFromEnv } from '../fargate/compose';
 import { Gateway } from '../fargate/gateway';
 import { createApp } from '../lambda/api/app';
 import { apiDepsFromEnv } from '../lambda/api/compose';
+import { onceConsole } from '../lambda/api/console-files';
 import { HttpWorkerControl } from '../lambda/api/worker-control-client';
 import { issueApiKey } from '../shared/api-keys';
 import type { Env } from '../shared/config';
@@ -21,6 +23,7 @@ import { StorageUnavailableError } from '../shared/errors';
 import { ensureHostKey } from '../shared/host-key';
 import { newAdminToken, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
+import { OperatorMetrics } from '../shared/metrics/operator-metrics';
 import { FileSecretStore } from '../shared/secrets/file-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
 import { DynamoTunnelStore } from '../shared/store/dynamo-tunnel-store';
@@ -36,6 +39,11 @@ export interface LocalStack {
   sshPort: number;
   /** The composed gateway (its counts are what leak checks look at). */
   gateway: Gateway;
+  /**
+   * Builds the console now rather than on the first request for `/` (`npm start` does; tests
+   * that never load the page do not pay for it). Logs the outcome; never throws.
+   */
+  buildConsoleNow(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -91,6 +99,9 @@ export async function startLocalStack(
     if (bootstrap) shown.BOOTSTRAP_API_KEY = bootstrap;
     if (Object.keys(shown).length > 0) print(shown);
 
+    // One registry for the process: the gateway's, the API's and the sweeper thread's figures.
+    const metrics = new OperatorMetrics({ processMetrics: true });
+    const adminTokenHash = sha256Hex(admin.token);
     // Locally, bastions on private networks are the norm (a VM, a container, a Tailscale peer).
     const gateway = new Gateway({
       ...gatewayDepsFromEnv(env, {
@@ -100,6 +111,8 @@ export async function startLocalStack(
         logger,
         keyCrypto,
         allowPrivateSshHostsByDefault: true,
+        metrics,
+        adminTokenHash,
       }),
       // It relays for other gateways once the API below is up (Gateway.startRelaying).
       defersRelaying: true,
@@ -119,10 +132,13 @@ export async function startLocalStack(
       dynamoEndpoint: endpoint,
       webhookSecret: webhook.secret,
       logger,
+      metrics,
     });
     stops.push(() => sweeper.stop());
 
     const hostKey = await ensureHostKey(secrets);
+    // Built from console/src by each process (a fraction of a second): never a stale copy.
+    const consoleBuild = onceConsole(buildConsole);
     const app = createApp(
       apiDepsFromEnv(env, {
         doc,
@@ -132,13 +148,16 @@ export async function startLocalStack(
         // DynamoDB Local reads on a full disk but cannot write: not ready.
         ...(dynamo ? { storageCheck: () => checkDiskSpace(dbDir) } : {}),
         logger,
-        adminTokenHash: sha256Hex(admin.token),
+        adminTokenHash,
+        metrics,
         hostPublicKey: hostKey.publicKey,
         sshPort: gateway.sshPort,
         workerControl: new HttpWorkerControl(await ensureControlToken(secrets)),
         keyCrypto,
         onTunnelChanged: (id) => gateway.notifyTunnelChanged(id),
         clientAddress: (c) => getConnInfo(c).remote.address,
+        console: consoleBuild,
+        allowPrivateTargetsByDefault: true,
       }),
     );
 
@@ -171,7 +190,20 @@ export async function startLocalStack(
     // Loaded once the stack serves: from source (tsx) that takes a core for a second or two, which
     // start-up (DynamoDB Local's Java above all) needs. Key work asked for before waits for them.
     void keyCrypto.start();
-    return { apiPort, sshPort: gateway.sshPort, gateway, stop: stopAll };
+    const buildConsoleNow = async () => {
+      const started = performance.now();
+      try {
+        const files = await consoleBuild();
+        logger.info('console ready', {
+          url: `http://${env.HOST}:${apiPort}/`,
+          files: files.length,
+          ms: Math.round(performance.now() - started),
+        });
+      } catch (err) {
+        logger.error('console build failed; the next request for / tries again', { err });
+      }
+    };
+    return { apiPort, sshPort: gateway.sshPort, gateway, buildConsoleNow, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { Backoff, type BackoffSettings } from '../shared/backoff';
 import { type Env, envVariables } from '../shared/config';
 import type { Logger } from '../shared/logger';
+import { type OperatorMetrics, SweepFiguresSchema } from '../shared/metrics/operator-metrics';
 
 /** What the thread starts with; it validates it as any outside input. */
 export const SweeperWorkerDataSchema = z.object({
@@ -28,9 +29,13 @@ export type ToSweeper = z.infer<typeof ToSweeperSchema>;
 
 /**
  * Sweeper thread to main thread: each log line, which the main thread writes through the stack's
- * logger so the lines land where every other line does (stdout for `npm start`, a test's capture).
+ * logger so the lines land where every other line does (stdout for `npm start`, a test's capture);
+ * and what each sweep saw, for the process's metrics (`GET /metrics`).
  */
-export const FromSweeperSchema = z.object({ type: z.literal('log'), line: z.string() });
+export const FromSweeperSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('log'), line: z.string() }),
+  z.object({ type: z.literal('sweep'), figures: SweepFiguresSchema }),
+]);
 export type FromSweeper = z.infer<typeof FromSweeperSchema>;
 
 const LogLineSchema = z.looseObject({
@@ -65,6 +70,8 @@ export interface SweeperThreadOptions {
   dynamoEndpoint: string;
   webhookSecret: string;
   logger: Logger;
+  /** Where each sweep's figures go. */
+  metrics?: Pick<OperatorMetrics, 'sweepFinished'>;
   restart?: RestartSettings;
   stopTimeoutMs?: number;
 }
@@ -92,7 +99,11 @@ export function startSweeperThread(options: SweeperThreadOptions): SweeperThread
 
   const relay = (message: unknown) => {
     const parsed = FromSweeperSchema.safeParse(message);
-    const line = parsed.success ? parseLogLine(parsed.data.line) : undefined;
+    if (parsed.success && parsed.data.type === 'sweep') {
+      options.metrics?.sweepFinished(parsed.data.figures);
+      return;
+    }
+    const line = parsed.success && parsed.data.type === 'log' ? parseLogLine(parsed.data.line) : undefined;
     if (!line) {
       log.warn('sweeper thread sent an unreadable message');
       return;

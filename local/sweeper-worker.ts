@@ -9,6 +9,7 @@ import { newSweeperId, startSweeperLoop } from '../lambda/sweeper/sweep';
 import { parseEnv } from '../shared/config';
 import { ConfigError } from '../shared/errors';
 import { createLogger } from '../shared/logger';
+import type { SweepFigures } from '../shared/metrics/operator-metrics';
 import { createDynamoClients } from '../shared/store/dynamo-client';
 import { type FromSweeper, SweeperWorkerDataSchema, ToSweeperSchema } from './sweeper-thread';
 
@@ -26,10 +27,20 @@ export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
     port.postMessage({ type: 'log', line } satisfies FromSweeper),
   );
   const { client, doc } = createDynamoClients({ region: env.AWS_REGION, endpoint: data.dynamoEndpoint });
-  const deps = sweepDepsFromEnv(env, { doc, logger, webhookSecret: data.webhookSecret });
+  const deps = sweepDepsFromEnv(env, {
+    doc,
+    logger,
+    webhookSecret: data.webhookSecret,
+    // Locally, receivers on loopback and private networks are the norm (as bastions are).
+    allowPrivateTargetsByDefault: true,
+  });
   const sweeperId = newSweeperId();
   deps.logger.info('sweeper thread started', { threadId, sweeperId, intervalMs: env.SWEEP_INTERVAL_MS });
-  const loop = startSweeperLoop({ ...deps, sweeperId, intervalMs: env.SWEEP_INTERVAL_MS });
+  const metrics = {
+    sweepFinished: (figures: SweepFigures) =>
+      port.postMessage({ type: 'sweep', figures } satisfies FromSweeper),
+  };
+  const loop = startSweeperLoop({ ...deps, sweeperId, intervalMs: env.SWEEP_INTERVAL_MS, metrics });
 
   const onMessage = (message: unknown) => {
     if (!ToSweeperSchema.safeParse(message).success) {

@@ -173,6 +173,20 @@ const envSchema = z.object({
    * customers reconnect elsewhere. Inside the 10 s a stop may take, with the last writes after it.
    */
   SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(5_000).default(3_000),
+  /** PagerDuty's Events API v2 endpoint that `pagerduty` alert channels send to (operator setting, trusted). */
+  PAGERDUTY_EVENTS_URL: z.url().default('https://events.pagerduty.com/v2/enqueue'),
+  /**
+   * Recovery hysteresis: after a `tunnel.down` was sent, the incident is closed (`tunnel.up`) only
+   * once the tunnel has stayed up this long; a down within it continues the same incident.
+   */
+  RECOVERY_SETTLE_MS: z.coerce.number().int().min(0).default(60_000),
+  /** A link put into alert channel messages (Slack, PagerDuty, webhook): `{tunnelId}` is replaced. */
+  ALERT_LINK_URL: z
+    .string()
+    .regex(/^https?:\/\/\S+$/, 'must be an http(s) URL, e.g. https://console.example.com/tunnels/{tunnelId}')
+    .optional(),
+  /** Alert channels a workspace may hold; one more is 409 `quota_exceeded`. */
+  MAX_ALERT_CHANNELS_PER_WORKSPACE: z.coerce.number().int().min(1).max(1_000).default(20),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -132,6 +132,22 @@ export const WorkerHeartbeatSchema = z.object({
 });
 export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;
 
+/**
+ * `WORKER#<id>/TRAFFIC`: connections and bytes per tunnel this worker serves, since it began serving
+ * each (`[sinceMs, connections, open, bytesToService, bytesFromService]`), for `status.traffic`.
+ * Written with a heartbeat only when a figure changed, and apart from the heartbeat item so the
+ * index that lists workers does not copy it: steady, idle tunnels cost no write at all.
+ */
+export const WorkerTrafficSchema = z.object({
+  workerId: z.string(),
+  reportedAt: z.string(),
+  tunnels: z.record(
+    z.string(),
+    z.tuple([z.number(), z.number().int(), z.number().int(), z.number(), z.number()]),
+  ),
+});
+export type WorkerTraffic = z.infer<typeof WorkerTrafficSchema>;
+
 /** `TUNNEL#<id>/LEASE`: which worker serves a standard tunnel. Valid while the owner's heartbeat is fresh. */
 export const LeaseItemSchema = z.object({ owner: z.string(), claimedAt: z.string() });
 export type LeaseItem = z.infer<typeof LeaseItemSchema>;

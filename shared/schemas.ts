@@ -3,8 +3,10 @@
  * Types come from them; the OpenAPI document is generated from them.
  */
 import { z } from '@hono/zod-openapi';
+import { ValidationError } from './errors';
 import { HOST_TOO_LONG, hostProblem, MAX_HOST_LENGTH } from './hosts';
 import { API_KEY_ID_PATTERN, WORKSPACE_ID_PATTERN } from './ids';
+import { parsePublicKey } from './keys';
 
 export const HostSchema = z
   .string()
@@ -51,7 +53,22 @@ export const FingerprintSchema = z
     'must be an OpenSSH SHA256 fingerprint, e.g. SHA256:abc... (43 chars)',
   );
 
-const PublicKeyLine = text().min(1, 'must not be empty').max(16_384, 'is too long for a public key');
+/**
+ * A customer's OpenSSH public key line, checked in full here (type, data, strength), so that a
+ * body with a bad key and another bad field answers both at once.
+ */
+const PublicKeyLine = text()
+  .min(1, 'must not be empty')
+  .max(16_384, 'is too long for a public key')
+  .superRefine((line, ctx) => {
+    if (line.length === 0 || line.length > 16_384) return;
+    try {
+      parsePublicKey(line, 'publicKey');
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      for (const issue of err.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+    }
+  });
 
 export const ServiceSchema = z
   .strictObject({ host: HostSchema, port: PortSchema })
@@ -111,6 +128,9 @@ export const CreateTunnelSchema = z
   .discriminatedUnion('type', [CreateStandardTunnelSchema, CreateReverseTunnelSchema])
   .openapi('CreateTunnel');
 
+/** The longest maintenance window (`alerts.mutedUntil`): a forgotten mute ends within a year. */
+export const MAX_MUTE_MS = 366 * 24 * 60 * 60 * 1000;
+
 /** PATCH merges: fields left out keep their value. */
 export const PatchTunnelSchema = z
   .strictObject({
@@ -126,9 +146,24 @@ export const PatchTunnelSchema = z
       })
       .optional(),
     reverse: ReverseOptionsSchema.optional(),
+    alerts: z
+      .strictObject({
+        /**
+         * Maintenance: no `tunnel.down` is sent before this time (one after it if the tunnel is still
+         * down); events are recorded as always. `null` ends the window now.
+         */
+        mutedUntil: z.iso
+          .datetime({ offset: true, error: 'must be an ISO 8601 time, e.g. 2026-01-03T04:00:00Z' })
+          .refine((v) => Date.parse(v) - Date.now() <= MAX_MUTE_MS, {
+            message: 'must be at most 366 days from now',
+          })
+          .nullable()
+          .optional(),
+      })
+      .optional(),
   })
   .refine((b) => Object.keys(b).length > 0, {
-    message: 'give at least one of name, enabled, service, ssh, reverse',
+    message: 'give at least one of name, enabled, service, ssh, reverse, alerts',
   })
   .openapi('PatchTunnel');
 
@@ -275,6 +310,34 @@ export const StatusWarningSchema = z
   .openapi('StatusWarning');
 export type StatusWarning = z.infer<typeof StatusWarningSchema>;
 
+const uptimeFraction = z.number().min(0).max(1).nullable().openapi({
+  description: 'up time / counted time; null when none of the window counted (pending or disabled)',
+});
+
+/** `status.uptime` (CONTRACT.md, Extensions): docs/status.md#uptime says how it is counted. */
+export const UptimeSchema = z
+  .object({ '24h': uptimeFraction, '7d': uptimeFraction, '30d': uptimeFraction })
+  .openapi('Uptime', {
+    description:
+      'Fraction of each window (ending now) the tunnel was up, out of the time it was expected up: pending and disabled time is not counted.',
+  });
+
+/** What went through the tunnel on the gateway that serves it, since it began serving it. */
+export const TrafficSchema = z
+  .object({
+    since: z.string(),
+    connections: z.number().int().min(0),
+    openConnections: z.number().int().min(0),
+    bytesToService: z.number().int().min(0),
+    bytesFromService: z.number().int().min(0),
+    reportedAt: z.string(),
+  })
+  .openapi('Traffic', {
+    description:
+      "Connections and bytes through the tunnel since `since` (when the gateway serving it began to), as of that gateway's latest heartbeat (`reportedAt`).",
+  });
+export type Traffic = z.infer<typeof TrafficSchema>;
+
 export const StatusSchema = z
   .object({
     state: TunnelStateNameSchema,
@@ -286,6 +349,9 @@ export const StatusSchema = z
     warnings: z.array(StatusWarningSchema).optional(),
     /** Reverse tunnels with connectors: how many are live, of how many expected. */
     connectors: z.object({ live: z.number().int(), expected: z.number().int() }).optional(),
+    uptime: UptimeSchema.optional(),
+    /** While up: what the serving gateway counted (its heartbeat carries it). */
+    traffic: TrafficSchema.optional(),
   })
   .openapi('Status');
 export type Status = z.infer<typeof StatusSchema>;
@@ -333,6 +399,8 @@ export const TunnelSchema = z
       .optional(),
     connect: ConnectSchema,
     status: StatusSchema,
+    /** Per-tunnel alerting: `mutedUntil` while a maintenance window is set. */
+    alerts: z.object({ mutedUntil: z.string().optional() }).optional(),
     privateKey: z.string().optional(),
   })
   .openapi('Tunnel');

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { AlertSchema, StatusErrorSchema, TunnelStateNameSchema } from './schemas';
+import { UptimeLedgerSchema } from './uptime';
 
 /** Status events are kept this long, then DynamoDB's TTL deletes them. */
 export const EVENT_RETENTION_DAYS = 30;
@@ -31,6 +32,8 @@ export const StatusRecordSchema = z.object({
       since: z.string(),
       /** A `tunnel.down` was queued for this incident, so its end owes a `tunnel.up`. */
       alerted: z.boolean(),
+      /** When the `tunnel.down` was queued: alert channels created after it never hear of this incident. */
+      alertedAt: z.string().optional(),
     })
     .optional(),
 });
@@ -65,6 +68,8 @@ export type OutboxAlert = z.infer<typeof OutboxAlertSchema>;
 
 /** `TUNNEL#<id>/STATUS`: the record plus its optimistic-concurrency version and the outbox. */
 export const StatusItemSchema = StatusRecordSchema.extend({
+  /** The non-up spans of the last 30 days behind `status.uptime` (uptime.ts); absent on items written before it. */
+  uptime: UptimeLedgerSchema.optional(),
   version: z.number().int().min(1),
   updatedAt: z.string(),
   alerts: z.record(z.string(), OutboxAlertSchema),

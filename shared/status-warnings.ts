@@ -7,7 +7,7 @@
 import { serviceTagOf } from './command-tag';
 import { connectorsWarning } from './connectors';
 import type { TunnelStateItem } from './gateway-items';
-import type { Status, StatusWarning } from './schemas';
+import type { Status, StatusWarning, Traffic } from './schemas';
 import { evaluateStatus, evaluateWithUnreadable, type StatusInput, type StatusView } from './status';
 import { hostPort } from './status-errors';
 import type { UnreadableItem } from './store/read-items';
@@ -19,6 +19,7 @@ import {
   type ServiceSignal,
   type TunnelSignals,
 } from './tunnel-signals';
+import { uptimeOf } from './uptime';
 
 /** What the warnings need of a tunnel's configuration (a `TunnelRecord` fits). */
 export type WarningTunnel = Pick<
@@ -166,21 +167,33 @@ function serviceUnreachable(tunnel: WarningTunnel, s: ServiceSignal): StatusWarn
 export interface StatusViewInput extends StatusInput {
   tunnel: StatusInput['tunnel'] & WarningTunnel;
   signals?: TunnelSignals;
+  /** What the serving gateway counted through the tunnel, shown while it is up. */
+  traffic?: Traffic;
   /** Stored items of the tunnel that could not be read (read-items.ts). */
   unreadable?: UnreadableItem[];
 }
 
 /**
  * What the API shows of a tunnel's status: the status machine's view (status.ts), with the
- * warnings of the signals. An unreadable SIGNALS item costs only the warnings it would have given.
+ * warnings of the signals and its uptime (uptime.ts). An unreadable SIGNALS item costs only the warnings it would have given.
  */
 export function tunnelStatusView(input: StatusViewInput): StatusView {
-  const { signals, unreadable = [], ...statusInput } = input;
+  const { signals, traffic, unreadable = [], ...statusInput } = input;
   const hasLostSignals = unreadable.some((u) => u.item === 'SIGNALS');
   const isHistoryLost = unreadable.some((u) => u.item !== 'SIGNALS');
-  const { status, connect, connectors } = isHistoryLost
-    ? evaluateWithUnreadable(statusInput, unreadable)
-    : evaluateStatus(statusInput);
+  let view: StatusView;
+  if (isHistoryLost) {
+    view = evaluateWithUnreadable(statusInput, unreadable);
+    // Only the recorded ledger tells uptime; without the STATUS item it is not shown.
+    const recorded = statusInput.previous?.uptime;
+    if (recorded) view.status.uptime = uptimeOf(recorded, view.status, input.now);
+  } else {
+    const evaluation = evaluateStatus(statusInput);
+    view = { status: evaluation.status, connect: evaluation.connect };
+    if (evaluation.connectors) view.connectors = evaluation.connectors;
+    view.status.uptime = uptimeOf(evaluation.ledger, view.status, input.now);
+  }
+  const { status, connect, connectors } = view;
   // With connectors, the state the warnings look at is the one that stands for them all.
   const connectorsMissing =
     connectors && status.state === 'up' ? connectorsWarning(connectors, input.now) : undefined;
@@ -200,5 +213,6 @@ export function tunnelStatusView(input: StatusViewInput): StatusView {
     });
   }
   if (warnings.length > 0) status.warnings = warnings;
+  if (traffic && status.state === 'up') status.traffic = traffic;
   return { status, connect };
 }

@@ -21,6 +21,7 @@ import type {
 import { connectionLost, customerNotConnected, hostPort } from './status-errors';
 import type { StatusRecord } from './status-items';
 import type { UnreadableItem } from './store/read-items';
+import { newLedger, recordTransitions, type UptimeLedger } from './uptime';
 
 export interface StatusView {
   status: Status;
@@ -35,13 +36,22 @@ export interface StatusSettings extends LivenessSettings {
   downGraceMs: number;
   /** `TUNNEL_BIND_HOST`: `connect.host` unless the worker names its own listener address. */
   bindHost: string;
+  /**
+   * `RECOVERY_SETTLE_MS`: an announced incident ends (`tunnel.up`) only once the tunnel has been up
+   * this long; a down before that continues it, unannounced. 0 (or absent): at the first up.
+   */
+  recoverySettleMs?: number;
 }
 
 /** The status settings of a runtime's configuration. */
 export function statusSettingsFrom(
   env: Pick<
     Env,
-    'HEARTBEAT_INTERVAL_MS' | 'SSH_KEEPALIVE_INTERVAL_MS' | 'DOWN_GRACE_MS' | 'TUNNEL_BIND_HOST'
+    | 'HEARTBEAT_INTERVAL_MS'
+    | 'SSH_KEEPALIVE_INTERVAL_MS'
+    | 'DOWN_GRACE_MS'
+    | 'TUNNEL_BIND_HOST'
+    | 'RECOVERY_SETTLE_MS'
   >,
 ): StatusSettings {
   return {
@@ -49,6 +59,7 @@ export function statusSettingsFrom(
     keepaliveIntervalMs: env.SSH_KEEPALIVE_INTERVAL_MS,
     downGraceMs: env.DOWN_GRACE_MS,
     bindHost: env.TUNNEL_BIND_HOST,
+    recoverySettleMs: env.RECOVERY_SETTLE_MS,
   };
 }
 
@@ -71,6 +82,8 @@ export interface StatusTunnel {
     | { id: string; publicKey: string; publicKeyFingerprint: string; createdAt: string }[]
     | undefined;
   isPrimaryConnectorRemoved?: boolean | undefined;
+  /** Maintenance: no `tunnel.down` is sent before `mutedUntil` (one after it if still down). */
+  alerts?: { mutedUntil?: string };
 }
 
 export interface StatusInput {
@@ -83,8 +96,8 @@ export interface StatusInput {
   connectorStates?: Readonly<Record<string, TunnelStateItem>>;
   /** Reverse tunnels with connectors: the heartbeats of every connector's owner. */
   heartbeats?: ReadonlyMap<string, WorkerHeartbeat>;
-  /** The record the sweeper last persisted, absent before its first write. */
-  previous?: StatusRecord;
+  /** The record the sweeper last persisted (with its uptime ledger), absent before its first write. */
+  previous?: StatusRecord & { uptime?: UptimeLedger };
   now: Date;
   /** Since when the reader has seen the table without a gap (`LivenessView.observingSince`). */
   observingSince?: number;
@@ -98,6 +111,8 @@ export interface StatusInput {
 export interface PlannedAlert {
   id: string;
   body: Alert;
+  /** On a `tunnel.up`: when its incident's `tunnel.down` was queued (absent in older records). */
+  downQueuedAt?: string;
 }
 
 export interface StatusEvaluation extends StatusView {
@@ -106,6 +121,11 @@ export interface StatusEvaluation extends StatusView {
   /** History entries, oldest first: usually none or one, two when a run missed a short excursion. */
   transitions: TunnelEvent[];
   alerts: PlannedAlert[];
+  /**
+   * The uptime ledger (uptime.ts) with these transitions, covering up to `status.since`: stored
+   * with `next` (it changes only with a transition, so only when `next` is written anyway).
+   */
+  ledger: UptimeLedger;
 }
 
 export function evaluateStatus(given: StatusInput): StatusEvaluation {
@@ -157,7 +177,7 @@ export function evaluateStatus(given: StatusInput): StatusEvaluation {
   if (excursion && incident && !incident.alerted) incident = undefined;
   // The tunnel is part of the id: the tunnels of a dead worker all lose it at its last heartbeat,
   // and receivers (and SNS FIFO) drop alerts whose id they have seen.
-  const alert = (type: AlertType, since: string) =>
+  const alert = (type: AlertType, since: string, downQueuedAt?: string) =>
     alerts.push({
       id: `${tunnel.id}:${type}@${since}`,
       body: {
@@ -166,16 +186,29 @@ export function evaluateStatus(given: StatusInput): StatusEvaluation {
         status: cloneStatus(status),
         at: now.toISOString(),
       },
+      ...(downQueuedAt ? { downQueuedAt } : {}),
     });
+  const mutedUntil = tunnel.alerts?.mutedUntil;
+  const isMuted = mutedUntil !== undefined && Date.parse(mutedUntil) > now.getTime();
   if (status.state === 'down') {
+    // An announced incident that is still settling goes on: a flap around the grace pages once.
     incident ??= { since: status.since, alerted: false };
-    if (!incident.alerted && now.getTime() - Date.parse(incident.since) >= settings.downGraceMs) {
+    const isPastGrace = now.getTime() - Date.parse(incident.since) >= settings.downGraceMs;
+    // Muted (maintenance): the incident stays unannounced; past the window, if still down, it is.
+    if (!incident.alerted && isPastGrace && !isMuted) {
       alert('tunnel.down', incident.since);
-      incident = { ...incident, alerted: true };
+      incident = { ...incident, alerted: true, alertedAt: now.toISOString() };
     }
   } else if (status.state === 'up') {
-    if (incident?.alerted) alert('tunnel.up', incident.since);
-    incident = undefined;
+    // Recovery hysteresis: an announced incident closes once the tunnel has stayed up the settle time.
+    const settleMs = settings.recoverySettleMs ?? 0;
+    const isSettled = settleMs <= 0 || now.getTime() - Date.parse(status.since) >= settleMs;
+    if (incident?.alerted && isSettled) {
+      alert('tunnel.up', incident.since, incident.alertedAt);
+      incident = undefined;
+    } else if (!incident?.alerted) {
+      incident = undefined;
+    }
   } else if (incident && !incident.alerted) {
     // Disabled (or pending) before the grace ran out: nothing was said, nothing to resolve. An
     // announced incident stays open until the tunnel is up again, so downs and ups alternate.
@@ -188,7 +221,12 @@ export function evaluateStatus(given: StatusInput): StatusEvaluation {
   if (observed.source) record.source = observed.source;
   if (incident) record.incident = { ...incident };
 
-  const evaluation: StatusEvaluation = { status, connect: observed.connect, transitions, alerts };
+  // Without a ledger yet: a new tunnel's starts at its creation; one recorded before ledgers
+  // existed knows its history from the state it was last recorded in.
+  const known = previous?.uptime ?? newLedger(previous ? before.since : tunnel.createdAt);
+  const ledger = transitions.length > 0 ? recordTransitions(known, before, transitions, now) : known;
+
+  const evaluation: StatusEvaluation = { status, connect: observed.connect, transitions, alerts, ledger };
   if (!isDeepStrictEqual(record, before)) evaluation.next = record;
   if (connectors) {
     evaluation.connectors = connectors;
@@ -377,8 +415,10 @@ function recordOf(previous: StatusRecord): StatusRecord {
   copyOptional(record, previous, 'lastSeenAt');
   if (previous.error) record.error = { ...previous.error };
   if (previous.source) record.source = sourceOf(previous.source);
-  if (previous.incident)
+  if (previous.incident) {
     record.incident = { since: previous.incident.since, alerted: previous.incident.alerted };
+    if (previous.incident.alertedAt !== undefined) record.incident.alertedAt = previous.incident.alertedAt;
+  }
   return record;
 }
 

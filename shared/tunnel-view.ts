@@ -97,5 +97,6 @@ export function toTunnel(record: TunnelRecord, view: StatusView, gateway: Gatewa
     status: view.status,
   };
   if (record.type === 'standard' && record.ssh) tunnel.ssh = { ...record.ssh };
+  if (record.alerts?.mutedUntil) tunnel.alerts = { mutedUntil: record.alerts.mutedUntil };
   return Object.assign(tunnel, customerInstructions(record, gateway));
 }

@@ -42,6 +42,8 @@ export const TunnelRecordSchema = z.object({
   connectors: z.array(ConnectorKeySchema).optional(),
   /** Reverse: the tunnel's own key was removed as a connector (`publicKey` then shows the next one's). */
   isPrimaryConnectorRemoved: z.boolean().optional(),
+  /** Per-tunnel alerting (CONTRACT.md, Extensions): `mutedUntil` holds back `tunnel.down` (maintenance). */
+  alerts: z.object({ mutedUntil: z.string().optional() }).optional(),
 });
 export type TunnelRecord = z.infer<typeof TunnelRecordSchema>;
 

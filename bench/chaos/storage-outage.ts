@@ -46,7 +46,7 @@ export interface StorageOutageResult {
   /** What npm start logged about DynamoDB Local (message texts). */
   supervisorLog: string[];
   probes: { ok: number; failed: number };
-  held: { ok: number; failed: number; open: boolean }[];
+  held: { ok: number; failed: number; open: boolean; slowestEchoMs: number }[];
   tunnelsBefore: Tunnel[];
   tunnelsAfter: Tunnel[];
   eventsBefore: TunnelEvent[][];
@@ -58,6 +58,8 @@ export interface StorageOutageResult {
 const GRACE_MS = 60_000;
 const PROBE_EVERY_MS = 100;
 const HELD_ECHO_EVERY_MS = 500;
+/** An echo on a held connection later than this counts as lost: the tunnel stopped carrying bytes. */
+const HELD_ECHO_LOST_AFTER_MS = 5_000;
 
 const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
 
@@ -186,6 +188,11 @@ export async function runStorageOutage(
       { name: 'of them failed', value: probes.failed, unit: '', target: '= 0', ok: probes.failed === 0 },
       { name: 'echoes on the 2 held connections', value: heldStats.reduce((n, s) => n + s.ok, 0), unit: '' },
       {
+        name: 'slowest echo on a held connection',
+        value: Math.max(...heldStats.map((s) => s.slowestEchoMs)),
+        unit: 'ms',
+      },
+      {
         name: 'of them failed or connections lost',
         value: failedEchoes + heldStats.filter((s) => !s.open).length,
         unit: '',
@@ -285,36 +292,51 @@ function dynamoDbLocalPid(dataDir: string): number | undefined {
   }
 }
 
-/** A connection through a tunnel that stays open and echoes a nonce every `everyMs`. */
-function heldConnection(port: number, everyMs: number) {
+/**
+ * A connection through a tunnel that stays open and echoes one nonce at a time: the next is sent
+ * `everyMs` after the last came back, so a late echo is measured as latency instead of shifting
+ * every later comparison. An echo that takes longer than `lostAfterMs`, or comes back wrong, fails.
+ */
+function heldConnection(port: number, everyMs: number, lostAfterMs = HELD_ECHO_LOST_AFTER_MS) {
   let ok = 0;
   let failed = 0;
+  let slowestEchoMs = 0;
   let socket: Socket | undefined = connect({ host: '127.0.0.1', port });
-  let expecting: Buffer | undefined;
+  let pending: { nonce: Buffer; sentAt: number; late: boolean } | undefined;
   let got = Buffer.alloc(0);
+  let next: NodeJS.Timeout | undefined;
+  const send = () => {
+    if (!socket) return;
+    pending = { nonce: randomBytes(16), sentAt: performance.now(), late: false };
+    socket.write(pending.nonce);
+  };
   socket.on('error', () => {});
   socket.on('close', () => {
     socket = undefined;
   });
   socket.on('data', (chunk: Buffer) => {
     got = Buffer.concat([got, chunk]);
-    if (expecting && got.length >= expecting.length) {
-      if (got.subarray(0, expecting.length).equals(expecting)) ok++;
-      else failed++;
-      got = got.subarray(expecting.length);
-      expecting = undefined;
-    }
+    if (!pending || got.length < pending.nonce.length) return;
+    const matches = got.subarray(0, pending.nonce.length).equals(pending.nonce);
+    slowestEchoMs = Math.max(slowestEchoMs, performance.now() - pending.sentAt);
+    if (!matches) failed++;
+    else if (!pending.late) ok++;
+    got = got.subarray(pending.nonce.length);
+    pending = undefined;
+    next = setTimeout(send, everyMs);
   });
-  const timer = setInterval(() => {
-    if (!socket) return;
-    if (expecting) failed++; // the last one never came back
-    expecting = randomBytes(16);
-    socket.write(expecting);
-  }, everyMs);
+  const watchdog = setInterval(() => {
+    if (pending && !pending.late && performance.now() - pending.sentAt > lostAfterMs) {
+      pending.late = true;
+      failed++;
+    }
+  }, 100);
+  socket.once('connect', send);
   return {
-    stats: () => ({ ok, failed, open: socket !== undefined }),
+    stats: () => ({ ok, failed, open: socket !== undefined, slowestEchoMs: Math.round(slowestEchoMs) }),
     close() {
-      clearInterval(timer);
+      clearTimeout(next);
+      clearInterval(watchdog);
       socket?.destroy();
     },
   };

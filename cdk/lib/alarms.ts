@@ -7,6 +7,9 @@
  * - a worker that is gone writes nothing at all: the NLB's health checks of the gateway's own
  *   health endpoint stop passing, so the target group's healthy host count falls to zero.
  * Either way the status machine soon reports the worker's tunnels as `worker_lost`.
+ *
+ * The operator metrics (docs/metrics.md) reach CloudWatch as embedded-metric log lines from the
+ * gateways and the sweeper; the alarms below the built-in ones watch them.
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import type { HttpApi } from 'aws-cdk-lib/aws-apigatewayv2';
@@ -25,6 +28,7 @@ import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { FilterPattern, type ILogGroup, MetricFilter } from 'aws-cdk-lib/aws-logs';
 import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { EMF_NAMESPACE as OPERATOR_METRIC_NAMESPACE } from '../../shared/metrics/emf';
 
 export const METRIC_NAMESPACE = 'Tunnelkeeper';
 /** The gateway's log message on a failed heartbeat write (fargate/gateway.ts). */
@@ -131,11 +135,96 @@ export class Alarms extends Construct {
       evaluationPeriods: 1,
     });
 
+    this.addOperatorMetricAlarms(minute, fiveMinutes);
+
     const action = new SnsAction(props.topic);
     for (const alarm of this.alarms) {
       alarm.addAlarmAction(action);
       alarm.addOkAction(action);
     }
+  }
+
+  /** Alarms on the figures the gateways and the sweeper write as embedded metrics. */
+  private addOperatorMetricAlarms(minute: Duration, fiveMinutes: Duration): void {
+    const operator = (
+      metricName: string,
+      service: 'gateway' | 'sweeper',
+      dimensions: Record<string, string>,
+      period: Duration,
+      statistic = 'Sum',
+    ) =>
+      new Metric({
+        namespace: OPERATOR_METRIC_NAMESPACE,
+        metricName,
+        dimensionsMap: { Service: service, ...dimensions },
+        period,
+        statistic,
+      });
+    this.add('AlertDeliveriesFailed', {
+      description:
+        'An alert was given up for a destination (not delivered within its retry window, or refused for good)',
+      metric: operator('AlertDeliveries', 'sweeper', { result: 'failed' }, fiveMinutes),
+      threshold: 1,
+      evaluationPeriods: 1,
+    });
+    this.add('SweepsSlow', {
+      description:
+        'Sweeps take more than half the sweep interval on average: alerts and history start to lag',
+      metric: new MathExpression({
+        expression: 'IF(n > 0, total / n, 0)',
+        usingMetrics: {
+          total: operator('SweepDurationSecondsSum', 'sweeper', {}, fiveMinutes),
+          n: operator('SweepDurationSecondsCount', 'sweeper', {}, fiveMinutes),
+        },
+        period: fiveMinutes,
+        label: 'Average sweep seconds',
+      }),
+      threshold: 30,
+      evaluationPeriods: 3,
+    });
+    const tunnels = (state: string, type: string) =>
+      operator('Tunnels', 'sweeper', { state, type }, minute, 'Maximum');
+    this.add('ManyTunnelsDown', {
+      description:
+        'Half or more of the tunnels expected up are down at once: a platform problem, not a customer one',
+      metric: new MathExpression({
+        expression: 'IF(ru + su + rd + sd >= 4, (rd + sd) / (ru + su + rd + sd), 0)',
+        usingMetrics: {
+          ru: tunnels('up', 'reverse'),
+          su: tunnels('up', 'standard'),
+          rd: tunnels('down', 'reverse'),
+          sd: tunnels('down', 'standard'),
+        },
+        period: minute,
+        label: 'Share of tunnels down',
+      }),
+      threshold: 0.5,
+      evaluationPeriods: 5,
+    });
+    this.add('TunnelConnectionsSlow', {
+      description:
+        'Opening a connection through a tunnel takes more than 2 s on average (bastions or gateways overloaded)',
+      metric: new MathExpression({
+        expression: 'IF(rn + sn > 0, (rt + st) / (rn + sn), 0)',
+        usingMetrics: {
+          rt: operator('TunnelConnectionOpenSecondsSum', 'gateway', { type: 'reverse' }, fiveMinutes),
+          rn: operator('TunnelConnectionOpenSecondsCount', 'gateway', { type: 'reverse' }, fiveMinutes),
+          st: operator('TunnelConnectionOpenSecondsSum', 'gateway', { type: 'standard' }, fiveMinutes),
+          sn: operator('TunnelConnectionOpenSecondsCount', 'gateway', { type: 'standard' }, fiveMinutes),
+        },
+        period: fiveMinutes,
+        label: 'Average connection open seconds',
+      }),
+      threshold: 2,
+      evaluationPeriods: 2,
+    });
+    this.add('LoginsRefusedStorageUnavailable', {
+      description:
+        'Customer logins were refused because the table could not be read (and no cached copy served)',
+      metric: operator('LoginsRefused', 'gateway', { reason: 'storage_unavailable' }, fiveMinutes),
+      threshold: 1,
+      evaluationPeriods: 1,
+    });
   }
 
   private add(

@@ -61,6 +61,20 @@ export const API_BUNDLE_PACKAGE_FILES = [
   'swagger-ui-dist/swagger-ui.css',
 ];
 
+/**
+ * The customer console (console/), built beside the API bundle into this directory, where the API
+ * finds it (lambda/api/handler.ts): a page, a script and a stylesheet, about 70 KB.
+ */
+export const CONSOLE_BUNDLE_DIR = 'console';
+
+/** The command that writes the console's files into `dir` (run by bash in the repository). */
+export function consoleBuildCommand(dir: string): string {
+  return `node --import tsx ${shellQuote(join(REPO_ROOT, 'console', 'build.ts'))} ${shellQuote(dir)}`;
+}
+
+/** One POSIX shell word. */
+export const shellQuote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+
 /** The files copied beside a Lambda bundle: from the repository root, to the bundle's directory. */
 export function lambdaBundleCopies(name: LambdaBundleName): { from: string; to: string }[] {
   if (name !== 'api') return [];
@@ -160,6 +174,10 @@ export async function buildBundle(name: BundleName, outdir: string): Promise<Bui
       await mkdir(dirname(join(outdir, to)), { recursive: true });
       await copyFile(join(REPO_ROOT, from), join(outdir, to));
     }
+  }
+  if (name === 'api') {
+    const { writeConsole } = await import('../../console/build');
+    await writeConsole(join(outdir, CONSOLE_BUNDLE_DIR));
   }
   const file = join(outdir, name === 'gateway' ? GATEWAY_BUNDLE_FILE : LAMBDA_BUNDLE_FILE);
   const entries = await readdir(outdir, { recursive: true, withFileTypes: true });

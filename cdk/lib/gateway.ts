@@ -116,6 +116,8 @@ export class Gateway extends Construct {
     data.grantTable(this.taskDefinition.taskRole);
     data.grantTunnelSecrets(this.taskDefinition.taskRole, 'read-write');
     data.grantSharedSecrets(this.taskDefinition.taskRole);
+    // GET /metrics on the control port takes the operator token, as the API's operator routes do.
+    data.adminToken.grantRead(this.taskDefinition.taskRole);
 
     this.service = new FargateService(this, 'Service', {
       cluster: this.cluster,

@@ -11,6 +11,8 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import {
+  CONSOLE_BUNDLE_DIR,
+  consoleBuildCommand,
   ESM_SHIM_BANNER,
   LAMBDA_ENTRIES,
   LAMBDA_EXTERNALS,
@@ -19,6 +21,7 @@ import {
   MAIN_FIELDS,
   NODE_TARGET,
   REPO_ROOT,
+  shellQuote,
 } from './bundles';
 
 /** Node 22 as DESIGN.md fixes it: the runtime the bundles target and the gateway image runs. */
@@ -71,20 +74,20 @@ export function tunnelkeeperFunction(scope: Construct, id: string, props: Tunnel
         beforeBundling: () => [],
         beforeInstall: () => [],
         // Run by bash in the repository (local bundling); buildBundle copies the same files.
-        afterBundling: (inputDir, outputDir) =>
-          lambdaBundleCopies(props.bundle).map(
+        afterBundling: (inputDir, outputDir) => [
+          ...lambdaBundleCopies(props.bundle).map(
             ({ from, to }) =>
               `mkdir -p ${shellQuote(dirname(join(outputDir, to)))} && ` +
               `cp ${shellQuote(join(inputDir, from))} ${shellQuote(join(outputDir, to))}`,
           ),
+          // The API serves the customer console from these files (built offline, in a second).
+          ...(props.bundle === 'api' ? [consoleBuildCommand(join(outputDir, CONSOLE_BUNDLE_DIR))] : []),
+        ],
       },
     },
   });
   return { fn, logGroup };
 }
-
-/** One POSIX shell word. */
-const shellQuote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
 
 /** HTTP API integrations time out at 30 s; the function gives up just before. */
 export const API_TIMEOUT = Duration.seconds(29);

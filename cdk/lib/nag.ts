@@ -90,6 +90,13 @@ export function nagAcknowledgments(stack: TunnelkeeperStack): NagAcknowledgment[
         'no resource scope); the API runs in the VPC so its outbound traffic uses the allowlisted egress IPs',
     },
     { path: 'Sweeper/Function/ServiceRole', id: LAMBDA_LOGS_POLICY, reason: LOGS_REASON },
+    {
+      path: 'Sweeper/Function/ServiceRole',
+      id: LAMBDA_VPC_POLICY,
+      reason:
+        'AWS-managed AWSLambdaVPCAccessExecutionRole grants the ENI permissions a Lambda in a VPC needs (they accept ' +
+        "no resource scope); the sweeper runs in the VPC so alerts to customers' channels leave from the egress IPs",
+    },
     { path: 'Api/Function', id: 'AwsSolutions-L1', reason: NODE_22_REASON },
     { path: 'Sweeper/Function', id: 'AwsSolutions-L1', reason: NODE_22_REASON },
     {

@@ -2,8 +2,12 @@
  * The status sweeper: one sweep a minute from an EventBridge schedule. Overlapping runs are safe
  * (every write is conditional), a failed run is simply the next run's work, so neither the
  * schedule nor Lambda retries an invocation.
+ *
+ * It runs in the private subnets: the alerts it sends to customers' alert channels (webhooks,
+ * Slack, PagerDuty) leave through the NAT gateways' Elastic IPs, the addresses customers allowlist.
  */
 import { Duration } from 'aws-cdk-lib';
+import { type IVpc, SecurityGroup, SubnetType } from 'aws-cdk-lib/aws-ec2';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
@@ -22,6 +26,7 @@ export interface SweeperProps {
   alerts: ITopic;
   /** The topic's encryption key: publishing encrypts with it. */
   alertsKey: IKey;
+  vpc: IVpc;
 }
 
 export class Sweeper extends Construct {
@@ -42,6 +47,16 @@ export class Sweeper extends Construct {
       // Ends before the next scheduled run starts; the handler keeps 10 s to settle its claims.
       timeout: Duration.seconds(55),
       retryAttempts: 0,
+      vpc: props.vpc,
+      vpcSubnets: { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
+      // Out only (DynamoDB, SNS, alert channels over https); nothing reaches it.
+      securityGroups: [
+        new SecurityGroup(this, 'SecurityGroup', {
+          vpc: props.vpc,
+          description: 'Tunnelkeeper sweeper: outbound only',
+          allowAllOutbound: true,
+        }),
+      ],
     }).fn;
     props.data.grantTable(this.fn);
     // Spelled out rather than `grantPublish`, whose key grant adds the wildcard kms:GenerateDataKey*.

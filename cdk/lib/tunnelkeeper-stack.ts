@@ -87,6 +87,7 @@ export class TunnelkeeperStack extends Stack {
       runtimeEnv,
       alerts: this.alerts,
       alertsKey: this.alertsKey,
+      vpc: this.network.vpc,
     });
     this.alarms = new Alarms(this, 'Alarms', {
       topic: this.alerts,

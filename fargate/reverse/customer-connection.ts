@@ -13,6 +13,7 @@ import { PRIMARY_CONNECTOR_ID } from '../../shared/connectors';
 import { TUNNEL_ID_PATTERN } from '../../shared/ids';
 import { fingerprintOf } from '../../shared/keys';
 import type { Logger } from '../../shared/logger';
+import type { LoginRefusalReason } from '../../shared/metrics/operator-metrics';
 import type { StatusError } from '../../shared/schemas';
 import { customerNotConnected, customerTimeout } from '../../shared/status-errors';
 import type { TunnelRecord } from '../../shared/tunnel';
@@ -42,6 +43,8 @@ export interface ConnectionContext {
   onLogin?: (tunnel: TunnelRecord, keyFingerprint: string) => void;
   /** Told of refused and successful logins of existing tunnels (the `login_refused` warning). */
   signals?: Pick<GatewaySignals, 'loginRefused' | 'loginSucceeded'>;
+  /** Counts logins accepted and refused, by reason (the operator's metrics). */
+  logins?: { loginAccepted(): void; loginRefused(reason: LoginRefusalReason): void };
 }
 
 /** The TCP connection under ssh2, as admission sees it (absent when ssh2 was handed no socket of ours). */
@@ -63,12 +66,13 @@ interface RefusalOf {
 type AuthOutcome =
   | { kind: 'accepted' }
   | { kind: 'key-ok' }
-  | { kind: 'refused'; reason: string; of?: RefusalOf }
+  | { kind: 'refused'; reason: string; metric: LoginRefusalReason; of?: RefusalOf }
   | {
       kind: 'disconnect';
       code: DisconnectReason;
       description: string;
       reason: string;
+      metric: LoginRefusalReason;
       fields?: Record<string, unknown>;
       of?: RefusalOf;
     };
@@ -162,6 +166,7 @@ export class CustomerConnection {
     }
     // Past the limit the connection is closing; an attempt already on its way gets a plain no.
     if (this.failures >= this.context.maxAuthAttempts) {
+      this.context.logins?.loginRefused('too_many_attempts');
       ctx.reject();
       return;
     }
@@ -173,6 +178,7 @@ export class CustomerConnection {
           source: this.source,
           err,
         });
+        this.context.logins?.loginRefused('internal_error');
         this.disconnect(DisconnectReason.BY_APPLICATION, INTERNAL_ERROR_REFUSAL);
       },
     );
@@ -181,6 +187,7 @@ export class CustomerConnection {
   /** Answers an attempt `authenticate` decided (it accepted by itself where it accepted). */
   private answer(ctx: AuthContext, outcome: AuthOutcome): void {
     if (outcome.kind === 'accepted' || outcome.kind === 'key-ok') return;
+    this.context.logins?.loginRefused(outcome.metric);
     if (outcome.of) this.signalRefusal(ctx, outcome.of, outcome.reason);
     if (outcome.kind === 'disconnect') {
       // Not the client's fault (our storage, or a limit it is told about): no penalty.
@@ -222,15 +229,15 @@ export class CustomerConnection {
    * connection with a reason the client prints (storage down, the tunnel's session limit).
    */
   private async authenticate(ctx: AuthContext): Promise<AuthOutcome> {
-    const refused = (reason: string, of?: RefusalOf): AuthOutcome =>
-      of ? { kind: 'refused', reason, of } : { kind: 'refused', reason };
+    const refused = (reason: string, metric: LoginRefusalReason, of?: RefusalOf): AuthOutcome =>
+      of ? { kind: 'refused', reason, metric, of } : { kind: 'refused', reason, metric };
     if (ctx.method !== 'publickey') {
       const reason = `${ctx.method} authentication is not allowed`;
       // Answered at once, told to the tunnel's status once its read says it is one.
       if (TUNNEL_ID_PATTERN.test(ctx.username)) this.signalMethodRefusal(ctx, reason);
-      return refused(reason);
+      return refused(reason, 'method_not_allowed');
     }
-    if (!TUNNEL_ID_PATTERN.test(ctx.username)) return refused('user is not a tunnel id');
+    if (!TUNNEL_ID_PATTERN.test(ctx.username)) return refused('user is not a tunnel id', 'not_a_tunnel');
     const found = await this.tunnelNamed(ctx.username);
     if (found.outcome === 'unavailable') {
       return {
@@ -238,15 +245,16 @@ export class CustomerConnection {
         code: DisconnectReason.SERVICE_NOT_AVAILABLE,
         description: STORAGE_UNAVAILABLE_REFUSAL,
         reason: 'storage unavailable: the tunnel could not be read, and this gateway has no recent copy',
+        metric: 'storage_unavailable',
         fields: { err: found.cause },
       };
     }
     const tunnel = found.tunnel;
-    if (tunnel?.type !== 'reverse') return refused('no such reverse tunnel');
+    if (tunnel?.type !== 'reverse') return refused('no such reverse tunnel', 'no_such_tunnel');
     const of = (kind: LoginRefusalKind): RefusalOf => ({ tunnelId: tunnel.id, kind });
-    if (!tunnel.enabled) return refused('tunnel is disabled', of('disabled'));
+    if (!tunnel.enabled) return refused('tunnel is disabled', 'tunnel_disabled', of('disabled'));
     const match = matchingKey(tunnel, ctx.key.algo, ctx.key.data);
-    if (!match) return refused("key is not the tunnel's key", of('wrong_key'));
+    if (!match) return refused("key is not the tunnel's key", 'wrong_key', of('wrong_key'));
     const { key } = match;
     if (!ctx.signature || !ctx.blob) {
       // RFC 4252 §7: the answer names the algorithm asked for. ssh2 would name the key type
@@ -256,9 +264,9 @@ export class CustomerConnection {
       return { kind: 'key-ok' };
     }
     if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true)
-      return refused('signature does not verify', of('bad_signature'));
+      return refused('signature does not verify', 'bad_signature', of('bad_signature'));
     // A client that left while its tunnel was read must not hold a place it never gives back.
-    if (this.isClosed) return refused('the client left before its login was checked');
+    if (this.isClosed) return refused('the client left before its login was checked', 'client_left');
     // Counted before accept(), synchronously with the check: two logins racing cannot both pass.
     const { sessions } = this.context;
     const counted = sessions.tryAdd(tunnel.id, this.connId);
@@ -268,6 +276,7 @@ export class CustomerConnection {
         code: DisconnectReason.TOO_MANY_CONNECTIONS,
         description: tooManySessions(tunnel.id, sessions.limit),
         reason: `too many sessions of this tunnel at once (${counted.count}, the limit)`,
+        metric: 'too_many_sessions',
         fields: { tunnelId: tunnel.id, sessions: counted.count },
         of: of('too_many_sessions'),
       };
@@ -340,6 +349,7 @@ export class CustomerConnection {
       sessions: sessions.count(tunnel.id),
     });
     onLogin?.(tunnel, this.keyFingerprint);
+    this.context.logins?.loginAccepted();
     this.context.signals?.loginSucceeded(tunnel.id);
     this.session = {
       connId: this.connId,

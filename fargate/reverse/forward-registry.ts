@@ -17,6 +17,7 @@ import type { SshChannel } from '../pipe';
 import type { GatewaySignals } from '../signals/gateway-signals';
 import { refusedByCustomerClient, reportingOutcomes } from '../signals/service-outcome';
 import type { StateWriter } from '../state-writer';
+import type { TrafficMeter } from '../traffic-meter';
 import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
 
 /** One authenticated customer connection that asked for its tunnel's forward. */
@@ -57,6 +58,8 @@ export interface ForwardRegistryOptions {
   signals?: Pick<GatewaySignals, 'takeover' | 'serviceOutcome'>;
   /** Relays a platform connection to another gateway that carries the tunnel (fargate/peers/). */
   relay?: Pick<PeerRelay, 'open'>;
+  /** Counts connections and bytes per tunnel. */
+  meter?: TrafficMeter;
   now: () => Date;
 }
 
@@ -298,6 +301,7 @@ export class ForwardRegistry {
       maxChannels: maxChannelsPerTunnel,
       idleTimeoutMs: this.options.dataIdleTimeoutMs,
       logger,
+      ...(this.options.meter ? { traffic: { meter: this.options.meter, type: 'reverse' as const } } : {}),
     });
     try {
       await listener.listen();

@@ -78,6 +78,8 @@ export interface ReverseServerDeps {
   onLogin?: (tunnel: TunnelRecord, keyFingerprint: string) => void;
   /** Told of refused and successful logins (the `login_refused` warning). */
   signals?: ConnectionContext['signals'];
+  /** Counts logins accepted and refused (the operator's metrics). */
+  logins?: ConnectionContext['logins'];
 }
 
 /** Our software name in the identification line (`SSH-2.0-Tunnelkeeper`). */
@@ -141,6 +143,7 @@ export class ReverseServer {
     };
     if (deps.onLogin) this.context.onLogin = deps.onLogin;
     if (deps.signals) this.context.signals = deps.signals;
+    if (deps.logins) this.context.logins = deps.logins;
     this.ssh = {
       'aes-gcm': this.sshServerFor('aes-gcm'),
       compatible: this.sshServerFor('compatible'),

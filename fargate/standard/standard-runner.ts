@@ -19,6 +19,7 @@ import { type TunnelRecord, type TunnelSecret, TunnelSecretSchema } from '../../
 import type { GatewaySignals } from '../signals/gateway-signals';
 import { refusedByBastion, reportingOutcomes } from '../signals/service-outcome';
 import type { StateWriter } from '../state-writer';
+import type { TrafficMeter } from '../traffic-meter';
 import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
 import {
   type BastionConnection,
@@ -50,6 +51,8 @@ export interface StandardRunnerDeps {
    * connections it holds (it closes as soon as the last one ends).
    */
   drainMaxMs: number;
+  /** Counts connections and bytes per tunnel. */
+  meter?: TrafficMeter;
   now: () => Date;
 }
 
@@ -101,6 +104,7 @@ export class StandardTunnelRunner {
       maxChannels: deps.maxChannelsPerTunnel,
       idleTimeoutMs: deps.dataIdleTimeoutMs,
       logger: deps.logger,
+      ...(deps.meter ? { traffic: { meter: deps.meter, type: 'standard' as const } } : {}),
     });
   }
 

@@ -9,20 +9,25 @@ import type { PortRange } from '../../shared/config';
 import type { WorkerControl } from '../../shared/control';
 import type { KeyCrypto } from '../../shared/key-crypto';
 import type { Logger } from '../../shared/logger';
+import type { OperatorMetrics } from '../../shared/metrics/operator-metrics';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import type { EndpointLimits } from '../../shared/service-info';
 import type { StatusSettings } from '../../shared/status';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
 import type { GatewayInfo } from '../../shared/tunnel-view';
 import { ApiKeyCache, adminAuth, apiKeyAuth } from './auth';
+import type { ConsoleSource } from './console-files';
 import { createErrorHandler, errorResponse } from './errors';
 import { addOpenApiDocument, addServiceRoutes } from './openapi';
 import { RateLimiter, type RateLimitSettings } from './rate-limit';
 import type { ReadinessCheck } from './readiness';
 import { adminRoutes } from './routes/admin';
+import { type AlertChannelDeps, alertChannelRoutes } from './routes/alert-channels';
 import { apiKeyRoutes } from './routes/api-keys';
+import { consoleRoutes } from './routes/console';
 import { docsRoutes } from './routes/docs';
 import { infoRoutes } from './routes/info';
+import { metricsRoutes } from './routes/metrics';
 import { tunnelRoutes } from './routes/tunnels';
 import { TunnelService } from './tunnel-service';
 
@@ -68,6 +73,12 @@ export interface ApiDeps {
   egressIps: readonly string[];
   /** The gateway's limits, for `GET /v1/info`. */
   endpointLimits: EndpointLimits;
+  /** The process's operator metrics, served at `GET /metrics` (`npm start`; absent in the Lambda). */
+  metrics?: Pick<OperatorMetrics, 'text' | 'contentType'>;
+  /** The customer console's files, served at `/`; absent, `/` answers 404. */
+  console?: ConsoleSource;
+  /** Alert channels: their storage, send settings (SSRF policy) and quota. */
+  alertChannels: AlertChannelDeps;
 }
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -159,8 +170,20 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     }),
   );
 
+  app.route(
+    '/v1/alert-channels',
+    alertChannelRoutes({ ...deps.alertChannels, tunnels: deps.store, auth, logger: deps.logger, now }),
+  );
+  app.route(
+    '/metrics',
+    metricsRoutes({
+      auth: adminAuth(deps.adminTokenHash, perSource, sourceOf),
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
+    }),
+  );
   app.route('/v1/info', infoRoutes({ ...deps, apiLimits: deps.limits, maxBodyBytes: MAX_BODY_BYTES }));
   app.route('/docs', docsRoutes());
+  app.route('/', consoleRoutes(deps.console, deps.logger));
   addOpenApiDocument(app);
   return app;
 }

@@ -5,6 +5,7 @@
  */
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Context } from 'hono';
+import { channelSettingsFrom } from '../../shared/alerts/channel-sink';
 import type { Env } from '../../shared/config';
 import type { WorkerControl } from '../../shared/control';
 import type { KeyCrypto } from '../../shared/key-crypto';
@@ -12,9 +13,11 @@ import type { Logger } from '../../shared/logger';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import { endpointLimitsFrom } from '../../shared/service-info';
 import { statusSettingsFrom } from '../../shared/status';
+import { DynamoAlertChannelStore } from '../../shared/store/dynamo-alert-channels';
 import { DynamoTunnelStore } from '../../shared/store/dynamo-tunnel-store';
 import type { StorageHealth } from '../../shared/store/storage-outage';
 import type { ApiDeps, ApiLimits } from './app';
+import type { ConsoleSource } from './console-files';
 import type { ReadinessCheck } from './readiness';
 
 /**
@@ -50,6 +53,12 @@ export interface ApiWiring {
   onTunnelChanged?: (tunnelId: string) => void;
   clientAddress?: (c: Context) => string | undefined;
   now?: () => Date;
+  /** The process's operator metrics, for `GET /metrics` (`npm start`). */
+  metrics?: ApiDeps['metrics'];
+  /** The customer console's files (built at start locally, read beside the bundle in Lambda). */
+  console?: ConsoleSource;
+  /** `ALLOW_PRIVATE_SSH_HOSTS` when unset, for alert channel URLs: `npm start` allows them, AWS does not. */
+  allowPrivateTargetsByDefault?: boolean;
 }
 
 export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
@@ -84,6 +93,11 @@ export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
     workerControl: wiring.workerControl,
     egressIps: env.EGRESS_IPS,
     endpointLimits: endpointLimitsFrom(env),
+    alertChannels: {
+      store: new DynamoAlertChannelStore(wiring.doc, env.TABLE_NAME),
+      settings: channelSettingsFrom(env, wiring.allowPrivateTargetsByDefault ?? false),
+      maxPerWorkspace: env.MAX_ALERT_CHANNELS_PER_WORKSPACE,
+    },
   };
   const { health } = wiring;
   if (health) deps.observingSince = () => health.observingSince;
@@ -91,5 +105,7 @@ export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
   if (wiring.onTunnelChanged) deps.onTunnelChanged = wiring.onTunnelChanged;
   if (wiring.clientAddress) deps.clientAddress = wiring.clientAddress;
   if (wiring.now) deps.now = wiring.now;
+  if (wiring.metrics) deps.metrics = wiring.metrics;
+  if (wiring.console) deps.console = wiring.console;
   return deps;
 }

@@ -3,6 +3,7 @@
  * secret prefix, public SSH endpoint) and hands events to Hono's adapter.
  */
 
+import { fileURLToPath } from 'node:url';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { getConnInfo, handle } from 'hono/aws-lambda';
 import { parseEnv } from '../../shared/config';
@@ -18,6 +19,7 @@ import type { SecretStore } from '../../shared/secrets/secret-store';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { createApp } from './app';
 import { apiDepsFromEnv } from './compose';
+import { consoleFromDirectory, onceConsole } from './console-files';
 import { HttpWorkerControl } from './worker-control-client';
 
 type LambdaHandler = ReturnType<typeof handle>;
@@ -46,6 +48,8 @@ async function build(): Promise<LambdaHandler> {
       sshPort: 22,
       workerControl: new HttpWorkerControl(controlToken),
       clientAddress: (c) => getConnInfo(c).remote.address,
+      // Written beside the bundle at synth (cdk/lib/bundles.ts, CONSOLE_BUNDLE_DIR).
+      console: onceConsole(consoleFromDirectory(fileURLToPath(new URL('./console/', import.meta.url)))),
     }),
   );
   return handle(app);

@@ -22,6 +22,8 @@ export const TAGS = {
   'API keys': "The workspace's API keys: several at once, so one can be rotated or revoked",
   Operator: 'Behind the operator token: workspaces, and a new API key for any of them',
   Service: 'Health, readiness and what the service offers; no credentials needed',
+  'Alert channels':
+    "The workspace's own alert destinations (webhook, Slack, PagerDuty) and their delivery log",
 } as const;
 export type Tag = keyof typeof TAGS;
 

@@ -183,6 +183,11 @@ export class TunnelService {
           next.serviceChangedAt = this.now().toISOString();
         }
       }
+      if (body.alerts?.mutedUntil !== undefined) {
+        const { mutedUntil } = body.alerts;
+        if (mutedUntil === null) delete next.alerts;
+        else next.alerts = { ...next.alerts, mutedUntil: new Date(mutedUntil).toISOString() };
+      }
       if (body.ssh && record.ssh) {
         const ssh = { ...record.ssh, ...definedFields(body.ssh) };
         const moved = ssh.host !== record.ssh.host || ssh.port !== record.ssh.port;

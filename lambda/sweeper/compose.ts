@@ -6,6 +6,7 @@
 import { SNSClient } from '@aws-sdk/client-sns';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { AlertSink } from '../../shared/alerts/alert-sink';
+import { channelSettingsFrom, StoredChannelSinks } from '../../shared/alerts/channel-sink';
 import { LogAlertSink } from '../../shared/alerts/log-sink';
 import { SnsAlertSink } from '../../shared/alerts/sns-sink';
 import { WebhookAlertSink } from '../../shared/alerts/webhook-sink';
@@ -13,6 +14,7 @@ import type { Env } from '../../shared/config';
 import { ConfigError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
 import { statusSettingsFrom } from '../../shared/status';
+import { DynamoAlertChannelStore } from '../../shared/store/dynamo-alert-channels';
 import { DynamoStatusStore } from '../../shared/store/dynamo-status-store';
 import { DELIVERY_DEFAULTS, type DeliverySettings, type SweepDeps } from './sweep';
 
@@ -23,6 +25,8 @@ export interface SweeperWiring {
   sns?: SNSClient;
   /** Overrides `ALERT_WEBHOOK_SECRET` (`npm start` passes the one it keeps in `DATA_DIR`). */
   webhookSecret?: string;
+  /** `ALLOW_PRIVATE_SSH_HOSTS` when unset, for alert channel URLs: `npm start` allows them, AWS does not. */
+  allowPrivateTargetsByDefault?: boolean;
 }
 
 export function sweepDepsFromEnv(env: Env, wiring: SweeperWiring): SweepDeps {
@@ -41,9 +45,12 @@ export function sweepDepsFromEnv(env: Env, wiring: SweeperWiring): SweepDeps {
     }
     sinks.push(new WebhookAlertSink({ url: env.ALERT_WEBHOOK_URL, secret }));
   }
+  const channelStore = new DynamoAlertChannelStore(wiring.doc, env.TABLE_NAME);
+  const channelSettings = channelSettingsFrom(env, wiring.allowPrivateTargetsByDefault ?? false);
   return {
     store: new DynamoStatusStore(wiring.doc, env.TABLE_NAME),
     sinks,
+    channels: new StoredChannelSinks(channelStore, channelSettings, logger),
     logger,
     settings: statusSettingsFrom(env),
     intervalMs: env.SWEEP_INTERVAL_MS,

@@ -1,10 +1,13 @@
 /**
  * The scheduled sweeper Lambda (EventBridge, every minute): builds its dependencies once per cold
  * start and runs one sweep per invocation. Overlapping invocations are safe: every write is
- * conditional. Deliveries stop in time for the sweep to settle before the Lambda times out.
+ * conditional. Deliveries stop in time for the sweep to settle before the Lambda times out. What
+ * each sweep saw goes to CloudWatch as embedded-metric log lines (docs/metrics.md).
  */
 import { parseEnv } from '../../shared/config';
 import { createLogger } from '../../shared/logger';
+import { EmfReporter } from '../../shared/metrics/emf';
+import { OperatorMetrics } from '../../shared/metrics/operator-metrics';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { sweepDepsFromEnv } from './compose';
 import { newSweeperId, type SweepDeps, type SweepReport, sweep } from './sweep';
@@ -17,21 +20,24 @@ export interface SweeperContext {
   getRemainingTimeInMillis(): number;
 }
 
-let built: SweepDeps | undefined;
+let built: { deps: SweepDeps; emf: EmfReporter } | undefined;
 
-function build(): SweepDeps {
+function build(): { deps: SweepDeps; emf: EmfReporter } {
   const env = parseEnv(process.env);
   const logger = createLogger(env.LOG_LEVEL);
   const { doc } = createDynamoClients({ region: env.AWS_REGION, endpoint: env.DYNAMODB_ENDPOINT });
+  const metrics = new OperatorMetrics();
+  const emf = new EmfReporter(metrics, 'sweeper', (line) => process.stdout.write(line));
   // One id per Lambda instance: its claims survive from one invocation to the next.
-  return { ...sweepDepsFromEnv(env, { doc, logger }), sweeperId: newSweeperId() };
+  return { deps: { ...sweepDepsFromEnv(env, { doc, logger }), sweeperId: newSweeperId(), metrics }, emf };
 }
 
 export const handler = async (_event: unknown, context?: SweeperContext): Promise<SweepReport> => {
   built ??= build();
   const budget = context ? context.getRemainingTimeInMillis() - SETTLE_RESERVE_MS : undefined;
   const signal = budget === undefined ? undefined : AbortSignal.timeout(Math.max(1_000, budget));
-  const report = await sweep({ ...built, signal });
+  const report = await sweep({ ...built.deps, signal });
+  await built.emf.report();
   // A failed invocation is what the error alarm counts; the next run retries what failed.
   if (report.errors > 0) throw new Error(`sweep finished with ${report.errors} errors; see the log`);
   return report;

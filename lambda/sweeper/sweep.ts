@@ -19,12 +19,27 @@
  * What no outbox can remove is a crash after a receiver accepted an alert and before the settle:
  * after the claim lapses that alert is sent again with the same id (`X-Tunnelkeeper-Alert-Id`,
  * FIFO deduplication id on SNS), which receivers use to drop it.
+ *
+ * A workspace's alert channels are sinks too, named `channel:<id>`, each with its own progress,
+ * backoff and order like the operator's. They are read only when an alert is queued or a channel
+ * owes one (never in steady state), and they change while incidents are open:
+ * - a channel hears of an incident only if it existed when its `tunnel.down` was queued: a channel
+ *   created mid-incident gets nothing of it (no `tunnel.up` without the `tunnel.down` before it),
+ *   and the next incident in full;
+ * - a channel deleted mid-incident gets nothing more: what it was still owed is given up at its
+ *   next attempt (logged, not an error), and its `tunnel.up` is never queued for it.
  */
 import { randomBytes } from 'node:crypto';
 import type { AlertSink } from '../../shared/alerts/alert-sink';
+import {
+  CHANNEL_SINK_PREFIX,
+  type ChannelSink,
+  type ChannelSinkSource,
+} from '../../shared/alerts/channel-sink';
 import { AlertDeliveryError } from '../../shared/errors';
 import type { WorkerHeartbeat } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
+import type { SweepFigures } from '../../shared/metrics/operator-metrics';
 import { evaluateStatus, type PlannedAlert, type StatusSettings } from '../../shared/status';
 import type { OutboxAlert, SinkDelivery } from '../../shared/status-items';
 import type { UnreadableItem } from '../../shared/store/read-items';
@@ -61,7 +76,10 @@ export const DELIVERY_DEFAULTS: DeliverySettings = {
 
 export interface SweepDeps {
   store: StatusStore;
+  /** The operator's sinks: every alert of every tunnel. */
   sinks: AlertSink[];
+  /** The customers' alert channels; absent: the operator's sinks only. */
+  channels?: ChannelSinkSource;
   logger: Logger;
   settings: StatusSettings;
   /**
@@ -79,6 +97,11 @@ export interface SweepDeps {
   signal?: AbortSignal;
   /** Tunnels handled at once within a shard page. */
   concurrency?: number;
+  /**
+   * Told what each sweep saw and did (the operator's metrics: tunnels by state and type, duration,
+   * transitions, alert deliveries by result from this report's counts, errors).
+   */
+  metrics?: { sweepFinished(figures: SweepFigures): void };
 }
 
 export interface SweepReport {
@@ -165,8 +188,12 @@ class Sweep {
   private shardErrors = 0;
   /** Since when the sweepers have seen the table without a gap (see `SweepMark`). */
   private observingSince: number | undefined;
+  /** Tunnels seen, by `<state>/<type>`. */
+  private readonly seen = new Map<string, SweepFigures['tunnels'][number]>();
   /** Owner heartbeats, read once per sweep whatever the number of tunnels a worker holds. */
   private readonly beats = new Map<string, Promise<WorkerHeartbeat | undefined>>();
+  /** Each workspace's channels, read at most once per sweep and only when an alert needs them. */
+  private readonly channels = new Map<string, Promise<Map<string, ChannelSink>>>();
   private readonly sinks: Map<string, AlertSink>;
   private readonly delivery: DeliverySettings;
   private readonly now: () => Date;
@@ -191,6 +218,13 @@ class Sweep {
     const level =
       this.report.errors > 0 ? 'warn' : counts.transitions > 0 || counts.delivered > 0 ? 'info' : 'debug';
     this.deps.logger[level]('sweep finished', { sweeperId: this.sweeperId, ...counts, ms });
+    this.deps.metrics?.sweepFinished({
+      durationMs: ms,
+      tunnels: [...this.seen.values()],
+      deliveries: { delivered: counts.delivered, retrying: counts.retrying, failed: counts.failed },
+      transitions: counts.transitions,
+      errors: counts.errors,
+    });
     return this.report;
   }
 
@@ -300,9 +334,12 @@ class Sweep {
         observingSince: this.observingSince,
         settings: this.deps.settings,
       });
+      this.count(evaluation.status.state, tunnel.type);
       let outbox = previous ? Object.values(previous.alerts) : [];
       if (evaluation.next) {
-        const queued = evaluation.alerts.map((alert) => this.outboxEntry(alert, now));
+        const queued = await Promise.all(
+          evaluation.alerts.map((alert) => this.outboxEntry(tunnel, alert, now)),
+        );
         const written = await this.deps.store.recordChange({
           tunnelId: tunnel.id,
           expectedVersion: previous?.version ?? 0,
@@ -314,6 +351,7 @@ class Sweep {
               ? undefined
               : { rev: stateRev },
           next: evaluation.next,
+          uptime: evaluation.ledger,
           events: evaluation.transitions,
           alerts: queued,
           now,
@@ -339,16 +377,26 @@ class Sweep {
         this.report.alertsQueued += queued.length;
         outbox = [...outbox, ...queued];
       }
-      if (outbox.length > 0) await this.deliver(tunnel.id, outbox);
+      if (outbox.length > 0) await this.deliver(tunnel, outbox);
     } catch (err) {
       this.report.errors++;
       this.deps.logger.error('sweep of a tunnel failed', { tunnelId: tunnel.id, err });
     }
   }
 
-  private outboxEntry(alert: PlannedAlert, now: Date): OutboxAlert {
+  private count(state: SweepFigures['tunnels'][number]['state'], type: TunnelRecord['type']): void {
+    const key = `${state}/${type}`;
+    const entry = this.seen.get(key) ?? { state, type, count: 0 };
+    entry.count++;
+    this.seen.set(key, entry);
+  }
+
+  private async outboxEntry(tunnel: TunnelRecord, alert: PlannedAlert, now: Date): Promise<OutboxAlert> {
     const sinks: Record<string, SinkDelivery> = {};
     for (const name of this.sinks.keys()) sinks[name] = { state: 'pending', attempts: 0 };
+    for (const channel of (await this.channelsOf(tunnel.workspaceId)).values()) {
+      if (hearsOf(channel, tunnel.id, alert)) sinks[channel.name] = { state: 'pending', attempts: 0 };
+    }
     return {
       id: alert.id,
       body: alert.body,
@@ -359,8 +407,22 @@ class Sweep {
     };
   }
 
+  private channelsOf(workspaceId: string): Promise<Map<string, ChannelSink>> {
+    const source = this.deps.channels;
+    if (!source) return Promise.resolve(new Map());
+    let found = this.channels.get(workspaceId);
+    if (!found) {
+      found = source.forWorkspace(workspaceId).then((sinks) => new Map(sinks.map((s) => [s.name, s])));
+      // A failed read fails this tunnel's sweep (retried next sweep), not the other tunnels' reads.
+      found.catch(() => this.channels.delete(workspaceId));
+      this.channels.set(workspaceId, found);
+    }
+    return found;
+  }
+
   /** Delivers a tunnel's due alerts oldest first; a sink still owed an older alert waits for it. */
-  private async deliver(tunnelId: string, outbox: OutboxAlert[]): Promise<void> {
+  private async deliver(tunnel: TunnelRecord, outbox: OutboxAlert[]): Promise<void> {
+    const tunnelId = tunnel.id;
     const owed = new Set<string>();
     for (const entry of [...outbox].sort(oldestFirst)) {
       if (this.deps.signal?.aborted) return;
@@ -381,7 +443,7 @@ class Sweep {
         const current = sinks[name] ?? { state: 'pending', attempts: 0 };
         sinks[name] = expired
           ? this.giveUp(tunnelId, entry, name, current)
-          : await this.attempt(tunnelId, entry, name, current);
+          : await this.attempt(tunnel, entry, name, current);
       }
       const done = Object.values(sinks).every((d) => d.state !== 'pending');
       const next = done ? undefined : settled(entry, sinks);
@@ -395,13 +457,20 @@ class Sweep {
   }
 
   private async attempt(
-    tunnelId: string,
+    tunnel: TunnelRecord,
     entry: OutboxAlert,
     name: string,
     current: SinkDelivery,
   ): Promise<SinkDelivery> {
-    const sink = this.sinks.get(name);
+    const tunnelId = tunnel.id;
+    const isChannel = name.startsWith(CHANNEL_SINK_PREFIX);
+    const sink = isChannel ? (await this.channelsOf(tunnel.workspaceId)).get(name) : this.sinks.get(name);
     const fields = { tunnelId, alertId: entry.id, sink: name };
+    if (!sink && isChannel) {
+      // The customer deleted the channel: nothing more goes there, and that is no failure of ours.
+      this.deps.logger.info('alert not sent: alert channel deleted', fields);
+      return { state: 'failed', attempts: current.attempts, lastError: 'alert channel deleted' };
+    }
     if (!sink) {
       this.report.failed++;
       this.deps.logger.error('alert delivery gave up', { ...fields, reason: 'sink no longer configured' });
@@ -462,6 +531,19 @@ function settled(entry: OutboxAlert, sinks: Record<string, SinkDelivery>): Outbo
     rev: entry.rev + 1,
     sinks,
   };
+}
+
+/**
+ * Whether a channel gets this alert: it covers the tunnel, and for a `tunnel.up`, it existed when
+ * the incident's `tunnel.down` was queued (so it was given that one).
+ */
+function hearsOf(channel: ChannelSink, tunnelId: string, alert: PlannedAlert): boolean {
+  const { tunnelIds, createdAt } = channel.channel;
+  if (tunnelIds && !tunnelIds.includes(tunnelId)) return false;
+  if (alert.body.type === 'tunnel.up' && alert.downQueuedAt !== undefined) {
+    return Date.parse(createdAt) <= Date.parse(alert.downQueuedAt);
+  }
+  return true;
 }
 
 function oldestFirst(a: OutboxAlert, b: OutboxAlert): number {

@@ -178,6 +178,9 @@ export class WorkerPool {
       clearTimeout(slot.restartTimer);
       if (slot.task) this.settle(slot.task, closing);
       slot.task = undefined;
+      // Held until it has exited: unreferenced, a process with nothing else to do would end here,
+      // before close() resolves and its caller finishes shutting down.
+      slot.worker?.ref();
       slot.worker?.kill('SIGKILL');
     }
     await Promise.all(this.slots.map((s) => s.exited));

@@ -17,6 +17,7 @@ import {
   TunnelStateItemSchema,
   type WorkerHeartbeat,
   WorkerHeartbeatSchema,
+  type WorkerTraffic,
 } from '../gateway-items';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { type TunnelSignals, TunnelSignalsSchema } from '../tunnel-signals';
@@ -306,6 +307,16 @@ export class DynamoGatewayStore implements GatewayStore {
       if (isConditionalFailure(err)) return false;
       throw err;
     }
+  }
+
+  async putTraffic(traffic: WorkerTraffic, ttlSeconds: number): Promise<void> {
+    const expiresAt = Math.floor(Date.parse(traffic.reportedAt) / 1000) + ttlSeconds;
+    await this.db.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: { ...keys.workerTraffic(traffic.workerId), ...traffic, [TTL_ATTRIBUTE]: expiresAt },
+      }),
+    );
   }
 
   async getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>> {

@@ -15,7 +15,14 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { parseStateItem, type WorkerHeartbeat, WorkerHeartbeatSchema } from '../gateway-items';
+import {
+  parseStateItem,
+  type WorkerHeartbeat,
+  WorkerHeartbeatSchema,
+  type WorkerTraffic,
+  WorkerTrafficSchema,
+} from '../gateway-items';
+import type { Traffic } from '../schemas';
 import {
   eventExpiresAt,
   eventSortKey,
@@ -164,14 +171,36 @@ export class DynamoStatusStore implements StatusStore {
     await this.db.send(new PutCommand({ TableName: this.tableName, Item: { ...keys.sweepMark(), ...mark } }));
   }
 
-  /** STATE, STATUS, SIGNALS and owner heartbeats of many tunnels: two rounds of batch reads in all. */
+  /**
+   * STATE, STATUS, SIGNALS, owner heartbeats and the owners' per-tunnel traffic of many tunnels: two
+   * rounds of batch reads in all.
+   */
   async getStatusSources(ids: string[]): Promise<Map<string, StatusSources>> {
     const items = await this.getStatusItems(ids, { signals: true });
-    // Only an `up` depends on its owner being alive.
-    const owners = [...items.values()].flatMap(ownersToCheck);
-    const beats = owners.length > 0 ? await this.getHeartbeats(owners) : new Map<string, WorkerHeartbeat>();
+    // Only an `up` depends on its owner being alive (any connector's).
+    const owners = new Set([...items.values()].flatMap(ownersToCheck));
+    const beats = new Map<string, WorkerHeartbeat>();
+    const traffic = new Map<string, WorkerTraffic>();
+    const wanted = [...owners].flatMap((id) => [keys.worker(id), keys.workerTraffic(id)]);
+    for (const item of wanted.length > 0 ? await batchGetItems(this.db, this.tableName, wanted) : []) {
+      if (item.sk === 'TRAFFIC') {
+        // Traffic is a nicety: one that does not read is left out, never the status with it.
+        const read = WorkerTrafficSchema.safeParse(item);
+        if (read.success) traffic.set(read.data.workerId, read.data);
+      } else {
+        const beat = WorkerHeartbeatSchema.parse(item);
+        beats.set(beat.workerId, beat);
+      }
+    }
     const sources = new Map<string, StatusSources>();
-    for (const [id, entry] of items) sources.set(id, withHeartbeats(entry, beats));
+    for (const [id, entry] of items) {
+      const source = withHeartbeats(entry, beats);
+      // The primary connector's gateway counts what it carried (further connectors' are not added).
+      const owner = entry.state?.owner;
+      const figures = owner ? trafficOf(traffic.get(owner), id) : undefined;
+      if (figures) source.traffic = figures;
+      sources.set(id, source);
+    }
     return sources;
   }
 
@@ -279,6 +308,7 @@ export class DynamoStatusStore implements StatusStore {
   private createStatus(change: StatusChange): TransactItem {
     const item: StatusItem = {
       ...change.next,
+      ...(change.uptime ? { uptime: change.uptime } : {}),
       version: 1,
       updatedAt: change.now.toISOString(),
       alerts: Object.fromEntries(change.alerts.map((a) => [a.id, a])),
@@ -299,6 +329,11 @@ export class DynamoStatusStore implements StatusStore {
   private updateStatus(change: StatusChange): TransactItem {
     const fields: (keyof StatusRecord)[] = ['state', 'since', 'lastSeenAt', 'error', 'source', 'incident'];
     const parts = replaceFields(fields, change.next);
+    if (change.uptime) {
+      parts.names['#uptime'] = 'uptime';
+      parts.values[':uptime'] = change.uptime;
+      parts.set.push('#uptime = :uptime');
+    }
     Object.assign(parts.names, { '#version': 'version', '#updatedAt': 'updatedAt' });
     Object.assign(parts.values, {
       ':expected': change.expectedVersion,
@@ -335,6 +370,21 @@ export class DynamoStatusStore implements StatusStore {
       throw err;
     }
   }
+}
+
+/** One tunnel's row of a worker's TRAFFIC item, as `status.traffic` shows it. */
+function trafficOf(item: WorkerTraffic | undefined, tunnelId: string): Traffic | undefined {
+  const row = item?.tunnels[tunnelId];
+  if (!item || !row) return undefined;
+  const [sinceMs, connections, openConnections, bytesToService, bytesFromService] = row;
+  return {
+    since: new Date(sinceMs).toISOString(),
+    connections,
+    openConnections,
+    bytesToService,
+    bytesFromService,
+    reportedAt: item.reportedAt,
+  };
 }
 
 function lostRace(err: TransactionCanceledException): boolean {

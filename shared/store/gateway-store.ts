@@ -2,7 +2,7 @@
  * Storage port of the gateway workers: tunnel lookups across workspaces (SSH logins name a tunnel
  * id, not a workspace), connection state on transitions, and one heartbeat per worker.
  */
-import type { LeaseItem, TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
+import type { LeaseItem, TunnelStateItem, WorkerHeartbeat, WorkerTraffic } from '../gateway-items';
 import type { TunnelRecord } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
 import type { UnreadableItem } from './read-items';
@@ -40,6 +40,8 @@ export interface GatewayStore {
   retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void>;
   /** Writes the worker's heartbeat; its last one, with `stoppedAt`, tells the others it is gone. */
   putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void>;
+  /** Writes the worker's per-tunnel traffic (replacing the last), expiring with its heartbeat. */
+  putTraffic(traffic: WorkerTraffic, ttlSeconds: number): Promise<void>;
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
   /** Every worker's latest heartbeat (fresh or not). */
   listWorkers(): Promise<WorkerHeartbeat[]>;

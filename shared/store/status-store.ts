@@ -4,10 +4,11 @@
  * happen once however many sweepers run.
  */
 import type { TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
-import type { TunnelEvent } from '../schemas';
+import type { Traffic, TunnelEvent } from '../schemas';
 import type { OutboxAlert, StatusItem, StatusRecord } from '../status-items';
 import type { TunnelRecord } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
+import type { UptimeLedger } from '../uptime';
 import type { UnreadableItem } from './read-items';
 
 /** What the status machine reads for one tunnel besides its configuration. */
@@ -24,6 +25,8 @@ export interface StatusSources {
   heartbeats?: Map<string, WorkerHeartbeat>;
   /** What the gateways saw besides the state (read for the API's warnings, not by the sweeper). */
   signals?: TunnelSignals;
+  /** What the owner counted through the tunnel (its TRAFFIC item), for the API's `status.traffic`. */
+  traffic?: Traffic;
   /** STATE, STATUS or SIGNALS items of the tunnel that could not be read (and are left out above). */
   unreadable?: UnreadableItem[];
 }
@@ -76,6 +79,8 @@ export interface StatusChange {
    */
   readState: { rev?: number } | undefined;
   next: StatusRecord;
+  /** The uptime ledger that goes with `next` (uptime.ts). */
+  uptime?: UptimeLedger;
   /** Appended to the history in the same write. */
   events: TunnelEvent[];
   /** Added to the outbox in the same write. */

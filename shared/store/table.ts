@@ -39,8 +39,16 @@ export const keys = {
   tunnelSignals: (id: string) => ({ pk: `TUNNEL#${id}`, sk: 'SIGNALS' }),
   port: (port: number) => ({ pk: `PORT#${port}`, sk: 'META' }),
   worker: (id: string) => ({ pk: `WORKER#${id}`, sk: 'META' }),
+  /** Per-tunnel connections and bytes of the worker's tunnels (gateway-items.ts `WorkerTraffic`). */
+  workerTraffic: (id: string) => ({ pk: `WORKER#${id}`, sk: 'TRAFFIC' }),
   /** The sweepers' record of how far they have seen (status-store.ts `SweepMark`). */
   sweepMark: () => ({ pk: 'SWEEPER', sk: 'MARK' }),
+  /** A workspace's alert channel (its secrets included; see dynamo-alert-channels.ts). */
+  alertChannel: (workspaceId: string, id: string) => ({ pk: `WS#${workspaceId}`, sk: `CHANNEL#${id}` }),
+  /** How many alert channels the workspace has (`count`), kept with every create and delete. */
+  alertChannelCount: (workspaceId: string) => ({ pk: `WS#${workspaceId}`, sk: 'CHANNELS' }),
+  /** Partition of a channel's delivery log (`DELIVERY#<at>#...`, expiring by TTL). */
+  channelDeliveries: (channelId: string) => `CHANNEL#${channelId}`,
 };
 
 export const EVENT_SK_PREFIX = 'EVENT#';

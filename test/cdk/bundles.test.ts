@@ -9,7 +9,7 @@ import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { LambdaEvent } from 'hono/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from 'vitest';
-import { API_BUNDLE_PACKAGE_FILES } from '../../cdk/lib/bundles';
+import { API_BUNDLE_PACKAGE_FILES, CONSOLE_BUNDLE_DIR } from '../../cdk/lib/bundles';
 import type { SweepReport } from '../../lambda/sweeper/sweep';
 import { newAdminToken } from '../../shared/ids';
 import { AlertSchema, ServiceInfoSchema, TunnelSchema } from '../../shared/schemas';
@@ -104,10 +104,19 @@ describe('API Lambda bundle', () => {
   it('meets the 1 MB target and leaves the AWS SDK and ssh2 native parts outside', async () => {
     console.info(`figure: API Lambda bundle ${(bundle.bytes / 1024).toFixed(0)} KiB minified`);
     expect(bundle.bytes).toBeLessThanOrEqual(MiB);
-    // Beside it, only the docs page's renderer, read when the page is asked for.
-    expect(bundle.files.map((f) => f.name)).toEqual(
+    // Beside it, only the docs page's renderer and the console's files, read when a page asks.
+    const consoleFiles = bundle.files.filter((f) => f.name.startsWith(`${CONSOLE_BUNDLE_DIR}/`));
+    expect(bundle.files.map((f) => f.name).filter((n) => !n.startsWith(`${CONSOLE_BUNDLE_DIR}/`))).toEqual(
       ['index.mjs', ...API_BUNDLE_PACKAGE_FILES.map((f) => `node_modules/${f}`)].sort(),
     );
+    expect(consoleFiles.map((f) => f.name.replace(/-\w+\./, '-<hash>.'))).toEqual([
+      'console/console-<hash>.css',
+      'console/console-<hash>.js',
+      'console/index.html',
+    ]);
+    const consoleBytes = consoleFiles.reduce((sum, f) => sum + f.bytes, 0);
+    console.info(`figure: console ${(consoleBytes / 1024).toFixed(0)} KiB beside the API bundle`);
+    expect(consoleBytes).toBeLessThan(200 * 1024);
     const { readFile } = await import('node:fs/promises');
     const code = await readFile(bundle.file, 'utf8');
     expect(code).toMatch(/from\s*"@aws-sdk\/client-dynamodb"/);
@@ -190,6 +199,21 @@ describe('API Lambda bundle', () => {
     expect(renderer.body).toBe(
       await readFile(`${bundle.outdir}/node_modules/swagger-ui-dist/swagger-ui-bundle.js`, 'utf8'),
     );
+  });
+
+  it('serves the customer console at / and its files, from the copy beside the bundle', async () => {
+    const page = await handler(httpApiEvent('GET', '/'), {});
+    expect(page.statusCode).toBe(200);
+    expect(page.headers?.['content-security-policy']).toMatch(/default-src 'self'/);
+    const assets = [...page.body.matchAll(/(?:href|src)="console\/([\w.-]+)"/g)].map((m) => m[1]);
+    expect(assets).toHaveLength(2);
+    for (const name of assets) {
+      const res = await handler(httpApiEvent('GET', `/console/${name}`), {});
+      expect(res.statusCode).toBe(200);
+      expect(res.headers?.['content-type']).toMatch(/^text\/(javascript|css); charset=utf-8$/);
+      expect(res.body.length).toBeGreaterThan(1000);
+    }
+    expect((await handler(httpApiEvent('GET', '/console/index.mjs'), {})).statusCode).toBe(404);
   });
 
   it("tells customers, without a key, the stack's egress IPs and the endpoint's host key", async () => {

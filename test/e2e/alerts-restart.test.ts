@@ -4,6 +4,11 @@
  * DATA_DIR, and is stopped (SIGTERM) and started again on the same DATA_DIR after the tunnel's
  * `tunnel.down` went out. The restarted sweeper must not page that incident again, and the
  * recovery after the restart must still page `tunnel.up`, once.
+ *
+ * The workspace's own PagerDuty channel rides the same incident (issue 16, acceptance 1):
+ * PAGERDUTY_EVENTS_URL points at a local fake of the Events API v2 that checks each event as
+ * PagerDuty does; it must get exactly one `trigger` with the incident's `dedup_key` before the
+ * restart and exactly one `resolve` with the same key after it.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -14,14 +19,17 @@ import { freePort } from '../../local/free-port';
 import type { Tunnel } from '../../shared/schemas';
 import { type AlertReceiver, startAlertReceiver } from '../helpers/alert-receiver';
 import { alertTimingEnv } from '../helpers/alert-timing';
+import { type ChannelReceiver, startPagerDutyFake } from '../helpers/channel-receivers';
 import { type Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { apiClient } from '../helpers/http-api';
 import { disposeStacks, type StartedStack, startStack } from '../helpers/local-stack';
+import { withoutFigures } from '../helpers/status-figures';
 import { waitForMoreSweeps } from '../helpers/sweeps';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
 const GRACE_MS = 2_000;
+const ROUTING_KEY = `R${randomBytes(16).toString('hex').slice(0, 31)}`;
 
 const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
 
@@ -30,6 +38,7 @@ describe('npm start restarted in the middle of an incident', () => {
   const stacks: StartedStack[] = [];
   let dataDir: string | undefined;
   let receiver: AlertReceiver | undefined;
+  let pagerDuty: ChannelReceiver | undefined;
   let echo: EchoServer | undefined;
   let customer: Customer | undefined;
   /** The secret npm start generated in DATA_DIR on its first start, once read. */
@@ -40,6 +49,7 @@ describe('npm start restarted in the middle of an incident', () => {
     requireTools('ssh', 'ssh-keygen', 'runuser', 'useradd', 'userdel', 'pgrep', 'java');
     dataDir = await mkdtemp(join(tmpdir(), 'tk-restart-'));
     receiver = await startAlertReceiver(() => secret);
+    pagerDuty = await startPagerDutyFake();
     echo = await startEchoServer();
     env = {
       DATA_DIR: dataDir,
@@ -51,6 +61,7 @@ describe('npm start restarted in the middle of an incident', () => {
       TUNNEL_PORT_RANGE: '31500-31999',
       ...alertTimingEnv(GRACE_MS),
       ALERT_WEBHOOK_URL: receiver.url,
+      PAGERDUTY_EVENTS_URL: pagerDuty.url,
       // Unset: npm start signs with the secret it generates and keeps in DATA_DIR.
       ALERT_WEBHOOK_SECRET: '',
       LOG_LEVEL: 'debug',
@@ -62,7 +73,7 @@ describe('npm start restarted in the middle of an incident', () => {
       await customer?.dispose();
     } finally {
       await disposeStacks(stacks);
-      await Promise.all([receiver?.close(), echo?.close()]);
+      await Promise.all([receiver?.close(), pagerDuty?.close(), echo?.close()]);
       if (dataDir) await rm(dataDir, { recursive: true, force: true });
     }
   });
@@ -74,7 +85,8 @@ describe('npm start restarted in the middle of an incident', () => {
   }
 
   it('sends no alert twice after the restart, and one tunnel.up for the recovery after it', async () => {
-    if (!receiver || !echo || !dataDir) throw new Error('beforeAll did not finish');
+    if (!receiver || !echo || !dataDir || !pagerDuty) throw new Error('beforeAll did not finish');
+    const pd = pagerDuty;
     let current = await start();
     const secretFile = join(dataDir, 'alert-webhook-secret');
     secret = (await readFile(secretFile, 'utf8')).trim();
@@ -84,6 +96,13 @@ describe('npm start restarted in the middle of an incident', () => {
     const key = await sshKeygen('ed25519');
     const tunnel = await api.createReverse('restart', { host: '127.0.0.1', port: echo.port }, key.publicKey);
     if (!tunnel.reverse) throw new Error('no reverse block');
+    const channel = await api.call('POST', '/v1/alert-channels', {
+      type: 'pagerduty',
+      name: 'on-call',
+      routingKey: ROUTING_KEY,
+      tunnelIds: [tunnel.id],
+    });
+    expect(channel.status).toBe(201);
     customer = await customerFor(tunnel, key.privateKey);
     const ssh = customer.start(tunnel.reverse.commands.ssh);
     await api.waitForTunnel(tunnel.id, isUp, 15_000);
@@ -105,11 +124,25 @@ describe('npm start restarted in the middle of an incident', () => {
     );
     if (!downAlert?.alert) throw new Error('no tunnel.down delivered');
     expect(downAlert.at - Date.parse(down.status.since)).toBeGreaterThanOrEqual(GRACE_MS);
-    // The sweep that delivered it has finished (and settled the outbox) before the restart.
-    await current.waitForLog(
-      (l) => l.msg === 'alert delivered' && l.tunnelId === tunnel.id && l.sink === 'webhook',
-      5_000,
-    );
+    const incident = `${tunnel.id}@${down.status.since}`;
+    const [trigger] = await pd.waitForAccepted(1, 10_000);
+    expect(trigger?.body).toMatchObject({
+      routing_key: ROUTING_KEY,
+      event_action: 'trigger',
+      dedup_key: incident,
+      payload: {
+        summary: expect.stringContaining(`Tunnel restart is down: ${down.status.error?.code}`),
+        source: 'restart',
+        severity: 'critical',
+      },
+    });
+    // The sweep that delivered them has finished (and settled the outbox) before the restart.
+    for (const sink of ['webhook', `channel:${channel.json.id}`]) {
+      await current.waitForLog(
+        (l) => l.msg === 'alert delivered' && l.tunnelId === tunnel.id && l.sink === sink,
+        5_000,
+      );
+    }
     await waitForMoreSweeps(current.lines, 1, 10_000);
 
     // Restart, as an operator would: SIGTERM to npm, then npm start again on the same DATA_DIR.
@@ -124,8 +157,9 @@ describe('npm start restarted in the middle of an incident', () => {
     // The restarted sweeper has been over the tunnel several times: the incident goes on, unpaged.
     await waitForMoreSweeps(current.lines, 4, 15_000);
     const stillDown = await api.getTunnel(tunnel.id);
-    expect(stillDown.status).toEqual(down.status);
+    expect(withoutFigures(stillDown.status)).toEqual(withoutFigures(down.status));
     expect(receiver.requestsFor(tunnel.id)).toHaveLength(1);
+    expect(pd.requests).toHaveLength(1);
     expect(current.lines.filter((l) => l.msg === 'tunnel alert')).toEqual([]);
 
     // The customer comes back after the restart (same port, same host key): one tunnel.up.
@@ -141,7 +175,7 @@ describe('npm start restarted in the middle of an incident', () => {
     );
     const [upAlert] = await receiver.waitForDelivered({ tunnelId: tunnel.id, type: 'tunnel.up' }, 1, 10_000);
     if (!upAlert?.alert) throw new Error('no tunnel.up delivered');
-    expect(upAlert.alert.status).toEqual(up.status);
+    expect(upAlert.alert.status).toEqual(withoutFigures(up.status));
     await waitForMoreSweeps(current.lines, 3, 10_000);
 
     const requests = receiver.requestsFor(tunnel.id);
@@ -152,6 +186,16 @@ describe('npm start restarted in the middle of an incident', () => {
     // Signed with the secret kept in DATA_DIR, before and after the restart.
     expect(requests.every((r) => r.isSignatureValid && r.shapeError === undefined)).toBe(true);
     expect(requests[0]?.alertId).not.toBe(requests[1]?.alertId);
+    // PagerDuty: one trigger before the restart, one resolve after it, one incident.
+    await pd.waitForAccepted(2, 10_000);
+    expect(pd.requests.map((r) => `${r.answered} ${r.body?.event_action} ${r.body?.dedup_key}`)).toEqual([
+      `202 trigger ${incident}`,
+      `202 resolve ${incident}`,
+    ]);
+    const deliveries = await api.call('GET', `/v1/alert-channels/${channel.json.id}/deliveries`);
+    expect(
+      deliveries.json.items.map((d: { type: string; statusCode: number }) => `${d.type} ${d.statusCode}`),
+    ).toEqual(['tunnel.up 202', 'tunnel.down 202']);
     console.info(
       `figure: npm start restart (stop + start, embedded DynamoDB Local) took ${restartMs} ms; ` +
         `no re-page after it; tunnel.up ${upAlert.at - restartedAt} ms after the customer's ssh restarted`,

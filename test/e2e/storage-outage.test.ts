@@ -43,7 +43,8 @@ describe('DynamoDB Local killed under npm start while tunnels carry traffic', ()
     console.info(
       `figure: DynamoDB Local killed: back (readyz 200) ${seen.backMs} ms later; over ${FULL_SIZE.carryMs / 1000} s ` +
         `${seen.probes.ok} new connections through the two tunnels, ${seen.probes.failed} failed; held connections ` +
-        `${seen.held.map((s) => `${s.ok} echoes`).join(' and ')}, 0 failed; 0 alerts, no event recorded`,
+        `${seen.held.map((s) => `${s.ok} echoes (slowest ${s.slowestEchoMs} ms)`).join(' and ')}, 0 failed; ` +
+        '0 alerts, no event recorded',
     );
   }, 240_000);
 });

@@ -26,12 +26,14 @@ const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
 /** Server-side TCP sockets on `port` that are neither listening nor in TIME_WAIT (kernel-only). */
 async function openSocketsOnPort(port: number): Promise<number> {
   const table = await readFile('/proc/net/tcp', 'utf8');
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  // The endpoint's side only (127.0.0.1, little-endian hex): a client socket bound to a 127.0.1.x
+  // source may draw the same port number as its ephemeral one (seen once: 501).
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
   return table
     .split('\n')
     .slice(1)
     .map((line) => line.trim().split(/\s+/))
-    .filter((cols) => cols[1]?.endsWith(`:${hexPort}`) && cols[3] !== '0A' && cols[3] !== '06').length;
+    .filter((cols) => cols[1] === local && cols[3] !== '0A' && cols[3] !== '06').length;
 }
 
 /** How many handles of `type` (TCPServerWrap: listeners) this process holds. */

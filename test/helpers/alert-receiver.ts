@@ -6,9 +6,9 @@
  * port, or answer with an error status, to play a receiver that is down.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { ALERT_ID_HEADER, SIGNATURE_HEADER, verifySignature } from '../../shared/alerts/webhook-sink';
 import { type Alert, AlertSchema, type AlertType, StatusSchema } from '../../shared/schemas';
+import { closeServer, listenOnLoopback } from './loopback-server';
 import { waitFor } from './wait-for';
 
 export interface ReceivedRequest {
@@ -106,22 +106,8 @@ export async function startAlertReceiver(secret: () => string | undefined): Prom
       res.writeHead(answered, { 'Content-Type': 'text/plain' }).end(answered < 300 ? 'ok' : 'no');
     });
   });
-  const listen = (port: number) =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  await listen(0);
-  const { port } = server.address() as AddressInfo;
-  const close = () =>
-    new Promise<void>((resolve) => {
-      if (!server.listening) return resolve();
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+  const port = await listenOnLoopback(server, 0);
+  const close = () => closeServer(server);
 
   const matches = (r: ReceivedRequest, filter: AlertFilter) =>
     r.alert !== undefined &&
@@ -151,7 +137,9 @@ export async function startAlertReceiver(secret: () => string | undefined): Prom
       status = next;
     },
     stopListening: close,
-    resumeListening: () => listen(port),
+    resumeListening: async () => {
+      await listenOnLoopback(server, port);
+    },
     close,
   };
 }

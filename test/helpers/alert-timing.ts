@@ -17,5 +17,7 @@ export function alertTimingEnv(graceMs: number): Record<string, string> {
     SSH_KEEPALIVE_INTERVAL_MS: String(KEEPALIVE_MS),
     SWEEP_INTERVAL_MS: String(SWEEP_MS),
     DOWN_GRACE_MS: String(graceMs),
+    // `tunnel.up` at the first sweep that sees the recovery, as these tests expect (no hysteresis).
+    RECOVERY_SETTLE_MS: '0',
   };
 }

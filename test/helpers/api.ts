@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { type ApiLimits, createApp } from '../../lambda/api/app';
 import { apiDepsFromEnv } from '../../lambda/api/compose';
+import type { ConsoleSource } from '../../lambda/api/console-files';
 import { HttpWorkerControl } from '../../lambda/api/worker-control-client';
 import { issueApiKey } from '../../shared/api-keys';
 import { parseEnv } from '../../shared/config';
@@ -27,6 +28,10 @@ export interface TestApiOptions {
   doc?: DynamoDBDocumentClient;
   /** Where key derivation and RSA generation run; inline when absent. */
   keyCrypto?: KeyCrypto;
+  /** The app's clock (tests that script days of history). */
+  now?: () => Date;
+  /** The customer console's files, served at `/` (none unless given). */
+  console?: ConsoleSource;
 }
 
 /** Rate limits no test reaches unless it means to. */
@@ -65,6 +70,8 @@ export async function createTestApi(options: TestApiOptions = {}) {
       sshPort: 22,
       workerControl: new HttpWorkerControl('no-gateway-in-these-tests'),
       ...(options.keyCrypto ? { keyCrypto: options.keyCrypto } : {}),
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.console ? { console: options.console } : {}),
     });
     deps.limits = {
       ...deps.limits,

@@ -23,6 +23,8 @@ export type LogLine = Record<string, unknown> & { msg: string; level: string };
 export interface TestStack {
   baseUrl: string;
   apiKey: string;
+  /** The operator token (`ADMIN_TOKEN`). */
+  adminToken: string;
   /** This stack's table on the run's DynamoDB Local (to read gateway items directly). */
   tableName: string;
   sshPort: number;
@@ -73,6 +75,7 @@ export async function startTestStack(options: TestStackOptions): Promise<TestSta
   const dataDir = await mkdtemp(join(tmpdir(), 'tk-stack-'));
   const tableName = `test-${randomBytes(6).toString('hex')}`;
   const apiKey = `tk_${randomBytes(24).toString('base64url')}`;
+  const adminToken = `tka_${randomBytes(24).toString('base64url')}`;
   const logs: LogLine[] = [];
   const logger = createLogger('debug', (line) => {
     try {
@@ -89,7 +92,7 @@ export async function startTestStack(options: TestStackOptions): Promise<TestSta
     DYNAMODB_ENDPOINT: endpoint,
     TABLE_NAME: tableName,
     BOOTSTRAP_API_KEY: apiKey,
-    ADMIN_TOKEN: `tka_${randomBytes(24).toString('base64url')}`,
+    ADMIN_TOKEN: adminToken,
     TUNNEL_PORT_RANGE: options.portRange,
     HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs ?? 2_000),
     SSH_KEEPALIVE_INTERVAL_MS: String(options.keepaliveIntervalMs ?? 5_000),
@@ -115,6 +118,7 @@ export async function startTestStack(options: TestStackOptions): Promise<TestSta
   return {
     baseUrl,
     apiKey,
+    adminToken,
     tableName,
     sshPort: stack.sshPort,
     gateway: stack.gateway,

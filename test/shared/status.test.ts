@@ -100,15 +100,22 @@ describe('workerGoneAfterMs', () => {
 });
 
 describe('statusSettingsFrom', () => {
-  it('takes the four settings from the configuration', () => {
+  it('takes the five settings from the configuration', () => {
     expect(
       statusSettingsFrom({
         HEARTBEAT_INTERVAL_MS: 1,
         SSH_KEEPALIVE_INTERVAL_MS: 2,
         DOWN_GRACE_MS: 3,
         TUNNEL_BIND_HOST: 'h',
+        RECOVERY_SETTLE_MS: 4,
       }),
-    ).toEqual({ heartbeatIntervalMs: 1, keepaliveIntervalMs: 2, downGraceMs: 3, bindHost: 'h' });
+    ).toEqual({
+      heartbeatIntervalMs: 1,
+      keepaliveIntervalMs: 2,
+      downGraceMs: 3,
+      bindHost: 'h',
+      recoverySettleMs: 4,
+    });
   });
 });
 
@@ -305,7 +312,10 @@ describe('evaluateStatus: what the API shows', () => {
     expect(later.status).toEqual(seen.status);
     expect(later.transitions).toEqual([]);
     // Only the incident moved on: its grace ran out.
-    expect(later.next).toEqual({ ...seen.next, incident: { since: at(-MIN), alerted: true } });
+    expect(later.next).toEqual({
+      ...seen.next,
+      incident: { since: at(-MIN), alerted: true, alertedAt: at(5 * MIN) },
+    });
   });
 
   it('records a missed flap between two connections, but not a takeover that left no gap', () => {
@@ -371,6 +381,7 @@ function sweepAt(
     heartbeat?: WorkerHeartbeat;
     enabled?: boolean;
     updatedMs?: number;
+    mutedUntilMs?: number;
   }[],
   settings: StatusSettings = SETTINGS,
 ) {
@@ -383,6 +394,7 @@ function sweepAt(
       tunnel: tunnel({
         enabled: step.enabled ?? true,
         updatedAt: step.updatedMs === undefined ? UPDATED : at(step.updatedMs),
+        ...(step.mutedUntilMs === undefined ? {} : { alerts: { mutedUntil: at(step.mutedUntilMs) } }),
       }),
       state: step.state,
       heartbeat: step.heartbeat,
@@ -637,6 +649,8 @@ describe('evaluateStatus: incidents and alerts over a run of sweeps', () => {
         connect: first.connect,
         transitions: [],
         alerts: [],
+        // A record from before uptime ledgers: history is known from its state's start on.
+        ledger: { from: T0 - MIN, spans: [] },
       });
     }
   });
@@ -776,6 +790,159 @@ const StatusRecordArb: fc.Arbitrary<StatusRecord> = fc.record(
   },
   { requiredKeys: ['state', 'since'] },
 );
+
+describe('evaluateStatus: maintenance windows and recovery hysteresis', () => {
+  const live = (nowMs: number) => beat(nowMs - S);
+  const SETTLE: StatusSettings = { ...SETTINGS, downGraceMs: 15 * S, recoverySettleMs: 30 * S };
+
+  it('a muted tunnel that goes down pages nothing in the window, and one tunnel.down after it if still down', () => {
+    const muted = 10 * MIN;
+    const run = sweepAt([
+      { nowMs: 0, state: up(-MIN), heartbeat: live(0), mutedUntilMs: muted },
+      { nowMs: MIN, state: down(MIN), mutedUntilMs: muted },
+      { nowMs: 5 * MIN, state: down(MIN), mutedUntilMs: muted },
+      { nowMs: muted - 1, state: down(MIN), mutedUntilMs: muted },
+      { nowMs: muted, state: down(MIN), mutedUntilMs: muted },
+      { nowMs: muted + MIN, state: down(MIN), mutedUntilMs: muted },
+      {
+        nowMs: muted + 2 * MIN,
+        state: up(muted + 90 * S),
+        heartbeat: live(muted + 2 * MIN),
+        mutedUntilMs: muted,
+      },
+    ]);
+    // Events are recorded as always; the page waits for the window's end.
+    expect(run.events).toEqual([
+      ['pending', 'up', -MIN],
+      ['up', 'down', MIN],
+      ['down', 'up', muted + 90 * S],
+    ]);
+    expect(run.alerts).toEqual([
+      ['tunnel.down', muted],
+      ['tunnel.up', muted + 2 * MIN],
+    ]);
+    // The down announced after the window is about the incident as it began.
+    expect(run.views[4]?.alerts[0]?.id).toBe(`tun_aaaaaaaaaaaaaaaa:tunnel.down@${at(MIN)}`);
+  });
+
+  it('a muted tunnel back up within the window pages nothing at all', () => {
+    const run = sweepAt([
+      { nowMs: 0, state: up(-MIN), heartbeat: live(0), mutedUntilMs: 10 * MIN },
+      { nowMs: MIN, state: down(MIN), mutedUntilMs: 10 * MIN },
+      { nowMs: 5 * MIN, state: up(4 * MIN), heartbeat: live(5 * MIN), mutedUntilMs: 10 * MIN },
+      { nowMs: 11 * MIN, state: up(4 * MIN), heartbeat: live(11 * MIN), mutedUntilMs: 10 * MIN },
+    ]);
+    expect(run.alerts).toEqual([]);
+    expect(run.record?.incident).toBeUndefined();
+  });
+
+  it('muting an announced incident still sends its tunnel.up', () => {
+    const run = sweepAt([
+      { nowMs: 0, state: up(-MIN), heartbeat: live(0) },
+      { nowMs: 3 * MIN, state: down(0) },
+      { nowMs: 4 * MIN, state: down(0), mutedUntilMs: 60 * MIN },
+      { nowMs: 5 * MIN, state: up(290 * S), heartbeat: live(5 * MIN), mutedUntilMs: 60 * MIN },
+    ]);
+    expect(run.alerts).toEqual([
+      ['tunnel.down', 3 * MIN],
+      ['tunnel.up', 5 * MIN],
+    ]);
+  });
+
+  it('closes an announced incident only after the tunnel stayed up the settle time', () => {
+    const run = sweepAt(
+      [
+        { nowMs: 0, state: up(-MIN), heartbeat: live(0) },
+        { nowMs: 20 * S, state: down(S) },
+        { nowMs: 40 * S, state: up(35 * S), heartbeat: live(40 * S) },
+        { nowMs: 64 * S, state: up(35 * S), heartbeat: live(64 * S) },
+        { nowMs: 65 * S, state: up(35 * S), heartbeat: live(65 * S) },
+        { nowMs: 70 * S, state: up(35 * S), heartbeat: live(70 * S) },
+      ],
+      SETTLE,
+    );
+    expect(run.alerts).toEqual([
+      ['tunnel.down', 20 * S],
+      ['tunnel.up', 65 * S],
+    ]);
+    // The API shows up at once: only the page waits.
+    expect(run.views[2]?.status.state).toBe('up');
+    expect(run.record?.incident).toBeUndefined();
+  });
+
+  it('a tunnel flapping every 10 s around a 15 s grace for 2 minutes pages once, and resolves once it settles', () => {
+    // Down 20 s (past the grace), up 10 s (within the settle time), over and over; a sweep a second.
+    const steps: Parameters<typeof sweepAt>[0] = [{ nowMs: 0, state: up(-MIN), heartbeat: live(0) }];
+    const phase = (ms: number) => {
+      const cycle = Math.floor(ms / (30 * S));
+      const inCycle = ms % (30 * S);
+      return inCycle < 20 * S
+        ? down(cycle * 30 * S, { connId: `c${cycle}` })
+        : up(cycle * 30 * S + 20 * S, { connId: `u${cycle}` });
+    };
+    for (let ms = S; ms < 2 * MIN; ms += S) {
+      const state = phase(ms);
+      steps.push({ nowMs: ms, state, ...(state.state === 'up' ? { heartbeat: live(ms) } : {}) });
+    }
+    // Then the last up (since 110 s) holds.
+    for (let ms = 2 * MIN; ms <= 3 * MIN; ms += S) {
+      steps.push({ nowMs: ms, state: up(110 * S, { connId: 'u3' }), heartbeat: live(ms) });
+    }
+    const run = sweepAt(steps, SETTLE);
+    expect(run.alerts).toEqual([
+      ['tunnel.down', 15 * S],
+      ['tunnel.up', 140 * S],
+    ]);
+    // Every flap is in the history all the same.
+    expect(run.events.filter(([, to]) => to === 'down')).toHaveLength(4);
+    expect(run.events.filter(([, to]) => to === 'up')).toHaveLength(5);
+  });
+
+  it.each<[string, number[]]>([
+    ['down 10 s, up 10 s', [10, 10]],
+    ['down 20 s, up 10 s', [20, 10]],
+    ['down 10 s, up 10 s, down 20 s, up 10 s', [10, 10, 20, 10]],
+    ['down 16 s, up 5 s, down 14 s, up 12 s', [16, 5, 14, 12]],
+  ])('flapping for 2 minutes (%s) around a 15 s grace pages at most once', (_, pattern) => {
+    const steps: Parameters<typeof sweepAt>[0] = [{ nowMs: 0, state: up(-MIN), heartbeat: live(0) }];
+    // Phases from the pattern, repeated: [down, up, down, up, ...], each a new connection.
+    const phases: { state: 'down' | 'up'; from: number }[] = [];
+    for (let at = 0, i = 0; at < 2 * MIN; i++) {
+      phases.push({ state: i % 2 === 0 ? 'down' : 'up', from: at });
+      at += (pattern[i % pattern.length] ?? 10) * S;
+    }
+    for (let ms = S; ms < 2 * MIN; ms += S) {
+      const index = phases.findLastIndex((p) => p.from <= ms);
+      const phase = phases[index];
+      if (!phase) continue;
+      steps.push(
+        phase.state === 'down'
+          ? { nowMs: ms, state: down(phase.from, { connId: `c${index - 1}` }) }
+          : { nowMs: ms, state: up(phase.from, { connId: `c${index}` }), heartbeat: live(ms) },
+      );
+    }
+    const run = sweepAt(steps, SETTLE);
+    const downs = run.alerts.filter(([type]) => type === 'tunnel.down');
+    const ups = run.alerts.filter(([type]) => type === 'tunnel.up');
+    expect(downs.length).toBeLessThanOrEqual(1);
+    expect(ups.length).toBeLessThanOrEqual(downs.length);
+  });
+
+  it('without a settle time, the same flapping pages at every down past the grace', () => {
+    const steps: Parameters<typeof sweepAt>[0] = [{ nowMs: 0, state: up(-MIN), heartbeat: live(0) }];
+    for (let ms = S; ms < 2 * MIN; ms += S) {
+      const cycle = Math.floor(ms / (30 * S));
+      const isDown = ms % (30 * S) < 20 * S;
+      steps.push(
+        isDown
+          ? { nowMs: ms, state: down(cycle * 30 * S, { connId: `c${cycle}` }) }
+          : { nowMs: ms, state: up(cycle * 30 * S + 20 * S, { connId: `u${cycle}` }), heartbeat: live(ms) },
+      );
+    }
+    const run = sweepAt(steps, { ...SETTLE, recoverySettleMs: 0 });
+    expect(run.alerts.filter(([type]) => type === 'tunnel.down')).toHaveLength(4);
+  });
+});
 
 describe('evaluateStatus: properties', () => {
   it('never sends two tunnel.down without a tunnel.up between, nor a tunnel.up without a down', () => {

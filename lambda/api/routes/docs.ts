@@ -138,7 +138,8 @@ export function docsRoutes(): OpenAPIHono {
   return app;
 }
 
-function sendAsset(c: Context, asset: LoadedAsset): Response {
+/** An asset with its type, a year of caching and its ETag, gzipped when the client accepts it. */
+export function sendAsset(c: Context, asset: LoadedAsset): Response {
   const gzipped = acceptsGzip(c.req.header('Accept-Encoding'));
   c.header('Content-Type', asset.type);
   c.header('Cache-Control', ASSET_CACHE);

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
+import { etag } from 'hono/etag';
 import { ConflictError } from '../../../shared/errors';
 import { hostProblem } from '../../../shared/hosts';
 import type { Logger } from '../../../shared/logger';
@@ -69,6 +70,7 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
         heartbeat,
         status: previous,
         signals,
+        traffic,
         unreadable,
         connectorStates,
         heartbeats,
@@ -85,6 +87,7 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
         ...(heartbeats ? { heartbeats } : {}),
         previous,
         signals,
+        traffic,
         unreadable,
         now,
         observingSince,
@@ -136,9 +139,14 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
       description:
         'Newest first, a page at a time: pass `nextCursor` back as `cursor` for the next page. ' +
         'A stored tunnel that cannot be read is named under `unreadable` instead of failing the page.',
-      request: { query: ListQuerySchema },
-      responses: { 200: json(TunnelListSchema, 'A page of tunnels'), ...errors([422, ...AUTHENTICATED]) },
+      request: { query: ListQuerySchema, headers: IfNoneMatchHeaders },
+      responses: {
+        200: { ...json(TunnelListSchema, 'A page of tunnels'), headers: EtagHeader },
+        304: NOT_MODIFIED,
+        ...errors([422, ...AUTHENTICATED]),
+      },
     },
+    ...revalidated,
     async (c) => {
       const query = parseWith(ListQuerySchema, c.req.query());
       const items: Tunnel[] = [];
@@ -176,14 +184,16 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
       operationId: 'getTunnel',
       summary: 'Get a tunnel',
       description: 'Its configuration, its status (computed on read), and what to run or install.',
-      request: params,
+      request: { ...params, headers: IfNoneMatchHeaders },
       responses: {
-        200: json(TunnelSchema, 'The tunnel'),
+        200: { ...json(TunnelSchema, 'The tunnel'), headers: EtagHeader },
+        304: NOT_MODIFIED,
         ...errors([404, ...AUTHENTICATED], {
           500: '`internal_error`: a fault of ours (also: the tunnel is stored in a form that cannot be read; `details.id` names it, DELETE still removes it)',
         }),
       },
     },
+    ...revalidated,
     async (c) => c.json(await renderResult({ record: await service.get(c.get('workspaceId'), tunnelId(c)) })),
   );
 
@@ -440,6 +450,25 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
 
   return app;
 }
+
+/**
+ * Polling for free (the console's tunnel list and page): the answer carries an `ETag` of its
+ * body, and a poll that sends it back in If-None-Match gets a 304 with no body while nothing changed.
+ */
+const revalidated: MiddlewareHandler[] = [
+  async (c, next) => {
+    await next();
+    if (c.res.status === 200 || c.res.status === 304) c.header('Cache-Control', 'no-cache');
+  },
+  etag(),
+];
+const IfNoneMatchHeaders = z.object({
+  'if-none-match': z.string().optional().openapi({ description: 'The ETag of the answer last seen' }),
+});
+const EtagHeader = {
+  ETag: { schema: { type: 'string' as const }, description: 'The version of this answer, for If-None-Match' },
+};
+const NOT_MODIFIED = { description: 'Unchanged since the ETag given in If-None-Match' };
 
 /** The reverse tunnel commands served as files, as the tunnel names them. */
 const CommandKindSchema = z

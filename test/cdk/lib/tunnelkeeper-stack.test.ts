@@ -490,6 +490,19 @@ describe('sweeper', () => {
     });
     expect(envOf(fn)).toMatchObject({ ALERT_TOPIC_ARN: ref(idOf(stack.alerts)), SWEEP_INTERVAL_MS: '60000' });
   });
+
+  it("runs in the private subnets, so alert channels' sends leave through the egress IPs", () => {
+    const fn = idOf(stack.sweeper.fn);
+    const vpcConfig = resources[fn].Properties.VpcConfig;
+    expect(vpcConfig.SubnetIds).toEqual(stack.network.vpc.privateSubnets.map((s) => ref(idOf(s))));
+    const [group] = vpcConfig.SecurityGroupIds;
+    const groupId = group['Fn::GetAtt'][0];
+    // Outbound only: no ingress rule names it.
+    expect(resources[groupId].Properties.SecurityGroupIngress).toBeUndefined();
+    expect(resources[groupId].Properties.SecurityGroupEgress).toEqual([
+      expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: '-1' }),
+    ]);
+  });
 });
 
 describe('gateway service', () => {
@@ -634,7 +647,7 @@ describe('alerts and alarms', () => {
 
   it('wires every alarm and its recovery to the alerts topic', () => {
     const alarms = ofType('AWS::CloudWatch::Alarm');
-    expect(alarms.length).toBe(7);
+    expect(alarms.length).toBe(12);
     for (const [, alarm] of alarms) {
       expect(alarm.Properties.AlarmActions).toEqual([ref(idOf(stack.alerts))]);
       expect(alarm.Properties.OKActions).toEqual([ref(idOf(stack.alerts))]);
@@ -668,6 +681,50 @@ describe('alerts and alarms', () => {
     const names = metrics.filter((m) => m.MetricStat).map((m) => m.MetricStat.Metric.MetricName);
     expect(names.length).toBe(2);
     expect(names.every((n: string) => /Throttle/.test(n))).toBe(true);
+  });
+
+  it.each([
+    'AlertDeliveriesFailed',
+    'SweepsSlow',
+    'ManyTunnelsDown',
+    'TunnelConnectionsSlow',
+    'LoginsRefusedStorageUnavailable',
+  ])('alarms on the operator metrics the gateway and the sweeper write: %s', async (name) => {
+    // What the runtimes write (shared/metrics/emf.ts), from a registry with every series present.
+    const { OperatorMetrics } = await import('../../../shared/metrics/operator-metrics');
+    const { emfDocuments } = await import('../../../shared/metrics/emf');
+    const metrics = new OperatorMetrics();
+    metrics.sweepFinished({
+      durationMs: 1,
+      tunnels: [{ state: 'up', type: 'reverse', count: 1 }],
+      deliveries: { delivered: 0, retrying: 0, failed: 0 },
+      transitions: 0,
+      errors: 0,
+    });
+    const families = await metrics.registry.getMetricsAsJSON();
+    const written = new Set<string>();
+    for (const service of ['gateway', 'sweeper'] as const) {
+      for (const doc of emfDocuments(families, new Map(), service, 0)) {
+        for (const directive of doc._aws.CloudWatchMetrics) {
+          const dimensions = (directive.Dimensions[0] ?? []).map((d) => `${d}=${String(doc[d])}`).sort();
+          for (const metric of directive.Metrics)
+            written.add(`${directive.Namespace}/${metric.Name}{${dimensions.join(',')}}`);
+        }
+      }
+    }
+    const stats: Json[] = (alarm(name).Metrics ?? []).filter((m: Json) => m.MetricStat);
+    const single = alarm(name).MetricName ? [alarm(name)] : [];
+    const watched = [
+      ...stats.map((m) => m.MetricStat.Metric),
+      ...single.map((a) => ({ Namespace: a.Namespace, MetricName: a.MetricName, Dimensions: a.Dimensions })),
+    ];
+    expect(watched.length).toBeGreaterThan(0);
+    for (const metric of watched) {
+      const dims = (metric.Dimensions as { Name: string; Value: string }[])
+        .map((d) => `${d.Name}=${d.Value}`)
+        .sort();
+      expect(written).toContain(`${metric.Namespace}/${metric.MetricName}{${dims.join(',')}}`);
+    }
   });
 
   it("counts the gateway's heartbeat failures from its log, with the message the gateway writes", async () => {

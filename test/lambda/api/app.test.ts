@@ -88,7 +88,11 @@ describe('HTTP API on DynamoDB Local', () => {
       expect(t).not.toHaveProperty('privateKey');
       expect(t.publicKey).toBe(customer.publicKey);
       expect(t.publicKeyFingerprint).toBe(customer.fingerprint);
-      expect(t.status).toEqual({ state: 'pending', since: t.createdAt });
+      expect(t.status).toEqual({
+        state: 'pending',
+        since: t.createdAt,
+        uptime: { '24h': null, '7d': null, '30d': null }, // nothing counts while pending
+      });
       expect(t.connect).toBeNull();
       expect(t.ssh).toBeUndefined();
       expect(t.reverse).toMatchObject({ sshHost: 'tunnels.example.com', sshPort: 22, sshUser: t.id });
@@ -395,6 +399,19 @@ describe('HTTP API on DynamoDB Local', () => {
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    });
+
+    it('names every bad field of one body at once, a bad public key among them', async () => {
+      const res = await api.call('POST', '/v1/tunnels', ws.apiKey, {
+        ...reverseBody,
+        service: { host: 'db.internal', port: 70000 },
+        publicKey: 'ssh-ed25519 not-a-key me@laptop',
+      });
+      expect(res.status).toBe(422);
+      expect(res.json.error.details).toEqual([
+        { path: 'service.port', message: 'must be between 1 and 65535' },
+        { path: 'publicKey', message: expect.stringMatching(/the key data after "ssh-ed25519"/) },
+      ]);
     });
 
     it.each([

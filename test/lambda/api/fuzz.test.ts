@@ -553,6 +553,8 @@ describe('a fuzzer over every route of /openapi.json', () => {
 
       if (!res.ok || !text || !res.headers.get('content-type')?.includes('json')) return;
       const json: unknown = JSON.parse(text);
+      // Only the tunnel routes answer with tunnels (an alert channel has an id and a type too).
+      if (!plan.op.path.startsWith('/v1/tunnels')) return;
       collect(json, shown);
       if (json && typeof json === 'object' && 'items' in json && Array.isArray(json.items)) {
         for (const item of json.items) collect(item, shown);

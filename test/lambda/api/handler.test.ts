@@ -174,7 +174,11 @@ describe('API Lambda handler', () => {
       expect(t.type).toBe('reverse');
       expect(t.id).toMatch(/^tun_[a-z2-7]{16}$/);
       expect(t.privateKey).toMatch(/^-----BEGIN OPENSSH PRIVATE KEY-----/);
-      expect(t.status).toEqual({ state: 'pending', since: t.createdAt });
+      expect(t.status).toEqual({
+        state: 'pending',
+        since: t.createdAt,
+        uptime: { '24h': null, '7d': null, '30d': null },
+      });
       expect(t.connect).toBeNull();
       expect(t.reverse).toMatchObject({ sshHost: PUBLIC_SSH_HOST, sshPort: 22, sshUser: t.id });
       expect(t.reverse?.remotePort).toBeGreaterThanOrEqual(20000);

@@ -7,6 +7,7 @@ import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import { sweepDepsFromEnv } from '../../../lambda/sweeper/compose';
+import { channelSettingsFrom, StoredChannelSinks } from '../../../shared/alerts/channel-sink';
 import { parseEnv } from '../../../shared/config';
 import { ConfigError } from '../../../shared/errors';
 import { silentLogger } from '../../../shared/logger';
@@ -75,6 +76,7 @@ describe('sweepDepsFromEnv', () => {
         SSH_KEEPALIVE_INTERVAL_MS: '1000',
         DOWN_GRACE_MS: '2000',
         TUNNEL_BIND_HOST: '10.0.0.1',
+        RECOVERY_SETTLE_MS: '3000',
       }),
       { doc, logger: silentLogger },
     );
@@ -83,7 +85,21 @@ describe('sweepDepsFromEnv', () => {
       keepaliveIntervalMs: 1000,
       downGraceMs: 2000,
       bindHost: '10.0.0.1',
+      recoverySettleMs: 3000,
     });
+  });
+
+  it("gives alert channels AWS's address policy unless told otherwise: https to public addresses only", () => {
+    const env = parseEnv({ PAGERDUTY_EVENTS_URL: 'https://events.example.com/v2/enqueue' });
+    expect(sweepDepsFromEnv(env, { doc, logger: silentLogger }).channels).toBeInstanceOf(StoredChannelSinks);
+    expect(channelSettingsFrom(env, false)).toMatchObject({
+      policy: { allowPrivate: false },
+      pagerDutyUrl: 'https://events.example.com/v2/enqueue',
+    });
+    expect(channelSettingsFrom(env, true).policy.allowPrivate).toBe(true);
+    expect(channelSettingsFrom({ ...env, ALLOW_PRIVATE_SSH_HOSTS: false }, true).policy.allowPrivate).toBe(
+      false,
+    );
   });
 });
 

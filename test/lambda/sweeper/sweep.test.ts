@@ -275,7 +275,8 @@ describe('sweep on DynamoDB Local', () => {
     } finally {
       other.client.destroy();
     }
-  });
+    // Four sweeps of 20 tunnels by two sweepers, three rounds: seconds on a quiet machine, 30 s on a busy one.
+  }, 120_000);
 
   it('delivers a queued alert once when two sweepers race to retry it', async () => {
     const [tunnel] = await tunnels(1);

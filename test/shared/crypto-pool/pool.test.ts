@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { TaskFailedError, WorkerPool, type WorkerPoolOptions } from '../../../shared/crypto-pool/pool';
 import { OverloadedError } from '../../../shared/errors';
 import { createLogger } from '../../../shared/logger';
-import { waitFor } from '../../helpers/wait-for';
+import { waitFor, withTimeout } from '../../helpers/wait-for';
 
 const ENTRY = new URL('./fixtures/test-worker.mjs', import.meta.url);
 const OWNER = new URL('./fixtures/pool-owner.ts', import.meta.url);
@@ -198,6 +198,17 @@ describe('WorkerPool', () => {
     expect(isAlive(worker)).toBe(true);
     owner.kill('SIGKILL');
     await waitFor(() => !isAlive(worker), 5_000, { what: `worker ${worker} gone after its owner's SIGKILL` });
+  });
+
+  it('close() finishes in a process that has nothing else to do (a shutdown awaits it)', async () => {
+    const owner = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(OWNER), '--close'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines: string[] = [];
+    createInterface({ input: owner.stdout }).on('line', (line) => lines.push(line));
+    const [code] = (await withTimeout(once(owner, 'exit'), 20_000, 'the pool owner exiting')) as [number];
+    expect(code).toBe(0);
+    expect(lines.at(-1)).toBe('closed');
   });
 
   it('start() rejects when a worker cannot load, instead of running without workers', async () => {
