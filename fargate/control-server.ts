@@ -1,17 +1,25 @@
 /**
- * The worker's internal control endpoint: `POST /tunnels/<id>/test` for the API's test route and
- * `POST /tunnels/<id>/reconnect` for its reconnect route, authenticated by the control token; and
- * `GET /metrics` (Prometheus text, docs/metrics.md) for the operator's scraper, authenticated by the
- * operator token. Bearer tokens compared in constant time; bound to the worker's VPC address only.
+ * The worker's internal control endpoint: `POST /tunnels/<id>/test` for the API's test route,
+ * `POST /tunnels/<id>/reconnect` for its reconnect route, and the `/tunnels/<id>/relay` upgrade
+ * other gateways relay platform connections through (fargate/peers/), authenticated by the control
+ * token; and `GET /metrics` (Prometheus text, docs/metrics.md) for the operator's scraper,
+ * authenticated by the operator token. Bearer tokens compared in constant time; bound to the
+ * worker's VPC address only.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { ReconnectOutcome } from '../shared/control';
 import { OverloadedError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { TestResult } from '../shared/schemas';
+import { RELAY_ORIGIN_HEADER, RELAY_UPGRADE } from './peers/peer-relay';
+import { joinSocketAndChannel, type SshChannel } from './pipe';
 
 const TUNNEL_PATH = /^\/tunnels\/(tun_[a-z2-7]{16})\/(test|reconnect)$/;
+const RELAY_PATH = /^\/tunnels\/(tun_[a-z2-7]{16})\/relay$/;
+const REFUSED = 'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n';
 
 export interface ControlServerOptions {
   host: string;
@@ -22,6 +30,10 @@ export interface ControlServerOptions {
   testTunnel(tunnelId: string): Promise<TestResult | undefined>;
   /** Drops the backoff of a standard tunnel this worker serves; undefined when it serves none such. */
   reconnectTunnel(tunnelId: string): ReconnectOutcome | undefined;
+  /** A channel through this worker's own sessions of the tunnel, for a peer's relayed connection. */
+  relay?(tunnelId: string, origin: { ip: string; port: number }): Promise<SshChannel>;
+  /** `DATA_IDLE_TIMEOUT_MS` for relayed connections. */
+  relayIdleTimeoutMs?: number;
   /** Served at `GET /metrics`. */
   metrics?: { text(): Promise<string>; contentType: string };
   /** SHA-256 (hex) of the operator token; without it `GET /metrics` refuses every caller. */
@@ -31,6 +43,7 @@ export interface ControlServerOptions {
 export class ControlServer {
   private readonly server: Server;
   private readonly expected: Buffer;
+  private readonly relayed = new Set<Duplex>();
   /** What `Authorization` must hash to for `GET /metrics`; a random value when no operator token is known. */
   private readonly expectedAdmin: Buffer;
 
@@ -78,6 +91,50 @@ export class ControlServer {
         },
       );
     });
+    this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+  }
+
+  /** A peer's relayed platform connection: switch protocols once the channel is open, else refuse. */
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    const match = RELAY_PATH.exec(req.url ?? '');
+    const { relay, logger } = this.options;
+    const isAuthorized = timingSafeEqual(digest(req.headers.authorization ?? ''), this.expected);
+    if (!isAuthorized || !match?.[1] || !relay || req.headers.upgrade !== RELAY_UPGRADE) {
+      socket.end(
+        isAuthorized
+          ? REFUSED
+          : 'HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+      );
+      return;
+    }
+    const tunnelId = match[1];
+    const [ip = '0.0.0.0', port = '0'] = String(req.headers[RELAY_ORIGIN_HEADER] ?? '').split(' ');
+    relay(tunnelId, { ip, port: Number(port) || 0 }).then(
+      (channel) => {
+        if (socket.destroyed) {
+          channel.destroy();
+          return;
+        }
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${RELAY_UPGRADE}\r\nConnection: Upgrade\r\n\r\n`,
+        );
+        if (head.length > 0) channel.write(head);
+        logger.debug('relayed connection carried', { tunnelId, origin: `${ip}:${port}` });
+        this.relayed.add(socket);
+        socket.once('close', () => this.relayed.delete(socket));
+        joinSocketAndChannel(socket as Socket, channel, {
+          idleTimeoutMs: this.options.relayIdleTimeoutMs ?? 3_600_000,
+        });
+      },
+      (err: unknown) => {
+        logger.info('relayed connection refused: no session here carries the tunnel', {
+          tunnelId,
+          reason: err instanceof Error ? err.message : String(err),
+        });
+        socket.end(REFUSED);
+      },
+    );
   }
 
   /** `GET /metrics`: the operator token's hash compared with the hash on file, in constant time. */
@@ -123,11 +180,25 @@ export class ControlServer {
     });
   }
 
+  /**
+   * Stops accepting; resolves once every connection ended. Relayed connections (no longer HTTP to
+   * the server) end with the sessions that carry them, or are destroyed by `destroyRelayed`.
+   */
   close(): Promise<void> {
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+  }
+
+  /** Ends every relayed connection still open (the last step of a shutdown). */
+  destroyRelayed(): void {
+    for (const socket of this.relayed) socket.destroy();
+  }
+
+  /** Relayed connections open now. */
+  get relayedCount(): number {
+    return this.relayed.size;
   }
 }
 

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { BackoffSettings } from '../shared/backoff';
 import type { Env } from '../shared/config';
+import { PRIMARY_CONNECTOR_ID } from '../shared/connectors';
 import { ensureControlToken } from '../shared/control';
 import type { WorkerHeartbeat } from '../shared/gateway-items';
 import { ensureHostKey } from '../shared/host-key';
@@ -22,6 +23,8 @@ import { ControlServer } from './control-server';
 import { diagnoseTunnel } from './diagnostics/diagnose';
 import { tuneGcForThroughput } from './gc-tuning';
 import { hasNativeSshCrypto } from './native-crypto';
+import { peerHoldings } from './peers/peer-directory';
+import { PeerRelay } from './peers/peer-relay';
 import { ForwardRegistry } from './reverse/forward-registry';
 import { ReverseServer } from './reverse/reverse-server';
 import type { TunnelCacheSettings } from './reverse/tunnel-cache';
@@ -42,6 +45,8 @@ const PROBE_TIMEOUT_MS = 5_000;
 const BEAT_RETRY_MS = 1_000;
 /** What a shutdown gives its last state writes and heartbeat (npm start must stop within 10 s). */
 const STOP_WRITES_MS = 3_000;
+/** What a shutdown waits for relayed connections through its control endpoint to end. */
+const CONTROL_CLOSE_MS = 1_000;
 /** A login's tunnel read unanswered after this is an outage: well inside the handshake deadline. */
 const LOGIN_READ_TIMEOUT_MS = 5_000;
 /** A penalized source keeps at least this many unauthenticated connections: a customer may share its address. */
@@ -50,6 +55,13 @@ const PENALIZED_SOURCE_MIN_STARTUPS = 8;
 const SIGNAL_WRITE_INTERVAL_MS = 1_000;
 /** Tunnels whose signals this gateway remembers (per kind), or holds unwritten during an outage. */
 const SIGNAL_MAX_TUNNELS = 20_000;
+/** A peer that has not taken a relayed connection by then is given up on for the next one. */
+const RELAY_TIMEOUT_MS = 2_000;
+/**
+ * Tunnels a heartbeat tells the peers this worker carries: the item stays well under DynamoDB's
+ * 400 KB (about 30 bytes each); beyond, the rest are reached only on the gateway that holds them.
+ */
+const MAX_HOLDS_ADVERTISED = 10_000;
 /** Tunnels whose traffic one TRAFFIC item carries (the busiest): about 50 bytes each, far under 400 KB. */
 const TRAFFIC_MAX_TUNNELS = 2_000;
 
@@ -74,6 +86,8 @@ export interface GatewaySettings {
   reconnect: BackoffSettings;
   /** `ROTATION_DRAIN_MAX_MS`: the longest a standard session a rotation replaced keeps its connections. */
   rotationDrainMaxMs: number;
+  /** `SHUTDOWN_DRAIN_MS`: how long a shutdown lets reverse sessions finish their connections. */
+  shutdownDrainMs: number;
 }
 
 export function gatewaySettingsFrom(env: Env): GatewaySettings {
@@ -107,6 +121,7 @@ export function gatewaySettingsFrom(env: Env): GatewaySettings {
       healthyAfterMs: Math.max(env.RECONNECT_MAX_MS, 10_000),
     },
     rotationDrainMaxMs: env.ROTATION_DRAIN_MAX_MS,
+    shutdownDrainMs: env.SHUTDOWN_DRAIN_MS,
   };
 }
 
@@ -123,6 +138,8 @@ export interface GatewayDeps {
    * the process's key crypto pool (fargate/main.ts, local/stack.ts). Inline when absent (tests).
    */
   keyCrypto?: KeyCrypto;
+  /** Relays only once `startRelaying()` is called (the process has more to start after the gateway). */
+  defersRelaying?: boolean;
   /** The process's operator metrics (`npm start` shares one with the API); a registry of its own when absent. */
   metrics?: OperatorMetrics;
   /**
@@ -149,6 +166,8 @@ export class Gateway {
   private boundSshPort = 0;
   private isServing = false;
   private isRechecking = false;
+  private isSyncingPeers = false;
+  private isRelaying: boolean;
 
   private readonly now: () => Date;
   private readonly bastionKeys: BastionKeyLoader;
@@ -159,6 +178,7 @@ export class Gateway {
   private writtenTraffic = '{}';
 
   constructor(private readonly deps: GatewayDeps) {
+    this.isRelaying = !deps.defersRelaying;
     this.bastionKeys = new BastionKeyLoader(deps.keyCrypto ?? inlineKeyCrypto);
     const now = deps.now ?? (() => new Date());
     this.now = now;
@@ -294,11 +314,15 @@ export class Gateway {
       signals: this.signals,
       logins: this.metrics,
     });
+    const controlToken = await ensureControlToken(this.deps.secrets);
+    this.registry.useRelay(new PeerRelay({ token: controlToken, timeoutMs: RELAY_TIMEOUT_MS }));
     this.control = new ControlServer({
       host: settings.connectHost,
       port: settings.controlPort,
-      token: await ensureControlToken(this.deps.secrets),
+      token: controlToken,
       logger: this.logger,
+      relay: (id, origin) => this.registry.openLocal(id, origin),
+      relayIdleTimeoutMs: settings.dataIdleTimeoutMs,
       testTunnel: async (id) => {
         const result = await diagnoseTunnel(id, {
           store: this.deps.store,
@@ -375,10 +399,30 @@ export class Gateway {
     this.isServing = false;
     clearTimeout(this.beatTimer);
     this.detachMetrics?.();
-    const deadline = Date.now() + STOP_WRITES_MS;
-    await Promise.race([this.beating, delay(deadline - Date.now())]);
+    await Promise.race([this.beating, delay(STOP_WRITES_MS)]);
+    // No new logins here; peers' relays fail fast from now on and go to the other gateways.
+    this.server?.stopAccepting();
+    // Not awaited here: its close waits for the relays it carries, which end with the drain.
+    const controlClosed = this.control?.close() ?? Promise.resolve();
     this.registry.handOver();
-    await Promise.all([this.server?.close(), this.pool.stop(), this.control?.close()]);
+    // Sessions another gateway can stand in for finish what they carry, then close: their
+    // customers reconnect elsewhere while the tunnel's listeners here relay to the others.
+    await Promise.all([
+      this.registry.drain(Date.now() + this.deps.settings.shutdownDrainMs),
+      this.pool.stop(),
+    ]);
+    await this.server?.close();
+    await this.registry.closeListeners();
+    // A timer that holds the process open: with everything else closed, a promise alone would not,
+    // and the process would end before its last writes.
+    let held: NodeJS.Timeout | undefined;
+    await Promise.race([
+      controlClosed,
+      new Promise((resolve) => (held = setTimeout(resolve, CONTROL_CLOSE_MS))),
+    ]);
+    clearTimeout(held);
+    this.control?.destroyRelayed();
+    const deadline = Date.now() + STOP_WRITES_MS;
     await Promise.all([this.stateWriter.flush(deadline), this.signalWriter.flush(deadline)]);
     if (this.stateWriter.backlog > 0) {
       this.logger.warn('tunnel states not written before shutdown', { tunnels: this.stateWriter.backlog });
@@ -438,6 +482,7 @@ export class Gateway {
       version: GATEWAY_VERSION,
       controlUrl: this.controlUrl,
       counts: { reverse: this.registry.size, standard: this.pool.size },
+      holds: this.registry.heldTunnels().slice(0, MAX_HOLDS_ADVERTISED),
     };
   }
 
@@ -462,7 +507,34 @@ export class Gateway {
           this.isRechecking = false;
         });
     }
+    if (!this.isSyncingPeers) {
+      this.isSyncingPeers = true;
+      this.syncPeers()
+        .catch((err) => this.logger.warn('peer tunnels not read', { err }))
+        .finally(() => {
+          this.isSyncingPeers = false;
+        });
+    }
     return true;
+  }
+
+  /**
+   * From now on, listen on the ports of the tunnels other gateways carry and relay to them. A
+   * process that starts more after its gateway (`npm start`: the API, the sweeper) calls it once
+   * that is done: a port shared with busy start-up code would hold connections queued meanwhile.
+   */
+  startRelaying(): void {
+    this.isRelaying = true;
+  }
+
+  /** Listens on the ports of the tunnels other gateways carry, to relay to them (fargate/peers/). */
+  private async syncPeers(): Promise<void> {
+    if (!this.isRelaying) return;
+    const workers = await this.deps.store.listWorkers();
+    if (!this.isServing) return;
+    const observingSince = this.deps.observingSince?.();
+    const view = observingSince === undefined ? { now: this.now() } : { now: this.now(), observingSince };
+    await this.registry.syncPeers(peerHoldings(workers, this.workerId, view, this.deps.settings));
   }
 
   /** Closes sessions whose tunnel was deleted, disabled, or whose login key is no longer valid. */
@@ -483,13 +555,17 @@ export class Gateway {
       found,
     );
     for (const id of ids) {
-      const session = this.registry.sessionOf(id);
-      if (!session || unknown.has(id)) continue;
+      const sessions = this.registry.sessionsOf(id);
+      if (sessions.length === 0 || unknown.has(id)) continue;
       const record = found.get(id);
       if (!record) this.registry.closeTunnel(id, 'tunnel deleted');
       else if (!record.enabled) this.registry.closeTunnel(id, 'tunnel disabled');
-      else if (!acceptedFingerprints(record).includes(session.keyFingerprint)) {
-        this.registry.closeTunnel(id, 'login key was rotated away');
+      else {
+        for (const session of sessions) {
+          if (!acceptedFingerprints(record, session.connectorId).includes(session.keyFingerprint)) {
+            this.registry.closeSession(session, 'login key was rotated away or its connector removed');
+          }
+        }
       }
     }
   }
@@ -510,7 +586,12 @@ export class Gateway {
   }
 }
 
-function acceptedFingerprints(record: TunnelRecord): string[] {
+/** The fingerprints a session of the connector may hold: none once the connector is removed. */
+function acceptedFingerprints(record: TunnelRecord, connectorId: string): string[] {
+  if (connectorId !== PRIMARY_CONNECTOR_ID) {
+    return (record.connectors ?? []).filter((c) => c.id === connectorId).map((c) => c.publicKeyFingerprint);
+  }
+  if (record.isPrimaryConnectorRemoved) return [];
   const previous = previousFingerprint(record);
   return previous ? [record.publicKeyFingerprint, previous] : [record.publicKeyFingerprint];
 }

@@ -8,6 +8,7 @@
  * the up after it; a takeover chain keeps pointing at the last connection written).
  */
 import { randomInt } from 'node:crypto';
+import { PRIMARY_CONNECTOR_ID } from '../shared/connectors';
 import { StorageUnavailableError } from '../shared/errors';
 import { lastDownOf, type TunnelStateItem } from '../shared/gateway-items';
 import type { Logger } from '../shared/logger';
@@ -28,15 +29,17 @@ export class StateWriter {
     private readonly logger: Logger,
   ) {}
 
-  write(tunnelId: string, item: TunnelStateItem): void {
-    const older = this.waiting.get(tunnelId);
-    this.waiting.set(tunnelId, older ? replacing(older, item) : item);
-    if (this.loops.has(tunnelId)) return;
-    const loop = this.drain(tunnelId).finally(() => this.loops.delete(tunnelId));
-    this.loops.set(tunnelId, loop);
+  /** Queues `item` as the state of the tunnel's connector (its own key's, `primary`, by default). */
+  write(tunnelId: string, item: TunnelStateItem, connectorId = PRIMARY_CONNECTOR_ID): void {
+    const slot = slotKey(tunnelId, connectorId);
+    const older = this.waiting.get(slot);
+    this.waiting.set(slot, older ? replacing(older, item) : item);
+    if (this.loops.has(slot)) return;
+    const loop = this.drain(slot).finally(() => this.loops.delete(slot));
+    this.loops.set(slot, loop);
   }
 
-  /** Tunnels with a state not yet written. */
+  /** Tunnel connectors with a state not yet written. */
   get backlog(): number {
     return new Set([...this.waiting.keys(), ...this.loops.keys()]).size;
   }
@@ -57,26 +60,32 @@ export class StateWriter {
     }
   }
 
-  private async drain(tunnelId: string): Promise<void> {
-    for (let item = this.take(tunnelId); item; item = this.take(tunnelId)) {
-      await this.writeUntilDone(tunnelId, item);
+  private async drain(slot: string): Promise<void> {
+    for (let item = this.take(slot); item; item = this.take(slot)) {
+      await this.writeUntilDone(slot, item);
     }
   }
 
-  private take(tunnelId: string): TunnelStateItem | undefined {
-    const item = this.waiting.get(tunnelId);
-    this.waiting.delete(tunnelId);
+  private take(slot: string): TunnelStateItem | undefined {
+    const item = this.waiting.get(slot);
+    this.waiting.delete(slot);
     return item;
   }
 
-  private async writeUntilDone(tunnelId: string, first: TunnelStateItem): Promise<void> {
+  private async writeUntilDone(slot: string, first: TunnelStateItem): Promise<void> {
+    const { tunnelId, connectorId } = slotOf(slot);
+    const write = (item: TunnelStateItem) =>
+      connectorId === PRIMARY_CONNECTOR_ID
+        ? this.store.writeState(tunnelId, item)
+        : this.store.writeConnectorState(tunnelId, connectorId, item);
     let item = first;
     let errors = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        const written = await this.store.writeState(tunnelId, item);
+        const written = await write(item);
         this.logger.info(written ? 'tunnel state written' : 'tunnel state superseded by a newer connection', {
           tunnelId,
+          connectorId: connectorId === PRIMARY_CONNECTOR_ID ? undefined : connectorId,
           state: item.state,
           connId: item.connId,
           code: item.error?.code,
@@ -100,11 +109,19 @@ export class StateWriter {
         const cap = Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(attempt, 10));
         await new Promise((resolve) => setTimeout(resolve, randomInt(Math.floor(cap / 2), cap + 1)));
         // A newer state came meanwhile: write that instead, carrying what this one said.
-        const newer = this.take(tunnelId);
+        const newer = this.take(slot);
         if (newer) item = replacing(item, newer);
       }
     }
   }
+}
+
+/** One queue per connector of a tunnel: each connector's states stay in order. */
+const slotKey = (tunnelId: string, connectorId: string): string => `${tunnelId}/${connectorId}`;
+
+function slotOf(slot: string): { tunnelId: string; connectorId: string } {
+  const at = slot.indexOf('/');
+  return { tunnelId: slot.slice(0, at), connectorId: slot.slice(at + 1) };
 }
 
 /** `newer` in place of `older`, which was never written. */

@@ -6,6 +6,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../shared/logger';
 import type { TunnelType } from '../shared/metrics/operator-metrics';
+import { joinWithFirstByteRetry } from './first-byte-retry';
 import { joinSocketAndChannel, type SshChannel } from './pipe';
 import type { TrafficMeter } from './traffic-meter';
 
@@ -21,9 +22,19 @@ export interface ListenerOptions {
   /** A connection with no byte either way for this long is closed (`DATA_IDLE_TIMEOUT_MS`). */
   idleTimeoutMs: number;
   logger: Logger;
+  /**
+   * Given: a channel lost before the service answered, because what carried it is gone (true),
+   * is replaced by another from the opener, the client's bytes replayed (first-byte-retry.ts).
+   */
+  isCarrierLost?: (channel: SshChannel) => boolean;
   /** Counts the connections and bytes through this tunnel, of this type, while it listens. */
   traffic?: { meter: TrafficMeter; type: TunnelType };
 }
+
+/** Channels one platform connection may go through before the service answers. */
+const MAX_OPEN_ATTEMPTS = 4;
+/** What a client may send before the service's first byte and still be retried (a TLS hello fits). */
+const MAX_REPLAY_BYTES = 64 * 1024;
 
 export class TunnelListener {
   private readonly server: Server;
@@ -38,6 +49,10 @@ export class TunnelListener {
     this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
   }
 
+  get tunnelId(): string {
+    return this.options.tunnelId;
+  }
+
   get activeConnections(): number {
     return this.sockets.size;
   }
@@ -47,7 +62,10 @@ export class TunnelListener {
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.server.once('error', onError);
-      this.server.listen({ host: this.options.host, port: this.options.port, exclusive: true }, () => {
+      // reusePort (SO_REUSEPORT): every gateway on a host listens on a tunnel's port at once, and
+      // the kernel spreads connections over them (the local stand-in for the NLB over all tasks).
+      const { host, port } = this.options;
+      this.server.listen({ host, port, exclusive: true, reusePort: true }, () => {
         this.server.off('error', onError);
         this.server.on('error', (err) =>
           this.options.logger.error('tunnel listener failed', { tunnelId: this.options.tunnelId, err }),
@@ -83,10 +101,19 @@ export class TunnelListener {
     });
   }
 
+  /**
+   * Stops accepting; connections already accepted go on. On a port other gateways share, what the
+   * kernel still queued here moves to them when `net.ipv4.tcp_migrate_req` is 1.
+   */
+  stopAccepting(): void {
+    if (this.server.listening) this.server.close();
+  }
+
   /** Stops accepting and drops every connection still open. */
   close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
     this.options.traffic?.meter.stop(this.options.tunnelId);
+    if (!this.server.listening) return Promise.resolve();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
@@ -119,12 +146,28 @@ export class TunnelListener {
           return;
         }
         traffic?.meter.opened(tunnelId, socket, (performance.now() - acceptedAt) / 1000);
-        joinSocketAndChannel(socket, channel, {
+        const join = {
           idleTimeoutMs: this.options.idleTimeoutMs,
           onIdle: () =>
             logger.info('tunnel connection closed: idle', { tunnelId, idleMs: this.options.idleTimeoutMs }),
+        };
+        const { isCarrierLost } = this.options;
+        if (!isCarrierLost) {
+          joinSocketAndChannel(socket, channel, join);
+          socket.resume();
+          return;
+        }
+        joinWithFirstByteRetry(socket, channel, {
+          open: () => opener(origin),
+          isCarrierLost,
+          maxAttempts: MAX_OPEN_ATTEMPTS,
+          maxReplayBytes: MAX_REPLAY_BYTES,
+          join,
+          onRetry: (attempt) =>
+            logger.info('tunnel connection lost before the first byte; retried', { tunnelId, attempt }),
+          onEnd: (attempts, isLost) =>
+            logger.debug('tunnel connection ended before the first byte', { tunnelId, attempts, isLost }),
         });
-        socket.resume();
       },
       (err: unknown) => {
         logger.warn('tunnel connection refused: channel could not open', {

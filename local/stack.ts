@@ -103,8 +103,8 @@ export async function startLocalStack(
     const metrics = new OperatorMetrics({ processMetrics: true });
     const adminTokenHash = sha256Hex(admin.token);
     // Locally, bastions on private networks are the norm (a VM, a container, a Tailscale peer).
-    const gateway = new Gateway(
-      gatewayDepsFromEnv(env, {
+    const gateway = new Gateway({
+      ...gatewayDepsFromEnv(env, {
         doc,
         health,
         secrets,
@@ -114,7 +114,9 @@ export async function startLocalStack(
         metrics,
         adminTokenHash,
       }),
-    );
+      // It relays for other gateways once the API below is up (Gateway.startRelaying).
+      defersRelaying: true,
+    });
     await gateway.start();
     stops.push(() => gateway.stop());
 
@@ -174,6 +176,7 @@ export async function startLocalStack(
     );
     const apiPort = (server.address() as AddressInfo).port;
     logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
+    gateway.startRelaying();
     // Only hashes of API keys are kept: a lost one is replaced, never shown again.
     logger.info(
       'lost an API key? the operator issues a new one for its workspace, then revoke the lost one with it',

@@ -15,6 +15,8 @@ export interface ReverseCommandInput {
   keepaliveIntervalSec: number;
   /** The endpoint's host key, `SHA256:...`: plink pins it on its command line. */
   hostKeyFingerprint: string;
+  /** A further connector's id (connectors.ts): its key file and unit are named after it. */
+  connectorId?: string;
 }
 
 export interface ReverseCommands {
@@ -62,12 +64,19 @@ export function customerSshOptions(sshPort: number, keepaliveIntervalSec: number
   ];
 }
 
+/** The private key's file under ~/.ssh: the tunnel's, or one per further connector. */
+export function keyFileOf(input: Pick<ReverseCommandInput, 'tunnelId' | 'connectorId'>): string {
+  return input.connectorId
+    ? `tunnelkeeper_${input.tunnelId}_${input.connectorId}`
+    : `tunnelkeeper_${input.tunnelId}`;
+}
+
 function sshArgs(input: ReverseCommandInput): Word[] {
   return [
     '-N',
     '-T',
     '-i',
-    { home: `.ssh/tunnelkeeper_${input.tunnelId}` },
+    { home: `.ssh/${keyFileOf(input)}` },
     ...customerSshOptions(input.sshPort, input.keepaliveIntervalSec),
     '-R',
     reverseForwardSpec(input),
@@ -100,7 +109,7 @@ function renderPlink(input: ReverseCommandInput): string {
     '-hostkey',
     input.hostKeyFingerprint,
     '-i',
-    `.ssh/tunnelkeeper_${input.tunnelId}.ppk`,
+    `.ssh/${keyFileOf(input)}.ppk`,
     '-P',
     String(input.sshPort),
     '-R',
@@ -129,12 +138,14 @@ export function renderReverseCommands(input: ReverseCommandInput): ReverseComman
   // instead of 10 minutes, and forgives them once a session has lived 10 s.
   const autosshPrefix = 'AUTOSSH_GATETIME=0 AUTOSSH_POLL=30 autossh -M 0';
   const autossh = `${autosshPrefix} ${shellWords(args)}`;
-  const unit = `tunnelkeeper-${input.tunnelId}`;
+  const unit = input.connectorId
+    ? `tunnelkeeper-${input.tunnelId}-${input.connectorId}`
+    : `tunnelkeeper-${input.tunnelId}`;
   const systemd = [
     `# Save as ~/.config/systemd/user/${unit}.service, then: systemctl --user enable --now ${unit}`,
     '# (and loginctl enable-linger $USER so it runs without a login session)',
     '[Unit]',
-    `Description=Tunnelkeeper reverse tunnel ${input.tunnelId}`,
+    `Description=Tunnelkeeper reverse tunnel ${input.tunnelId}${input.connectorId ? ` (connector ${input.connectorId})` : ''}`,
     'After=network-online.target',
     'Wants=network-online.target',
     'StartLimitIntervalSec=0',

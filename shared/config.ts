@@ -167,6 +167,12 @@ const envSchema = z.object({
    * whatever this machine's outbound traffic leaves from, if it is fixed. Unset: none is promised.
    */
   EGRESS_IPS: ipList.default([]),
+  /**
+   * A gateway's SIGTERM: how long reverse sessions another gateway can stand in for keep finishing
+   * the connections they carry (new ones go to the others) before they are closed and their
+   * customers reconnect elsewhere. Inside the 10 s a stop may take, with the last writes after it.
+   */
+  SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(5_000).default(3_000),
   /** PagerDuty's Events API v2 endpoint that `pagerduty` alert channels send to (operator setting, trusted). */
   PAGERDUTY_EVENTS_URL: z.url().default('https://events.pagerduty.com/v2/enqueue'),
   /**

@@ -51,6 +51,57 @@ export const TunnelStateItemSchema = z.object({
 });
 export type TunnelStateItem = z.infer<typeof TunnelStateItemSchema>;
 
+/** Prefixes of the STATE item's attributes that hold a further connector's state and its newest down. */
+const CONNECTOR_STATE = 'connector_';
+const CONNECTOR_LAST_DOWN = 'connectorDown_';
+
+/** The STATE item as read: the primary connector's state (its own fields) and further connectors'. */
+export interface StateItemRead {
+  primary?: TunnelStateItem;
+  /** Further connectors' states by connector id (connectors.ts), each with its newest down. */
+  others?: Record<string, TunnelStateItem>;
+  /** The item's revision, which every connector's write bumps. */
+  rev?: number;
+}
+
+/** Reads a STATE item; a zod error when any part of it does not parse. */
+export function parseStateItem(
+  raw: Record<string, unknown>,
+): { ok: true; read: StateItemRead } | { ok: false; error: z.ZodError } {
+  const read: StateItemRead = {};
+  const others: Record<string, TunnelStateItem> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (!name.startsWith(CONNECTOR_STATE)) continue;
+    const id = name.slice(CONNECTOR_STATE.length);
+    const entry = asObject(value);
+    const lastDown = raw[`${CONNECTOR_LAST_DOWN}${id}`];
+    if (lastDown !== undefined) entry.lastDown = lastDown;
+    const parsed = TunnelStateItemSchema.safeParse(entry);
+    if (!parsed.success) return { ok: false, error: parsed.error };
+    others[id] = parsed.data;
+  }
+  // Only further connectors have written: the primary never connected.
+  if (raw.state !== undefined) {
+    const primary = TunnelStateItemSchema.safeParse(raw);
+    if (!primary.success) return { ok: false, error: primary.error };
+    read.primary = primary.data;
+  }
+  if (Object.keys(others).length > 0) read.others = others;
+  const rev = z.number().int().safeParse(raw.rev);
+  if (rev.success) read.rev = rev.data;
+  return { ok: true, read };
+}
+
+/** The attribute names a further connector's state and newest down are stored under. */
+export const connectorStateAttributes = (connectorId: string): { state: string; lastDown: string } => ({
+  state: `${CONNECTOR_STATE}${connectorId}`,
+  lastDown: `${CONNECTOR_LAST_DOWN}${connectorId}`,
+});
+
+function asObject(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null ? { ...value } : {};
+}
+
 /** What a `down` leaves behind as its item's `lastDown` once later states are written over it. */
 export function lastDownOf(down: TunnelStateItem): NonNullable<TunnelStateItem['lastDown']> {
   const lastDown: NonNullable<TunnelStateItem['lastDown']> = { since: down.since };
@@ -73,6 +124,11 @@ export const WorkerHeartbeatSchema = z.object({
   counts: z.object({ reverse: z.number().int(), standard: z.number().int() }),
   /** Set by the worker's clean shutdown: from then on it serves nothing. */
   stoppedAt: z.string().optional(),
+  /**
+   * Reverse tunnels this worker carries through customer sessions of its own, with their ports:
+   * the other workers listen on those ports too and relay to it (fargate/peers/).
+   */
+  holds: z.array(z.tuple([z.string(), z.number().int()])).optional(),
 });
 export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;
 

@@ -106,11 +106,22 @@ export const CreateStandardTunnelSchema = z.strictObject({
   auth: AuthInputSchema.optional(),
 });
 
+/** Reverse tunnels: how many connectors (customer hosts) should be live at once (connectors.ts). */
+export const ReverseOptionsSchema = z.strictObject({
+  connectors: z
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be between 1 and 4')
+    .max(4, 'must be between 1 and 4')
+    .optional(),
+});
+
 export const CreateReverseTunnelSchema = z.strictObject({
   type: z.literal('reverse'),
   name: NameSchema,
   service: ServiceSchema,
   publicKey: PublicKeyLine.optional(),
+  reverse: ReverseOptionsSchema.optional(),
 });
 
 export const CreateTunnelSchema = z
@@ -134,6 +145,7 @@ export const PatchTunnelSchema = z
         hostKeyFingerprint: FingerprintSchema.optional(),
       })
       .optional(),
+    reverse: ReverseOptionsSchema.optional(),
     alerts: z
       .strictObject({
         /**
@@ -151,9 +163,40 @@ export const PatchTunnelSchema = z
       .optional(),
   })
   .refine((b) => Object.keys(b).length > 0, {
-    message: 'give at least one of name, enabled, service, ssh, alerts',
+    message: 'give at least one of name, enabled, service, ssh, reverse, alerts',
   })
   .openapi('PatchTunnel');
+
+export const CreateConnectorSchema = z
+  .strictObject({ publicKey: PublicKeyLine.optional() })
+  .openapi('CreateConnector');
+
+/** A connector of a reverse tunnel: one customer host, its key and its own commands. */
+export const ConnectorSchema = z
+  .object({
+    id: z.string(),
+    publicKey: z.string(),
+    publicKeyFingerprint: z.string(),
+    createdAt: z.string(),
+    /** Whether a session of this connector carries the tunnel now. */
+    live: z.boolean(),
+    commands: z.object({
+      ssh: z.string(),
+      autossh: z.string(),
+      systemd: z.string(),
+      crontab: z.string(),
+      plink: z.string().optional(),
+    }),
+    /** Only in the create response of a generated key: returned once, never stored. */
+    privateKey: z.string().optional(),
+  })
+  .openapi('Connector');
+
+export type Connector = z.infer<typeof ConnectorSchema>;
+
+export const ConnectorListSchema = z
+  .object({ items: z.array(ConnectorSchema), expected: z.number().int() })
+  .openapi('ConnectorList');
 
 export const RotateKeySchema = z.strictObject({ publicKey: PublicKeyLine.optional() }).openapi('RotateKey');
 
@@ -259,6 +302,7 @@ export const StatusWarningCodeSchema = z.enum([
   'command_outdated',
   'service_unreachable',
   'status_unreadable',
+  'connectors_missing',
 ]);
 
 export const StatusWarningSchema = z
@@ -303,6 +347,8 @@ export const StatusSchema = z
     /** Standard tunnels while up: fingerprint of the key the session authenticated with. */
     keyFingerprint: z.string().optional(),
     warnings: z.array(StatusWarningSchema).optional(),
+    /** Reverse tunnels with connectors: how many are live, of how many expected. */
+    connectors: z.object({ live: z.number().int(), expected: z.number().int() }).optional(),
     uptime: UptimeSchema.optional(),
     /** While up: what the serving gateway counted (its heartbeat carries it). */
     traffic: TrafficSchema.optional(),
@@ -347,6 +393,8 @@ export const TunnelSchema = z
           /** PuTTY's plink for Windows customers (an extension of the contract's four). */
           plink: z.string().optional(),
         }),
+        /** How many connectors should be live at once (connectors.ts). */
+        connectors: z.number().int().optional(),
       })
       .optional(),
     connect: ConnectSchema,
@@ -429,6 +477,10 @@ export const ErrorBodySchema = z
 
 export const TunnelIdParamSchema = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'tun_abcdefghijklmnop' }),
+});
+
+export const ConnectorIdParamSchema = TunnelIdParamSchema.extend({
+  connectorId: z.string().openapi({ param: { name: 'connectorId', in: 'path' }, example: 'cn_abcdefghijkl' }),
 });
 
 /**

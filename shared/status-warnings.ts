@@ -5,6 +5,7 @@
  * evaluated. Warnings never change the state and never page (the sweeper does not read them).
  */
 import { serviceTagOf } from './command-tag';
+import { connectorsWarning } from './connectors';
 import type { TunnelStateItem } from './gateway-items';
 import type { Status, StatusWarning, Traffic } from './schemas';
 import { evaluateStatus, evaluateWithUnreadable, type StatusInput, type StatusView } from './status';
@@ -189,11 +190,17 @@ export function tunnelStatusView(input: StatusViewInput): StatusView {
   } else {
     const evaluation = evaluateStatus(statusInput);
     view = { status: evaluation.status, connect: evaluation.connect };
+    if (evaluation.connectors) view.connectors = evaluation.connectors;
     view.status.uptime = uptimeOf(evaluation.ledger, view.status, input.now);
   }
-  const { status, connect } = view;
+  const { status, connect, connectors } = view;
+  // With connectors, the state the warnings look at is the one that stands for them all.
+  const connectorsMissing =
+    connectors && status.state === 'up' ? connectorsWarning(connectors, input.now) : undefined;
+  const state = connectors ? connectors.state : input.state;
   const warnings = [
-    ...signalWarnings({ tunnel: input.tunnel, state: input.state, signals, status, now: input.now }),
+    ...signalWarnings({ tunnel: input.tunnel, state, signals, status, now: input.now }),
+    ...(connectorsMissing ? [connectorsMissing] : []),
     ...(status.warnings ?? []),
   ];
   if (hasLostSignals && !isHistoryLost) {

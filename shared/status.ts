@@ -6,6 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Env } from './config';
+import { type ConnectorStates, hasConnectors, representativeState } from './connectors';
 import type { TunnelStateItem, WorkerHeartbeat } from './gateway-items';
 import { type LivenessSettings, type LivenessView, workerGoneAfterMs, workerLiveness } from './liveness';
 import type {
@@ -26,6 +27,8 @@ export interface StatusView {
   status: Status;
   /** Where workloads reach the service: only while the tunnel is up. */
   connect: { host: string; port: number } | null;
+  /** A reverse tunnel with connectors: each one judged (connectors.ts). */
+  connectors?: ConnectorStates;
 }
 
 export interface StatusSettings extends LivenessSettings {
@@ -71,6 +74,14 @@ export interface StatusTunnel {
   updatedAt: string;
   port: number;
   ssh?: { host: string; port: number };
+  /** Reverse tunnels with connectors (connectors.ts; a `TunnelRecord` fits). */
+  publicKey?: string;
+  publicKeyFingerprint?: string;
+  expectedConnectors?: number | undefined;
+  connectors?:
+    | { id: string; publicKey: string; publicKeyFingerprint: string; createdAt: string }[]
+    | undefined;
+  isPrimaryConnectorRemoved?: boolean | undefined;
   /** Maintenance: no `tunnel.down` is sent before `mutedUntil` (one after it if still down). */
   alerts?: { mutedUntil?: string };
 }
@@ -81,6 +92,10 @@ export interface StatusInput {
   state?: TunnelStateItem;
   /** Heartbeat of `state.owner`, absent when it has none (never beat, or expired by TTL). */
   heartbeat?: WorkerHeartbeat;
+  /** Reverse tunnels with connectors: the further connectors' states, by connector id. */
+  connectorStates?: Readonly<Record<string, TunnelStateItem>>;
+  /** Reverse tunnels with connectors: the heartbeats of every connector's owner. */
+  heartbeats?: ReadonlyMap<string, WorkerHeartbeat>;
   /** The record the sweeper last persisted (with its uptime ledger), absent before its first write. */
   previous?: StatusRecord & { uptime?: UptimeLedger };
   now: Date;
@@ -113,7 +128,10 @@ export interface StatusEvaluation extends StatusView {
   ledger: UptimeLedger;
 }
 
-export function evaluateStatus(input: StatusInput): StatusEvaluation {
+export function evaluateStatus(given: StatusInput): StatusEvaluation {
+  // Several connectors: the machine judges the one state that stands for them all.
+  const connectors = connectorStatesOf(given);
+  const input = connectors ? withRepresentative(given, connectors) : given;
   const { tunnel, previous, now, settings } = input;
   const observed = observe(input);
   const before: StatusRecord = previous ? recordOf(previous) : { state: 'pending', since: tunnel.createdAt };
@@ -210,7 +228,48 @@ export function evaluateStatus(input: StatusInput): StatusEvaluation {
 
   const evaluation: StatusEvaluation = { status, connect: observed.connect, transitions, alerts, ledger };
   if (!isDeepStrictEqual(record, before)) evaluation.next = record;
+  if (connectors) {
+    evaluation.connectors = connectors;
+    if (status.state !== 'disabled')
+      status.connectors = { live: connectors.live, expected: connectors.expected };
+  }
   return evaluation;
+}
+
+function connectorStatesOf(input: StatusInput): ConnectorStates | undefined {
+  const { tunnel } = input;
+  if (!hasConnectors(tunnel)) return undefined;
+  return representativeState({
+    tunnel: {
+      ...tunnel,
+      publicKey: tunnel.publicKey ?? '',
+      publicKeyFingerprint: tunnel.publicKeyFingerprint ?? '',
+    },
+    ...(input.state ? { primary: input.state } : {}),
+    ...(input.connectorStates ? { others: input.connectorStates } : {}),
+    heartbeats: heartbeatsOf(input),
+    ...(input.previous?.source ? { previousSource: input.previous.source } : {}),
+    view:
+      input.observingSince === undefined
+        ? { now: input.now }
+        : { now: input.now, observingSince: input.observingSince },
+    settings: input.settings,
+  });
+}
+
+/** Every owner's heartbeat the input has, the primary owner's among them. */
+function heartbeatsOf(input: StatusInput): Map<string, WorkerHeartbeat> {
+  const beats = new Map(input.heartbeats ?? []);
+  if (input.heartbeat) beats.set(input.heartbeat.workerId, input.heartbeat);
+  return beats;
+}
+
+function withRepresentative(input: StatusInput, connectors: ConnectorStates): StatusInput {
+  const { state: _primary, heartbeat: _beat, ...rest } = input;
+  const out: StatusInput = { ...rest };
+  if (connectors.state) out.state = connectors.state;
+  if (connectors.heartbeat) out.heartbeat = connectors.heartbeat;
+  return out;
 }
 
 interface Observation extends StatusView {

@@ -1,5 +1,6 @@
 /** The public tunnel object of the contract, built from the stored record and its status. */
-import { renderReverseCommands } from './commands';
+import { type ReverseCommands, renderReverseCommands } from './commands';
+import { expectedConnectorsOf, hasConnectors, PRIMARY_CONNECTOR_ID } from './connectors';
 import { hostProblem } from './hosts';
 import { authorizedKeysLine, fingerprintOf, knownHostsLine } from './keys';
 import type { Tunnel } from './schemas';
@@ -54,17 +55,31 @@ export function customerInstructions(
       sshUser: record.id,
       remotePort: record.port,
       knownHostsLine: hostKey.knownHostsLine,
-      commands: renderReverseCommands({
-        tunnelId: record.id,
-        sshHost: gateway.sshHost,
-        sshPort: gateway.sshPort,
-        remotePort: record.port,
-        service: record.service,
-        keepaliveIntervalSec: gateway.keepaliveIntervalSec,
-        hostKeyFingerprint: hostKey.fingerprint,
-      }),
+      commands: connectorCommands(record, gateway),
+      ...(hasConnectors(record) ? { connectors: expectedConnectorsOf(record) } : {}),
     },
   };
+}
+
+/**
+ * A reverse tunnel's commands for one connector: the tunnel's own key (`primary`, the default),
+ * or a further connector's, whose key file and unit carry its id (connectors.ts).
+ */
+export function connectorCommands(
+  record: TunnelRecord,
+  gateway: GatewayInfo,
+  connectorId: string = PRIMARY_CONNECTOR_ID,
+): ReverseCommands {
+  return renderReverseCommands({
+    tunnelId: record.id,
+    sshHost: gateway.sshHost,
+    sshPort: gateway.sshPort,
+    remotePort: record.port,
+    service: record.service,
+    keepaliveIntervalSec: gateway.keepaliveIntervalSec,
+    hostKeyFingerprint: gatewayHostKey(gateway).fingerprint,
+    ...(connectorId === PRIMARY_CONNECTOR_ID ? {} : { connectorId }),
+  });
 }
 
 export function toTunnel(record: TunnelRecord, view: StatusView, gateway: GatewayInfo): Tunnel {

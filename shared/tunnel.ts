@@ -6,6 +6,15 @@ import { z } from 'zod';
 
 const Endpoint = z.object({ host: z.string(), port: z.number().int() });
 
+/** A reverse tunnel's further connector (connectors.ts): a customer host with a key of its own. */
+export const ConnectorKeySchema = z.object({
+  id: z.string(),
+  publicKey: z.string(),
+  publicKeyFingerprint: z.string(),
+  createdAt: z.string(),
+});
+export type ConnectorKey = z.infer<typeof ConnectorKeySchema>;
+
 export const TunnelRecordSchema = z.object({
   id: z.string(),
   workspaceId: z.string(),
@@ -27,6 +36,12 @@ export const TunnelRecordSchema = z.object({
   previousPublicKey: z.string().optional(),
   /** When a PATCH last changed `service` (absent if it never did): commands issued before are outdated. */
   serviceChangedAt: z.string().optional(),
+  /** Reverse: how many connectors should be live at once (absent: 1). */
+  expectedConnectors: z.number().int().optional(),
+  /** Reverse: connectors besides the tunnel's own key, oldest first. */
+  connectors: z.array(ConnectorKeySchema).optional(),
+  /** Reverse: the tunnel's own key was removed as a connector (`publicKey` then shows the next one's). */
+  isPrimaryConnectorRemoved: z.boolean().optional(),
   /** Per-tunnel alerting (CONTRACT.md, Extensions): `mutedUntil` holds back `tunnel.down` (maintenance). */
   alerts: z.object({ mutedUntil: z.string().optional() }).optional(),
 });

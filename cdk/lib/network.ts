@@ -134,5 +134,11 @@ export class Network extends Construct {
       Port.tcp(GATEWAY_CONTROL_PORT),
       'control endpoint (tunnel tests), from the API only',
     );
+    // Gateways relay platform connections to the task that carries the tunnel (fargate/peers/).
+    this.gatewaySecurityGroup.addIngressRule(
+      this.gatewaySecurityGroup,
+      Port.tcp(GATEWAY_CONTROL_PORT),
+      'relays between gateway tasks (control endpoint, behind the control token)',
+    );
   }
 }

@@ -9,6 +9,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import ssh2, { type AuthContext, type Connection, type ParsedKey } from 'ssh2';
 import { commandTagOf } from '../../shared/command-tag';
+import { PRIMARY_CONNECTOR_ID } from '../../shared/connectors';
 import { TUNNEL_ID_PATTERN } from '../../shared/ids';
 import { fingerprintOf } from '../../shared/keys';
 import type { Logger } from '../../shared/logger';
@@ -103,6 +104,8 @@ export class CustomerConnection {
   /** The tunnel this connection logged in as (set by the accepted login). */
   private tunnel: TunnelRecord | undefined;
   private keyFingerprint = '';
+  /** The connector whose key logged in (connectors.ts). */
+  private connectorId = PRIMARY_CONNECTOR_ID;
   /** Set at `ready`: what the registry holds while this connection carries the tunnel. */
   private session: ForwardingSession | undefined;
   /** The tunnel whose session count this login holds a place in. */
@@ -250,8 +253,9 @@ export class CustomerConnection {
     if (tunnel?.type !== 'reverse') return refused('no such reverse tunnel', 'no_such_tunnel');
     const of = (kind: LoginRefusalKind): RefusalOf => ({ tunnelId: tunnel.id, kind });
     if (!tunnel.enabled) return refused('tunnel is disabled', 'tunnel_disabled', of('disabled'));
-    const key = matchingKey(tunnel, ctx.key.algo, ctx.key.data);
-    if (!key) return refused("key is not the tunnel's key", 'wrong_key', of('wrong_key'));
+    const match = matchingKey(tunnel, ctx.key.algo, ctx.key.data);
+    if (!match) return refused("key is not the tunnel's key", 'wrong_key', of('wrong_key'));
+    const { key } = match;
     if (!ctx.signature || !ctx.blob) {
       // RFC 4252 §7: the answer names the algorithm asked for. ssh2 would name the key type
       // (`ssh-rsa` for rsa-sha2-*), and Dropbear signs with what it is told: SHA-1.
@@ -286,6 +290,7 @@ export class CustomerConnection {
       });
     }
     this.tunnel = tunnel;
+    this.connectorId = match.connectorId;
     this.keyFingerprint = fingerprintOf(key.getPublicSSH());
     this.countedAs = tunnel.id;
     ctx.accept();
@@ -339,6 +344,7 @@ export class CustomerConnection {
     const { sessions, onLogin, now } = this.context;
     this.log('ssh login accepted', {
       user: tunnel.id,
+      connectorId: this.connectorId,
       keyFingerprint: this.keyFingerprint,
       sessions: sessions.count(tunnel.id),
     });
@@ -348,11 +354,13 @@ export class CustomerConnection {
     this.session = {
       connId: this.connId,
       tunnelId: tunnel.id,
+      connectorId: this.connectorId,
       source: this.source,
       connectedAt: now().toISOString(),
       keyFingerprint: this.keyFingerprint,
       activeChannels: () => this.channels,
       takenOver: () => this.uncount(),
+      isGone: () => this.isClosed || this.admitted?.socket.destroyed === true,
       close: () => this.conn.end(),
       open: () => Promise.reject(new Error('no forward requested yet')),
     };
@@ -507,14 +515,33 @@ export class CustomerConnection {
   }
 }
 
-/** The tunnel's current or still-accepted previous key, if the offered one is one of them. */
-function matchingKey(tunnel: TunnelRecord, algo: string, blob: Buffer): ParsedKey | undefined {
-  for (const line of [tunnel.publicKey, tunnel.previousPublicKey]) {
+/**
+ * The connector the offered key belongs to, and the key: a further connector's key, or the
+ * tunnel's current or still-accepted previous key (the primary connector's, unless removed).
+ */
+function matchingKey(
+  tunnel: TunnelRecord,
+  algo: string,
+  blob: Buffer,
+): { key: ParsedKey; connectorId: string } | undefined {
+  const candidates: [string, string | undefined][] = (tunnel.connectors ?? []).map((c) => [
+    c.id,
+    c.publicKey,
+  ]);
+  if (!tunnel.isPrimaryConnectorRemoved) {
+    candidates.push(
+      [PRIMARY_CONNECTOR_ID, tunnel.publicKey],
+      [PRIMARY_CONNECTOR_ID, tunnel.previousPublicKey],
+    );
+  }
+  for (const [connectorId, line] of candidates) {
     if (!line) continue;
     const parsed = utils.parseKey(line);
     if (parsed instanceof Error || Array.isArray(parsed)) continue;
     const mine = parsed.getPublicSSH();
-    if (parsed.type === algo && mine.length === blob.length && timingSafeEqual(mine, blob)) return parsed;
+    if (parsed.type === algo && mine.length === blob.length && timingSafeEqual(mine, blob)) {
+      return { key: parsed, connectorId };
+    }
   }
   return undefined;
 }

@@ -1,13 +1,19 @@
 /**
- * Which SSH connection carries each reverse tunnel on this worker, and the tunnel's listener.
- * A newer login of the same tunnel takes the listener over in place (no refused window); the
- * older connection drains briefly and is closed. State is written on every transition.
+ * Which SSH connections carry each reverse tunnel on this worker, and the tunnel's listener: one
+ * session per connector (connectors.ts). A newer login of the same connector takes its slot over in
+ * place (no refused window); the older connection drains briefly and is closed. Logins of other
+ * connectors add to the tunnel. New platform connections are spread over the connectors' sessions,
+ * and tried on the next one when a session refuses the channel or goes away before it opens.
+ * State is written per connector on every transition.
  */
 import type { TunnelStateItem } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
 import { gatewayRestarted } from '../../shared/status-errors';
 import type { TunnelRecord } from '../../shared/tunnel';
+import type { PeerHolding, PeerRef } from '../peers/peer-directory';
+import type { PeerRelay } from '../peers/peer-relay';
+import type { SshChannel } from '../pipe';
 import type { GatewaySignals } from '../signals/gateway-signals';
 import { refusedByCustomerClient, reportingOutcomes } from '../signals/service-outcome';
 import type { StateWriter } from '../state-writer';
@@ -18,6 +24,8 @@ import { type ChannelOpener, TunnelListener } from '../tunnel-listener';
 export interface ForwardingSession {
   connId: string;
   tunnelId: string;
+  /** The connector whose key it logged in with (connectors.ts; `primary`: the tunnel's own key). */
+  connectorId: string;
   source: string;
   connectedAt: string;
   /** Fingerprint of the key it logged in with (checked again after a rotation). */
@@ -28,6 +36,8 @@ export interface ForwardingSession {
   activeChannels(): number;
   /** A newer login of the tunnel took the listener over: this session only drains from now on. */
   takenOver(): void;
+  /** Whether its SSH connection has ended (a channel it carried was lost with it). */
+  isGone(): boolean;
   /** Ends the SSH connection. */
   close(): void;
 }
@@ -46,14 +56,28 @@ export interface ForwardRegistryOptions {
   stateWriter: StateWriter;
   /** Told of takeovers and of how platform connections through each tunnel went. */
   signals?: Pick<GatewaySignals, 'takeover' | 'serviceOutcome'>;
+  /** Relays a platform connection to another gateway that carries the tunnel (fargate/peers/). */
+  relay?: Pick<PeerRelay, 'open'>;
   /** Counts connections and bytes per tunnel. */
   meter?: TrafficMeter;
   now: () => Date;
 }
 
+/** How often a drain looks whether a session's connections are done. */
+const DRAIN_CHECK_MS = 50;
+
 interface Entry {
   listener: TunnelListener;
-  session: ForwardingSession;
+  port: number;
+  /** The session holding each connector's slot on this gateway. */
+  slots: Map<string, ForwardingSession>;
+  /** Other gateways that carry the tunnel: tried when no session here can take a connection. */
+  peers: PeerRef[];
+  /** Where the next platform connection starts looking (round robin over the slots, then the peers). */
+  turn: number;
+  peerTurn: number;
+  /** A shutdown drains this gateway's sessions: new connections go to the peers first. */
+  isDraining?: boolean;
 }
 
 export class ForwardRegistry {
@@ -62,31 +86,119 @@ export class ForwardRegistry {
   private isHandingOver = false;
   /** Listens in progress, so two logins racing for one tunnel do not both bind the port. */
   private readonly opening = new Map<string, Promise<Entry | undefined>>();
+  /** Whether what carries each open channel is gone: its session's end (first-byte-retry.ts). */
+  private readonly carriers = new WeakMap<SshChannel, () => boolean>();
 
   constructor(private readonly options: ForwardRegistryOptions) {}
 
+  /** From now on, connections no session here can take are relayed to the peers through `relay`. */
+  useRelay(relay: Pick<PeerRelay, 'open'>): void {
+    this.options.relay = relay;
+  }
+
+  /** Tunnels carried through sessions of this gateway. */
   get size(): number {
-    return this.entries.size;
+    return this.heldTunnels().length;
   }
 
   tunnelIds(): string[] {
-    return [...this.entries.keys()];
+    return this.heldTunnels().map(([id]) => id);
   }
 
+  /** Tunnels carried through sessions of this gateway, with their ports (told to the peers). */
+  heldTunnels(): [string, number][] {
+    return [...this.entries].flatMap(([id, e]) =>
+      e.slots.size > 0 ? [[id, e.port] as [string, number]] : [],
+    );
+  }
+
+  /** Tunnels this gateway only relays (no session of its own carries them). */
+  get relayCount(): number {
+    return [...this.entries.values()].filter((e) => e.slots.size === 0).length;
+  }
+
+  /**
+   * What the other gateways carry now (peer-directory.ts): this gateway listens on those tunnels'
+   * ports too and relays to them; a listener nobody carries any more is closed.
+   */
+  async syncPeers(holdings: ReadonlyMap<string, PeerHolding>): Promise<void> {
+    for (const [tunnelId, holding] of holdings) {
+      const pending = this.opening.get(tunnelId);
+      if (pending) await pending;
+      const entry = this.entries.get(tunnelId);
+      if (entry) {
+        if (!samePeers(entry.peers, holding.peers)) {
+          this.options.logger.info('tunnel peers changed', {
+            tunnelId,
+            peers: holding.peers.map((p) => p.workerId),
+          });
+        }
+        entry.peers = holding.peers;
+        continue;
+      }
+      const opening = this.openListener(tunnelId, holding.port, undefined);
+      this.opening.set(tunnelId, opening);
+      try {
+        const opened = await opening;
+        if (!opened) continue;
+        opened.peers = holding.peers;
+        this.entries.set(tunnelId, opened);
+        this.options.logger.info('tunnel relay listening', {
+          tunnelId,
+          port: holding.port,
+          peers: holding.peers.map((p) => p.workerId),
+        });
+      } finally {
+        this.opening.delete(tunnelId);
+      }
+    }
+    for (const [tunnelId, entry] of this.entries) {
+      if (holdings.has(tunnelId)) continue;
+      if (entry.peers.length > 0) this.options.logger.info('tunnel peers changed', { tunnelId, peers: [] });
+      entry.peers = [];
+      if (entry.slots.size > 0) continue;
+      this.entries.delete(tunnelId);
+      await entry.listener.close();
+      this.options.logger.info('tunnel relay closed: no gateway carries the tunnel', { tunnelId });
+    }
+  }
+
+  /** A channel through this gateway's own sessions of the tunnel (a peer's relayed connection). */
+  openLocal(tunnelId: string, origin: { ip: string; port: number }): Promise<SshChannel> {
+    const entry = this.entries.get(tunnelId);
+    if (!entry || entry.slots.size === 0)
+      return Promise.reject(new Error('no session here carries the tunnel'));
+    return this.openThrough(entry, origin, { isLocalOnly: true });
+  }
+
+  /** A session carrying the tunnel (the first connector's, when several do). */
   sessionOf(tunnelId: string): ForwardingSession | undefined {
-    return this.entries.get(tunnelId)?.session;
+    return this.sessionsOf(tunnelId)[0];
   }
 
-  /** Gives `session` the tunnel's listener; false when the port cannot be bound. */
+  /** Every session carrying the tunnel, one per connector. */
+  sessionsOf(tunnelId: string): ForwardingSession[] {
+    return [...(this.entries.get(tunnelId)?.slots.values() ?? [])];
+  }
+
+  /** Gives `session` its connector's slot of the tunnel's listener; false when the port cannot be bound. */
   async attach(session: ForwardingSession, tunnel: TunnelRecord): Promise<boolean> {
     const pending = this.opening.get(tunnel.id);
     if (pending) await pending;
     const existing = this.entries.get(tunnel.id);
     if (existing) {
-      if (existing.session !== session) this.takeOver(existing, session);
+      const holder = existing.slots.get(session.connectorId);
+      if (existing.slots.size === 0)
+        this.options.logger.info('relayed tunnel now carried here too', { tunnelId: tunnel.id });
+      if (holder === session) return true;
+      if (holder) this.takeOver(existing, holder, session);
+      else {
+        existing.slots.set(session.connectorId, session);
+        this.writeUp(session);
+      }
       return true;
     }
-    const opening = this.openListener(session, tunnel);
+    const opening = this.openListener(tunnel.id, tunnel.port, session);
     this.opening.set(tunnel.id, opening);
     try {
       const entry = await opening;
@@ -108,12 +220,16 @@ export class ForwardRegistry {
     this.isHandingOver = true;
   }
 
-  /** The session ended (or cancelled its forward): drops the listener unless taken over. */
+  /** The session ended (or cancelled its forward): frees its slot, and the listener with the last one. */
   async detach(session: ForwardingSession, error: StatusError): Promise<void> {
     const entry = this.entries.get(session.tunnelId);
-    if (!entry || entry.session !== session) return;
-    this.entries.delete(session.tunnelId);
-    await entry.listener.close();
+    if (!entry || entry.slots.get(session.connectorId) !== session) return;
+    entry.slots.delete(session.connectorId);
+    // While another gateway carries the tunnel, its port here keeps relaying there.
+    if (entry.slots.size === 0 && entry.peers.length === 0) {
+      this.entries.delete(session.tunnelId);
+      await entry.listener.close();
+    }
     const at = this.options.now().toISOString();
     const down: TunnelStateItem = {
       state: 'down',
@@ -125,27 +241,63 @@ export class ForwardRegistry {
       error: this.isHandingOver ? gatewayRestarted(at) : error,
     };
     if (this.isHandingOver) down.cause = 'restart';
-    this.options.stateWriter.write(session.tunnelId, down);
+    this.options.stateWriter.write(session.tunnelId, down, session.connectorId);
   }
 
-  /** Closes the tunnel's connection (deleted, disabled, key retired); its close detaches it. */
+  /**
+   * A shutdown's drain: every listener here stops accepting (new connections go to the other
+   * gateways on the port), the connections it accepted and the channels its sessions carry
+   * (relayed ones included) finish, up to `deadline` (epoch ms); then the sessions close and their
+   * customers reconnect elsewhere.
+   */
+  async drain(deadline: number): Promise<void> {
+    const entries = [...this.entries.values()];
+    const sessions = entries.flatMap((e) => [...e.slots.values()]);
+    for (const entry of entries) {
+      entry.isDraining = true;
+      entry.listener.stopAccepting();
+    }
+    const isBusy = () =>
+      entries.some((e) => e.listener.activeConnections > 0) || sessions.some((s) => s.activeChannels() > 0);
+    while (Date.now() < deadline && isBusy()) {
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_CHECK_MS));
+    }
+    for (const session of sessions) this.closeSession(session, 'gateway shutting down');
+  }
+
+  /** Closes every listener left (relays, and any whose sessions are gone): the end of a shutdown. */
+  async closeListeners(): Promise<void> {
+    const entries = [...this.entries.values()];
+    this.entries.clear();
+    await Promise.all(entries.map((e) => e.listener.close()));
+  }
+
+  /** Closes the tunnel's connections (deleted, disabled); their close detaches them. */
   closeTunnel(tunnelId: string, reason: string): void {
-    const entry = this.entries.get(tunnelId);
-    if (!entry) return;
+    for (const session of this.sessionsOf(tunnelId)) this.closeSession(session, reason);
+  }
+
+  /** Closes one connector's connection (its key removed or rotated away). */
+  closeSession(session: ForwardingSession, reason: string): void {
     this.options.logger.info('closing reverse tunnel session', {
-      tunnelId,
-      connId: entry.session.connId,
+      tunnelId: session.tunnelId,
+      connectorId: session.connectorId,
+      connId: session.connId,
       reason,
     });
-    entry.session.close();
+    session.close();
   }
 
-  private async openListener(session: ForwardingSession, tunnel: TunnelRecord): Promise<Entry | undefined> {
+  private async openListener(
+    tunnelId: string,
+    port: number,
+    session: ForwardingSession | undefined,
+  ): Promise<Entry | undefined> {
     const { bindHost, maxChannelsPerTunnel, logger } = this.options;
     const listener = new TunnelListener({
-      tunnelId: tunnel.id,
+      tunnelId,
       host: bindHost,
-      port: tunnel.port,
+      port,
       maxChannels: maxChannelsPerTunnel,
       idleTimeoutMs: this.options.dataIdleTimeoutMs,
       logger,
@@ -154,16 +306,80 @@ export class ForwardRegistry {
     try {
       await listener.listen();
     } catch (err) {
-      logger.error('reverse forward refused: tunnel port unavailable', {
-        tunnelId: tunnel.id,
-        host: bindHost,
-        port: tunnel.port,
-        code: (err as NodeJS.ErrnoException).code,
-      });
+      logger.error(
+        session
+          ? 'reverse forward refused: tunnel port unavailable'
+          : 'tunnel relay not listening: port unavailable',
+        {
+          tunnelId,
+          host: bindHost,
+          port,
+          code: (err as NodeJS.ErrnoException).code,
+        },
+      );
       return undefined;
     }
-    listener.setOpener(this.openerOf(session));
-    return { listener, session };
+    const entry: Entry = {
+      listener,
+      port,
+      slots: new Map(session ? [[session.connectorId, session]] : []),
+      peers: [],
+      turn: 0,
+      peerTurn: 0,
+    };
+    listener.setOpener((origin) => this.openThrough(entry, origin));
+    return entry;
+  }
+
+  /**
+   * Opens a channel for a platform connection through one of the tunnel's sessions here, in turn,
+   * then (unless `isLocalOnly`: a relayed connection never relays again) through the gateways that
+   * carry it elsewhere; one that refuses or is gone before the channel opens passes it to the next.
+   */
+  private async openThrough(
+    entry: Entry,
+    origin: { ip: string; port: number },
+    options = { isLocalOnly: false },
+  ): Promise<SshChannel> {
+    const sessions = [...entry.slots.values()];
+    const peers = options.isLocalOnly || !this.options.relay ? [] : [...entry.peers];
+    if (sessions.length + peers.length === 0) throw new Error('no session carries the tunnel');
+    const first = sessions.length > 0 ? entry.turn++ % sessions.length : 0;
+    if (entry.turn >= Number.MAX_SAFE_INTEGER) entry.turn = 0;
+    const local: (() => Promise<SshChannel>)[] = sessions.map((_, i) => {
+      const session = sessions[(first + i) % sessions.length] as ForwardingSession;
+      return async () => {
+        const channel = await this.openerOf(session)(origin);
+        this.carriers.set(channel, () => session.isGone());
+        return channel;
+      };
+    });
+    const remote: (() => Promise<SshChannel>)[] = [];
+    const firstPeer = peers.length > 0 ? entry.peerTurn++ % peers.length : 0;
+    if (entry.peerTurn >= Number.MAX_SAFE_INTEGER) entry.peerTurn = 0;
+    const { relay } = this.options;
+    const tunnelId = entry.listener.tunnelId;
+    for (let i = 0; i < peers.length && relay; i++) {
+      const peer = peers[(firstPeer + i) % peers.length] as PeerRef;
+      remote.push(() => relay.open(peer, tunnelId, origin));
+    }
+    // Draining: the sessions here are on their way out; they take only what nobody else can.
+    const tries = entry.isDraining ? [...remote, ...local] : [...local, ...remote];
+    let failure: unknown;
+    for (const [i, attempt] of tries.entries()) {
+      try {
+        return await attempt();
+      } catch (err) {
+        failure = err;
+        if (i < tries.length - 1) {
+          this.options.logger.info('tunnel connection retried on another connector', {
+            tunnelId,
+            reason: err instanceof Error ? err.message : String(err),
+          });
+        }
+      }
+    }
+    throw failure;
   }
 
   /** The session's channel opener, each platform connection's outcome told as the service's reachability. */
@@ -175,15 +391,14 @@ export class ForwardRegistry {
     );
   }
 
-  private takeOver(entry: Entry, next: ForwardingSession): void {
-    const previous = entry.session;
-    entry.listener.setOpener(this.openerOf(next));
-    entry.session = next;
+  private takeOver(entry: Entry, previous: ForwardingSession, next: ForwardingSession): void {
+    entry.slots.set(next.connectorId, next);
     previous.takenOver();
     this.writeUp(next, previous.connId);
     this.options.signals?.takeover(next.tunnelId, previous.source, next.source);
     this.options.logger.info('reverse tunnel taken over by a newer login', {
       tunnelId: next.tunnelId,
+      connectorId: next.connectorId,
       connId: next.connId,
       previousConnId: previous.connId,
     });
@@ -211,6 +426,13 @@ export class ForwardRegistry {
     };
     if (session.commandTag) item.commandTag = session.commandTag;
     if (continues) item.continues = continues;
-    this.options.stateWriter.write(session.tunnelId, item);
+    this.options.stateWriter.write(session.tunnelId, item, session.connectorId);
   }
+}
+
+function samePeers(a: readonly PeerRef[], b: readonly PeerRef[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((p, i) => p.workerId === b[i]?.workerId && p.controlUrl === b[i]?.controlUrl)
+  );
 }

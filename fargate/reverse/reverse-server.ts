@@ -216,9 +216,18 @@ export class ReverseServer {
     this.lookup.sawRecords(ids, records);
   }
 
+  /** Stops accepting new connections; the logged-in ones go on (a shutdown's drain). */
+  stopAccepting(): void {
+    this.net.close();
+  }
+
   /** Stops accepting and closes every connection. */
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.net.close(() => resolve()));
+    // After stopAccepting the server may have closed already: a second close's callback waits for
+    // a 'close' that never comes (and an idle process would end on the spot).
+    const closed = this.net.listening
+      ? new Promise<void>((resolve) => this.net.close(() => resolve()))
+      : Promise.resolve();
     for (const socket of this.sockets) socket.destroy();
     this.dropLog.close();
     await closed;

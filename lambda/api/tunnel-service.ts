@@ -6,12 +6,26 @@
 import type { z } from 'zod';
 import { serviceTagOf } from '../../shared/command-tag';
 import type { PortRange } from '../../shared/config';
-import { ConflictError, NotFoundError, tunnelQuotaExceeded, ValidationError } from '../../shared/errors';
+import {
+  CONNECTOR_ID_PATTERN,
+  connectorSlots,
+  MAX_CONNECTORS,
+  newConnectorId,
+  PRIMARY_CONNECTOR_ID,
+} from '../../shared/connectors';
+import {
+  ConflictError,
+  NotFoundError,
+  QuotaExceededError,
+  tunnelQuotaExceeded,
+  ValidationError,
+} from '../../shared/errors';
 import { newTunnelId, TUNNEL_ID_PATTERN } from '../../shared/ids';
 import { inlineKeyCrypto, type KeyCrypto } from '../../shared/key-crypto';
 import { type KeyType, parsePublicKey } from '../../shared/keys';
 import type { Logger } from '../../shared/logger';
 import type {
+  CreateConnectorSchema,
   CreateReverseTunnelSchema,
   CreateStandardTunnelSchema,
   PatchTunnelSchema,
@@ -21,12 +35,25 @@ import { secretNames } from '../../shared/secrets/secret-names';
 import type { SecretStore } from '../../shared/secrets/secret-store';
 import { UnreadableItemError } from '../../shared/store/read-items';
 import type { TunnelStore } from '../../shared/store/tunnel-store';
-import { type TunnelRecord, type TunnelSecret, TunnelSecretSchema } from '../../shared/tunnel';
+import {
+  type ConnectorKey,
+  type TunnelRecord,
+  type TunnelSecret,
+  TunnelSecretSchema,
+} from '../../shared/tunnel';
 
 type CreateStandard = z.infer<typeof CreateStandardTunnelSchema>;
 type CreateReverse = z.infer<typeof CreateReverseTunnelSchema>;
 type Patch = z.infer<typeof PatchTunnelSchema>;
 type RotateKey = z.infer<typeof RotateKeySchema>;
+type CreateConnector = z.infer<typeof CreateConnectorSchema>;
+
+/** A connector just added, and its private key when we generated it (returned once). */
+export interface ConnectorResult {
+  record: TunnelRecord;
+  connector: ConnectorKey;
+  privateKey?: string;
+}
 
 /** A stored tunnel, plus the private key we generated for a reverse tunnel (returned once). */
 export interface TunnelResult {
@@ -85,6 +112,7 @@ export class TunnelService {
           service: body.service,
           publicKey: key.publicKey,
           publicKeyFingerprint: key.fingerprint,
+          ...(body.reverse?.connectors === undefined ? {} : { expectedConnectors: body.reverse.connectors }),
         },
         this.deps.portRange,
         this.deps.maxTunnelsPerWorkspace,
@@ -138,7 +166,14 @@ export class TunnelService {
           'applies to standard tunnels only; a reverse tunnel has no bastion',
         );
       }
+      if (body.reverse && record.type !== 'reverse') {
+        throw ValidationError.field(
+          'reverse',
+          'applies to reverse tunnels only; a standard tunnel has no connectors',
+        );
+      }
       const next: TunnelRecord = { ...record };
+      if (body.reverse?.connectors !== undefined) next.expectedConnectors = body.reverse.connectors;
       if (body.name !== undefined) next.name = body.name;
       if (body.enabled !== undefined) next.enabled = body.enabled;
       if (body.service) {
@@ -168,12 +203,18 @@ export class TunnelService {
     const record = await this.get(workspaceId, id);
     if (record.type === 'reverse') {
       const key = await this.reverseKey(id, body.publicKey);
-      const updated = await this.update(workspaceId, id, (r) => ({
-        ...r,
-        previousPublicKey: r.publicKey,
-        publicKey: key.publicKey,
-        publicKeyFingerprint: key.fingerprint,
-      }));
+      const updated = await this.update(workspaceId, id, ({ isPrimaryConnectorRemoved, ...r }) => {
+        assertKeyUnused(r, key.fingerprint, { exceptPrimary: true });
+        // The tunnel's own key comes back as its first connector; a removed one's key was another's.
+        return isPrimaryConnectorRemoved
+          ? { ...r, publicKey: key.publicKey, publicKeyFingerprint: key.fingerprint }
+          : {
+              ...r,
+              previousPublicKey: r.publicKey,
+              publicKey: key.publicKey,
+              publicKeyFingerprint: key.fingerprint,
+            };
+      });
       this.logger.info('tunnel key rotated', { tunnelId: id, workspaceId, fingerprint: key.fingerprint });
       return key.privateKey === undefined
         ? { record: updated }
@@ -206,6 +247,77 @@ export class TunnelService {
     }));
     this.logger.info('tunnel key rotated', { tunnelId: id, workspaceId, fingerprint: pair.fingerprint });
     return { record: updated };
+  }
+
+  /** A further connector of a reverse tunnel, with its own key (generated when none is given). */
+  async addConnector(workspaceId: string, id: string, body: CreateConnector): Promise<ConnectorResult> {
+    const record = await this.get(workspaceId, id);
+    if (record.type !== 'reverse') {
+      throw new ConflictError(`tunnel ${id} is a standard tunnel: only reverse tunnels have connectors`);
+    }
+    assertConnectorRoom(record);
+    const key = await this.reverseKey(id, body.publicKey);
+    const connector: ConnectorKey = {
+      id: newConnectorId(),
+      publicKey: key.publicKey,
+      publicKeyFingerprint: key.fingerprint,
+      createdAt: this.now().toISOString(),
+    };
+    const updated = await this.update(workspaceId, id, (r) => {
+      assertConnectorRoom(r);
+      assertKeyUnused(r, key.fingerprint);
+      return { ...r, connectors: [...(r.connectors ?? []), connector] };
+    });
+    this.logger.info('tunnel connector added', {
+      tunnelId: id,
+      workspaceId,
+      connectorId: connector.id,
+      fingerprint: key.fingerprint,
+    });
+    return key.privateKey === undefined
+      ? { record: updated, connector }
+      : { record: updated, connector, privateKey: key.privateKey };
+  }
+
+  /**
+   * Removes a connector; its session closes. The tunnel's own key may go while another connector
+   * remains (`publicKey` then shows the next one's): a key rotation without a gap.
+   */
+  async removeConnector(workspaceId: string, id: string, connectorId: string): Promise<TunnelRecord> {
+    const record = await this.get(workspaceId, id);
+    if (!connectorSlots(record).some((c) => c.id === connectorId) || record.type !== 'reverse') {
+      throw new NotFoundError(
+        'connector',
+        CONNECTOR_ID_PATTERN.test(connectorId) ? connectorId : connectorId.slice(0, 40),
+      );
+    }
+    const updated = await this.update(workspaceId, id, (r) => {
+      const slots = connectorSlots(r);
+      if (!slots.some((c) => c.id === connectorId)) throw new NotFoundError('connector', connectorId);
+      if (slots.length === 1) {
+        throw new ConflictError(
+          `connector ${connectorId} is the last connector of tunnel ${id}: add another first, or delete the tunnel`,
+        );
+      }
+      const next: TunnelRecord = {
+        ...r,
+        connectors: (r.connectors ?? []).filter((c) => c.id !== connectorId),
+      };
+      if (connectorId === PRIMARY_CONNECTOR_ID) {
+        next.isPrimaryConnectorRemoved = true;
+        delete next.previousPublicKey;
+      }
+      if (next.connectors?.length === 0) delete next.connectors;
+      // `publicKey` is always a key that logs in: with the primary gone, the first remaining connector's.
+      const [first] = next.connectors ?? [];
+      if (next.isPrimaryConnectorRemoved && first) {
+        next.publicKey = first.publicKey;
+        next.publicKeyFingerprint = first.publicKeyFingerprint;
+      }
+      return next;
+    });
+    this.logger.info('tunnel connector removed', { tunnelId: id, workspaceId, connectorId });
+    return updated;
   }
 
   async delete(workspaceId: string, id: string): Promise<void> {
@@ -277,6 +389,32 @@ export class TunnelService {
     } catch (err) {
       this.logger.warn('tunnel secret left behind', { tunnelId: id, err });
     }
+  }
+}
+
+function assertConnectorRoom(record: TunnelRecord): void {
+  if (connectorSlots(record).length >= MAX_CONNECTORS) {
+    throw new QuotaExceededError(
+      'connectorsPerTunnel',
+      MAX_CONNECTORS,
+      `tunnel ${record.id} has ${MAX_CONNECTORS} connectors, the most a tunnel may hold; remove one first`,
+    );
+  }
+}
+
+/** Two connectors with one key could not be told apart at login. */
+function assertKeyUnused(
+  record: TunnelRecord,
+  fingerprint: string,
+  options = { exceptPrimary: false },
+): void {
+  const holder = connectorSlots(record).find(
+    (c) => c.publicKeyFingerprint === fingerprint && !(options.exceptPrimary && c.isPrimary),
+  );
+  if (holder) {
+    throw new ConflictError(
+      `that key is already connector ${holder.id} of tunnel ${record.id}: each connector needs a key of its own`,
+    );
   }
 }
 

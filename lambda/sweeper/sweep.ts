@@ -43,7 +43,12 @@ import type { SweepFigures } from '../../shared/metrics/operator-metrics';
 import { evaluateStatus, type PlannedAlert, type StatusSettings } from '../../shared/status';
 import type { OutboxAlert, SinkDelivery } from '../../shared/status-items';
 import type { UnreadableItem } from '../../shared/store/read-items';
-import type { StatusSources, StatusStore } from '../../shared/store/status-store';
+import {
+  ownersToCheck,
+  type StatusSources,
+  type StatusStore,
+  withHeartbeats,
+} from '../../shared/store/status-store';
 import { SHARD_COUNT } from '../../shared/store/table';
 import type { TunnelRecord } from '../../shared/tunnel';
 
@@ -266,9 +271,7 @@ class Sweep {
         for (const item of page.unreadable) this.skipUnreadable(item);
         if (page.items.length === 0) continue;
         const items = await this.deps.store.getStatusItems(page.items.map((t) => t.id));
-        const owners = [...items.values()].flatMap((s) =>
-          s.state?.state === 'up' && s.state.owner ? [s.state.owner] : [],
-        );
+        const owners = [...items.values()].flatMap(ownersToCheck);
         const beats = await this.heartbeats(owners);
         await forEachLimit(page.items, this.deps.concurrency ?? DEFAULT_CONCURRENCY, async (tunnel) => {
           const { unreadable, ...sources } = items.get(tunnel.id) ?? {};
@@ -276,9 +279,7 @@ class Sweep {
             for (const item of unreadable) this.skipUnreadable(item);
             return;
           }
-          const owner = sources.state?.owner;
-          const heartbeat = owner ? beats.get(owner) : undefined;
-          await this.sweepTunnel(tunnel, heartbeat ? { ...sources, heartbeat } : sources);
+          await this.sweepTunnel(tunnel, withHeartbeats(sources, beats));
         });
       } while (cursor);
     } catch (err) {
@@ -321,11 +322,13 @@ class Sweep {
     this.report.tunnels++;
     try {
       const now = this.now();
-      const { state, heartbeat, status: previous } = sources;
+      const { state, heartbeat, status: previous, connectorStates, heartbeats, stateRev } = sources;
       const evaluation = evaluateStatus({
         tunnel,
         state,
         heartbeat,
+        ...(connectorStates ? { connectorStates } : {}),
+        ...(heartbeats ? { heartbeats } : {}),
         previous,
         now,
         observingSince: this.observingSince,
@@ -340,7 +343,13 @@ class Sweep {
         const written = await this.deps.store.recordChange({
           tunnelId: tunnel.id,
           expectedVersion: previous?.version ?? 0,
-          readState: state && (state.rev === undefined ? {} : { rev: state.rev }),
+          readState: state
+            ? state.rev === undefined
+              ? {}
+              : { rev: state.rev }
+            : stateRev === undefined
+              ? undefined
+              : { rev: stateRev },
           next: evaluation.next,
           uptime: evaluation.ledger,
           events: evaluation.transitions,

@@ -9,6 +9,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import {
+  connectorStateAttributes,
   type LeaseItem,
   LeaseItemSchema,
   lastDownOf,
@@ -93,6 +94,58 @@ export class DynamoGatewayStore implements GatewayStore {
     } catch (err) {
       // Superseded (a condition failed) is an answer; a conflict with a concurrent transaction is
       // not, and is rethrown so the caller retries the write.
+      if (err instanceof TransactionCanceledException) {
+        const codes = (err.CancellationReasons ?? []).map((r) => r.Code);
+        if (codes.includes('ConditionalCheckFailed') && !codes.includes('TransactionConflict')) return false;
+      }
+      throw err;
+    }
+  }
+
+  async writeConnectorState(tunnelId: string, connectorId: string, item: TunnelStateItem): Promise<boolean> {
+    const attribute = connectorStateAttributes(connectorId);
+    const { lastDown: _kept, rev: _rev, ...entry } = item;
+    const names: Record<string, string> = { '#c': attribute.state, '#rev': 'rev' };
+    const values: Record<string, unknown> = {
+      ':entry': entry,
+      ':connectedAt': item.connectedAt ?? '',
+      ':zero': 0,
+      ':one': 1,
+    };
+    const set = ['#c = :entry', '#rev = if_not_exists(#rev, :zero) + :one'];
+    // The newest down outlives the states written after it, as the primary's `lastDown` does.
+    if (item.state === 'down') {
+      names['#d'] = attribute.lastDown;
+      values[':lastDown'] = lastDownOf(item);
+      set.push('#d = :lastDown');
+    }
+    try {
+      await this.db.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              ConditionCheck: {
+                TableName: this.tableName,
+                Key: keys.tunnel(tunnelId),
+                ConditionExpression: 'attribute_exists(pk)',
+              },
+            },
+            {
+              Update: {
+                TableName: this.tableName,
+                Key: keys.tunnelState(tunnelId),
+                UpdateExpression: `SET ${set.join(', ')}`,
+                // The connector's slot, like the primary's item: only over the same or an older connection.
+                ConditionExpression: 'attribute_not_exists(#c.connectedAt) OR #c.connectedAt <= :connectedAt',
+                ExpressionAttributeNames: names,
+                ExpressionAttributeValues: values,
+              },
+            },
+          ],
+        }),
+      );
+      return true;
+    } catch (err) {
       if (err instanceof TransactionCanceledException) {
         const codes = (err.CancellationReasons ?? []).map((r) => r.Code);
         if (codes.includes('ConditionalCheckFailed') && !codes.includes('TransactionConflict')) return false;

@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import {
-  TunnelStateItemSchema,
+  parseStateItem,
   type WorkerHeartbeat,
   WorkerHeartbeatSchema,
   type WorkerTraffic,
@@ -46,6 +46,7 @@ import type {
   StatusStore,
   SweepMark,
 } from './status-store';
+import { ownersToCheck, withHeartbeats } from './status-store';
 import { GSI2, keys, shardSortKeyOf, TTL_ATTRIBUTE } from './table';
 import { replaceFields, updateExpression } from './update-expression';
 
@@ -132,9 +133,13 @@ export class DynamoStatusStore implements StatusStore {
         ];
       };
       if (item.sk === 'STATE') {
-        const state = TunnelStateItemSchema.safeParse(item);
-        if (state.success) entry.state = state.data;
-        else unreadable(state.error);
+        const state = parseStateItem(item);
+        if (!state.ok) unreadable(state.error);
+        else {
+          if (state.read.primary) entry.state = state.read.primary;
+          if (state.read.others) entry.connectorStates = state.read.others;
+          if (!state.read.primary && state.read.rev !== undefined) entry.stateRev = state.read.rev;
+        }
       } else if (item.sk === 'SIGNALS') {
         const signals = TunnelSignalsSchema.safeParse(item);
         if (signals.success) entry.signals = signals.data;
@@ -172,11 +177,8 @@ export class DynamoStatusStore implements StatusStore {
    */
   async getStatusSources(ids: string[]): Promise<Map<string, StatusSources>> {
     const items = await this.getStatusItems(ids, { signals: true });
-    const owners = new Set<string>();
-    for (const entry of items.values()) {
-      // Only an `up` depends on its owner being alive.
-      if (entry.state?.state === 'up' && entry.state.owner) owners.add(entry.state.owner);
-    }
+    // Only an `up` depends on its owner being alive (any connector's).
+    const owners = new Set([...items.values()].flatMap(ownersToCheck));
     const beats = new Map<string, WorkerHeartbeat>();
     const traffic = new Map<string, WorkerTraffic>();
     const wanted = [...owners].flatMap((id) => [keys.worker(id), keys.workerTraffic(id)]);
@@ -192,10 +194,9 @@ export class DynamoStatusStore implements StatusStore {
     }
     const sources = new Map<string, StatusSources>();
     for (const [id, entry] of items) {
+      const source = withHeartbeats(entry, beats);
+      // The primary connector's gateway counts what it carried (further connectors' are not added).
       const owner = entry.state?.owner;
-      const source: StatusSources = { ...entry };
-      const heartbeat = owner ? beats.get(owner) : undefined;
-      if (heartbeat) source.heartbeat = heartbeat;
       const figures = owner ? trafficOf(traffic.get(owner), id) : undefined;
       if (figures) source.traffic = figures;
       sources.set(id, source);

@@ -27,6 +27,11 @@ export interface GatewayStore {
    */
   writeState(tunnelId: string, item: TunnelStateItem): Promise<boolean>;
   /**
+   * The same for a further connector of a reverse tunnel (connectors.ts): its own attribute of the
+   * STATE item, over the same or an older connection of that connector only; bumps the item's `rev`.
+   */
+  writeConnectorState(tunnelId: string, connectorId: string, item: TunnelStateItem): Promise<boolean>;
+  /**
    * Sets the given signals of the tunnel's SIGNALS item, each field on its own (others, written by
    * other gateways, stay). False, writing nothing, when the tunnel no longer exists.
    */

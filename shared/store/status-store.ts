@@ -17,6 +17,12 @@ export interface StatusSources {
   status?: StatusItem;
   /** The heartbeat of `state.owner`. */
   heartbeat?: WorkerHeartbeat;
+  /** Further connectors' states, from the same STATE item (connectors.ts). */
+  connectorStates?: Record<string, TunnelStateItem>;
+  /** The STATE item's revision when only further connectors wrote it (`state` absent). */
+  stateRev?: number;
+  /** With further connectors: the heartbeat of every connector's owner. */
+  heartbeats?: Map<string, WorkerHeartbeat>;
   /** What the gateways saw besides the state (read for the API's warnings, not by the sweeper). */
   signals?: TunnelSignals;
   /** What the owner counted through the tunnel (its TRAFFIC item), for the API's `status.traffic`. */
@@ -25,7 +31,33 @@ export interface StatusSources {
   unreadable?: UnreadableItem[];
 }
 
-export type StatusItems = Omit<StatusSources, 'heartbeat'>;
+export type StatusItems = Omit<StatusSources, 'heartbeat' | 'heartbeats'>;
+
+/** The workers whose heartbeats decide whether the tunnel's `up` states hold (primary and connectors). */
+export function ownersToCheck(items: StatusItems): string[] {
+  const states = [items.state, ...Object.values(items.connectorStates ?? {})];
+  return states.flatMap((s) => (s?.state === 'up' && s.owner ? [s.owner] : []));
+}
+
+/** With the owners' heartbeats in `beats`: what the status machine reads for the tunnel. */
+export function withHeartbeats(
+  items: StatusItems,
+  beats: ReadonlyMap<string, WorkerHeartbeat>,
+): StatusSources {
+  const sources: StatusSources = { ...items };
+  const owner = items.state?.owner;
+  const heartbeat = owner ? beats.get(owner) : undefined;
+  if (heartbeat) sources.heartbeat = heartbeat;
+  if (items.connectorStates) {
+    sources.heartbeats = new Map(
+      ownersToCheck(items).flatMap((o) => {
+        const beat = beats.get(o);
+        return beat ? [[o, beat] as const] : [];
+      }),
+    );
+  }
+  return sources;
+}
 
 /** Opaque position in a shard's listing. */
 export type ShardCursor = Record<string, unknown>;

@@ -21,13 +21,14 @@ export interface StartedStack {
 
 const REPO_ROOT = new URL('../..', import.meta.url).pathname;
 
-/** The arguments `npm start` passes to node, read from package.json (the one place they are written). */
-export async function startScriptNodeArgs(): Promise<string[]> {
+/** The arguments `npm start` (or `npm run <script>`) passes to node, read from package.json (the one place they are written). */
+export async function startScriptNodeArgs(script: 'start' | 'gateway' = 'start'): Promise<string[]> {
   const pkg = JSON.parse(await readFile(`${REPO_ROOT}package.json`, 'utf8')) as {
-    scripts?: { start?: string };
+    scripts?: Record<string, string>;
   };
-  const [program, ...args] = (pkg.scripts?.start ?? '').split(/\s+/);
-  if (program !== 'node') throw new Error(`npm start does not run node directly: ${pkg.scripts?.start}`);
+  const [program, ...args] = (pkg.scripts?.[script] ?? '').split(/\s+/);
+  if (program !== 'node')
+    throw new Error(`npm ${script} does not run node directly: ${pkg.scripts?.[script]}`);
   return args;
 }
 
@@ -40,9 +41,12 @@ export async function startStack(
   env: Record<string, string>,
   readyTimeoutMs = 30_000,
   runner: 'npm' | 'node' = 'npm',
+  script: 'start' | 'gateway' = 'start',
 ): Promise<StartedStack> {
   const [command, args]: [string, string[]] =
-    runner === 'npm' ? ['npm', ['start', '--silent']] : [process.execPath, await startScriptNodeArgs()];
+    runner === 'npm'
+      ? ['npm', script === 'start' ? ['start', '--silent'] : ['run', script, '--silent']]
+      : [process.execPath, await startScriptNodeArgs(script)];
   const child = spawn(command, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, PORT: '0', SSH_PORT: String(await freePort()), ...env },
@@ -106,7 +110,9 @@ export async function startStack(
   };
 
   try {
-    const listening = await waitForLog((l) => l.msg === 'api listening', readyTimeoutMs);
+    // `npm run gateway` serves no API: ready once its gateway is (baseUrl then names nothing).
+    const ready = script === 'start' ? 'api listening' : 'gateway ready';
+    const listening = await waitForLog((l) => l.msg === ready, readyTimeoutMs);
     return { child, baseUrl: `http://127.0.0.1:${listening.port}`, lines, output, waitForLog, stop };
   } catch (err) {
     killGroup(child);

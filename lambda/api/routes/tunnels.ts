@@ -31,6 +31,7 @@ import { API_KEY_SECURITY, AUTHENTICATED, addRoute, errors, json, jsonBody } fro
 import { reconnectTunnel } from '../tunnel-reconnect';
 import type { TunnelResult, TunnelService } from '../tunnel-service';
 import { type TunnelTestDeps, testTunnel } from '../tunnel-test';
+import { addConnectorRoutes } from './connectors';
 
 export interface TunnelRouteDeps {
   service: TunnelService;
@@ -71,6 +72,8 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
         signals,
         traffic,
         unreadable,
+        connectorStates,
+        heartbeats,
       } = sources.get(tunnel.id) ?? {};
       if (unreadable) {
         for (const item of unreadable)
@@ -80,6 +83,8 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
         tunnel,
         state,
         heartbeat,
+        ...(connectorStates ? { connectorStates } : {}),
+        ...(heartbeats ? { heartbeats } : {}),
         previous,
         signals,
         traffic,
@@ -440,6 +445,8 @@ export function tunnelRoutes(deps: TunnelRouteDeps): OpenAPIHono<AuthEnv> {
       return c.json({ items: await store.listEvents(record.id, EVENTS_LIMIT) });
     },
   );
+
+  addConnectorRoutes(app, { ...deps, statusSettings: settings });
 
   return app;
 }

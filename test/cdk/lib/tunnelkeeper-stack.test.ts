@@ -250,7 +250,7 @@ describe('exposure', () => {
     });
   });
 
-  it('opens the control port to the API Lambda alone, and nothing at all on the other groups', () => {
+  it('opens the control port to the API Lambda and the gateway tasks (relays) alone, and nothing at all on the other groups', () => {
     const byGroup = (construct: IConstruct) => ingressRules().filter((r) => r.group === idOf(construct));
     expect(byGroup(stack.network.gatewaySecurityGroup)).toContainEqual(
       expect.objectContaining({
@@ -259,7 +259,14 @@ describe('exposure', () => {
         SourceSecurityGroupId: getAtt(idOf(stack.network.apiSecurityGroup), 'GroupId'),
       }),
     );
-    expect(byGroup(stack.network.gatewaySecurityGroup)).toHaveLength(4);
+    expect(byGroup(stack.network.gatewaySecurityGroup)).toContainEqual(
+      expect.objectContaining({
+        FromPort: GATEWAY_CONTROL_PORT,
+        ToPort: GATEWAY_CONTROL_PORT,
+        SourceSecurityGroupId: getAtt(idOf(stack.network.gatewaySecurityGroup), 'GroupId'),
+      }),
+    );
+    expect(byGroup(stack.network.gatewaySecurityGroup)).toHaveLength(5);
     expect(byGroup(stack.network.platformSecurityGroup)).toEqual([]);
     expect(byGroup(stack.network.apiSecurityGroup)).toEqual([]);
   });
