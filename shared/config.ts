@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { formatConnectHosts, parseConnectHosts, uncoveredPorts } from './connect-hosts';
 import { ConfigError } from './errors';
 import { hostProblem } from './hosts';
 
@@ -187,6 +188,23 @@ const envSchema = z.object({
     .optional(),
   /** Alert channels a workspace may hold; one more is 409 `quota_exceeded`. */
   MAX_ALERT_CHANNELS_PER_WORKSPACE: z.coerce.number().int().min(1).max(1_000).default(20),
+  /**
+   * `connect.host` by tunnel port, `FROM-TO=HOST,...` (connect-hosts.ts): one stable address per
+   * block of ports whichever gateway carries the tunnel (in AWS, the internal load balancers in
+   * front of every gateway task). Must cover all of `TUNNEL_PORT_RANGE`. Unset: the address of the
+   * gateway that carries the tunnel (`WORKER_ADDRESS`, else `TUNNEL_BIND_HOST`).
+   */
+  CONNECT_HOSTS: z
+    .string()
+    .transform((value, ctx) => {
+      const parsed = parseConnectHosts(value);
+      if ('problems' in parsed) {
+        for (const problem of parsed.problems) ctx.addIssue({ code: 'custom', message: problem });
+        return z.NEVER;
+      }
+      return parsed.blocks;
+    })
+    .optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -201,6 +219,14 @@ export function parseEnv(env: Record<string, string | undefined>): Env {
     const lines = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
   }
+  const { CONNECT_HOSTS: blocks, TUNNEL_PORT_RANGE: range } = result.data;
+  // A tunnel on a port no block covers would have no address to show.
+  const gaps = blocks ? uncoveredPorts(blocks, range) : [];
+  if (gaps.length > 0) {
+    throw new ConfigError(
+      `invalid configuration: CONNECT_HOSTS: covers no host for TUNNEL_PORT_RANGE port(s) ${gaps.join(', ')}`,
+    );
+  }
   return result.data;
 }
 
@@ -210,7 +236,9 @@ export function parseEnv(env: Record<string, string | undefined>): Env {
  */
 export function envVariables(env: Env): Record<string, string> {
   const variables: Record<string, string> = {};
-  for (const [name, value] of Object.entries(env)) {
+  const { CONNECT_HOSTS: connectHosts, ...rest } = env;
+  if (connectHosts) variables.CONNECT_HOSTS = formatConnectHosts(connectHosts);
+  for (const [name, value] of Object.entries(rest)) {
     if (value === undefined) continue;
     if (typeof value !== 'object') variables[name] = String(value);
     else if (Array.isArray(value)) variables[name] = value.join(',');

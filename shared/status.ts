@@ -6,6 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Env } from './config';
+import { type ConnectHostBlock, connectHostFor } from './connect-hosts';
 import { type ConnectorStates, hasConnectors, representativeState } from './connectors';
 import type { TunnelStateItem, WorkerHeartbeat } from './gateway-items';
 import { type LivenessSettings, type LivenessView, workerGoneAfterMs, workerLiveness } from './liveness';
@@ -36,6 +37,8 @@ export interface StatusSettings extends LivenessSettings {
   downGraceMs: number;
   /** `TUNNEL_BIND_HOST`: `connect.host` unless the worker names its own listener address. */
   bindHost: string;
+  /** `CONNECT_HOSTS`: when set, `connect.host` by port, whichever worker carries the tunnel. */
+  connectHosts?: readonly ConnectHostBlock[];
   /**
    * `RECOVERY_SETTLE_MS`: an announced incident ends (`tunnel.up`) only once the tunnel has been up
    * this long; a down before that continues it, unannounced. 0 (or absent): at the first up.
@@ -52,15 +55,18 @@ export function statusSettingsFrom(
     | 'DOWN_GRACE_MS'
     | 'TUNNEL_BIND_HOST'
     | 'RECOVERY_SETTLE_MS'
+    | 'CONNECT_HOSTS'
   >,
 ): StatusSettings {
-  return {
+  const settings: StatusSettings = {
     heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,
     keepaliveIntervalMs: env.SSH_KEEPALIVE_INTERVAL_MS,
     downGraceMs: env.DOWN_GRACE_MS,
     bindHost: env.TUNNEL_BIND_HOST,
     recoverySettleMs: env.RECOVERY_SETTLE_MS,
   };
+  if (env.CONNECT_HOSTS) settings.connectHosts = env.CONNECT_HOSTS;
+  return settings;
 }
 
 /** The parts of a tunnel's configuration the machine needs (a `TunnelRecord` fits). */
@@ -305,7 +311,12 @@ function observe({ tunnel, state, heartbeat, now, observingSince, settings }: St
   // Standard tunnels: which key the session logged in with, so a rotation's progress is visible.
   if (state.keyFingerprint && state.keyFingerprint !== 'password')
     status.keyFingerprint = state.keyFingerprint;
-  return { status, connect: { host: state.connectHost ?? settings.bindHost, port: tunnel.port }, source };
+  // A stable address for the port wins over the worker's own: the tunnel keeps it across gateways.
+  const host =
+    (settings.connectHosts && connectHostFor(settings.connectHosts, tunnel.port)) ??
+    state.connectHost ??
+    settings.bindHost;
+  return { status, connect: { host, port: tunnel.port }, source };
 }
 
 /**

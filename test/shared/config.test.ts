@@ -199,6 +199,45 @@ describe('EGRESS_IPS', () => {
   });
 });
 
+describe('CONNECT_HOSTS', () => {
+  it('reads blocks of ports and their hosts, in port order', () => {
+    const env = parseEnv({
+      TUNNEL_PORT_RANGE: '20000-20099',
+      CONNECT_HOSTS: ' 20050-20099=connect-2.internal, 20000-20049=connect-1.internal ',
+    });
+    expect(env.CONNECT_HOSTS).toEqual([
+      { from: 20000, to: 20049, host: 'connect-1.internal' },
+      { from: 20050, to: 20099, host: 'connect-2.internal' },
+    ]);
+  });
+
+  it('is unset by default: connect.host is the worker that carries the tunnel', () => {
+    expect(parseEnv({}).CONNECT_HOSTS).toBeUndefined();
+  });
+
+  it.each([
+    ['an entry without a host', '20000-29999', /"20000-29999": expected FROM-TO=HOST/],
+    [
+      'a reversed block',
+      '29999-20000=connect.internal',
+      /"29999-20000=connect.internal": expected 1 <= FROM/,
+    ],
+    ['a host with a port', '20000-29999=connect.internal:80', /the host must be a DNS name or an IP address/],
+    [
+      'overlapping blocks',
+      '20000-25000=a.internal,24000-29999=b.internal',
+      /24000-29999 overlaps 20000-25000/,
+    ],
+    [
+      'blocks that leave tunnel ports without a host',
+      '20000-20009=a.internal,20020-29998=b.internal',
+      /CONNECT_HOSTS: covers no host for TUNNEL_PORT_RANGE port\(s\) 20010-20019, 29999/,
+    ],
+  ])('refuses %s, naming it', (_, value, message) => {
+    expect(configError({ CONNECT_HOSTS: value })).toMatch(message);
+  });
+});
+
 describe('envVariables', () => {
   it.each([
     ['the defaults', {}],
@@ -225,6 +264,7 @@ describe('envVariables', () => {
         DYNAMODB_LOCAL_PORT: '8001',
         LOG_LEVEL: 'debug',
         EGRESS_IPS: '203.0.113.10,2001:db8::1',
+        CONNECT_HOSTS: '40000-40004=connect-1.internal,40005-40009=10.0.0.9',
       },
     ],
   ])('gives variables that parse back to the same configuration: %s', (_, given) => {

@@ -306,6 +306,42 @@ describe('evaluateStatus: what the API shows', () => {
     expect(Object.values(view.status).some((v) => v === undefined)).toBe(false);
   });
 
+  describe('with CONNECT_HOSTS (a stable address per block of ports)', () => {
+    const blocks = [
+      { from: 20000, to: 20000, host: 'connect-0.internal' },
+      { from: 20001, to: 20049, host: 'connect-1.internal' },
+    ];
+    const stable = { ...SETTINGS, connectHosts: blocks };
+
+    it.each<[string, Partial<StatusInput>]>([
+      [
+        'a reverse tunnel on a worker that names its own address',
+        { state: up(-MIN, { connectHost: '10.0.9.9' }) },
+      ],
+      ['a reverse tunnel on a worker that names none', { state: up(-MIN) }],
+      ['a standard tunnel', { tunnel: standard, state: up(-MIN, { connectHost: '10.0.9.9' }) }],
+    ])("names the port's block host, not the worker: %s", (_, input) => {
+      const view = evaluate({ heartbeat: beat(-S), settings: stable, ...input });
+      expect(view.connect).toEqual({ host: 'connect-1.internal', port: PORT });
+    });
+
+    it('still shows no address while the tunnel is down', () => {
+      expect(evaluate({ state: down(-MIN), settings: stable }).connect).toBeNull();
+    });
+
+    it('reads the blocks from the configuration', () => {
+      const settings = statusSettingsFrom({
+        HEARTBEAT_INTERVAL_MS: 1,
+        SSH_KEEPALIVE_INTERVAL_MS: 2,
+        DOWN_GRACE_MS: 3,
+        TUNNEL_BIND_HOST: 'h',
+        RECOVERY_SETTLE_MS: 4,
+        CONNECT_HOSTS: blocks,
+      });
+      expect(settings.connectHosts).toEqual(blocks);
+    });
+  });
+
   it('keeps a lost worker\'s "since" and message once its heartbeat has expired', () => {
     const seen = evaluate({ tunnel: standard, state: up(-10 * MIN), heartbeat: beat(-MIN) });
     const later = evaluate({ tunnel: standard, state: up(-10 * MIN), previous: seen.next, nowMs: 5 * MIN });
