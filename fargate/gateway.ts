@@ -272,6 +272,14 @@ export class Gateway {
     return this.isServing;
   }
 
+  /**
+   * Whether a platform connection to tunnel port `port` is served here: a reverse tunnel's listener
+   * (carried here or relayed to the gateway that carries it) or a standard tunnel this worker holds.
+   */
+  listensOn(port: number): boolean {
+    return this.isServing && (this.registry.listensOn(port) || this.pool.listensOn(port));
+  }
+
   /** Tunnels whose state waits to be written (the table is unavailable, or slow). */
   get stateBacklog(): number {
     return this.stateWriter.backlog;

@@ -1,11 +1,10 @@
 /**
  * The gateway's entry point on ECS Fargate: AWS adapters (DynamoDB, Secrets Manager) configured
  * from the environment the stack sets, the worker's VPC address from the ECS task metadata, a
- * health endpoint for the load balancer, its metrics as embedded-metric log lines every minute
+ * health endpoint for the load balancers (health-endpoint.ts), its metrics as embedded-metric log lines every minute
  * (and at `GET /metrics` on the control port, behind the operator token), and a graceful stop
  * that hands standard tunnels over.
  */
-import { createServer } from 'node:http';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { parseEnv } from '../shared/config';
 import { keyCryptoSettingsFrom, startKeyCrypto } from '../shared/crypto-pool/pooled-key-crypto';
@@ -19,6 +18,7 @@ import { secretNames } from '../shared/secrets/secret-names';
 import { createDynamoClients } from '../shared/store/dynamo-client';
 import { gatewayDepsFromEnv } from './compose';
 import { Gateway } from './gateway';
+import { createHealthServer } from './health-endpoint';
 import { taskAddress } from './task-metadata';
 
 /** CloudWatch's finest standard resolution: one report a minute. */
@@ -72,11 +72,11 @@ async function main(): Promise<void> {
   emfTimer.unref();
 
   let healthy = true;
-  const health = createServer((_req, res) => {
-    // Unhealthy while stopping (not when the table is down: replacing it would drop its tunnels).
-    const ok = healthy && gateway.healthy;
-    res.writeHead(ok ? 200 : 503, { 'Content-Type': 'application/json' });
-    res.end(JSON.stringify({ ok, workerId: gateway.workerId }));
+  // Unhealthy while stopping (not when the table is down: replacing it would drop its tunnels).
+  const health = createHealthServer({
+    workerId: gateway.workerId,
+    isServing: () => healthy && gateway.healthy,
+    listensOn: (port) => gateway.listensOn(port),
   });
   health.listen(env.HEALTH_PORT, '0.0.0.0');
   logger.info('gateway ready', { address, sshPort: gateway.sshPort, healthPort: env.HEALTH_PORT });

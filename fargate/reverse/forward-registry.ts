@@ -112,6 +112,12 @@ export class ForwardRegistry {
     );
   }
 
+  /** Whether a tunnel listener here accepts on `port` (carried here or relayed; not while draining). */
+  listensOn(port: number): boolean {
+    for (const entry of this.entries.values()) if (entry.port === port && !entry.isDraining) return true;
+    return false;
+  }
+
   /** Tunnels this gateway only relays (no session of its own carries them). */
   get relayCount(): number {
     return [...this.entries.values()].filter((e) => e.slots.size === 0).length;

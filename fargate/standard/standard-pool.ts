@@ -42,6 +42,12 @@ export class StandardPool {
     return this.runners.size;
   }
 
+  /** Whether a standard tunnel this worker serves listens on `port`. */
+  listensOn(port: number): boolean {
+    for (const runner of this.runners.values()) if (runner.port === port) return true;
+    return false;
+  }
+
   start(): void {
     this.requestPoll();
     this.timer = setInterval(() => this.requestPoll(), this.deps.pollIntervalMs);

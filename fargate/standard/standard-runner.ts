@@ -112,6 +112,11 @@ export class StandardTunnelRunner {
     return this.tunnel.id;
   }
 
+  /** The tunnel port its listener is bound to (from `start` until `stop`). */
+  get port(): number {
+    return this.tunnel.port;
+  }
+
   /** Binds the listener (rejects if the port is taken) and starts connecting. */
   async start(): Promise<void> {
     await this.listener.listen();
