@@ -40,6 +40,10 @@ const maxStartups = z
     return { start, rate, full };
   });
 
+/** An Elastic Load Balancing ARN of the given resource pattern. */
+const ELB_ARN = (resource: string) =>
+  new RegExp(`^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\\d{12}:${resource}$`);
+
 /** Comma-separated IP addresses (IPv4 or IPv6, no ranges); empty entries are ignored. */
 const ipList = z.string().transform((v, ctx) => {
   const entries = v
@@ -204,6 +208,31 @@ const envSchema = z.object({
       }
       return parsed.blocks;
     })
+    .optional(),
+  /**
+   * The connect-targets Lambda (AWS only): the gateway service's target group, which ECS keeps
+   * (every gateway task, draining ones marked), mirrored into every connect load balancer's.
+   */
+  GATEWAY_TARGET_GROUP_ARN: z
+    .string()
+    .regex(ELB_ARN('targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}'), 'must be a target group ARN')
+    .optional(),
+  /** The connect-targets Lambda: the internal connect load balancers whose target groups it keeps. */
+  CONNECT_LOAD_BALANCER_ARNS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(
+      z
+        .array(
+          z.string().regex(ELB_ARN('loadbalancer/net/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}'), 'must be NLB ARNs'),
+        )
+        .min(1),
+    )
     .optional(),
 });
 

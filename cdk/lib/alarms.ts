@@ -39,6 +39,7 @@ export interface AlarmsProps {
   httpApi: HttpApi;
   apiFunction: IFunction;
   sweeperFunction: IFunction;
+  connectTargetsFunction: IFunction;
   table: ITable;
   gatewayLogGroup: ILogGroup;
   gatewayTargetGroup: NetworkTargetGroup;
@@ -72,6 +73,15 @@ export class Alarms extends Construct {
       comparison: ComparisonOperator.LESS_THAN_THRESHOLD,
       evaluationPeriods: 5,
       missing: TreatMissingData.BREACHING,
+    });
+
+    this.add('ConnectTargetsFailing', {
+      description:
+        'Gateway tasks could not be registered in the connect load balancers for 3 minutes: a new task ' +
+        'gets no platform connections, a stopped one may still be sent some',
+      metric: props.connectTargetsFunction.metricErrors({ period: minute, statistic: 'Sum' }),
+      threshold: 1,
+      evaluationPeriods: 3,
     });
 
     const heartbeatFailures = new MetricFilter(this, 'HeartbeatFailuresFilter', {

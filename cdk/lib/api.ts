@@ -23,6 +23,8 @@ export interface ApiProps {
   data: Data;
   /** Variables every runtime shares (table, prefix, status timing). */
   runtimeEnv: Record<string, string>;
+  /** `CONNECT_HOSTS`: the stable `connect.host` of each block of tunnel ports (connect.ts). */
+  connectHosts: string;
   publicSshHost: string;
   publicSshPort: number;
   /** The addresses standard tunnels leave from (the NAT gateways' EIPs), for `GET /v1/info`. */
@@ -45,6 +47,7 @@ export class Api extends Construct {
       description: 'Tunnelkeeper HTTP API',
       environment: {
         ...props.runtimeEnv,
+        CONNECT_HOSTS: props.connectHosts,
         PUBLIC_SSH_HOST: props.publicSshHost,
         PUBLIC_SSH_PORT: String(props.publicSshPort),
         EGRESS_IPS: Fn.join(',', props.egressIps),

@@ -42,12 +42,13 @@ export const LAMBDA_EXTERNALS = ['@aws-sdk/*', 'cpu-features', '*.node'];
 /** Prefer packages' ESM builds: smaller and tree-shakeable. */
 export const MAIN_FIELDS = ['module', 'main'];
 
-export type LambdaBundleName = 'api' | 'sweeper';
+export type LambdaBundleName = 'api' | 'sweeper' | 'connect-targets';
 
 /** Lambda entry points, relative to the repository root. */
 export const LAMBDA_ENTRIES: Record<LambdaBundleName, string> = {
   api: 'lambda/api/handler.ts',
   sweeper: 'lambda/sweeper/handler.ts',
+  'connect-targets': 'lambda/connect-targets/handler.ts',
 };
 
 /**
@@ -145,7 +146,7 @@ export function gatewayBuildOptions(outdir: string): BuildOptions {
 }
 
 export type BundleName = LambdaBundleName | 'gateway';
-export const BUNDLE_NAMES: BundleName[] = ['api', 'sweeper', 'gateway'];
+export const BUNDLE_NAMES: BundleName[] = ['api', 'sweeper', 'connect-targets', 'gateway'];
 
 export interface BuiltBundle {
   name: BundleName;

@@ -38,6 +38,8 @@ export interface TunnelkeeperFunctionProps {
   securityGroups?: ISecurityGroup[];
   /** Asynchronous invocations (schedules, CloudFormation): retried or not. */
   retryAttempts?: number;
+  /** At most this many invocations at once (unset: the account's unreserved pool). */
+  reservedConcurrentExecutions?: number;
 }
 
 export function tunnelkeeperFunction(scope: Construct, id: string, props: TunnelkeeperFunctionProps) {
@@ -61,6 +63,7 @@ export function tunnelkeeperFunction(scope: Construct, id: string, props: Tunnel
     vpcSubnets: props.vpcSubnets,
     securityGroups: props.securityGroups,
     retryAttempts: props.retryAttempts,
+    reservedConcurrentExecutions: props.reservedConcurrentExecutions,
     bundling: {
       format: OutputFormat.ESM,
       target: NODE_TARGET,

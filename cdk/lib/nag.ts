@@ -99,6 +99,30 @@ export function nagAcknowledgments(stack: TunnelkeeperStack): NagAcknowledgment[
     },
     { path: 'Api/Function', id: 'AwsSolutions-L1', reason: NODE_22_REASON },
     { path: 'Sweeper/Function', id: 'AwsSolutions-L1', reason: NODE_22_REASON },
+    { path: 'ConnectTargets/Function', id: 'AwsSolutions-L1', reason: NODE_22_REASON },
+    { path: 'ConnectTargets/Function/ServiceRole', id: LAMBDA_LOGS_POLICY, reason: LOGS_REASON },
+    {
+      path: 'ConnectTargets/Function/ServiceRole',
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'elasticloadbalancing:DescribeTargetGroups and DescribeTargetHealth support no resource-level permission; ' +
+        'they only read. Every change (RegisterTargets, DeregisterTargets) is granted separately, on tagged groups',
+    },
+    {
+      path: 'ConnectTargets/Function/ServiceRole',
+      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:elasticloadbalancing:<AWS::Region>:<AWS::AccountId>:targetgroup/*/*]',
+      reason:
+        'The connect target groups get generated names (one per tunnel port, in nested stacks) and are too many to ' +
+        'list in a policy; the statement is limited by condition to the groups tagged tunnelkeeper-connect with ' +
+        "this stack's value, and to registering and deregistering targets",
+    },
+    ...stack.connect.loadBalancers.map((_, i) => ({
+      path: `Connect/Lb${i + 1}/Nlb`,
+      id: 'AwsSolutions-ELB2',
+      reason:
+        'NLB access logs exist only for TLS listeners; the connect load balancers pass tunnel connections through ' +
+        'on TCP. Connections are recorded by the VPC flow logs and counted per tunnel by the gateway metrics',
+    })),
     {
       path: 'Data/AdminToken',
       id: 'AwsSolutions-SMG4',

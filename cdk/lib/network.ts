@@ -3,10 +3,12 @@
  * (the static egress IPs customers allowlist on their bastions), and the security groups that
  * decide who reaches the gateway tasks:
  * - the NLB's group is the only public ingress: TCP 22 from anywhere;
- * - the gateway tasks accept the SSH and health ports from the NLB's group only (which holds even
- *   with client IP preservation, as the NLB has a security group) and the tunnel port range from
- *   the platform's group only;
- * - the gateway's control port (tunnel tests) accepts the API Lambda's group only;
+ * - the internal connect load balancers' group accepts the tunnel port range from the platform's
+ *   group only, and may reach the gateway tasks on those ports and the health port only;
+ * - the gateway tasks accept the SSH and health ports from the NLB's group, the tunnel port range
+ *   and the health port from the connect load balancers' group (rules on the load balancers'
+ *   groups, which hold with client IP preservation on), nothing from anywhere else;
+ * - the gateway's control port accepts the API Lambda's group and the gateway tasks' own;
  * - the platform's group is what the platform's workloads attach to reach `connect.host:port`.
  */
 import { RemovalPolicy, Tags } from 'aws-cdk-lib';
@@ -38,6 +40,8 @@ export class Network extends Construct {
   /** Their public addresses (tokens for those allocated here; `egressIps` from context for given ones). */
   readonly egressAddresses: string[];
   readonly nlbSecurityGroup: SecurityGroup;
+  /** The internal connect load balancers' (connect.ts). */
+  readonly connectSecurityGroup: SecurityGroup;
   readonly gatewaySecurityGroup: SecurityGroup;
   readonly platformSecurityGroup: SecurityGroup;
   readonly apiSecurityGroup: SecurityGroup;
@@ -118,10 +122,27 @@ export class Network extends Construct {
       allowAllOutbound: true,
     });
     const { from, to } = settings.portRange;
-    this.gatewaySecurityGroup.addIngressRule(
+    const tunnelPorts = Port.tcpRange(from, to);
+    this.connectSecurityGroup = new SecurityGroup(this, 'ConnectSecurityGroup', {
+      vpc: this.vpc,
+      description: 'Tunnelkeeper connect load balancers: the tunnel ports, for platform workloads only',
+      allowAllOutbound: false,
+    });
+    this.connectSecurityGroup.addIngressRule(
       this.platformSecurityGroup,
-      Port.tcpRange(from, to),
-      'tunnel listeners, from platform workloads only',
+      tunnelPorts,
+      'connect.host:port, from platform workloads only',
+    );
+    // Each rule also opens the connect group's way out to the tasks (health checks obey egress rules).
+    this.gatewaySecurityGroup.connections.allowFrom(
+      this.connectSecurityGroup,
+      tunnelPorts,
+      'tunnel listeners, through the connect load balancers only',
+    );
+    this.gatewaySecurityGroup.connections.allowFrom(
+      this.connectSecurityGroup,
+      Port.tcp(GATEWAY_HEALTH_PORT),
+      'connect load balancers: per-port health checks',
     );
 
     this.apiSecurityGroup = new SecurityGroup(this, 'ApiSecurityGroup', {

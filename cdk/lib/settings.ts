@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseEnv } from '../../shared/config';
 import { hostProblem } from '../../shared/hosts';
+import { connectBlocks, type PortBlock } from './connect-blocks';
 import { GATEWAY_CONTROL_PORT, GATEWAY_HEALTH_PORT, GATEWAY_SSH_PORT } from './ports';
 
 /** `-c` values arrive as strings, cdk.json values as JSON: accept both for lists. */
@@ -44,8 +45,11 @@ export const SettingsSchema = z.object({
   alertEmail: z.email().optional(),
   /** Secrets live under `<prefix>/...`: the gateway host key, the admin token, tunnel keys. */
   secretPrefix: secretPrefix.default('tunnelkeeper'),
-  /** Ports allocated to tunnels; the gateway tasks accept them from the platform security group only. */
-  tunnelPortRange: z.string().default('20000-29999'),
+  /**
+   * Ports allocated to tunnels: one per tunnel, each a listener of an internal connect load
+   * balancer reachable from the platform security group only (connect-blocks.ts bounds it).
+   */
+  tunnelPortRange: z.string().default('20000-20099'),
   /** Gateway tasks; at least two so a task replacement never takes the endpoint down. */
   gatewayTaskCount: z.coerce.number().int().min(2).max(100).default(2),
   /** Fargate task size (ARM64): 1 vCPU / 2 GiB holds thousands of idle tunnels. */
@@ -75,6 +79,8 @@ export const SettingsSchema = z.object({
 export type Settings = z.infer<typeof SettingsSchema> & {
   /** The tunnel port range parsed exactly as the runtimes parse `TUNNEL_PORT_RANGE`. */
   portRange: { from: number; to: number };
+  /** The range cut into the blocks of the internal connect load balancers, one each. */
+  connectBlocks: PortBlock[];
 };
 
 /** Context keys the app reads; any other key is CDK's own (feature flags and the like). */
@@ -109,12 +115,18 @@ export function parseSettings(context: Record<string, unknown>): Settings {
       `invalid CDK context: tunnelPortRange: must not include the gateway's own port ${taken.join(', ')}`,
     );
   }
+  let blocks: PortBlock[];
+  try {
+    blocks = connectBlocks(portRange, result.data.gatewayTaskCount);
+  } catch (err) {
+    throw new Error(`invalid CDK context: tunnelPortRange: ${err instanceof Error ? err.message : err}`);
+  }
   const { egressEipAllocationIds: eips, egressIps } = result.data;
   if (eips && eips.length !== AZ_COUNT) {
     throw new Error(`invalid CDK context: egressEipAllocationIds: expected ${AZ_COUNT}, one per AZ`);
   }
   checkEgressIps(egressIps, eips);
-  return { ...result.data, portRange };
+  return { ...result.data, portRange, connectBlocks: blocks };
 }
 
 /** `egressIps` goes with `egressEipAllocationIds`: one IPv4 address (what an Elastic IP is) per allocation. */

@@ -1,7 +1,8 @@
 /**
  * Tunnelkeeper on AWS, as DESIGN.md draws it: the HTTP API on Lambda, the gateway on Fargate behind
  * a public NLB, the sweeper on a schedule, one DynamoDB table, secrets in Secrets Manager, alerts
- * and alarms on one SNS topic. The stack is environment-agnostic, so it synthesises offline.
+ * and alarms on one SNS topic; the platform reaches every tunnel through internal load balancers
+ * over all gateway tasks (connect.ts). The stack is environment-agnostic, so it synthesises offline.
  */
 import { CfnOutput, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
@@ -11,6 +12,8 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Construct } from 'constructs';
 import { Alarms } from './alarms';
 import { Api } from './api';
+import { Connect } from './connect';
+import { ConnectTargets } from './connect-targets';
 import { Data } from './data';
 import { Gateway } from './gateway';
 import { acknowledgeNagFindings } from './nag';
@@ -35,6 +38,8 @@ export class TunnelkeeperStack extends Stack {
   readonly api: Api;
   readonly sweeper: Sweeper;
   readonly gateway: Gateway;
+  readonly connect: Connect;
+  readonly connectTargets: ConnectTargets;
   readonly alarms: Alarms;
 
   constructor(scope: Construct, id: string, props: TunnelkeeperStackProps) {
@@ -71,11 +76,24 @@ export class TunnelkeeperStack extends Stack {
       taskSecurityGroup: this.network.gatewaySecurityGroup,
       nlbSecurityGroup: this.network.nlbSecurityGroup,
     });
+    this.connect = new Connect(this, 'Connect', {
+      blocks: settings.connectBlocks,
+      vpc: this.network.vpc,
+      securityGroup: this.network.connectSecurityGroup,
+    });
+    this.connectTargets = new ConnectTargets(this, 'ConnectTargets', {
+      connect: this.connect,
+      cluster: this.gateway.cluster,
+      service: this.gateway.service,
+      gatewayTargetGroup: this.gateway.targetGroup,
+      logLevel: settings.logLevel,
+    });
     const publicSshHost = settings.publicSshHost ?? this.gateway.nlb.loadBalancerDnsName;
     this.api = new Api(this, 'Api', {
       settings,
       data: this.data,
       runtimeEnv,
+      connectHosts: this.connect.connectHosts,
       publicSshHost,
       publicSshPort: PUBLIC_SSH_PORT,
       egressIps: this.network.egressAddresses,
@@ -94,6 +112,7 @@ export class TunnelkeeperStack extends Stack {
       httpApi: this.api.httpApi,
       apiFunction: this.api.fn,
       sweeperFunction: this.sweeper.fn,
+      connectTargetsFunction: this.connectTargets.fn,
       table: this.data.table,
       gatewayLogGroup: this.gateway.logGroup,
       gatewayTargetGroup: this.gateway.targetGroup,
@@ -164,8 +183,13 @@ export class TunnelkeeperStack extends Stack {
         "Attach to platform workloads: the only source allowed to reach tunnels' connect.host:port",
       value: this.network.platformSecurityGroup.securityGroupId,
     });
+    new CfnOutput(this, 'ConnectHosts', {
+      description:
+        'connect.host by tunnel port (FROM-TO=internal load balancer DNS name): stable for each tunnel',
+      value: this.connect.connectHosts,
+    });
     new CfnOutput(this, 'VpcId', {
-      description: 'Platform workloads run in this VPC (connect.host is a gateway task VPC address)',
+      description: 'Platform workloads run in this VPC (connect.host is an internal load balancer in it)',
       value: this.network.vpc.vpcId,
     });
     new CfnOutput(this, 'AlertsTopicArn', {
