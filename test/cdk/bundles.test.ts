@@ -4,12 +4,18 @@
  * pointed at DynamoDB Local; Secrets Manager and SNS are mocked on the very SDK module instance
  * the bundles import (`@aws-sdk/*` stays external, as the Lambda runtime provides it).
  */
+import {
+  DescribeTargetGroupsCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+  RegisterTargetsCommand,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { LambdaEvent } from 'hono/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from 'vitest';
-import { API_BUNDLE_PACKAGE_FILES, CONSOLE_BUNDLE_DIR } from '../../cdk/lib/bundles';
+import { API_BUNDLE_PACKAGE_FILES, CONSOLE_BUNDLE_DIR, type LambdaBundleName } from '../../cdk/lib/bundles';
 import type { SweepReport } from '../../lambda/sweeper/sweep';
 import { newAdminToken } from '../../shared/ids';
 import { AlertSchema, ServiceInfoSchema, TunnelSchema } from '../../shared/schemas';
@@ -42,18 +48,25 @@ const MiB = 1024 * 1024;
 const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:Tunnelkeeper-Alerts';
 const PUBLIC_SSH_HOST = 'tunnels.example.com';
 const EGRESS_IPS = ['198.51.100.1', '198.51.100.2'];
+const CONNECT_HOSTS = '20000-20049=connect-1.internal,20050-20099=connect-2.internal';
+const ELB = 'arn:aws:elasticloadbalancing:eu-west-1:123456789012';
+const GATEWAY_GROUP = `${ELB}:targetgroup/Tunnel-Gatew-0AAAAAAAAAAA/0123456789abcdef`;
+const CONNECT_LBS = [`${ELB}:loadbalancer/net/Tunnel-Conne-1/aaaaaaaaaaaaaaaa`];
 
 let table: Table;
 let stdout: MockInstance | undefined;
 const logs: string[] = [];
 
 /** Sets the function's environment as the stack would, on this table and DynamoDB Local. */
-function stubStackEnvironment(bundle: 'api' | 'sweeper'): Record<string, string> {
+function stubStackEnvironment(bundle: LambdaBundleName): Record<string, string> {
   const env = stackFunctionEnvironment(bundle, {
     TABLE_NAME: table.tableName,
     PUBLIC_SSH_HOST,
     ALERT_TOPIC_ARN: TOPIC,
     EGRESS_IPS: EGRESS_IPS.join(','),
+    CONNECT_HOSTS: CONNECT_HOSTS,
+    GATEWAY_TARGET_GROUP_ARN: GATEWAY_GROUP,
+    CONNECT_LOAD_BALANCER_ARNS: CONNECT_LBS.join(','),
   });
   for (const [key, value] of Object.entries(env)) vi.stubEnv(key, value);
   // What Lambda and the test setup add: region, credentials, and the local endpoint.
@@ -276,5 +289,50 @@ describe('sweeper Lambda bundle', () => {
     expect(published[0]?.TopicArn).toBe(TOPIC);
     const alert = AlertSchema.parse(JSON.parse(published[0]?.Message ?? '{}'));
     expect(alert).toMatchObject({ type: 'tunnel.down', tunnel: { id: tunnel.id } });
+  });
+});
+
+describe('connect-targets Lambda bundle', () => {
+  let bundle: Bundle;
+  let handler: (event: unknown) => Promise<{ registered: number; failed: number }>;
+  const elb = mockClient(ElasticLoadBalancingV2Client);
+  const connectGroup = `${ELB}:targetgroup/Tunnel-Port20000/00000000000000aa`;
+
+  beforeAll(async () => {
+    bundle = await buildTestBundle('connect-targets');
+    stubStackEnvironment('connect-targets');
+    elb
+      .on(DescribeTargetGroupsCommand)
+      .resolves({ TargetGroups: [{ TargetGroupArn: connectGroup, Port: 20000 }] });
+    elb.on(DescribeTargetHealthCommand, { TargetGroupArn: GATEWAY_GROUP }).resolves({
+      TargetHealthDescriptions: [{ Target: { Id: '10.0.16.5' }, TargetHealth: { State: 'healthy' } }],
+    });
+    elb
+      .on(DescribeTargetHealthCommand, { TargetGroupArn: connectGroup })
+      .resolves({ TargetHealthDescriptions: [] });
+    elb.on(RegisterTargetsCommand).resolves({});
+    ({ handler } = await importBundle<{ handler: typeof handler }>(bundle.file));
+  }, 60_000);
+
+  afterAll(async () => {
+    elb.restore();
+    await bundle?.dispose();
+  });
+
+  it('is small and leaves the AWS SDK outside', () => {
+    console.info(`figure: connect-targets Lambda bundle ${(bundle.bytes / 1024).toFixed(0)} KiB minified`);
+    expect(bundle.bytes).toBeLessThanOrEqual(MiB);
+    expect(bundle.files.map((f) => f.name)).toEqual(['index.mjs']);
+  });
+
+  it('registers the gateway tasks in the connect target groups the stack names, on a scheduled run', async () => {
+    const report = await handler({ source: 'aws.events', 'detail-type': 'Scheduled Event' });
+    expect(report).toMatchObject({ registered: 1, failed: 0 });
+    expect(elb.commandCalls(DescribeTargetGroupsCommand)[0]?.args[0].input.LoadBalancerArn).toBe(
+      CONNECT_LBS[0],
+    );
+    expect(elb.commandCalls(RegisterTargetsCommand).map((c) => c.args[0].input)).toEqual([
+      { TargetGroupArn: connectGroup, Targets: [{ Id: '10.0.16.5' }] },
+    ]);
   });
 });

@@ -75,11 +75,11 @@ describe('synth with bundling', () => {
     console.info(`figure: synth with bundling and nag took ${synth.ms} ms`);
   });
 
-  it.each(['api', 'sweeper'] as const)(
+  it.each(['api', 'sweeper', 'connect-targets'] as const)(
     'bundles the %s Lambda exactly as esbuild builds it from cdk/lib/bundles.ts',
     async (name) => {
       const template = JSON.parse(await readFile(join(outdir, `${STACK_NAME}.template.json`), 'utf8'));
-      const construct = name === 'api' ? 'Api' : 'Sweeper';
+      const construct = { api: 'Api', sweeper: 'Sweeper', 'connect-targets': 'ConnectTargets' }[name];
       const [, fn] = Object.entries<Json>(template.Resources).find(
         ([id, r]) => r.Type === 'AWS::Lambda::Function' && id.startsWith(`${construct}Function`),
       ) ?? [undefined, undefined];

@@ -45,7 +45,9 @@ export function stackFunctionEnvironment(
   tokens: Record<string, string>,
 ): Record<string, string> {
   const { stack, template } = synthTemplate();
-  const fn = bundle === 'api' ? stack.api.fn : stack.sweeper.fn;
+  const fn = { api: stack.api.fn, sweeper: stack.sweeper.fn, 'connect-targets': stack.connectTargets.fn }[
+    bundle
+  ];
   const id = Stack.of(fn).getLogicalId(fn.node.defaultChild as CfnElement);
   const variables: Record<string, unknown> = template.toJSON().Resources[id].Properties.Environment.Variables;
   return Object.fromEntries(

@@ -8,7 +8,11 @@ describe('parseSettings', () => {
     const settings = parseSettings(CDK_JSON_CONTEXT);
     expect(settings).toMatchObject({
       secretPrefix: 'tunnelkeeper',
-      portRange: { from: 20000, to: 29999 },
+      portRange: { from: 20000, to: 20099 },
+      connectBlocks: [
+        { from: 20000, to: 20049 },
+        { from: 20050, to: 20099 },
+      ],
       gatewayTaskCount: 2,
       apiRateLimit: 50,
       apiBurstLimit: 100,
@@ -38,6 +42,16 @@ describe('parseSettings', () => {
     ['a secret prefix with a trailing slash', { secretPrefix: 'tk/' }, /secretPrefix/],
     ['a reversed port range', { tunnelPortRange: '30000-20000' }, /tunnelPortRange/],
     ['a port range over the health port', { tunnelPortRange: '8000-9000' }, /tunnelPortRange.*8080, 8081/],
+    [
+      'a port range too large for the connect load balancers',
+      { tunnelPortRange: '20000-29999' },
+      /tunnelPortRange: 10000 tunnel ports need 200 internal load balancers .* give at most 1000 ports/,
+    ],
+    [
+      'a port range that fits 2 gateway tasks but not 20',
+      { tunnelPortRange: '20000-20999', gatewayTaskCount: 20 },
+      /tunnelPortRange: 1000 tunnel ports need 84 internal load balancers of 12 ports/,
+    ],
     ['one egress IP for two AZs', { egressEipAllocationIds: ['eipalloc-1'] }, /egressEipAllocationIds/],
     [
       'egress allocations without their addresses',

@@ -5,7 +5,7 @@
  * synth test bundles for real.
  */
 import { type CfnElement, Stack } from 'aws-cdk-lib';
-import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { HEARTBEAT_FAILED_MESSAGE } from '../../../cdk/lib/alarms';
@@ -220,34 +220,79 @@ describe('exposure', () => {
       ].sort(),
     );
     // The NLB itself may only open connections to the gateway tasks, on those two ports.
-    const nlbEgress = ofType('AWS::EC2::SecurityGroupEgress').map(([, e]) => e.Properties);
-    expect(nlbEgress.map((e) => [e.GroupId, e.DestinationSecurityGroupId, e.FromPort])).toEqual(
-      expect.arrayContaining([
+    const nlbEgress = ofType('AWS::EC2::SecurityGroupEgress')
+      .map(([, e]) => e.Properties)
+      .filter((e) => JSON.stringify(e.GroupId) === JSON.stringify(nlb));
+    expect(nlbEgress.map((e) => [e.GroupId, e.DestinationSecurityGroupId, e.FromPort]).sort()).toEqual(
+      [
         [nlb, getAtt(idOf(stack.network.gatewaySecurityGroup), 'GroupId'), GATEWAY_SSH_PORT],
         [nlb, getAtt(idOf(stack.network.gatewaySecurityGroup), 'GroupId'), GATEWAY_HEALTH_PORT],
-      ]),
+      ].sort(),
     );
-    expect(nlbEgress).toHaveLength(2);
     expect(resources[idOf(stack.network.nlbSecurityGroup)].Properties.SecurityGroupEgress).toBeUndefined();
   });
 
-  it('opens the tunnel port range on the gateway tasks to the platform security group alone', () => {
+  it('lets only the platform security group reach the tunnel ports: on the connect load balancers, and through them alone on the tasks', () => {
     const { from, to } = stack.settings.portRange;
+    const groupId = (construct: IConstruct) => getAtt(idOf(construct), 'GroupId');
     const overlapping = ingressRules().filter(
       (r) => r.IpProtocol === '-1' || (r.FromPort <= to && r.ToPort >= from),
     );
+    expect(overlapping).toHaveLength(2);
     expect(overlapping).toEqual([
       expect.objectContaining({
         group: idOf(stack.network.gatewaySecurityGroup),
         IpProtocol: 'tcp',
         FromPort: from,
         ToPort: to,
-        SourceSecurityGroupId: getAtt(idOf(stack.network.platformSecurityGroup), 'GroupId'),
+        SourceSecurityGroupId: groupId(stack.network.connectSecurityGroup),
+      }),
+      expect.objectContaining({
+        group: idOf(stack.network.connectSecurityGroup),
+        IpProtocol: 'tcp',
+        FromPort: from,
+        ToPort: to,
+        SourceSecurityGroupId: groupId(stack.network.platformSecurityGroup),
       }),
     ]);
-    template.hasOutput('PlatformSecurityGroupId', {
-      Value: getAtt(idOf(stack.network.platformSecurityGroup), 'GroupId'),
-    });
+    // Nothing else reaches the connect load balancers at all, on any port.
+    expect(ingressRules().filter((r) => r.group === idOf(stack.network.connectSecurityGroup))).toHaveLength(
+      1,
+    );
+    // No rule anywhere (nested stacks included) names an address range on those ports.
+    for (const nested of stack.connect.loadBalancers.map(({ nlb }) => Stack.of(nlb))) {
+      const nestedResources = Object.values<Json>(Template.fromStack(nested).toJSON().Resources);
+      expect(nestedResources.filter((r) => /SecurityGroup/.test(r.Type))).toEqual([]);
+    }
+    template.hasOutput('PlatformSecurityGroupId', { Value: groupId(stack.network.platformSecurityGroup) });
+  });
+
+  it('lets the connect load balancers open connections to the gateway tasks on the tunnel ports and the health port only', () => {
+    const connect = getAtt(idOf(stack.network.connectSecurityGroup), 'GroupId');
+    const gateway = getAtt(idOf(stack.network.gatewaySecurityGroup), 'GroupId');
+    const { from, to } = stack.settings.portRange;
+    const egress = ofType('AWS::EC2::SecurityGroupEgress')
+      .map(([, e]) => e.Properties)
+      .filter((e) => JSON.stringify(e.GroupId) === JSON.stringify(connect));
+    expect(egress.map((e) => [e.DestinationSecurityGroupId, e.IpProtocol, e.FromPort, e.ToPort])).toEqual(
+      expect.arrayContaining([
+        [gateway, 'tcp', from, to],
+        [gateway, 'tcp', GATEWAY_HEALTH_PORT, GATEWAY_HEALTH_PORT],
+      ]),
+    );
+    expect(egress).toHaveLength(2);
+    expect(
+      resources[idOf(stack.network.connectSecurityGroup)].Properties.SecurityGroupEgress,
+    ).toBeUndefined();
+    // Health checks from the connect load balancers reach the tasks' health port.
+    expect(ingressRules()).toContainEqual(
+      expect.objectContaining({
+        group: idOf(stack.network.gatewaySecurityGroup),
+        FromPort: GATEWAY_HEALTH_PORT,
+        ToPort: GATEWAY_HEALTH_PORT,
+        SourceSecurityGroupId: connect,
+      }),
+    );
   });
 
   it('opens the control port to the API Lambda and the gateway tasks (relays) alone, and nothing at all on the other groups', () => {
@@ -266,7 +311,13 @@ describe('exposure', () => {
         SourceSecurityGroupId: getAtt(idOf(stack.network.gatewaySecurityGroup), 'GroupId'),
       }),
     );
-    expect(byGroup(stack.network.gatewaySecurityGroup)).toHaveLength(5);
+    // SSH and health from the public NLB, tunnel ports and health from the connect load balancers,
+    // control from the API and from the tasks themselves.
+    expect(byGroup(stack.network.gatewaySecurityGroup)).toHaveLength(6);
+    const control = ingressRules().filter(
+      (r) => r.FromPort <= GATEWAY_CONTROL_PORT && r.ToPort >= GATEWAY_CONTROL_PORT,
+    );
+    expect(control).toHaveLength(2);
     expect(byGroup(stack.network.platformSecurityGroup)).toEqual([]);
     expect(byGroup(stack.network.apiSecurityGroup)).toEqual([]);
   });
@@ -310,9 +361,15 @@ describe('DynamoDB table', () => {
 });
 
 describe('IAM', () => {
-  it('never grants a `*` resource on secrets or the table, and `*` only for the ECR login', () => {
+  it('never grants a `*` resource on secrets or the table, and `*` only for the ECR login and ELB reads', () => {
     const wildcard = iamStatements().filter(({ statement }) => list(statement.Resource).includes('*'));
-    expect(wildcard.map(({ statement }) => list(statement.Action))).toEqual([['ecr:GetAuthorizationToken']]);
+    expect(wildcard.map(({ statement }) => list(statement.Action).sort())).toEqual(
+      expect.arrayContaining([
+        ['ecr:GetAuthorizationToken'],
+        ['elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTargetHealth'],
+      ]),
+    );
+    expect(wildcard).toHaveLength(2);
     for (const { statement } of iamStatements()) {
       const actions = list(statement.Action) as string[];
       if (actions.some((a) => a.startsWith('secretsmanager:') || a.startsWith('dynamodb:'))) {
@@ -574,6 +631,11 @@ describe('configuration every runtime reads', () => {
         if (key === 'ALERT_TOPIC_ARN') return [key, 'arn:aws:sns:eu-west-1:123456789012:Tunnelkeeper-Alerts'];
         if (key === 'AWS_REGION') return [key, 'eu-west-1'];
         if (key === 'EGRESS_IPS') return [key, '198.51.100.1,198.51.100.2'];
+        if (key === 'CONNECT_HOSTS')
+          return [
+            key,
+            stack.settings.connectBlocks.map((b, i) => `${b.from}-${b.to}=lb-${i}.internal`).join(','),
+          ];
         return [key, `resolved-${key.toLowerCase()}`];
       }),
     );
@@ -647,7 +709,7 @@ describe('alerts and alarms', () => {
 
   it('wires every alarm and its recovery to the alerts topic', () => {
     const alarms = ofType('AWS::CloudWatch::Alarm');
-    expect(alarms.length).toBe(12);
+    expect(alarms.length).toBe(13);
     for (const [, alarm] of alarms) {
       expect(alarm.Properties.AlarmActions).toEqual([ref(idOf(stack.alerts))]);
       expect(alarm.Properties.OKActions).toEqual([ref(idOf(stack.alerts))]);
@@ -663,6 +725,7 @@ describe('alerts and alarms', () => {
   it.each<[string, Json]>([
     ['ApiServerErrors', { Namespace: 'AWS/ApiGateway', MetricName: '5xx' }],
     ['SweeperErrors', { Namespace: 'AWS/Lambda', MetricName: 'Errors' }],
+    ['ConnectTargetsFailing', { Namespace: 'AWS/Lambda', MetricName: 'Errors' }],
     [
       'SweeperNotRunning',
       { Namespace: 'AWS/Lambda', MetricName: 'Invocations', TreatMissingData: 'breaching' },
@@ -742,7 +805,7 @@ describe('alerts and alarms', () => {
 describe('logs and outputs', () => {
   it('keeps every log group for a bounded time', () => {
     const groups = ofType('AWS::Logs::LogGroup');
-    expect(groups.length).toBe(5); // API, API access, sweeper, gateway, flow logs
+    expect(groups.length).toBe(6); // API, API access, sweeper, connect targets, gateway, flow logs
     for (const [, group] of groups) expect(group.Properties.RetentionInDays).toBeGreaterThan(0);
   });
 
@@ -755,6 +818,7 @@ describe('logs and outputs', () => {
         'NlbDnsName',
         'EgressIps',
         'PlatformSecurityGroupId',
+        'ConnectHosts',
         'VpcId',
         'AlertsTopicArn',
         'AdminTokenSecretName',
