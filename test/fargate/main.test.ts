@@ -296,6 +296,11 @@ describe('the Fargate entry point with AWS-style configuration', () => {
       sha: trip.sentSha256,
     });
 
+    // What the port's connect load balancer asks (cdk/lib/connect.ts): this task serves that port.
+    const portHealth = (port: number) => fetch(`http://127.0.0.1:${gatewayEnv.HEALTH_PORT}/ports/${port}`);
+    expect((await portHealth(tunnel.reverse.remotePort)).status).toBe(200);
+    expect((await portHealth(tunnel.reverse.remotePort + 1)).status).toBe(503);
+
     // The test route reaches this worker's control endpoint with the token both share.
     const tested = await call('POST', `/v1/tunnels/${tunnel.id}/test`);
     expect(tested.status).toBe(200);

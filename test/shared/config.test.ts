@@ -265,6 +265,11 @@ describe('envVariables', () => {
         LOG_LEVEL: 'debug',
         EGRESS_IPS: '203.0.113.10,2001:db8::1',
         CONNECT_HOSTS: '40000-40004=connect-1.internal,40005-40009=10.0.0.9',
+        GATEWAY_TARGET_GROUP_ARN:
+          'arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/Tunnel-Gatew-0AAA/0123456789abcdef',
+        CONNECT_LOAD_BALANCER_ARNS:
+          'arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/net/a/aaaaaaaaaaaaaaaa,' +
+          'arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/net/b/bbbbbbbbbbbbbbbb',
       },
     ],
   ])('gives variables that parse back to the same configuration: %s', (_, given) => {

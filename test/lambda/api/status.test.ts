@@ -8,7 +8,7 @@ import { sweep } from '../../../lambda/sweeper/sweep';
 import { silentLogger } from '../../../shared/logger';
 import { StatusSchema, TunnelListSchema } from '../../../shared/schemas';
 import { DynamoStatusStore } from '../../../shared/store/dynamo-status-store';
-import { createTestApi } from '../../helpers/api';
+import { createTestApi, PORT_RANGE } from '../../helpers/api';
 import { countingClient } from '../../helpers/dynamo-count';
 import { gatewaySim, iso, storeTunnels } from '../../helpers/gateway-sim';
 import { withoutFigures } from '../../helpers/status-figures';
@@ -62,6 +62,35 @@ describe('tunnel status through the API', () => {
     const status = (await api.call('GET', `/v1/tunnels/${tunnel.id}/status`, ws.apiKey)).json;
     // The same status either way (uptime moves with the clock between the two reads).
     expect(withoutFigures(StatusSchema.strict().parse(status))).toEqual(withoutFigures(lost.status));
+  });
+
+  it("names the port's stable host with CONNECT_HOSTS, whichever worker carries the tunnel", async () => {
+    const tunnel = await create();
+    const port = tunnel.reverse.remotePort;
+    const { from, to } = PORT_RANGE;
+    // Which block holds which port is the status machine's test; here, the API is configured by it.
+    const app = api.appWith({ env: { CONNECT_HOSTS: `${from}-${to}=connect-a.internal` } });
+    const since = Date.now() + 1;
+    await sim.up(tunnel.id, since, 'w-stable', 'c1');
+    await sim.beat('w-stable', Date.now());
+    const read = async () => {
+      const res = await app.request(`/v1/tunnels/${tunnel.id}`, {
+        headers: { Authorization: `Bearer ${ws.apiKey}` },
+      });
+      return ((await res.json()) as { connect: unknown }).connect;
+    };
+    expect(await read()).toEqual({ host: 'connect-a.internal', port });
+    // Another worker, which names its own address, takes the tunnel over: the address stays.
+    await sim.state(tunnel.id, {
+      state: 'up',
+      since: iso(since),
+      owner: 'w-stable-2',
+      connId: 'c2',
+      connectedAt: iso(since),
+      connectHost: '10.0.3.5',
+    });
+    await sim.beat('w-stable-2', Date.now());
+    expect(await read()).toEqual({ host: 'connect-a.internal', port });
   });
 
   it('judges heartbeats by the configured interval', async () => {
