@@ -1,9 +1,9 @@
 /**
  * The gateway's entry point on ECS Fargate: AWS adapters (DynamoDB, Secrets Manager) configured
  * from the environment the stack sets, the worker's VPC address from the ECS task metadata, a
- * health endpoint for the load balancers (health-endpoint.ts), its metrics as embedded-metric log lines every minute
- * (and at `GET /metrics` on the control port, behind the operator token), and a graceful stop
- * that hands standard tunnels over.
+ * health endpoint for the load balancers (health-endpoint.ts), its metrics as embedded-metric log
+ * lines every minute (and at `GET /metrics` on the control port, behind the operator token), and a
+ * graceful stop that hands standard tunnels over.
  */
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { parseEnv } from '../shared/config';
