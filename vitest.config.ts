@@ -7,9 +7,9 @@ export default defineConfig({
     globalSetup: ['test/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // Two cores, but the longest end-to-end files mostly wait (restarts, outages, grace periods):
-    // a third worker fills those waits; more would make the timing-bound files contend.
-    maxWorkers: 3,
+    // Two cores: end-to-end files start real processes, so keep parallelism modest (a third worker
+    // made the whole run slower: every file's processes contended, start-ups went past 30 s).
+    maxWorkers: 2,
     sequence: { sequencer: LongRunningFirst },
   },
 });

@@ -1,8 +1,8 @@
 /**
  * The worker's internal control endpoint: `POST /tunnels/<id>/test` for the API's test route,
- * `POST /tunnels/<id>/reconnect` for its reconnect route, and the `/tunnels/<id>/relay` upgrade
- * other gateways relay platform connections through (fargate/peers/), authenticated by the control
- * token; and `GET /metrics` (Prometheus text, docs/metrics.md) for the operator's scraper,
+ * `POST /tunnels/<id>/reconnect` for its reconnect route, the `/tunnels/<id>/relay` upgrade
+ * other gateways relay platform connections through and `POST /pool/poll` by which they offer
+ * standard tunnels (fargate/peers/), authenticated by the control token; and `GET /metrics` (Prometheus text, docs/metrics.md) for the operator's scraper,
  * authenticated by the operator token. Bearer tokens compared in constant time; bound to the
  * worker's VPC address only.
  */
@@ -15,6 +15,7 @@ import { OverloadedError } from '../shared/errors';
 import type { Logger } from '../shared/logger';
 import type { TestResult } from '../shared/schemas';
 import { RELAY_ORIGIN_HEADER, RELAY_UPGRADE } from './peers/peer-relay';
+import { POOL_POLL_PATH } from './peers/pool-nudge';
 import { joinSocketAndChannel, type SshChannel } from './pipe';
 
 const TUNNEL_PATH = /^\/tunnels\/(tun_[a-z2-7]{16})\/(test|reconnect)$/;
@@ -30,6 +31,8 @@ export interface ControlServerOptions {
   testTunnel(tunnelId: string): Promise<TestResult | undefined>;
   /** Drops the backoff of a standard tunnel this worker serves; undefined when it serves none such. */
   reconnectTunnel(tunnelId: string): ReconnectOutcome | undefined;
+  /** A peer offers standard tunnels (`POST /pool/poll`): look at the leases now. */
+  pollPool?(): void;
   /** A channel through this worker's own sessions of the tunnel, for a peer's relayed connection. */
   relay?(tunnelId: string, origin: { ip: string; port: number }): Promise<SshChannel>;
   /** `DATA_IDLE_TIMEOUT_MS` for relayed connections. */
@@ -63,6 +66,12 @@ export class ControlServer {
       }
       if (!timingSafeEqual(digest(req.headers.authorization ?? ''), this.expected)) {
         reply(401, { error: 'unauthorized' });
+        return;
+      }
+      if (req.method === 'POST' && req.url === POOL_POLL_PATH && options.pollPool) {
+        req.resume(); // no body expected
+        options.pollPool();
+        reply(202, { outcome: 'polling' });
         return;
       }
       const match = req.method === 'POST' ? TUNNEL_PATH.exec(req.url ?? '') : null;

@@ -23,8 +23,9 @@ import { ControlServer } from './control-server';
 import { diagnoseTunnel } from './diagnostics/diagnose';
 import { tuneGcForThroughput } from './gc-tuning';
 import { hasNativeSshCrypto } from './native-crypto';
-import { peerHoldings } from './peers/peer-directory';
+import { livePeers, peerHoldings } from './peers/peer-directory';
 import { PeerRelay } from './peers/peer-relay';
+import { nudgePeers } from './peers/pool-nudge';
 import { ForwardRegistry } from './reverse/forward-registry';
 import { ReverseServer } from './reverse/reverse-server';
 import type { TunnelCacheSettings } from './reverse/tunnel-cache';
@@ -55,6 +56,8 @@ const PENALIZED_SOURCE_MIN_STARTUPS = 8;
 const SIGNAL_WRITE_INTERVAL_MS = 1_000;
 /** Tunnels whose signals this gateway remembers (per kind), or holds unwritten during an outage. */
 const SIGNAL_MAX_TUNNELS = 20_000;
+/** A peer that has not taken a nudge (`POST /pool/poll`) by then is left to its own next poll. */
+const NUDGE_TIMEOUT_MS = 1_000;
 /** A peer that has not taken a relayed connection by then is given up on for the next one. */
 const RELAY_TIMEOUT_MS = 2_000;
 /**
@@ -161,6 +164,7 @@ export class Gateway {
   private readonly pool: StandardPool;
   private control: ControlServer | undefined;
   private controlUrl: string | undefined;
+  private controlToken: string | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
   private beating: Promise<void> = Promise.resolve();
   private boundSshPort = 0;
@@ -218,6 +222,8 @@ export class Gateway {
       liveness: settings,
       observingSince: () => deps.observingSince?.(),
       now,
+      handOverDrainMs: settings.shutdownDrainMs,
+      nudgePeers: () => this.nudgePeers(),
       runner: {
         stateWriter: this.stateWriter,
         signals: this.signals,
@@ -323,6 +329,7 @@ export class Gateway {
       logins: this.metrics,
     });
     const controlToken = await ensureControlToken(this.deps.secrets);
+    this.controlToken = controlToken;
     this.registry.useRelay(new PeerRelay({ token: controlToken, timeoutMs: RELAY_TIMEOUT_MS }));
     this.control = new ControlServer({
       host: settings.connectHost,
@@ -346,6 +353,7 @@ export class Gateway {
         return result;
       },
       reconnectTunnel: (id) => this.pool.reconnectNow(id),
+      pollPool: () => this.pool.requestPoll(),
       metrics: this.metrics,
       ...(this.deps.adminTokenHash ? { adminTokenHash: this.deps.adminTokenHash } : {}),
     });
@@ -415,10 +423,8 @@ export class Gateway {
     this.registry.handOver();
     // Sessions another gateway can stand in for finish what they carry, then close: their
     // customers reconnect elsewhere while the tunnel's listeners here relay to the others.
-    await Promise.all([
-      this.registry.drain(Date.now() + this.deps.settings.shutdownDrainMs),
-      this.pool.stop(),
-    ]);
+    const drainDeadline = Date.now() + this.deps.settings.shutdownDrainMs;
+    await Promise.all([this.registry.drain(drainDeadline), this.pool.stop(drainDeadline)]);
     await this.server?.close();
     await this.registry.closeListeners();
     // A timer that holds the process open: with everything else closed, a promise alone would not,
@@ -533,6 +539,22 @@ export class Gateway {
    */
   startRelaying(): void {
     this.isRelaying = true;
+  }
+
+  /** Asks the other live gateways to take the standard tunnels this one offers now. */
+  private async nudgePeers(): Promise<number> {
+    const token = this.controlToken;
+    if (!token) return 0;
+    const workers = await this.deps.store.listWorkers();
+    const observingSince = this.deps.observingSince?.();
+    const view = observingSince === undefined ? { now: this.now() } : { now: this.now(), observingSince };
+    const peers = livePeers(workers, this.workerId, view, this.deps.settings);
+    const taken = await nudgePeers(peers, token, NUDGE_TIMEOUT_MS);
+    this.logger.info('peers asked to take offered standard tunnels', {
+      peers: peers.length,
+      answered: taken,
+    });
+    return taken;
   }
 
   /** Listens on the ports of the tunnels other gateways carry, to relay to them (fargate/peers/). */

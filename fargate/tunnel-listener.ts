@@ -27,6 +27,11 @@ export interface ListenerOptions {
    * is replaced by another from the opener, the client's bytes replayed (first-byte-retry.ts).
    */
   isCarrierLost?: (channel: SshChannel) => boolean;
+  /**
+   * Given: connections that come before the first opener is set wait for it up to this long (a
+   * standard tunnel taken over from a gateway that still serves it), instead of failing at once.
+   */
+  holdForFirstOpenerMs?: number;
   /** Counts the connections and bytes through this tunnel, of this type, while it listens. */
   traffic?: { meter: TrafficMeter; type: TunnelType };
 }
@@ -43,6 +48,9 @@ export class TunnelListener {
   /** Open connections by the opener that carries them: a session a rotation replaced drains its own. */
   private readonly carried = new Map<ChannelOpener, Set<Socket>>();
   private readonly drainWaiters = new Map<ChannelOpener, (() => void)[]>();
+  /** Connections waiting for the first opener (`holdForFirstOpenerMs`). */
+  private readonly parked = new Map<Socket, { timer: NodeJS.Timeout; acceptedAt: number }>();
+  private hasHadOpener = false;
 
   constructor(private readonly options: ListenerOptions) {
     // allowHalfOpen: a client that shuts down its sending side still gets the whole answer.
@@ -79,6 +87,13 @@ export class TunnelListener {
   /** Routes new connections to `opener` (a new SSH connection after a takeover). */
   setOpener(opener: ChannelOpener | undefined): void {
     this.opener = opener;
+    if (!opener) return;
+    this.hasHadOpener = true;
+    for (const [socket, { timer, acceptedAt }] of this.parked) {
+      clearTimeout(timer);
+      this.parked.delete(socket);
+      if (!socket.destroyed) this.route(socket, opener, acceptedAt);
+    }
   }
 
   /** Where new connections go now (undefined while the tunnel cannot carry any). */
@@ -127,15 +142,47 @@ export class TunnelListener {
       socket.destroy();
       return;
     }
+    const acceptedAt = performance.now();
     const opener = this.opener;
     if (!opener) {
+      if (this.options.holdForFirstOpenerMs !== undefined && !this.hasHadOpener) {
+        this.park(socket, acceptedAt, this.options.holdForFirstOpenerMs);
+        return;
+      }
       failed();
       socket.destroy();
       return;
     }
-    const acceptedAt = performance.now();
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
+    this.route(socket, opener, acceptedAt);
+  }
+
+  /**
+   * Holds a connection that came before the first session (a takeover's: the previous owner still
+   * serves, and its queue moves here when it stops listening) until that session is up, or fails it.
+   */
+  private park(socket: Socket, acceptedAt: number, holdMs: number): void {
+    const { tunnelId, logger, traffic } = this.options;
+    socket.pause();
+    this.sockets.add(socket);
+    const timer = setTimeout(() => {
+      this.parked.delete(socket);
+      logger.warn('tunnel connection refused: no session within the hold', { tunnelId, holdMs });
+      traffic?.meter.failed(traffic.type);
+      socket.destroy();
+    }, holdMs);
+    this.parked.set(socket, { timer, acceptedAt });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.parked.delete(socket);
+      this.sockets.delete(socket);
+    });
+  }
+
+  private route(socket: Socket, opener: ChannelOpener, acceptedAt: number): void {
+    const { tunnelId, logger, traffic } = this.options;
+    const failed = () => traffic?.meter.failed(traffic.type);
     this.carry(opener, socket);
     socket.pause(); // hold early bytes until the channel exists
     const origin = { ip: socket.remoteAddress ?? '0.0.0.0', port: socket.remotePort ?? 0 };

@@ -149,5 +149,13 @@ export const WorkerTrafficSchema = z.object({
 export type WorkerTraffic = z.infer<typeof WorkerTrafficSchema>;
 
 /** `TUNNEL#<id>/LEASE`: which worker serves a standard tunnel. Valid while the owner's heartbeat is fresh. */
-export const LeaseItemSchema = z.object({ owner: z.string(), claimedAt: z.string() });
+export const LeaseItemSchema = z.object({
+  owner: z.string(),
+  claimedAt: z.string(),
+  /**
+   * Set by an owner that is stopping or rebalancing: the connection it still serves, which the
+   * worker that claims the lease next continues (make-before-break: the owner serves until then).
+   */
+  handingOver: z.string().optional(),
+});
 export type LeaseItem = z.infer<typeof LeaseItemSchema>;

@@ -37,3 +37,17 @@ export function peerHoldings(
   }
   return holdings;
 }
+
+/** The live peers (not `selfId`, not stopped, not stale) with a control endpoint. */
+export function livePeers(
+  workers: readonly WorkerHeartbeat[],
+  selfId: string,
+  view: LivenessView,
+  settings: LivenessSettings,
+): PeerRef[] {
+  return workers.flatMap((beat) =>
+    beat.workerId !== selfId && beat.controlUrl && workerLiveness(beat, view, settings).isAlive
+      ? [{ workerId: beat.workerId, controlUrl: beat.controlUrl }]
+      : [],
+  );
+}

@@ -58,6 +58,8 @@ export interface StandardRunnerDeps {
 
 /** How long stop() waits for the connect loop to notice. */
 const STOP_WAIT_MS = 2_000;
+/** A takeover's platform connections wait this long for its first session (then fail). */
+const TAKEOVER_HOLD_MS = 10_000;
 
 /**
  * Where and as whom the tunnel connects: what a config change must reconnect for. The host key pin
@@ -89,9 +91,15 @@ export class StandardTunnelRunner {
   private loop: Promise<void> = Promise.resolve();
   private readonly log: Logger;
 
+  /**
+   * `takeover`: the connection of the worker this one takes the tunnel over from, which serves until
+   * this one is up. Connections that reach this listener before then wait for the first session, and
+   * its `up` continues that connection (no flap in the history).
+   */
   constructor(
     tunnel: TunnelRecord,
     private readonly deps: StandardRunnerDeps,
+    private takeover?: string,
   ) {
     this.tunnel = tunnel;
     this.epoch = deps.now().toISOString();
@@ -104,6 +112,7 @@ export class StandardTunnelRunner {
       maxChannels: deps.maxChannelsPerTunnel,
       idleTimeoutMs: deps.dataIdleTimeoutMs,
       logger: deps.logger,
+      ...(takeover ? { holdForFirstOpenerMs: TAKEOVER_HOLD_MS } : {}),
       ...(deps.meter ? { traffic: { meter: deps.meter, type: 'standard' as const } } : {}),
     });
   }
@@ -115,6 +124,16 @@ export class StandardTunnelRunner {
   /** The tunnel port its listener is bound to (from `start` until `stop`). */
   get port(): number {
     return this.tunnel.port;
+  }
+
+  /** Started as a takeover whose first session is not up yet. */
+  get isTakingOver(): boolean {
+    return this.takeover !== undefined;
+  }
+
+  /** The connection serving now, if the tunnel is up here. */
+  get servingConnId(): string | undefined {
+    return this.lastWritten.startsWith('up:') ? this.connId : undefined;
   }
 
   /** Binds the listener (rejects if the port is taken) and starts connecting. */
@@ -173,6 +192,25 @@ export class StandardTunnelRunner {
   }
 
   /**
+   * Makes way for the worker that took the tunnel over: stops accepting here (what the kernel still
+   * queued moves to its listener on the shared port), lets the open connections finish until
+   * `deadline` (epoch ms), then stops, writing nothing (the new owner's state stands).
+   */
+  async retire(deadline: number): Promise<void> {
+    this.listener.stopAccepting();
+    const opener = this.listener.currentOpener;
+    if (opener) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.listener.whenDrained(opener),
+        new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+    }
+    await this.stop(false);
+  }
+
+  /**
    * Drops the backoff (`POST /reconnect`, a passing test): a tunnel waiting to retry connects now,
    * its next delays starting over from the first.
    */
@@ -218,6 +256,7 @@ export class StandardTunnelRunner {
             : connectionLost(targetOf(tunnel), 'internal error; retrying');
         if (!(err instanceof TunnelFailure))
           this.log.error('standard tunnel connect failed internally', { err });
+        this.takeover = undefined; // what it took over is recorded as gone with this down
         this.writeDown(status);
         if (!this.reconnectRequested) await this.retryLater();
         continue;
@@ -253,7 +292,8 @@ export class StandardTunnelRunner {
     let conn = first;
     let keys = secret;
     const upSince = Date.now();
-    this.afterConnect(tunnel, keys, conn);
+    this.afterConnect(tunnel, keys, conn, this.takeover);
+    this.takeover = undefined;
 
     // While the session runs on an older key, try the newest one now and then; switch when it works.
     let probeTimer: NodeJS.Timeout | undefined;

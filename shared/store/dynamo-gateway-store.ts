@@ -13,6 +13,7 @@ import {
   type LeaseItem,
   LeaseItemSchema,
   lastDownOf,
+  parseStateItem,
   type TunnelStateItem,
   TunnelStateItemSchema,
   type WorkerHeartbeat,
@@ -289,6 +290,38 @@ export class DynamoGatewayStore implements GatewayStore {
     } catch (err) {
       if (!isConditionalFailure(err)) throw err;
     }
+  }
+
+  async handOverLease(tunnelId: string, owner: string, connId: string): Promise<boolean> {
+    try {
+      await this.db.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: keys.tunnelLease(tunnelId),
+          UpdateExpression: 'SET handingOver = :conn',
+          ConditionExpression: '#owner = :me',
+          ExpressionAttributeNames: { '#owner': 'owner' },
+          ExpressionAttributeValues: { ':me': owner, ':conn': connId },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionalFailure(err)) return false;
+      throw err;
+    }
+  }
+
+  async getStates(tunnelIds: string[]): Promise<Map<string, TunnelStateItem>> {
+    const unique = [...new Set(tunnelIds)];
+    const items = await batchGetItems(this.db, this.tableName, unique.map(keys.tunnelState));
+    const states = new Map<string, TunnelStateItem>();
+    for (const item of items) {
+      const parsed = parseStateItem(item);
+      // One that does not read is not a new owner's `up`: the caller waits for it as for none.
+      if (parsed.ok && parsed.read.primary)
+        states.set(String(item.pk).slice('TUNNEL#'.length), parsed.read.primary);
+    }
+    return states;
   }
 
   async pinHostKey(tunnelId: string, fingerprint: string): Promise<boolean> {

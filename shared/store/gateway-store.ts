@@ -56,6 +56,13 @@ export interface GatewayStore {
   claimLease(tunnelId: string, owner: string, staleOwner: string | undefined, at: string): Promise<boolean>;
   /** Gives the lease up if `owner` still holds it. */
   releaseLease(tunnelId: string, owner: string): Promise<void>;
+  /**
+   * Offers the lease to any worker while `owner` keeps serving `connId` (`LeaseItem.handingOver`);
+   * false if `owner` no longer holds it.
+   */
+  handOverLease(tunnelId: string, owner: string, connId: string): Promise<boolean>;
+  /** The tunnels' STATE items (the primary connection's state), for those that have one. */
+  getStates(tunnelIds: string[]): Promise<Map<string, TunnelStateItem>>;
   /** Pins the bastion host key seen on the first successful connection; false if one is pinned already. */
   pinHostKey(tunnelId: string, fingerprint: string): Promise<boolean>;
 }

@@ -7,10 +7,13 @@
  *
  * Connector 2's command is the one the API renders, with `-p` pointed at B's SSH port: locally the
  * customers dial a gateway's own port, where in AWS the public NLB picks one.
+ *
+ * The rolling restart also carries a standard tunnel through a real OpenSSH bastion: the stopping
+ * gateway offers it and serves on until the other is up with it (make-before-break).
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeleteTableCommand } from '@aws-sdk/client-dynamodb';
@@ -20,11 +23,13 @@ import type { Tunnel } from '../../shared/schemas';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { type AlertReceiver, startAlertReceiver } from '../helpers/alert-receiver';
 import { alertTimingEnv } from '../helpers/alert-timing';
+import { Bastion } from '../helpers/bastion';
 import { startConnectionLoop } from '../helpers/connection-loop';
 import { Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { apiClient } from '../helpers/http-api';
 import { disposeStacks, type StartedStack, startStack } from '../helpers/local-stack';
+import { migrateQueuedConnections } from '../helpers/migrate-req';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
 /** SIGTERM, then the process's own exit: 0, having logged `stopped` (read once its output is all in). */
@@ -41,7 +46,6 @@ async function stopCleanly(stack: StartedStack): Promise<{ ms: number }> {
 
 /** Longer than heartbeat staleness (3 s here): a real outage of a few seconds pages; a restart handed over does not. */
 const GRACE_MS = 4_000;
-const MIGRATE_REQ = '/proc/sys/net/ipv4/tcp_migrate_req';
 
 describe('a reverse tunnel with two connectors on two gateways', () => {
   const endpoint = inject('dynamoEndpoint');
@@ -57,7 +61,8 @@ describe('a reverse tunnel with two connectors on two gateways', () => {
   let sshPortA = 0;
   let sshPortB = 0;
   let receiver: AlertReceiver | undefined;
-  let migrateReqBefore: string | undefined;
+  let bastion: Bastion | undefined;
+  let restoreMigrateReq: (() => Promise<void>) | undefined;
   /** The two-connector tunnel and its hosts, for the rolling restart after the first cell. */
   let ha: { tunnel: Tunnel; hosts: Customer[] } | undefined;
 
@@ -68,8 +73,7 @@ describe('a reverse tunnel with two connectors on two gateways', () => {
     const secret = `whsec_${randomBytes(24).toString('base64url')}`;
     receiver = await startAlertReceiver(() => secret);
     // What a restarting gateway's listeners still queue moves to the others (see reuseport-check.ts).
-    migrateReqBefore = (await readFile(MIGRATE_REQ, 'utf8')).trim();
-    await writeFile(MIGRATE_REQ, '1');
+    restoreMigrateReq = await migrateQueuedConnections();
     sshPortA = await freePort();
     sshPortB = await freePort();
     env = {
@@ -100,8 +104,8 @@ describe('a reverse tunnel with two connectors on two gateways', () => {
       const { client } = createDynamoClients({ region: 'us-east-1', endpoint });
       await client.send(new DeleteTableCommand({ TableName: tableName })).catch(() => {});
       client.destroy();
-      await Promise.all([echo?.close(), receiver?.close()]);
-      if (migrateReqBefore !== undefined) await writeFile(MIGRATE_REQ, migrateReqBefore).catch(() => {});
+      await Promise.all([echo?.close(), receiver?.close(), bastion?.dispose()]);
+      await restoreMigrateReq?.();
       if (dataDir) await rm(dataDir, { recursive: true, force: true });
     }
   });
@@ -303,16 +307,37 @@ describe('a reverse tunnel with two connectors on two gateways', () => {
     stacks.push(b);
     let current: StartedStack = a;
     const api = apiClient(() => current.baseUrl, apiKey);
-    const bothLive = () =>
-      waitFor(async () => (await api.getTunnel(tunnel.id)).status.connectors?.live === 2, 30_000, {
-        what: 'both connectors live',
-        intervalMs: 100,
-      });
-    await bothLive();
-    const alertsBefore = receiver.delivered({ tunnelId: tunnel.id }).length;
+    // A standard tunnel beside it, through a real OpenSSH bastion to the same echo service.
+    bastion = await Bastion.start();
+    const standardCreated = await api.call('POST', '/v1/tunnels', {
+      type: 'standard',
+      name: 'ha-standard',
+      ssh: { host: '127.0.0.1', port: bastion.port, user: bastion.user },
+      service: { host: '127.0.0.1', port: echo?.port },
+    });
+    expect(standardCreated.status).toBe(201);
+    const standard = standardCreated.json as Tunnel;
+    await bastion.setAuthorizedKeys([standard.authorizedKeysLine ?? '']);
+    const allLive = () =>
+      waitFor(
+        async () =>
+          (await api.getTunnel(tunnel.id)).status.connectors?.live === 2 &&
+          (await api.getTunnel(standard.id)).status.state === 'up',
+        30_000,
+        { what: 'both connectors and the standard tunnel live', intervalMs: 100 },
+      );
+    await allLive();
+    const alertsBefore = receiver.delivered().length;
     const port = tunnel.reverse?.remotePort ?? 0;
     const loop = startConnectionLoop('127.0.0.1', port, { maxDurationMs: 90_000, maxAttempts: 4_500 });
-    await waitFor(() => loop.attempts().length >= 10, 5_000, { what: 'the loop running' });
+    const standardPort = (await api.getTunnel(standard.id)).connect?.port ?? 0;
+    const standardLoop = startConnectionLoop('127.0.0.1', standardPort, {
+      maxDurationMs: 90_000,
+      maxAttempts: 4_500,
+    });
+    await waitFor(() => loop.attempts().length >= 10 && standardLoop.attempts().length >= 10, 5_000, {
+      what: 'the loops running',
+    });
 
     // B first (a gateway alone), then A (the gateway with the API and the sweeper): SIGTERM, start again.
     const marks: Record<string, number> = {};
@@ -325,14 +350,15 @@ describe('a reverse tunnel with two connectors on two gateways', () => {
         )
         .map((l) => JSON.stringify(l))
         .join('\n');
-    marks.stopB = Date.now();
+    const restartsBegan = Date.now();
+    marks.stopB = restartsBegan;
     const stoppedB = await stopCleanly(b);
     marks.stoppedB = Date.now();
     b = await startStack({ ...env, SSH_PORT: String(sshPortB) }, 30_000, 'node', 'gateway');
     stacks.push(b);
     seen.push(b);
     marks.startedB = Date.now();
-    await bothLive();
+    await allLive();
     marks.stopA = Date.now();
     const stoppedA = await stopCleanly(current);
     marks.stoppedA = Date.now();
@@ -341,21 +367,36 @@ describe('a reverse tunnel with two connectors on two gateways', () => {
     seen.push(a);
     marks.startedA = Date.now();
     current = a;
-    await bothLive();
-    const attempts = await loop.stop();
+    await allLive();
+    const [attempts, standardAttempts] = await Promise.all([loop.stop(), standardLoop.stop()]);
     console.info(
-      `rolling restart: ${attempts.length} connections, ${attempts.filter((x) => !x.ok).length} failed; ` +
+      `figure: rolling restart: ${attempts.length} connections through the reverse tunnel and ` +
+        `${standardAttempts.length} through the standard one, ${[...attempts, ...standardAttempts].filter((x) => !x.ok).length} failed; ` +
         `stops took ${stoppedB.ms} ms (B) and ${stoppedA.ms} ms (A)`,
     );
     const failures = attempts.filter((x) => !x.ok);
     expect(failures, `marks ${JSON.stringify(marks)}; all logs near: ${nearLogs(failures)}`).toEqual([]);
-    const events = await api.call('GET', `/v1/tunnels/${tunnel.id}/events`);
-    expect(events.json.items.filter((e: { to: string }) => e.to === 'down')).toEqual([]);
+    const standardFailures = standardAttempts.filter((x) => !x.ok);
+    expect(
+      standardFailures,
+      `marks ${JSON.stringify(marks)}; all logs near: ${nearLogs(standardFailures)}`,
+    ).toEqual([]);
+    // The standard tunnel moved gateways at each stop, each time handed over, never down.
+    const handedOver = seen.flatMap((g) => g.lines.filter((l) => l.msg === 'standard tunnel handed over'));
+    expect(handedOver.length).toBeGreaterThanOrEqual(1);
+    for (const id of [tunnel.id, standard.id]) {
+      const events = await api.call('GET', `/v1/tunnels/${id}/events`);
+      expect(
+        events.json.items.filter(
+          (e: { to: string; at: string }) => e.to === 'down' && Date.parse(e.at) >= restartsBegan,
+        ),
+      ).toEqual([]);
+    }
     // A page would come after the grace: wait it out once the last restart is done.
     await waitFor(() => Date.now() - (attempts.at(-1)?.at ?? 0) > GRACE_MS + 2_000, GRACE_MS + 5_000, {
       what: 'the grace to pass',
       intervalMs: 250,
     });
-    expect(receiver.delivered({ tunnelId: tunnel.id }).length).toBe(alertsBefore);
+    expect(receiver.delivered().length).toBe(alertsBefore);
   }, 150_000);
 });

@@ -84,3 +84,82 @@ describe('TunnelListener connections by opener', () => {
     await listener.whenDrained(opener());
   });
 });
+
+describe('TunnelListener holding connections for a takeover', () => {
+  let echo: EchoServer;
+  const listeners: TunnelListener[] = [];
+  const clients: Socket[] = [];
+
+  beforeAll(async () => {
+    echo = await startEchoServer();
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.destroy();
+    for (const l of listeners) await l.close();
+    await echo.close();
+  });
+
+  async function holdingListener(holdMs: number): Promise<{ listener: TunnelListener; port: number }> {
+    const port = await freePort();
+    const listener = new TunnelListener({
+      tunnelId: 'tun_bbbbbbbbbbbbbbbb',
+      host: '127.0.0.1',
+      port,
+      maxChannels: 16,
+      idleTimeoutMs: 60_000,
+      logger: createLogger('error', () => {}),
+      holdForFirstOpenerMs: holdMs,
+    });
+    listeners.push(listener);
+    await listener.listen();
+    return { listener, port };
+  }
+
+  const toEcho: ChannelOpener = () =>
+    new Promise((resolve, reject) => {
+      const channel = connect(echo.port, '127.0.0.1', () => resolve(channel));
+      channel.once('error', reject);
+    });
+
+  /** What a client that connected and wrote `ping` gets: the echo, or the end of the connection. */
+  function pingOutcome(port: number): { outcome: Promise<'echoed' | 'closed'>; socket: Socket } {
+    const socket = connect(port, '127.0.0.1');
+    clients.push(socket);
+    socket.on('error', () => {});
+    socket.write('ping');
+    const outcome = new Promise<'echoed' | 'closed'>((resolve) => {
+      socket.once('data', () => resolve('echoed'));
+      socket.once('close', () => resolve('closed'));
+    });
+    return { outcome, socket };
+  }
+
+  it('carries a connection that came before the first session once that session is there', async () => {
+    const { listener, port } = await holdingListener(10_000);
+    const early = pingOutcome(port);
+    await waitFor(() => listener.activeConnections === 1, 5_000, { what: 'the early connection held' });
+    let settled = false;
+    void early.outcome.then(() => {
+      settled = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(settled).toBe(false); // held, not refused
+    listener.setOpener(toEcho);
+    expect(await early.outcome).toBe('echoed');
+    expect(listener.connectionsVia(toEcho)).toBe(1);
+  });
+
+  it('ends a held connection when no session comes within the hold, and holds none after the first session', async () => {
+    const { listener, port } = await holdingListener(300);
+    const started = Date.now();
+    expect(await pingOutcome(port).outcome).toBe('closed');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    listener.setOpener(toEcho);
+    listener.setOpener(undefined);
+    // The tunnel had its session: a connection while it has none fails at once, as without a hold.
+    const refusedAt = Date.now();
+    expect(await pingOutcome(port).outcome).toBe('closed');
+    expect(Date.now() - refusedAt).toBeLessThan(250);
+  });
+});
