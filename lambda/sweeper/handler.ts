@@ -33,7 +33,10 @@ function build(): { deps: SweepDeps; emf: EmfReporter } {
   const metrics = new OperatorMetrics();
   const emf = new EmfReporter(metrics, 'sweeper', (line) => process.stdout.write(line));
   // One id per Lambda instance: its claims survive from one invocation to the next.
-  return { deps: { ...sweepDepsFromEnv(env, { doc, logger, secrets }), sweeperId: newSweeperId(), metrics }, emf };
+  return {
+    deps: { ...sweepDepsFromEnv(env, { doc, logger, secrets }), sweeperId: newSweeperId(), metrics },
+    emf,
+  };
 }
 
 export const handler = async (_event: unknown, context?: SweeperContext): Promise<SweepReport> => {

@@ -10,7 +10,13 @@ import { ensureSecret } from '../secrets/ensure-secret';
 import { secretNames } from '../secrets/secret-names';
 import type { SecretStore } from '../secrets/secret-store';
 import type { AlertChannelRecord, ChannelCredentials } from './channel-schemas';
-import { newChannelKey, openCredentials, parseChannelKey, type SealedFor, sealCredentials } from './sealed-credentials';
+import {
+  newChannelKey,
+  openCredentials,
+  parseChannelKey,
+  type SealedFor,
+  sealCredentials,
+} from './sealed-credentials';
 
 /** What a send needs: the channel's credentials in clear, for the moment of one request. */
 export interface ChannelCredentialsOpener {
@@ -67,6 +73,7 @@ function clearCredentials(channel: AlertChannelRecord): ChannelCredentials {
   const credentials: ChannelCredentials = {};
   if (channel.type === 'webhook' && channel.secret !== undefined) credentials.secret = channel.secret;
   if (channel.type === 'slack' && channel.url !== undefined) credentials.url = channel.url;
-  if (channel.type === 'pagerduty' && channel.routingKey !== undefined) credentials.routingKey = channel.routingKey;
+  if (channel.type === 'pagerduty' && channel.routingKey !== undefined)
+    credentials.routingKey = channel.routingKey;
   return credentials;
 }

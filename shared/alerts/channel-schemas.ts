@@ -183,7 +183,8 @@ export function toAlertChannel(record: AlertChannelRecord, createdSecret?: strin
   };
   if (record.type === 'webhook' && record.url) view.url = record.url;
   // A legacy item has no `target`: made from its clear credentials, as it was then.
-  const target = record.target ?? channelTarget(record.type, { url: record.url, routingKey: record.routingKey });
+  const target =
+    record.target ?? channelTarget(record.type, { url: record.url, routingKey: record.routingKey });
   if (target) view.target = target;
   if (record.tunnelIds) view.tunnelIds = [...record.tunnelIds];
   if (createdSecret) view.secret = createdSecret;
@@ -196,7 +197,8 @@ export function channelTarget(
   credentials: ChannelCredentials,
 ): string | undefined {
   if (type === 'slack' && credentials.url) return maskedUrl(credentials.url);
-  if (type === 'pagerduty' && credentials.routingKey) return `routing key ${credentials.routingKey.slice(0, 4)}…`;
+  if (type === 'pagerduty' && credentials.routingKey)
+    return `routing key ${credentials.routingKey.slice(0, 4)}…`;
   return undefined;
 }
 

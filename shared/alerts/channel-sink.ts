@@ -161,7 +161,11 @@ export class ChannelSink implements AlertSink {
         workspaceId: this.channel.workspaceId,
         err,
       });
-      const result = { ok: false, latencyMs: 0, error: 'the stored credentials of this channel cannot be opened' };
+      const result = {
+        ok: false,
+        latencyMs: 0,
+        error: 'the stored credentials of this channel cannot be opened',
+      };
       await this.log(message, at, result);
       return { result, isFinal: true };
     }
@@ -237,7 +241,8 @@ export class ChannelSink implements AlertSink {
       case 'slack':
         return { body: slackBody(message, messages), headers: {} };
       case 'pagerduty':
-        if (!credentials.routingKey) throw new Error(`pagerduty channel ${this.channel.id} has no routing key`);
+        if (!credentials.routingKey)
+          throw new Error(`pagerduty channel ${this.channel.id} has no routing key`);
         return { body: pagerDutyBody(message, credentials.routingKey, messages), headers: {} };
     }
   }

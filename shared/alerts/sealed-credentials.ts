@@ -104,7 +104,11 @@ function additionalData({ workspaceId, channelId }: SealedFor): Buffer {
 
 /** Canonical base64url only: one sealed value has one spelling. */
 function isBase64url(text: string | undefined): text is string {
-  return text !== undefined && BASE64URL.test(text) && Buffer.from(text, 'base64url').toString('base64url') === text;
+  return (
+    text !== undefined &&
+    BASE64URL.test(text) &&
+    Buffer.from(text, 'base64url').toString('base64url') === text
+  );
 }
 
 function checkKey(key: Buffer): void {

@@ -159,22 +159,43 @@ describe('alert channels API', () => {
 
   /** The channel's item as DynamoDB holds it. */
   const rawItem = async (workspaceId: string, id: string) =>
-    (await api.table.doc.send(new GetCommand({ TableName: api.table.tableName, Key: keys.alertChannel(workspaceId, id) })))
-      .Item ?? {};
+    (
+      await api.table.doc.send(
+        new GetCommand({ TableName: api.table.tableName, Key: keys.alertChannel(workspaceId, id) }),
+      )
+    ).Item ?? {};
 
   it('keeps no credential in clear in the table: the secret, the Slack URL and the routing key are sealed', async () => {
     const ws = await api.newWorkspace();
     const routingKey = 'Pk3yOfThisServiceXXXXXXXXXXXXXXX';
     const slackToken = new URL(slack.url).pathname.replace('/services/', '');
     const created = {
-      webhook: await api.call('POST', '/v1/alert-channels', ws.apiKey, { type: 'webhook', name: 'w', url: webhook.url }),
-      slack: await api.call('POST', '/v1/alert-channels', ws.apiKey, { type: 'slack', name: 's', url: slack.url }),
-      pagerduty: await api.call('POST', '/v1/alert-channels', ws.apiKey, { type: 'pagerduty', name: 'p', routingKey }),
+      webhook: await api.call('POST', '/v1/alert-channels', ws.apiKey, {
+        type: 'webhook',
+        name: 'w',
+        url: webhook.url,
+      }),
+      slack: await api.call('POST', '/v1/alert-channels', ws.apiKey, {
+        type: 'slack',
+        name: 's',
+        url: slack.url,
+      }),
+      pagerduty: await api.call('POST', '/v1/alert-channels', ws.apiKey, {
+        type: 'pagerduty',
+        name: 'p',
+        routingKey,
+      }),
     };
     expect(Object.values(created).map((c) => c.status)).toEqual([201, 201, 201]);
     const webhookSecret: string = created.webhook.json.secret;
     expect(webhookSecret).toMatch(/^whsec_/);
-    const credentials = [webhookSecret, webhookSecret.slice('whsec_'.length), slack.url, slackToken, routingKey];
+    const credentials = [
+      webhookSecret,
+      webhookSecret.slice('whsec_'.length),
+      slack.url,
+      slackToken,
+      routingKey,
+    ];
 
     const items = await Promise.all(Object.values(created).map((c) => rawItem(ws.id, c.json.id)));
     for (const item of items) {
@@ -268,13 +289,19 @@ describe('alert channels API', () => {
     expect(deliveries.json.items).toEqual([expect.objectContaining({ ok: false, type: 'test' })]);
     const lines = api.logs.slice(logsBefore).map((l) => JSON.parse(l));
     expect(lines).toContainEqual(
-      expect.objectContaining({ level: 'error', msg: 'alert channel credentials cannot be opened', channelId: b.id }),
+      expect.objectContaining({
+        level: 'error',
+        msg: 'alert channel credentials cannot be opened',
+        channelId: b.id,
+      }),
     );
     const text = JSON.stringify([lines, tested.json]);
     expect(text).not.toContain(slack.url);
     expect(text).not.toContain(sealedA);
     // The original still opens where it belongs.
-    expect((await api.call('POST', `/v1/alert-channels/${a.id}/test`, ws.apiKey)).json).toMatchObject({ ok: true });
+    expect((await api.call('POST', `/v1/alert-channels/${a.id}/test`, ws.apiKey)).json).toMatchObject({
+      ok: true,
+    });
   });
 
   it('validates bodies field by field, checks tunnelIds against the workspace, and keeps to the quota', async () => {

@@ -76,7 +76,11 @@ describe('sweepDepsFromEnv', () => {
     ['a test stack sweeping every 200 ms: as quick', '200', { retryBaseMs: 100, retryMaxMs: 2_000 }],
     ['an hourly sweep: capped at 10 min', '3600000', { retryBaseMs: 1_800_000, retryMaxMs: 600_000 }],
   ])('counts delivery backoff in sweeps: %s', (_, interval, expected) => {
-    const deps = sweepDepsFromEnv(parseEnv({ SWEEP_INTERVAL_MS: interval }), { doc, logger: silentLogger, secrets });
+    const deps = sweepDepsFromEnv(parseEnv({ SWEEP_INTERVAL_MS: interval }), {
+      doc,
+      logger: silentLogger,
+      secrets,
+    });
     expect(deps.delivery).toEqual(expected);
   });
 
@@ -102,7 +106,9 @@ describe('sweepDepsFromEnv', () => {
 
   it("gives alert channels AWS's address policy unless told otherwise: https to public addresses only", () => {
     const env = parseEnv({ PAGERDUTY_EVENTS_URL: 'https://events.example.com/v2/enqueue' });
-    expect(sweepDepsFromEnv(env, { doc, logger: silentLogger, secrets }).channels).toBeInstanceOf(StoredChannelSinks);
+    expect(sweepDepsFromEnv(env, { doc, logger: silentLogger, secrets }).channels).toBeInstanceOf(
+      StoredChannelSinks,
+    );
     expect(channelSettingsFrom(env, false)).toMatchObject({
       policy: { allowPrivate: false },
       pagerDutyUrl: 'https://events.example.com/v2/enqueue',
@@ -219,7 +225,11 @@ describe('sweeper Lambda handler', () => {
           name: 'hook',
           createdAt: new Date(Date.now() - 60 * 60_000).toISOString(),
           url: receiver.url,
-          sealedCredentials: sealCredentials(parseChannelKey(key), { workspaceId, channelId: id }, { secret }),
+          sealedCredentials: sealCredentials(
+            parseChannelKey(key),
+            { workspaceId, channelId: id },
+            { secret },
+          ),
         },
         10,
       );

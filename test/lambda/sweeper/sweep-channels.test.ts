@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { type SweepDeps, sweep } from '../../../lambda/sweeper/sweep';
-import { incidentIdOf } from '../../../shared/alerts/channel-messages';
 import { ChannelCredentialSealer } from '../../../shared/alerts/channel-credentials';
+import { incidentIdOf } from '../../../shared/alerts/channel-messages';
 import {
   type ChannelCredentials,
   channelTarget,
@@ -130,7 +130,10 @@ async function setup(onTestFinished: (fn: () => Promise<void>) => void) {
       name: 'hook',
       createdAt: iso(clock.ms),
       ...rest,
-      sealedCredentials: await apiSealer.seal({ workspaceId: rest.workspaceId ?? 'ws_1', channelId: id }, credentials),
+      sealedCredentials: await apiSealer.seal(
+        { workspaceId: rest.workspaceId ?? 'ws_1', channelId: id },
+        credentials,
+      ),
     };
     if (type === 'webhook') record.url = url;
     const target = channelTarget(type, credentials);
@@ -364,8 +367,20 @@ describe.concurrent('sweep with alert channels', { timeout: 90_000 }, () => {
   it('channels stored before sealing (clear) and after (sealed) both hear an incident; a sweeper reads the key once', async ({
     onTestFinished,
   }) => {
-    const { t, sim, clock, secret, webhook, pagerDuty, slack, sweeper, addChannel, runUntil, alive, keyReads } =
-      await setup(onTestFinished);
+    const {
+      t,
+      sim,
+      clock,
+      secret,
+      webhook,
+      pagerDuty,
+      slack,
+      sweeper,
+      addChannel,
+      runUntil,
+      alive,
+      keyReads,
+    } = await setup(onTestFinished);
     const [tunnel] = await storeTunnels(t.doc, t.tableName, 'ws_1', 1);
     if (!tunnel) throw new Error('no tunnel');
     await addChannel({ url: webhook.url, secret });

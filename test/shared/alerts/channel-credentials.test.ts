@@ -60,14 +60,20 @@ describe('alert channel credential sealer', () => {
     const sweeper = new ChannelCredentialSealer(files, 'read');
     expect(await sweeper.open({ ...BASE, sealedCredentials: sealed })).toEqual({ secret: SECRET });
     // Another API process starting later finds the key rather than making one.
-    expect(await new ChannelCredentialSealer(files, 'create').open({ ...BASE, sealedCredentials: sealed })).toEqual(
-      { secret: SECRET },
-    );
+    expect(
+      await new ChannelCredentialSealer(files, 'create').open({ ...BASE, sealedCredentials: sealed }),
+    ).toEqual({ secret: SECRET });
   });
 
   it('two API processes starting at once end up with one key', async () => {
-    const [a, b] = [new ChannelCredentialSealer(files, 'create'), new ChannelCredentialSealer(files, 'create')];
-    const [fromA, fromB] = await Promise.all([a.seal(FOR, { secret: SECRET }), b.seal(FOR, { secret: SECRET })]);
+    const [a, b] = [
+      new ChannelCredentialSealer(files, 'create'),
+      new ChannelCredentialSealer(files, 'create'),
+    ];
+    const [fromA, fromB] = await Promise.all([
+      a.seal(FOR, { secret: SECRET }),
+      b.seal(FOR, { secret: SECRET }),
+    ]);
     expect(await b.open({ ...BASE, sealedCredentials: fromA })).toEqual({ secret: SECRET });
     expect(await a.open({ ...BASE, sealedCredentials: fromB })).toEqual({ secret: SECRET });
   });
@@ -117,9 +123,12 @@ describe('alert channel credential sealer', () => {
       { ...BASE, type: 'pagerduty', url: undefined, routingKey: 'R0123456789abcdef0123456789abcde' },
       { routingKey: 'R0123456789abcdef0123456789abcde' },
     ],
-  ])('reads an item written before sealing (%s in clear) as it is, without the key', async (_, legacy, expected) => {
-    const { store, calls } = counting(files);
-    expect(await new ChannelCredentialSealer(store, 'read').open(legacy)).toEqual(expected);
-    expect(calls).toEqual({ get: 0, create: 0 });
-  });
+  ])(
+    'reads an item written before sealing (%s in clear) as it is, without the key',
+    async (_, legacy, expected) => {
+      const { store, calls } = counting(files);
+      expect(await new ChannelCredentialSealer(store, 'read').open(legacy)).toEqual(expected);
+      expect(calls).toEqual({ get: 0, create: 0 });
+    },
+  );
 });

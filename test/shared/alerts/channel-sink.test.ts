@@ -93,7 +93,11 @@ describe('alert channel sinks', () => {
     const { secret: webhookSecret, routingKey, url, ...rest } = over;
     const record = channel(rest);
     const credentials: ChannelCredentials =
-      record.type === 'webhook' ? { secret: webhookSecret } : record.type === 'slack' ? { url } : { routingKey };
+      record.type === 'webhook'
+        ? { secret: webhookSecret }
+        : record.type === 'slack'
+          ? { url }
+          : { routingKey };
     const sealedCredentials = await apiSealer.seal(
       { workspaceId: record.workspaceId, channelId: record.id },
       credentials,
@@ -268,7 +272,9 @@ describe('alert channel sinks', () => {
     ];
     const before = [webhook, pagerDuty, slack].map((r) => r.accepted().length);
     for (const record of legacy) await sinkOf(record).send({ id: DOWN_ID, body: down });
-    expect([webhook, pagerDuty, slack].map((r, i) => r.accepted().length - (before[i] ?? 0))).toEqual([1, 1, 1]);
+    expect([webhook, pagerDuty, slack].map((r, i) => r.accepted().length - (before[i] ?? 0))).toEqual([
+      1, 1, 1,
+    ]);
     expect(pagerDuty.accepted().at(-1)?.body.routing_key).toBe(ROUTING_KEY);
   });
 

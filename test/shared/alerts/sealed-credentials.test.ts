@@ -38,7 +38,8 @@ function failure(open: () => unknown): string {
     expect(err).toBeInstanceOf(SealedCredentialsError);
     const message = (err as SealedCredentialsError).message;
     expect(message).toContain(FOR.channelId);
-    for (const secret of [SECRET, SLACK_URL, ROUTING_KEY, 'cccccccccccc']) expect(message).not.toContain(secret);
+    for (const secret of [SECRET, SLACK_URL, ROUTING_KEY, 'cccccccccccc'])
+      expect(message).not.toContain(secret);
     return message;
   }
   throw new Error('opened a value that must not open');
@@ -124,7 +125,9 @@ describe('sealed alert channel credentials', () => {
         err = e;
       }
       expect(err).toBeInstanceOf(SecretStoreError);
-      expect((err as Error).message).toBe('secret alerts/channel-key is not a key: expected 32 bytes of base64url');
+      expect((err as Error).message).toBe(
+        'secret alerts/channel-key is not a key: expected 32 bytes of base64url',
+      );
     }
     expect(() => sealCredentials(Buffer.alloc(16), FOR, {})).toThrow(/32 bytes, not 16/);
   });
