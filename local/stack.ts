@@ -24,12 +24,12 @@ import { ensureHostKey } from '../shared/host-key';
 import { newAdminToken, sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
 import { OperatorMetrics } from '../shared/metrics/operator-metrics';
-import { FileSecretStore } from '../shared/secrets/file-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
 import { DynamoTunnelStore } from '../shared/store/dynamo-tunnel-store';
 import { ensureTable } from '../shared/store/table';
 import { ALERT_WEBHOOK_SECRET_FILE, alertWebhookSecret } from './alert-webhook-secret';
 import { type DynamoDbLocal, type DynamoDbLocalEvent, startDynamoDbLocal } from './dynamodb-local';
+import { localSecretStore } from './secret-store';
 import { startSweeperThread } from './sweeper-thread';
 
 export const DEFAULT_WORKSPACE_ID = 'default';
@@ -90,7 +90,7 @@ export async function startLocalStack(
     stops.push(async () => client.destroy());
     await ensureTable(client, env.TABLE_NAME);
     const store = new DynamoTunnelStore(doc, env.TABLE_NAME);
-    const secrets = new FileSecretStore(join(env.DATA_DIR, 'secrets'));
+    const secrets = localSecretStore(env);
 
     const shown: Parameters<PrintCredentials>[0] = {};
     const admin = await adminToken(env);

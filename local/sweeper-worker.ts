@@ -11,6 +11,7 @@ import { ConfigError } from '../shared/errors';
 import { createLogger } from '../shared/logger';
 import type { SweepFigures } from '../shared/metrics/operator-metrics';
 import { createDynamoClients } from '../shared/store/dynamo-client';
+import { localSecretStore } from './secret-store';
 import { type FromSweeper, SweeperWorkerDataSchema, ToSweeperSchema } from './sweeper-thread';
 
 /** Runs the sweeper loop until the main thread posts `stop`; then closes the port so the thread ends. */
@@ -30,6 +31,8 @@ export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
   const deps = sweepDepsFromEnv(env, {
     doc,
     logger,
+    // The stack's own store: the alert channel key the API creates is read from here.
+    secrets: localSecretStore(env),
     webhookSecret: data.webhookSecret,
     // Locally, receivers on loopback and private networks are the norm (as bastions are).
     allowPrivateTargetsByDefault: true,

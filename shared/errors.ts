@@ -167,3 +167,18 @@ export class OverloadedError extends Error {
     super(`${resource}: ${message}`, options);
   }
 }
+
+/**
+ * An alert channel's sealed credentials do not open: another key, an altered value, another item's
+ * value, or a format this version does not know. The message names the channel, never the value.
+ */
+export class SealedCredentialsError extends Error {
+  override name = 'SealedCredentialsError';
+  constructor(
+    readonly channelId: string,
+    reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`the credentials of alert channel ${channelId} cannot be opened: ${reason}`, options);
+  }
+}

@@ -62,6 +62,8 @@ export class Api extends Construct {
     data.grantTable(this.fn);
     data.grantTunnelSecrets(this.fn, 'manage');
     data.grantSharedSecrets(this.fn);
+    // Seals alert channels' credentials at create (making the key with the first channel), opens them for a test.
+    data.grantAlertChannelKey(this.fn, 'create');
     data.adminToken.grantRead(this.fn);
 
     this.httpApi = new HttpApi(this, 'HttpApi', {

@@ -7,7 +7,9 @@
  * The gateway host key and the control token are not declared here: the first runtime to start
  * (API or gateway task) generates them with a create-only write (`ensureSecret`), and processes
  * starting together all end up reading the one value that won. Stack deletion leaves them, so a
- * re-created stack presents the same host key customers pinned in `known_hosts`.
+ * re-created stack presents the same host key customers pinned in `known_hosts`. The alert
+ * channel key is made the same way, by the API with the first channel: the retained table's
+ * sealed channel credentials open only with it, so it must outlive the stack as the table does.
  */
 import { Arn, ArnFormat, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import {
@@ -58,6 +60,13 @@ export const TUNNEL_SECRET_ACTIONS: Record<TunnelSecretAccess, string[]> = {
 
 /** Shared one-time secrets: read, or created once if missing (never overwritten). */
 export const SHARED_SECRET_ACTIONS = ['secretsmanager:GetSecretValue', 'secretsmanager:CreateSecret'];
+
+/** What a runtime may do with the alert channel key: the API creates it once, the sweeper reads it. */
+export type ChannelKeyAccess = 'create' | 'read';
+export const CHANNEL_KEY_ACTIONS: Record<ChannelKeyAccess, string[]> = {
+  create: SHARED_SECRET_ACTIONS,
+  read: ['secretsmanager:GetSecretValue'],
+};
 
 export interface DataProps {
   settings: Settings;
@@ -162,6 +171,16 @@ export class Data extends Construct {
       new PolicyStatement({
         actions: SHARED_SECRET_ACTIONS,
         resources: this.sharedSecretNames.map((name) => this.secretArn(name)),
+      }),
+    );
+  }
+
+  /** The one key that seals every alert channel's credentials in the table, by its name alone. */
+  grantAlertChannelKey(grantee: IGrantable, access: ChannelKeyAccess): void {
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: CHANNEL_KEY_ACTIONS[access],
+        resources: [this.secretArn(`${this.prefix}/${secretNames.alertChannelKey}`)],
       }),
     );
   }

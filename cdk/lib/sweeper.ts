@@ -59,6 +59,8 @@ export class Sweeper extends Construct {
       ],
     }).fn;
     props.data.grantTable(this.fn);
+    // Opens alert channels' sealed credentials to send; the API creates the key, never the sweeper.
+    props.data.grantAlertChannelKey(this.fn, 'read');
     // Spelled out rather than `grantPublish`, whose key grant adds the wildcard kms:GenerateDataKey*.
     this.fn.addToRolePolicy(
       new PolicyStatement({ actions: ['sns:Publish'], resources: [props.alerts.topicArn] }),

@@ -5,6 +5,7 @@
  */
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Context } from 'hono';
+import { ChannelCredentialSealer } from '../../shared/alerts/channel-credentials';
 import { channelSettingsFrom } from '../../shared/alerts/channel-sink';
 import type { Env } from '../../shared/config';
 import type { WorkerControl } from '../../shared/control';
@@ -95,6 +96,8 @@ export function apiDepsFromEnv(env: Env, wiring: ApiWiring): ApiDeps {
     endpointLimits: endpointLimitsFrom(env),
     alertChannels: {
       store: new DynamoAlertChannelStore(wiring.doc, env.TABLE_NAME),
+      // The API creates the alert channel key on first use (as the control token); one per process.
+      credentials: new ChannelCredentialSealer(wiring.secrets, 'create'),
       settings: channelSettingsFrom(env, wiring.allowPrivateTargetsByDefault ?? false),
       maxPerWorkspace: env.MAX_ALERT_CHANNELS_PER_WORKSPACE,
     },

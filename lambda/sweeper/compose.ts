@@ -1,11 +1,13 @@
 /**
  * The sweeper's dependencies from configuration, shared by the scheduled Lambda and `npm start`:
  * the status store, and the sinks (the log always; SNS with `ALERT_TOPIC_ARN`; the webhook with
- * `ALERT_WEBHOOK_URL`, signed with `ALERT_WEBHOOK_SECRET` or the secret the caller provides).
+ * `ALERT_WEBHOOK_URL`, signed with `ALERT_WEBHOOK_SECRET` or the secret the caller provides), and
+ * the workspaces' alert channels, whose sealed credentials open with the key in the secret store.
  */
 import { SNSClient } from '@aws-sdk/client-sns';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { AlertSink } from '../../shared/alerts/alert-sink';
+import { ChannelCredentialSealer } from '../../shared/alerts/channel-credentials';
 import { channelSettingsFrom, StoredChannelSinks } from '../../shared/alerts/channel-sink';
 import { LogAlertSink } from '../../shared/alerts/log-sink';
 import { SnsAlertSink } from '../../shared/alerts/sns-sink';
@@ -13,6 +15,7 @@ import { WebhookAlertSink } from '../../shared/alerts/webhook-sink';
 import type { Env } from '../../shared/config';
 import { ConfigError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
+import type { SecretStore } from '../../shared/secrets/secret-store';
 import { statusSettingsFrom } from '../../shared/status';
 import { DynamoAlertChannelStore } from '../../shared/store/dynamo-alert-channels';
 import { DynamoStatusStore } from '../../shared/store/dynamo-status-store';
@@ -21,6 +24,11 @@ import { DELIVERY_DEFAULTS, type DeliverySettings, type SweepDeps } from './swee
 export interface SweeperWiring {
   doc: DynamoDBDocumentClient;
   logger: Logger;
+  /**
+   * Where the alert channel key is (Secrets Manager in AWS, DATA_DIR locally): read on the first
+   * send to a sealed channel, then kept. Never created here: the API makes it with the first channel.
+   */
+  secrets: SecretStore;
   /** Defaults to a client for `AWS_REGION`, created only when `ALERT_TOPIC_ARN` is set. */
   sns?: SNSClient;
   /** Overrides `ALERT_WEBHOOK_SECRET` (`npm start` passes the one it keeps in `DATA_DIR`). */
@@ -50,7 +58,12 @@ export function sweepDepsFromEnv(env: Env, wiring: SweeperWiring): SweepDeps {
   return {
     store: new DynamoStatusStore(wiring.doc, env.TABLE_NAME),
     sinks,
-    channels: new StoredChannelSinks(channelStore, channelSettings, logger),
+    channels: new StoredChannelSinks(
+      channelStore,
+      new ChannelCredentialSealer(wiring.secrets, 'read'),
+      channelSettings,
+      logger,
+    ),
     logger,
     settings: statusSettingsFrom(env),
     intervalMs: env.SWEEP_INTERVAL_MS,

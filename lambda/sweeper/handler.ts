@@ -4,10 +4,12 @@
  * conditional. Deliveries stop in time for the sweep to settle before the Lambda times out. What
  * each sweep saw goes to CloudWatch as embedded-metric log lines (docs/metrics.md).
  */
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { parseEnv } from '../../shared/config';
 import { createLogger } from '../../shared/logger';
 import { EmfReporter } from '../../shared/metrics/emf';
 import { OperatorMetrics } from '../../shared/metrics/operator-metrics';
+import { AwsSecretStore } from '../../shared/secrets/aws-secret-store';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { sweepDepsFromEnv } from './compose';
 import { newSweeperId, type SweepDeps, type SweepReport, sweep } from './sweep';
@@ -26,10 +28,15 @@ function build(): { deps: SweepDeps; emf: EmfReporter } {
   const env = parseEnv(process.env);
   const logger = createLogger(env.LOG_LEVEL);
   const { doc } = createDynamoClients({ region: env.AWS_REGION, endpoint: env.DYNAMODB_ENDPOINT });
+  // The alert channel key only (the stack grants nothing else): read at the first channel send.
+  const secrets = new AwsSecretStore(new SecretsManagerClient({ region: env.AWS_REGION }), env.SECRET_PREFIX);
   const metrics = new OperatorMetrics();
   const emf = new EmfReporter(metrics, 'sweeper', (line) => process.stdout.write(line));
   // One id per Lambda instance: its claims survive from one invocation to the next.
-  return { deps: { ...sweepDepsFromEnv(env, { doc, logger }), sweeperId: newSweeperId(), metrics }, emf };
+  return {
+    deps: { ...sweepDepsFromEnv(env, { doc, logger, secrets }), sweeperId: newSweeperId(), metrics },
+    emf,
+  };
 }
 
 export const handler = async (_event: unknown, context?: SweeperContext): Promise<SweepReport> => {

@@ -64,22 +64,51 @@ export const CreateAlertChannelSchema = z
   .openapi('CreateAlertChannel');
 export type CreateAlertChannel = z.infer<typeof CreateAlertChannelSchema>;
 
-/** The stored `WS#<workspace>/CHANNEL#<id>` item (secrets included: they never leave in a response). */
+/**
+ * What a channel sends with: the webhook's Standard Webhooks signing secret, the Slack
+ * incoming-webhook URL, the PagerDuty routing key. Kept in the table only sealed
+ * (sealed-credentials.ts); in clear only in memory, while a request is made.
+ */
+export const ChannelCredentialsSchema = z.strictObject({
+  /** webhook. */
+  secret: z.string().optional(),
+  /** slack: the incoming-webhook URL (its path is the credential). */
+  url: z.string().optional(),
+  /** pagerduty. */
+  routingKey: z.string().optional(),
+});
+export type ChannelCredentials = z.infer<typeof ChannelCredentialsSchema>;
+
+/** The stored `WS#<workspace>/CHANNEL#<id>` item, as read. */
 export const AlertChannelRecordSchema = z.object({
   id: z.string(),
   workspaceId: z.string(),
   type: z.enum(['webhook', 'slack', 'pagerduty']),
   name: z.string(),
   createdAt: z.string(),
-  /** webhook, slack. */
+  /** webhook: where deliveries go (shown in listings; not a credential). Slack: legacy, see below. */
   url: z.string().optional(),
-  /** webhook: the Standard Webhooks signing secret. */
+  /** slack, pagerduty: the listing's `target` (the URL's origin, the key's start). */
+  target: z.string().optional(),
+  /** The `ChannelCredentials`, sealed under the alert channel key. */
+  sealedCredentials: z.string().optional(),
+  /**
+   * Legacy: items written before credentials were sealed hold them in clear (`secret`,
+   * `routingKey`, and a Slack channel's `url`); they are read as they are (channel-credentials.ts).
+   */
   secret: z.string().optional(),
-  /** pagerduty. */
   routingKey: z.string().optional(),
   tunnelIds: z.array(z.string()).optional(),
 });
 export type AlertChannelRecord = z.infer<typeof AlertChannelRecordSchema>;
+
+/**
+ * A channel as it is written: its credentials sealed, and no field that could hold one in clear
+ * (the store writes a `url` for webhook channels only).
+ */
+export type SealedAlertChannel = Omit<AlertChannelRecord, 'secret' | 'routingKey' | 'sealedCredentials'> & {
+  sealedCredentials: string;
+};
 
 export const AlertChannelSchema = z
   .object({
@@ -141,8 +170,11 @@ export const ChannelTestResultSchema = z
   .openapi('AlertChannelTestResult');
 export type ChannelTestResult = z.infer<typeof ChannelTestResultSchema>;
 
-/** What a customer may see of a channel; the secret only when just created. */
-export function toAlertChannel(record: AlertChannelRecord, withSecret = false): AlertChannel {
+/**
+ * What a customer may see of a channel; the webhook secret only in the create response, where the
+ * caller passes it.
+ */
+export function toAlertChannel(record: AlertChannelRecord, createdSecret?: string): AlertChannel {
   const view: AlertChannel = {
     id: record.id,
     type: record.type,
@@ -150,12 +182,24 @@ export function toAlertChannel(record: AlertChannelRecord, withSecret = false): 
     createdAt: record.createdAt,
   };
   if (record.type === 'webhook' && record.url) view.url = record.url;
-  if (record.type === 'slack' && record.url) view.target = maskedUrl(record.url);
-  if (record.type === 'pagerduty' && record.routingKey)
-    view.target = `routing key ${record.routingKey.slice(0, 4)}…`;
+  // A legacy item has no `target`: made from its clear credentials, as it was then.
+  const target =
+    record.target ?? channelTarget(record.type, { url: record.url, routingKey: record.routingKey });
+  if (target) view.target = target;
   if (record.tunnelIds) view.tunnelIds = [...record.tunnelIds];
-  if (withSecret && record.secret) view.secret = record.secret;
+  if (createdSecret) view.secret = createdSecret;
   return view;
+}
+
+/** Enough of a Slack URL or a routing key to tell channels apart: never the credential itself. */
+export function channelTarget(
+  type: AlertChannelRecord['type'],
+  credentials: ChannelCredentials,
+): string | undefined {
+  if (type === 'slack' && credentials.url) return maskedUrl(credentials.url);
+  if (type === 'pagerduty' && credentials.routingKey)
+    return `routing key ${credentials.routingKey.slice(0, 4)}…`;
+  return undefined;
 }
 
 /** Origin and first path segment: a Slack webhook URL's token parts are the credential. */

@@ -2,15 +2,17 @@
  * One alert channel as a sink of the sweeper's outbox: each attempt builds its request afresh (a
  * webhook is signed with the attempt's timestamp), goes out through the SSRF-guarded sender, and is
  * written to the channel's delivery log. A send retries briefly within itself; the outbox retries
- * across sweeps, keeps the order and the exactly-once bookkeeping (lambda/sweeper/sweep.ts).
+ * across sweeps, keeps the order and the exactly-once bookkeeping (lambda/sweeper/sweep.ts). The
+ * channel's credentials are opened for each attempt (channel-credentials.ts) and held no longer.
  */
 import type { Env } from '../config';
-import { AlertDeliveryError } from '../errors';
+import { AlertDeliveryError, SealedCredentialsError } from '../errors';
 import type { Logger } from '../logger';
 import { OutboundFailedError, postOutbound } from '../outbound-http';
 import type { OutboundPolicy, Resolve } from '../outbound-url';
 import type { AlertChannelStore } from '../store/dynamo-alert-channels';
 import type { AlertDelivery, AlertSink } from './alert-sink';
+import type { ChannelCredentialsOpener } from './channel-credentials';
 import {
   type ChannelMessage,
   type ChannelRequest,
@@ -20,7 +22,12 @@ import {
   standardWebhookHeaders,
   webhookBody,
 } from './channel-messages';
-import type { AlertChannelRecord, ChannelDelivery, ChannelTestResult } from './channel-schemas';
+import type {
+  AlertChannelRecord,
+  ChannelCredentials,
+  ChannelDelivery,
+  ChannelTestResult,
+} from './channel-schemas';
 import { type RetryPolicy, type Sleep, withRetries } from './retry';
 
 /** The outbox's name for a channel: sinks of one alert are tracked by name. */
@@ -79,6 +86,7 @@ export interface ChannelSinkSource {
 export class StoredChannelSinks implements ChannelSinkSource {
   constructor(
     private readonly store: Pick<AlertChannelStore, 'listChannels' | 'recordDelivery'>,
+    private readonly credentials: ChannelCredentialsOpener,
     private readonly settings: ChannelSettings,
     private readonly logger: Logger,
   ) {}
@@ -86,7 +94,9 @@ export class StoredChannelSinks implements ChannelSinkSource {
   async forWorkspace(workspaceId: string): Promise<ChannelSink[]> {
     const records = await this.store.listChannels(workspaceId);
     const record: DeliveryRecorder = (id, delivery) => this.store.recordDelivery(id, delivery);
-    return records.map((channel) => new ChannelSink(channel, this.settings, record, this.logger));
+    return records.map(
+      (channel) => new ChannelSink(channel, this.credentials, this.settings, record, this.logger),
+    );
   }
 }
 
@@ -99,6 +109,7 @@ export class ChannelSink implements AlertSink {
 
   constructor(
     readonly channel: AlertChannelRecord,
+    private readonly credentials: ChannelCredentialsOpener,
     private readonly settings: ChannelSettings,
     private readonly record: DeliveryRecorder,
     private readonly logger: Logger,
@@ -111,9 +122,10 @@ export class ChannelSink implements AlertSink {
     const message: ChannelMessage = { kind: 'alert', id, alert: body };
     await withRetries(
       async () => {
-        const result = await this.attempt(message, signal);
+        const { result, isFinal } = await this.attemptOnce(message, signal);
         if (!result.ok) {
-          throw new AlertDeliveryError(this.name, id, isRetryable(result), result.error ?? 'failed');
+          const retryable = !isFinal && isRetryable(result);
+          throw new AlertDeliveryError(this.name, id, retryable, result.error ?? 'failed');
         }
       },
       {
@@ -128,9 +140,37 @@ export class ChannelSink implements AlertSink {
 
   /** One attempt, recorded in the delivery log; the receiver's answer, or why there was none. */
   async attempt(message: ChannelMessage, signal?: AbortSignal): Promise<ChannelTestResult> {
+    return (await this.attemptOnce(message, signal)).result;
+  }
+
+  /** `isFinal`: no later attempt can do better (the stored credentials do not open). */
+  private async attemptOnce(
+    message: ChannelMessage,
+    signal?: AbortSignal,
+  ): Promise<{ result: ChannelTestResult; isFinal: boolean }> {
     const at = this.now();
-    const { url, policy } = this.destination();
-    const request = this.request(message, at.getTime());
+    let credentials: ChannelCredentials;
+    try {
+      credentials = await this.credentials.open(this.channel);
+    } catch (err) {
+      // A secret store failure is thrown on (retried later); a sealed value that does not open is
+      // ours to fix, and the customer's delivery log says that it failed without saying more.
+      if (!(err instanceof SealedCredentialsError)) throw err;
+      this.logger.error('alert channel credentials cannot be opened', {
+        channelId: this.channel.id,
+        workspaceId: this.channel.workspaceId,
+        err,
+      });
+      const result = {
+        ok: false,
+        latencyMs: 0,
+        error: 'the stored credentials of this channel cannot be opened',
+      };
+      await this.log(message, at, result);
+      return { result, isFinal: true };
+    }
+    const { url, policy } = this.destination(credentials);
+    const request = this.request(message, at.getTime(), credentials);
     let result: ChannelTestResult;
     try {
       const res = await postOutbound({
@@ -161,6 +201,12 @@ export class ChannelSink implements AlertSink {
         error: err.isRefused ? `refused: ${err.message}` : err.message,
       };
     }
+    await this.log(message, at, result);
+    return { result, isFinal: false };
+  }
+
+  /** Into the delivery log; a failure to write it is logged, never a failed delivery. */
+  private async log(message: ChannelMessage, at: Date, result: ChannelTestResult): Promise<void> {
     const delivery: ChannelDelivery = {
       at: at.toISOString(),
       alertId: message.id,
@@ -173,29 +219,31 @@ export class ChannelSink implements AlertSink {
     await this.record(this.channel.id, delivery).catch((err: unknown) =>
       this.logger.warn('alert channel delivery not logged', { channelId: this.channel.id, err }),
     );
-    return result;
   }
 
-  private destination(): { url: string; policy: OutboundPolicy | undefined } {
-    if (this.channel.type === 'pagerduty') return { url: this.settings.pagerDutyUrl, policy: undefined };
-    if (!this.channel.url) throw new Error(`alert channel ${this.channel.id} has no url`);
-    return { url: this.channel.url, policy: this.settings.policy };
+  private destination(credentials: ChannelCredentials): { url: string; policy: OutboundPolicy | undefined } {
+    const { type, id } = this.channel;
+    if (type === 'pagerduty') return { url: this.settings.pagerDutyUrl, policy: undefined };
+    // A webhook's URL is its item's (shown in listings); a Slack URL is a credential, sealed.
+    const url = type === 'webhook' ? this.channel.url : credentials.url;
+    if (!url) throw new Error(`alert channel ${id} has no url`);
+    return { url, policy: this.settings.policy };
   }
 
-  private request(message: ChannelMessage, nowMs: number): ChannelRequest {
+  private request(message: ChannelMessage, nowMs: number, credentials: ChannelCredentials): ChannelRequest {
     const { messages } = this.settings;
     switch (this.channel.type) {
       case 'webhook': {
         const body = webhookBody(message, messages);
-        if (!this.channel.secret) throw new Error(`webhook channel ${this.channel.id} has no secret`);
-        return { body, headers: standardWebhookHeaders(message.id, body, this.channel.secret, nowMs) };
+        if (!credentials.secret) throw new Error(`webhook channel ${this.channel.id} has no secret`);
+        return { body, headers: standardWebhookHeaders(message.id, body, credentials.secret, nowMs) };
       }
       case 'slack':
         return { body: slackBody(message, messages), headers: {} };
       case 'pagerduty':
-        if (!this.channel.routingKey)
+        if (!credentials.routingKey)
           throw new Error(`pagerduty channel ${this.channel.id} has no routing key`);
-        return { body: pagerDutyBody(message, this.channel.routingKey, messages), headers: {} };
+        return { body: pagerDutyBody(message, credentials.routingKey, messages), headers: {} };
     }
   }
 }

@@ -9,6 +9,11 @@ export const secretNames = {
   hostKey: 'gateway/host-key',
   /** The token the API presents to gateway workers' control endpoints. */
   controlToken: 'gateway/control-token',
+  /**
+   * The key that seals every alert channel's credentials in the table (shared/alerts/sealed-credentials.ts):
+   * created by the API on first use, read by the API and the sweeper.
+   */
+  alertChannelKey: 'alerts/channel-key',
   /** A standard tunnel's credentials (`TunnelSecret`). */
   tunnel: (tunnelId: string): string => `tunnels/${tunnelId}`,
 } as const;

@@ -4,9 +4,14 @@
  * in `WS#<ws>/CHANNELS` against the quota in the same transaction. Each delivery attempt is an item
  * `CHANNEL#<id>/DELIVERY#<at>#<random>` that DynamoDB's TTL deletes after 30 days.
  *
- * The channel's credentials (webhook secret, Slack URL, PagerDuty routing key) are kept in the item:
- * the sweeper needs them on every send and the table is encrypted at rest; no response or log line
- * carries them after the create response.
+ * The channel's credentials (webhook secret, Slack URL, PagerDuty routing key) are in the item only
+ * sealed (`sealedCredentials`, AES-256-GCM under the alert channel key from the secret store:
+ * shared/alerts/sealed-credentials.ts), so the table and its backups hold none in clear; the API
+ * seals them at create, the API's test and the sweeper's sends open them. What a listing shows of
+ * them (`target`: a Slack URL's origin, a routing key's start) is stored beside. Items written
+ * before sealing hold them in clear and are read as they are (shared/alerts/channel-credentials.ts).
+ * This module neither seals nor opens: it stores what it is given, and `createChannel` writes no
+ * field that could carry a credential in clear.
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -24,6 +29,7 @@ import {
   AlertChannelRecordSchema,
   type ChannelDelivery,
   ChannelDeliverySchema,
+  type SealedAlertChannel,
 } from '../alerts/channel-schemas';
 import { NotFoundError, QuotaExceededError } from '../errors';
 import { cancelledBy } from './dynamo-errors';
@@ -46,7 +52,7 @@ function isTransactionConflict(err: unknown): boolean {
 
 export interface AlertChannelStore {
   /** `QuotaExceededError` when the workspace holds `max` channels already. */
-  createChannel(record: AlertChannelRecord, max: number): Promise<void>;
+  createChannel(record: SealedAlertChannel, max: number): Promise<void>;
   /** Every channel of the workspace, oldest first (at most the quota's worth). Unreadable items are skipped. */
   listChannels(workspaceId: string): Promise<AlertChannelRecord[]>;
   getChannel(workspaceId: string, id: string): Promise<AlertChannelRecord | undefined>;
@@ -63,7 +69,7 @@ export class DynamoAlertChannelStore implements AlertChannelStore {
     private readonly tableName: string,
   ) {}
 
-  async createChannel(record: AlertChannelRecord, max: number): Promise<void> {
+  async createChannel(record: SealedAlertChannel, max: number): Promise<void> {
     try {
       await this.transact([
         {
@@ -79,7 +85,7 @@ export class DynamoAlertChannelStore implements AlertChannelStore {
         {
           Put: {
             TableName: this.tableName,
-            Item: { ...keys.alertChannel(record.workspaceId, record.id), ...record },
+            Item: { ...keys.alertChannel(record.workspaceId, record.id), ...channelItem(record) },
             ConditionExpression: 'attribute_not_exists(pk)',
           },
         },
@@ -196,4 +202,24 @@ export class DynamoAlertChannelStore implements AlertChannelStore {
       return parsed.success ? [parsed.data] : [];
     });
   }
+}
+
+/**
+ * The item's fields, named one by one rather than spread: whatever else the object carries at run
+ * time, no clear credential reaches the table (a `url` only for a webhook, where it is the
+ * destination shown in listings, not a credential).
+ */
+function channelItem(record: SealedAlertChannel): Record<string, unknown> {
+  const item: Record<string, unknown> = {
+    id: record.id,
+    workspaceId: record.workspaceId,
+    type: record.type,
+    name: record.name,
+    createdAt: record.createdAt,
+    sealedCredentials: record.sealedCredentials,
+  };
+  if (record.type === 'webhook' && record.url !== undefined) item.url = record.url;
+  if (record.target !== undefined) item.target = record.target;
+  if (record.tunnelIds !== undefined) item.tunnelIds = record.tunnelIds;
+  return item;
 }

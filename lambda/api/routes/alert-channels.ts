@@ -1,21 +1,26 @@
 /**
  * The workspace's alert channels (CONTRACT.md, Extensions): create (the webhook secret shown once),
  * list, delete, send a test, read the delivery log. Channel URLs are checked by the SSRF guard
- * here, and again on every send.
+ * here, and again on every send. Credentials are sealed before they are stored, and opened only to
+ * send a test (shared/alerts/channel-credentials.ts).
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
+import type { ChannelCredentialSealer } from '../../../shared/alerts/channel-credentials';
 import {
   AlertChannelIdParamSchema,
   AlertChannelListSchema,
   type AlertChannelRecord,
   AlertChannelSchema,
+  type ChannelCredentials,
   ChannelDeliveryListSchema,
   ChannelTestResultSchema,
   type CreateAlertChannel,
   CreateAlertChannelSchema,
+  channelTarget,
   newChannelId,
   newWebhookSecret,
+  type SealedAlertChannel,
   toAlertChannel,
 } from '../../../shared/alerts/channel-schemas';
 import { type ChannelSettings, ChannelSink } from '../../../shared/alerts/channel-sink';
@@ -33,6 +38,8 @@ import { API_KEY_SECURITY, AUTHENTICATED, addRoute, errors, json, jsonBody } fro
 
 export interface AlertChannelDeps {
   store: AlertChannelStore;
+  /** Seals credentials at create, opens them for a test (the key from the secret store). */
+  credentials: Pick<ChannelCredentialSealer, 'seal' | 'open'>;
   settings: ChannelSettings;
   /** `MAX_ALERT_CHANNELS_PER_WORKSPACE`. */
   maxPerWorkspace: number;
@@ -95,20 +102,29 @@ export function alertChannelRoutes(deps: AlertChannelRouteDeps): OpenAPIHono<Aut
       const workspaceId = c.get('workspaceId');
       const body = await readJson(c, CreateAlertChannelSchema);
       await validate(workspaceId, body);
-      const record: AlertChannelRecord = {
-        id: newChannelId(),
+      const id = newChannelId();
+      const credentials: ChannelCredentials =
+        body.type === 'webhook'
+          ? { secret: newWebhookSecret() }
+          : body.type === 'slack'
+            ? { url: body.url }
+            : { routingKey: body.routingKey };
+      const record: SealedAlertChannel = {
+        id,
         workspaceId,
         type: body.type,
         name: body.name,
         createdAt: deps.now().toISOString(),
+        sealedCredentials: await deps.credentials.seal({ workspaceId, channelId: id }, credentials),
       };
-      if (body.type === 'pagerduty') record.routingKey = body.routingKey;
-      else record.url = body.url;
-      if (body.type === 'webhook') record.secret = newWebhookSecret();
+      // A webhook's URL is where it delivers, shown in listings; a Slack URL is the credential itself.
+      if (body.type === 'webhook') record.url = body.url;
+      const target = channelTarget(body.type, credentials);
+      if (target) record.target = target;
       if (body.tunnelIds) record.tunnelIds = [...new Set(body.tunnelIds)];
       await store.createChannel(record, deps.maxPerWorkspace);
       logger.info('alert channel created', { workspaceId, channelId: record.id, type: record.type });
-      return c.json(toAlertChannel(record, true), 201);
+      return c.json(toAlertChannel(record, credentials.secret), 201);
     },
   );
 
@@ -211,6 +227,7 @@ export function alertChannelRoutes(deps: AlertChannelRouteDeps): OpenAPIHono<Aut
       const at = deps.now().toISOString();
       const sink = new ChannelSink(
         channel,
+        deps.credentials,
         { ...deps.settings, now: deps.now },
         (id, delivery) => store.recordDelivery(id, delivery),
         logger,

@@ -432,7 +432,7 @@ describe('IAM', () => {
         'secretsmanager:PutSecretValue',
       ].sort(),
     );
-    expect(actionsOn(policyOf(stack.sweeper.fn.role as IConstruct), /secret/)).toEqual([]);
+    expect(actionsOn(policyOf(stack.sweeper.fn.role as IConstruct), tunnels)).toEqual([]);
   });
 
   it('lets the API and the gateway read or first create the host key and control token, never overwrite them', () => {
@@ -446,11 +446,46 @@ describe('IAM', () => {
     }
   });
 
-  it('lets the sweeper publish to the alerts topic and nothing else outside the table', () => {
+  it('lets the API read or first create the alert channel key, the sweeper only read it, the gateway not at all', () => {
+    const channelKey = /:secret:tunnelkeeper\/alerts\/channel-key-\?{6}$/;
+    expect(actionsOn(policyOf(stack.api.fn.role as IConstruct), channelKey)).toEqual([
+      'secretsmanager:CreateSecret',
+      'secretsmanager:GetSecretValue',
+    ]);
+    expect(actionsOn(policyOf(stack.sweeper.fn.role as IConstruct), channelKey)).toEqual([
+      'secretsmanager:GetSecretValue',
+    ]);
+    expect(actionsOn(policyOf(stack.gateway.taskDefinition.taskRole), /channel-key/)).toEqual([]);
+    // One secret by name, no other: `-??????` is the suffix Secrets Manager adds to every name.
+    const grants = iamStatements().filter(({ statement }) =>
+      list(statement.Resource).some((r) => /channel-key/.test(arnText(r))),
+    );
+    expect(grants).toHaveLength(2);
+    for (const { statement } of grants) expect(list(statement.Resource)).toHaveLength(1);
+  });
+
+  it('lets the sweeper read the alert channel key, publish to the alerts topic, and nothing else outside the table', () => {
     const statements = policyOf(stack.sweeper.fn.role as IConstruct).filter(
       (s) => !list(s.Action).some((a: string) => a.startsWith('dynamodb:')),
     );
     expect(statements).toEqual([
+      expect.objectContaining({
+        Action: 'secretsmanager:GetSecretValue',
+        Resource: {
+          'Fn::Join': [
+            '',
+            [
+              'arn:',
+              { Ref: 'AWS::Partition' },
+              ':secretsmanager:',
+              { Ref: 'AWS::Region' },
+              ':',
+              { Ref: 'AWS::AccountId' },
+              ':secret:tunnelkeeper/alerts/channel-key-??????',
+            ],
+          ],
+        },
+      }),
       expect.objectContaining({ Action: 'sns:Publish', Resource: ref(idOf(stack.alerts)) }),
       expect.objectContaining({
         Action: ['kms:GenerateDataKey', 'kms:Decrypt'],

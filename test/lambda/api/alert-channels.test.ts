@@ -1,15 +1,20 @@
 /**
  * `/v1/alert-channels` on DynamoDB Local: create (secret once), list, delete, test and the delivery
- * log; the SSRF guard at create time (issue 16, acceptance 4); quotas and workspace isolation; and
+ * log; the SSRF guard at create time (issue 16, acceptance 4); quotas and workspace isolation; the
+ * credentials sealed in the table (read raw here), items from before sealing still working; and
  * `PATCH /v1/tunnels/{id}` with `alerts.mutedUntil`.
  */
 
+import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { secretNames } from '../../../shared/secrets/secret-names';
+import { keys } from '../../../shared/store/table';
 import { createTestApi } from '../../helpers/api';
 import {
   type ChannelReceiver,
   startPagerDutyFake,
+  startSlackFake,
   startStandardWebhookReceiver,
 } from '../../helpers/channel-receivers';
 
@@ -22,11 +27,13 @@ describe('alert channels API', () => {
   let secret: string | undefined;
   let webhook: ChannelReceiver;
   let pagerDuty: ChannelReceiver;
+  let slack: ChannelReceiver;
 
   beforeAll(async () => {
-    [webhook, pagerDuty] = await Promise.all([
+    [webhook, pagerDuty, slack] = await Promise.all([
       startStandardWebhookReceiver(() => secret),
       startPagerDutyFake(),
+      startSlackFake(),
     ]);
     api = await createTestApi({
       env: {
@@ -39,7 +46,7 @@ describe('alert channels API', () => {
   });
   afterAll(async () => {
     await api?.close();
-    await Promise.all([webhook?.close(), pagerDuty?.close()]);
+    await Promise.all([webhook?.close(), pagerDuty?.close(), slack?.close()]);
   });
 
   const strictCall = async (apiKey: string, body: unknown) => {
@@ -148,6 +155,153 @@ describe('alert channels API', () => {
     const limited = await api.call('POST', `/v1/alert-channels/${channel.id}/test`, ws.apiKey);
     expect(limited.status).toBe(429);
     expect(Number(limited.headers.get('Retry-After'))).toBeGreaterThan(0);
+  });
+
+  /** The channel's item as DynamoDB holds it. */
+  const rawItem = async (workspaceId: string, id: string) =>
+    (
+      await api.table.doc.send(
+        new GetCommand({ TableName: api.table.tableName, Key: keys.alertChannel(workspaceId, id) }),
+      )
+    ).Item ?? {};
+
+  it('keeps no credential in clear in the table: the secret, the Slack URL and the routing key are sealed', async () => {
+    const ws = await api.newWorkspace();
+    const routingKey = 'Pk3yOfThisServiceXXXXXXXXXXXXXXX';
+    const slackToken = new URL(slack.url).pathname.replace('/services/', '');
+    const created = {
+      webhook: await api.call('POST', '/v1/alert-channels', ws.apiKey, {
+        type: 'webhook',
+        name: 'w',
+        url: webhook.url,
+      }),
+      slack: await api.call('POST', '/v1/alert-channels', ws.apiKey, {
+        type: 'slack',
+        name: 's',
+        url: slack.url,
+      }),
+      pagerduty: await api.call('POST', '/v1/alert-channels', ws.apiKey, {
+        type: 'pagerduty',
+        name: 'p',
+        routingKey,
+      }),
+    };
+    expect(Object.values(created).map((c) => c.status)).toEqual([201, 201, 201]);
+    const webhookSecret: string = created.webhook.json.secret;
+    expect(webhookSecret).toMatch(/^whsec_/);
+    const credentials = [
+      webhookSecret,
+      webhookSecret.slice('whsec_'.length),
+      slack.url,
+      slackToken,
+      routingKey,
+    ];
+
+    const items = await Promise.all(Object.values(created).map((c) => rawItem(ws.id, c.json.id)));
+    for (const item of items) {
+      expect(item.sealedCredentials).toMatch(/^v1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]+$/);
+      expect(item).not.toHaveProperty('secret');
+      expect(item).not.toHaveProperty('routingKey');
+      const text = JSON.stringify(item);
+      for (const credential of credentials) expect(text).not.toContain(credential);
+    }
+    const [webhookItem, slackItem, pagerDutyItem] = items;
+    // A webhook's URL is where it delivers (shown in listings); a Slack URL is the credential.
+    expect(webhookItem?.url).toBe(webhook.url);
+    expect(slackItem).not.toHaveProperty('url');
+    expect(slackItem?.target).toBe(`${new URL(slack.url).origin}/services/…`);
+    expect(pagerDutyItem?.target).toBe('routing key Pk3y…');
+    // The key is in the secret store, created with the first channel.
+    expect(await api.secrets.get(secretNames.alertChannelKey)).toMatch(/^[A-Za-z0-9_-]{43}$/);
+
+    // Listings are as before; tests open the credentials and reach each receiver with them.
+    const listed = (await api.call('GET', '/v1/alert-channels', ws.apiKey)).json.items;
+    expect(listed.map((c: { target?: string; url?: string }) => c.target ?? c.url)).toEqual([
+      webhook.url,
+      `${new URL(slack.url).origin}/services/…`,
+      'routing key Pk3y…',
+    ]);
+    secret = webhookSecret;
+    const slackBefore = slack.accepted().length;
+    for (const channel of Object.values(created)) {
+      const tested = await api.call('POST', `/v1/alert-channels/${channel.json.id}/test`, ws.apiKey);
+      expect(tested.json).toMatchObject({ ok: true });
+    }
+    expect(slack.accepted().length - slackBefore).toBe(1);
+    expect(pagerDuty.accepted().at(-1)?.body.routing_key).toBe(routingKey);
+    expect(webhook.accepted().at(-1)?.headers['webhook-id']).toMatch(/^test_/);
+    const logs = api.logs.join('\n');
+    for (const credential of credentials) expect(logs).not.toContain(credential);
+  });
+
+  it('a channel stored before sealing (credentials in clear) lists and tests as it did', async () => {
+    const ws = await api.newWorkspace();
+    const routingKey = 'L3gacyKeyXXXXXXXXXXXXXXXXXXXXXXX';
+    const id = 'ach_legacylegacylega';
+    await api.table.doc.send(
+      new PutCommand({
+        TableName: api.table.tableName,
+        Item: {
+          ...keys.alertChannel(ws.id, id),
+          id,
+          workspaceId: ws.id,
+          type: 'pagerduty',
+          name: 'old pd',
+          createdAt: new Date().toISOString(),
+          routingKey,
+        },
+      }),
+    );
+    const listed = (await api.call('GET', '/v1/alert-channels', ws.apiKey)).json.items;
+    expect(listed).toEqual([
+      { id, type: 'pagerduty', name: 'old pd', createdAt: expect.any(String), target: 'routing key L3ga…' },
+    ]);
+    const tested = await api.call('POST', `/v1/alert-channels/${id}/test`, ws.apiKey);
+    expect(tested.json).toMatchObject({ ok: true, statusCode: 202 });
+    expect(pagerDuty.accepted().at(-1)?.body.routing_key).toBe(routingKey);
+  });
+
+  it("a sealed value copied into another channel's item does not open: nothing sent, said plainly, nothing leaked", async () => {
+    const ws = await api.newWorkspace();
+    const make = (name: string) =>
+      api.call('POST', '/v1/alert-channels', ws.apiKey, { type: 'slack', name, url: slack.url });
+    const [{ json: a }, { json: b }] = [await make('a'), await make('b')];
+    const sealedA = (await rawItem(ws.id, a.id)).sealedCredentials;
+    await api.table.doc.send(
+      new UpdateCommand({
+        TableName: api.table.tableName,
+        Key: keys.alertChannel(ws.id, b.id),
+        UpdateExpression: 'SET sealedCredentials = :sealed',
+        ExpressionAttributeValues: { ':sealed': sealedA },
+      }),
+    );
+    const sent = slack.requests.length;
+    const logsBefore = api.logs.length;
+    const tested = await api.call('POST', `/v1/alert-channels/${b.id}/test`, ws.apiKey);
+    expect(tested.status).toBe(200);
+    expect(tested.json).toEqual({
+      ok: false,
+      latencyMs: 0,
+      error: 'the stored credentials of this channel cannot be opened',
+    });
+    expect(slack.requests.length).toBe(sent);
+    const deliveries = await api.call('GET', `/v1/alert-channels/${b.id}/deliveries`, ws.apiKey);
+    expect(deliveries.json.items).toEqual([expect.objectContaining({ ok: false, type: 'test' })]);
+    const lines = api.logs.slice(logsBefore).map((l) => JSON.parse(l));
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        level: 'error',
+        msg: 'alert channel credentials cannot be opened',
+        channelId: b.id,
+      }),
+    );
+    const text = JSON.stringify([lines, tested.json]);
+    expect(text).not.toContain(slack.url);
+    expect(text).not.toContain(sealedA);
+    // The original still opens where it belongs.
+    expect((await api.call('POST', `/v1/alert-channels/${a.id}/test`, ws.apiKey)).json).toMatchObject({
+      ok: true,
+    });
   });
 
   it('validates bodies field by field, checks tunnelIds against the workspace, and keeps to the quota', async () => {

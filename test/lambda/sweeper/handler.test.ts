@@ -1,32 +1,43 @@
 /**
  * The sweeper's composition from configuration, and its scheduled Lambda entry end to end over
- * DynamoDB Local with SNS mocked (the one AWS service here we cannot run).
+ * DynamoDB Local with SNS mocked and Secrets Manager faked (the AWS services here we cannot run).
  */
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import { sweepDepsFromEnv } from '../../../lambda/sweeper/compose';
+import { newChannelId, newWebhookSecret } from '../../../shared/alerts/channel-schemas';
 import { channelSettingsFrom, StoredChannelSinks } from '../../../shared/alerts/channel-sink';
+import { newChannelKey, parseChannelKey, sealCredentials } from '../../../shared/alerts/sealed-credentials';
 import { parseEnv } from '../../../shared/config';
 import { ConfigError } from '../../../shared/errors';
 import { silentLogger } from '../../../shared/logger';
 import { AlertSchema } from '../../../shared/schemas';
+import { FileSecretStore } from '../../../shared/secrets/file-secret-store';
+import { DynamoAlertChannelStore } from '../../../shared/store/dynamo-alert-channels';
 import { keys } from '../../../shared/store/table';
+import { startStandardWebhookReceiver } from '../../helpers/channel-receivers';
 import { createTestTable } from '../../helpers/dynamo';
 import { gatewaySim, storeTunnels } from '../../helpers/gateway-sim';
+import { FakeSecrets } from '../../helpers/secrets-manager-fake';
 import { captureStdout } from '../../helpers/stdout';
 
 type Table = Awaited<ReturnType<typeof createTestTable>>;
 type Handler = typeof import('../../../lambda/sweeper/handler')['handler'];
 
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:tunnel-alerts';
+const CHANNEL_KEY_ID = 'tunnelkeeper/alerts/channel-key';
 const sns = mockClient(SNSClient);
 
 describe('sweepDepsFromEnv', () => {
   const doc = {} as Parameters<typeof sweepDepsFromEnv>[1]['doc'];
+  // Composition reads nothing: no secret is looked for until a channel is sent to.
+  const secrets = new FileSecretStore('/nonexistent/tunnelkeeper-secrets');
   const sinks = (env: Record<string, string>, webhookSecret?: string) =>
-    sweepDepsFromEnv(parseEnv(env), { doc, logger: silentLogger, webhookSecret }).sinks.map((s) => s.name);
+    sweepDepsFromEnv(parseEnv(env), { doc, logger: silentLogger, secrets, webhookSecret }).sinks.map(
+      (s) => s.name,
+    );
 
   it.each<[string, Record<string, string>, string[]]>([
     ['the log alone by default', {}, ['log']],
@@ -65,7 +76,11 @@ describe('sweepDepsFromEnv', () => {
     ['a test stack sweeping every 200 ms: as quick', '200', { retryBaseMs: 100, retryMaxMs: 2_000 }],
     ['an hourly sweep: capped at 10 min', '3600000', { retryBaseMs: 1_800_000, retryMaxMs: 600_000 }],
   ])('counts delivery backoff in sweeps: %s', (_, interval, expected) => {
-    const deps = sweepDepsFromEnv(parseEnv({ SWEEP_INTERVAL_MS: interval }), { doc, logger: silentLogger });
+    const deps = sweepDepsFromEnv(parseEnv({ SWEEP_INTERVAL_MS: interval }), {
+      doc,
+      logger: silentLogger,
+      secrets,
+    });
     expect(deps.delivery).toEqual(expected);
   });
 
@@ -78,7 +93,7 @@ describe('sweepDepsFromEnv', () => {
         TUNNEL_BIND_HOST: '10.0.0.1',
         RECOVERY_SETTLE_MS: '3000',
       }),
-      { doc, logger: silentLogger },
+      { doc, logger: silentLogger, secrets },
     );
     expect(deps.settings).toEqual({
       heartbeatIntervalMs: 500,
@@ -91,7 +106,9 @@ describe('sweepDepsFromEnv', () => {
 
   it("gives alert channels AWS's address policy unless told otherwise: https to public addresses only", () => {
     const env = parseEnv({ PAGERDUTY_EVENTS_URL: 'https://events.example.com/v2/enqueue' });
-    expect(sweepDepsFromEnv(env, { doc, logger: silentLogger }).channels).toBeInstanceOf(StoredChannelSinks);
+    expect(sweepDepsFromEnv(env, { doc, logger: silentLogger, secrets }).channels).toBeInstanceOf(
+      StoredChannelSinks,
+    );
     expect(channelSettingsFrom(env, false)).toMatchObject({
       policy: { allowPrivate: false },
       pagerDutyUrl: 'https://events.example.com/v2/enqueue',
@@ -106,6 +123,8 @@ describe('sweepDepsFromEnv', () => {
 describe('sweeper Lambda handler', () => {
   let table: Table;
   let stdout: MockInstance | undefined;
+  const secretsManager = new FakeSecrets();
+  let secretsMock: ReturnType<FakeSecrets['mockClients']> | undefined;
   const logs: string[] = [];
   const context = { getRemainingTimeInMillis: () => 60_000 };
 
@@ -126,12 +145,14 @@ describe('sweeper Lambda handler', () => {
     vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIAFAKEFAKEFAKEFAKE');
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'fake-secret-access-key');
     stdout = captureStdout(logs);
+    secretsMock = secretsManager.mockClients();
   });
 
   afterAll(async () => {
     stdout?.mockRestore();
     vi.unstubAllEnvs();
     sns.restore();
+    secretsMock?.restore();
     await table.drop();
   });
 
@@ -179,5 +200,59 @@ describe('sweeper Lambda handler', () => {
     // The healthy tunnel, read in the same batch, still got its alert out.
     const published = sns.commandCalls(PublishCommand).map((c) => JSON.parse(c.args[0].input.Message ?? ''));
     expect(published.map((a) => a.tunnel.id)).toEqual([healthy.id]);
+  });
+
+  it("opens a sealed channel's credentials with the key from Secrets Manager, read once per container", async () => {
+    const key = newChannelKey();
+    secretsManager.values.set(CHANNEL_KEY_ID, key);
+    const secret = newWebhookSecret();
+    const receiver = await startStandardWebhookReceiver(() => secret);
+    // A table of its own: the other cells leave an unreadable item that fails every sweep.
+    const own = await createTestTable();
+    try {
+      vi.stubEnv('TABLE_NAME', own.tableName);
+      // The receiver is on loopback, which AWS's address policy refuses unless told otherwise.
+      vi.stubEnv('ALLOW_PRIVATE_SSH_HOSTS', 'true');
+      const workspaceId = 'ws_sealed';
+      const [a, b] = await storeTunnels(own.doc, own.tableName, workspaceId, 2);
+      if (!a || !b) throw new Error('no tunnels');
+      const id = newChannelId();
+      await new DynamoAlertChannelStore(own.doc, own.tableName).createChannel(
+        {
+          id,
+          workspaceId,
+          type: 'webhook',
+          name: 'hook',
+          createdAt: new Date(Date.now() - 60 * 60_000).toISOString(),
+          url: receiver.url,
+          sealedCredentials: sealCredentials(
+            parseChannelKey(key),
+            { workspaceId, channelId: id },
+            { secret },
+          ),
+        },
+        10,
+      );
+      const sim = gatewaySim(own.doc, own.tableName);
+      await sim.down(a.id, Date.now() - 10 * 60_000, 'w1', 'ca');
+      const handler = await coldStart();
+      expect(await handler({}, context)).toMatchObject({ alertsQueued: 1, errors: 0 });
+      // A second invocation of the same container, another incident: the key is not read again.
+      await sim.down(b.id, Date.now() - 10 * 60_000, 'w1', 'cb');
+      expect(await handler({}, context)).toMatchObject({ alertsQueued: 1, errors: 0 });
+      const delivered = await receiver.waitForAccepted(2, 5_000);
+      expect(delivered.map((r) => r.body.tunnel.id).sort()).toEqual([a.id, b.id].sort());
+      expect(receiver.requests.every((r) => r.rejected === undefined)).toBe(true);
+      expect(secretsManager.calls.filter((c) => c.includes('alerts/channel-key'))).toEqual([
+        `GetSecretValue ${CHANNEL_KEY_ID}`,
+      ]);
+      expect(logs.join('\n')).not.toContain(secret);
+      expect(logs.join('\n')).not.toContain(key);
+    } finally {
+      vi.stubEnv('TABLE_NAME', table.tableName);
+      vi.stubEnv('ALLOW_PRIVATE_SSH_HOSTS', '');
+      await receiver.close();
+      await own.drop();
+    }
   });
 });

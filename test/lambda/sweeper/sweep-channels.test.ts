@@ -2,21 +2,33 @@
  * Alert channels as sinks of the sweeper's outbox, on DynamoDB Local with the gateway played by
  * writing STATE items and the sweeper's clock moved by the test. Receivers are local servers that
  * check what the real ones check (test/helpers/channel-receivers.ts); the channel sinks stamp and
- * sign with the real clock, as receivers verify against it.
+ * sign with the real clock, as receivers verify against it. Channels are stored as the API stores
+ * them (credentials sealed, the key in a file secret store), and the sweeper opens them as it does
+ * in production: with a sealer that only reads the key.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { type SweepDeps, sweep } from '../../../lambda/sweeper/sweep';
+import { ChannelCredentialSealer } from '../../../shared/alerts/channel-credentials';
 import { incidentIdOf } from '../../../shared/alerts/channel-messages';
 import {
-  type AlertChannelRecord,
+  type ChannelCredentials,
+  channelTarget,
   newChannelId,
   newWebhookSecret,
+  type SealedAlertChannel,
 } from '../../../shared/alerts/channel-schemas';
 import { type ChannelSettings, StoredChannelSinks } from '../../../shared/alerts/channel-sink';
 import { createLogger } from '../../../shared/logger';
+import { FileSecretStore } from '../../../shared/secrets/file-secret-store';
+import type { SecretStore } from '../../../shared/secrets/secret-store';
 import type { StatusSettings } from '../../../shared/status';
 import { DynamoAlertChannelStore } from '../../../shared/store/dynamo-alert-channels';
 import { DynamoStatusStore } from '../../../shared/store/dynamo-status-store';
+import { keys } from '../../../shared/store/table';
 import { RecordingSink } from '../../helpers/alerts';
 import {
   startPagerDutyFake,
@@ -55,16 +67,32 @@ async function setup(onTestFinished: (fn: () => Promise<void>) => void) {
     startPagerDutyFake(),
     startSlackFake(),
   ]);
+  const dir = await mkdtemp(join(tmpdir(), 'tk-sweep-channels-'));
   onTestFinished(async () => {
     await Promise.all([webhook.close(), pagerDuty.close(), slack.close()]);
     await t.drop();
+    await rm(dir, { recursive: true, force: true });
   });
+  // Every read of the key, whichever sweeper makes it.
+  const keyReads = { count: 0 };
+  const files = new FileSecretStore(join(dir, 'secrets'));
+  const secrets: SecretStore = {
+    put: (name, value) => files.put(name, value),
+    create: (name, value) => files.create(name, value),
+    get: (name) => {
+      keyReads.count++;
+      return files.get(name);
+    },
+    delete: (name) => files.delete(name),
+  };
+  const apiSealer = new ChannelCredentialSealer(files, 'create');
   const channelSettings: ChannelSettings = {
     policy: { allowPrivate: true },
     pagerDutyUrl: pagerDuty.url,
     messages: {},
     sleep: async () => {},
   };
+  /** One sweeper process: its own sealer, so its own read of the key. */
   const sweeper = (over: Partial<SweepDeps> & { doc?: Table['doc'] } = {}) => {
     const { doc, ...rest } = over;
     const logger = createLogger('debug', (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
@@ -73,6 +101,7 @@ async function setup(onTestFinished: (fn: () => Promise<void>) => void) {
       sinks: [],
       channels: new StoredChannelSinks(
         new DynamoAlertChannelStore(doc ?? t.doc, t.tableName),
+        new ChannelCredentialSealer(secrets, 'read'),
         channelSettings,
         logger,
       ),
@@ -85,15 +114,30 @@ async function setup(onTestFinished: (fn: () => Promise<void>) => void) {
     };
     return () => sweep(deps);
   };
-  const addChannel = async (over: Partial<AlertChannelRecord>): Promise<AlertChannelRecord> => {
-    const record: AlertChannelRecord = {
-      id: newChannelId(),
+  /** A channel as the API creates it: credentials sealed, a webhook's URL beside them. */
+  const addChannel = async (
+    over: Partial<Omit<SealedAlertChannel, 'sealedCredentials'>> & ChannelCredentials,
+  ): Promise<SealedAlertChannel> => {
+    const { secret: webhookSecret, routingKey, url, ...rest } = over;
+    const id = rest.id ?? newChannelId();
+    const type = rest.type ?? 'webhook';
+    const credentials: ChannelCredentials =
+      type === 'webhook' ? { secret: webhookSecret } : type === 'slack' ? { url } : { routingKey };
+    const record: SealedAlertChannel = {
+      id,
       workspaceId: 'ws_1',
-      type: 'webhook',
+      type,
       name: 'hook',
       createdAt: iso(clock.ms),
-      ...over,
+      ...rest,
+      sealedCredentials: await apiSealer.seal(
+        { workspaceId: rest.workspaceId ?? 'ws_1', channelId: id },
+        credentials,
+      ),
     };
+    if (type === 'webhook') record.url = url;
+    const target = channelTarget(type, credentials);
+    if (target) record.target = target;
     await channels.createChannel(record, 20);
     return record;
   };
@@ -119,6 +163,7 @@ async function setup(onTestFinished: (fn: () => Promise<void>) => void) {
     addChannel,
     runUntil,
     alive,
+    keyReads,
   };
 }
 
@@ -317,5 +362,66 @@ describe.concurrent('sweep with alert channels', { timeout: 90_000 }, () => {
     }
     // Per sweep: one query per shard, no more (a channel read is a query on the workspace).
     expect(counted.queries() - before).toBe(5 * 16);
+  });
+
+  it('channels stored before sealing (clear) and after (sealed) both hear an incident; a sweeper reads the key once', async ({
+    onTestFinished,
+  }) => {
+    const {
+      t,
+      sim,
+      clock,
+      secret,
+      webhook,
+      pagerDuty,
+      slack,
+      sweeper,
+      addChannel,
+      runUntil,
+      alive,
+      keyReads,
+    } = await setup(onTestFinished);
+    const [tunnel] = await storeTunnels(t.doc, t.tableName, 'ws_1', 1);
+    if (!tunnel) throw new Error('no tunnel');
+    await addChannel({ url: webhook.url, secret });
+    await addChannel({ type: 'pagerduty', routingKey: ROUTING_KEY });
+    // As the first version of alert channels wrote it: the Slack URL in clear, nothing sealed.
+    const legacyId = newChannelId();
+    await t.doc.send(
+      new PutCommand({
+        TableName: t.tableName,
+        Item: {
+          ...keys.alertChannel('ws_1', legacyId),
+          id: legacyId,
+          workspaceId: 'ws_1',
+          type: 'slack',
+          name: 'old slack',
+          createdAt: iso(clock.ms),
+          url: slack.url,
+        },
+      }),
+    );
+    const run = sweeper();
+    await sim.up(tunnel.id, T0 - MIN, 'w1', 'c1');
+    await alive(T0);
+    await run();
+    expect(keyReads.count).toBe(0); // steady state: no channel opened, no key read
+    await sim.down(tunnel.id, T0 + S, 'w1', 'c1');
+    await runUntil(run, T0 + 20 * S);
+    await sim.up(tunnel.id, T0 + 21 * S, 'w1', 'c2');
+    for (let ms = 21 * S; ms <= 60 * S; ms += STEP) {
+      await alive(T0 + ms);
+      clock.ms = T0 + ms;
+      await run();
+    }
+    expect(webhook.accepted().map((r) => r.body.type)).toEqual(['tunnel.down', 'tunnel.up']);
+    expect(webhook.requests.every((r) => r.rejected === undefined)).toBe(true);
+    expect(pagerDuty.accepted().map((r) => `${r.body.event_action} ${r.body.routing_key}`)).toEqual([
+      `trigger ${ROUTING_KEY}`,
+      `resolve ${ROUTING_KEY}`,
+    ]);
+    expect(slack.accepted()).toHaveLength(2);
+    // Four sealed sends over several sweeps, one read of the key.
+    expect(keyReads.count).toBe(1);
   });
 });

@@ -2,19 +2,28 @@
  * Each kind of alert channel against a local receiver that checks what the real one checks
  * (test/helpers/channel-receivers.ts): Standard Webhooks verified by the `standardwebhooks`
  * library (and a replay past 5 minutes refused by it), PagerDuty's Events API v2, Slack's message.
+ * Channels are stored as the API stores them, credentials sealed under a key in a file secret store;
+ * an item from before sealing (credentials in clear) still sends, and one whose sealed value does
+ * not open sends nothing and says so.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ChannelCredentialSealer } from '../../../shared/alerts/channel-credentials';
 import { incidentIdOf, standardWebhookHeaders } from '../../../shared/alerts/channel-messages';
 import {
   type AlertChannelRecord,
+  type ChannelCredentials,
   type ChannelDelivery,
   newWebhookSecret,
 } from '../../../shared/alerts/channel-schemas';
 import { type ChannelSettings, ChannelSink } from '../../../shared/alerts/channel-sink';
-import { AlertDeliveryError } from '../../../shared/errors';
+import { AlertDeliveryError, SecretNotFoundError } from '../../../shared/errors';
 import { createLogger } from '../../../shared/logger';
+import { FileSecretStore } from '../../../shared/secrets/file-secret-store';
 import { sampleAlert } from '../../helpers/alerts';
 import {
   type ChannelReceiver,
@@ -35,6 +44,11 @@ describe('alert channel sinks', () => {
   let pagerDuty: ChannelReceiver;
   let slack: ChannelReceiver;
   const log: { channelId: string; delivery: ChannelDelivery }[] = [];
+  const logs: Record<string, unknown>[] = [];
+  let dir: string;
+  /** As the API has it (creates the key); the sinks open with the sweeper's (reads it). */
+  let apiSealer: ChannelCredentialSealer;
+  let sweeperSealer: ChannelCredentialSealer;
 
   beforeAll(async () => {
     [webhook, pagerDuty, slack] = await Promise.all([
@@ -42,11 +56,19 @@ describe('alert channel sinks', () => {
       startPagerDutyFake(),
       startSlackFake(),
     ]);
+    dir = await mkdtemp(join(tmpdir(), 'tk-channel-sink-'));
+    const secrets = new FileSecretStore(join(dir, 'secrets'));
+    apiSealer = new ChannelCredentialSealer(secrets, 'create');
+    sweeperSealer = new ChannelCredentialSealer(secrets, 'read');
   });
-  afterAll(() => Promise.all([webhook.close(), pagerDuty.close(), slack.close()]));
+  afterAll(async () => {
+    await Promise.all([webhook.close(), pagerDuty.close(), slack.close()]);
+    await rm(dir, { recursive: true, force: true });
+  });
   afterEach(() => {
     for (const r of [webhook, pagerDuty, slack]) r.answerWith(undefined);
     log.length = 0;
+    logs.length = 0;
   });
 
   const settings = (over: Partial<ChannelSettings> = {}): ChannelSettings => ({
@@ -64,18 +86,39 @@ describe('alert channel sinks', () => {
     createdAt: '2026-01-01T00:00:00.000Z',
     ...over,
   });
-  const sink = (record: AlertChannelRecord, over: Partial<ChannelSettings> = {}) =>
+  /** The channel as the API stores it: its credentials sealed, a webhook's URL beside them. */
+  const stored = async (
+    over: Partial<AlertChannelRecord> & ChannelCredentials,
+  ): Promise<AlertChannelRecord> => {
+    const { secret: webhookSecret, routingKey, url, ...rest } = over;
+    const record = channel(rest);
+    const credentials: ChannelCredentials =
+      record.type === 'webhook'
+        ? { secret: webhookSecret }
+        : record.type === 'slack'
+          ? { url }
+          : { routingKey };
+    const sealedCredentials = await apiSealer.seal(
+      { workspaceId: record.workspaceId, channelId: record.id },
+      credentials,
+    );
+    return { ...record, ...(record.type === 'webhook' ? { url } : {}), sealedCredentials };
+  };
+  const sinkOf = (record: AlertChannelRecord, over: Partial<ChannelSettings> = {}) =>
     new ChannelSink(
       record,
+      sweeperSealer,
       settings(over),
       async (channelId, delivery) => {
         log.push({ channelId, delivery });
       },
-      createLogger('error', () => {}),
+      createLogger('debug', (line) => logs.push(JSON.parse(line) as Record<string, unknown>)),
     );
+  const sink = async (over: Partial<AlertChannelRecord> & ChannelCredentials, settingsOver = {}) =>
+    sinkOf(await stored(over), settingsOver);
 
   it('webhook: signed the Standard Webhooks way; the standardwebhooks library verifies it', async () => {
-    await sink(channel({ url: webhook.url, secret })).send({ id: DOWN_ID, body: down });
+    await (await sink({ url: webhook.url, secret })).send({ id: DOWN_ID, body: down });
     const [request] = await webhook.waitForAccepted(1, 5_000);
     expect(request?.headers['webhook-id']).toBe(DOWN_ID);
     expect(request?.headers['webhook-signature']).toMatch(/^v1,[A-Za-z0-9+/]{43}=$/);
@@ -90,7 +133,7 @@ describe('alert channel sinks', () => {
   });
 
   it('webhook: a replayed delivery older than 5 minutes is rejected by the library', async () => {
-    await sink(channel({ url: webhook.url, secret })).send({ id: DOWN_ID, body: down });
+    await (await sink({ url: webhook.url, secret })).send({ id: DOWN_ID, body: down });
     const [request] = await webhook.waitForAccepted(1, 5_000, (r) => r.headers['webhook-id'] === DOWN_ID);
     if (!request) throw new Error('no delivery');
     const headers = {
@@ -123,7 +166,7 @@ describe('alert channel sinks', () => {
   });
 
   it('pagerduty: trigger on tunnel.down and resolve on tunnel.up, with the incident as dedup_key', async () => {
-    const pd = sink(channel({ type: 'pagerduty', routingKey: ROUTING_KEY }));
+    const pd = await sink({ type: 'pagerduty', routingKey: ROUTING_KEY });
     await pd.send({ id: DOWN_ID, body: down });
     await pd.send({ id: UP_ID, body: up });
     const [trigger, resolve] = await pagerDuty.waitForAccepted(2, 5_000);
@@ -149,7 +192,7 @@ describe('alert channel sinks', () => {
   });
 
   it('pagerduty: an event PagerDuty rejects (400) is not retried; one it cannot take now (429) is', async () => {
-    const bad = sink(channel({ type: 'pagerduty', routingKey: 'short-key-1' }));
+    const bad = await sink({ type: 'pagerduty', routingKey: 'short-key-1' });
     const before = pagerDuty.requests.length;
     const err = await bad.send({ id: DOWN_ID, body: down }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AlertDeliveryError);
@@ -162,7 +205,7 @@ describe('alert channel sinks', () => {
     });
 
     pagerDuty.answerWith(429);
-    const throttled = await sink(channel({ type: 'pagerduty', routingKey: ROUTING_KEY }))
+    const throttled = await (await sink({ type: 'pagerduty', routingKey: ROUTING_KEY }))
       .send({ id: DOWN_ID, body: down })
       .catch((e: unknown) => e);
     expect((throttled as AlertDeliveryError).retryable).toBe(true);
@@ -171,7 +214,7 @@ describe('alert channel sinks', () => {
   });
 
   it('slack: a readable message naming the tunnel, the error code, the hint and the link', async () => {
-    const s = sink(channel({ type: 'slack', url: slack.url }));
+    const s = await sink({ type: 'slack', url: slack.url });
     await s.send({
       id: DOWN_ID,
       body: sampleAlert({
@@ -191,7 +234,7 @@ describe('alert channel sinks', () => {
   });
 
   it('a URL refused at send time is not retried, and the log says why', async () => {
-    const s = sink(channel({ url: 'https://127.0.0.1:1/hook', secret }), { policy: { allowPrivate: false } });
+    const s = await sink({ url: 'https://127.0.0.1:1/hook', secret }, { policy: { allowPrivate: false } });
     const err = await s.send({ id: DOWN_ID, body: down }).catch((e: unknown) => e);
     expect((err as AlertDeliveryError).retryable).toBe(false);
     expect(log.map((l) => l.delivery)).toEqual([
@@ -208,9 +251,9 @@ describe('alert channel sinks', () => {
       channel: { id: 'ach_x', name: 'x' },
     };
     const results = await Promise.all([
-      sink(channel({ url: webhook.url, secret })).attempt(test),
-      sink(channel({ type: 'pagerduty', routingKey: ROUTING_KEY })).attempt(test),
-      sink(channel({ type: 'slack', url: slack.url })).attempt(test),
+      (await sink({ url: webhook.url, secret })).attempt(test),
+      (await sink({ type: 'pagerduty', routingKey: ROUTING_KEY })).attempt(test),
+      (await sink({ type: 'slack', url: slack.url })).attempt(test),
     ]);
     expect(results.map((r) => [r.ok, r.statusCode])).toEqual([
       [true, 200],
@@ -219,5 +262,65 @@ describe('alert channel sinks', () => {
     ]);
     expect(results[1]?.response).toContain('"status":"success"');
     expect(log.map((l) => l.delivery.type)).toEqual(['test', 'test', 'test']);
+  });
+
+  it('an item from before sealing (credentials in clear) still sends, each kind', async () => {
+    const legacy = [
+      channel({ url: webhook.url, secret }),
+      channel({ type: 'pagerduty', routingKey: ROUTING_KEY }),
+      channel({ type: 'slack', url: slack.url }),
+    ];
+    const before = [webhook, pagerDuty, slack].map((r) => r.accepted().length);
+    for (const record of legacy) await sinkOf(record).send({ id: DOWN_ID, body: down });
+    expect([webhook, pagerDuty, slack].map((r, i) => r.accepted().length - (before[i] ?? 0))).toEqual([
+      1, 1, 1,
+    ]);
+    expect(pagerDuty.accepted().at(-1)?.body.routing_key).toBe(ROUTING_KEY);
+  });
+
+  it("a sealed value that does not open (another channel's) sends nothing, is not retried, and says so without the credential", async () => {
+    const other = await stored({ id: 'ach_bbbbbbbbbbbbbbbb', type: 'slack', url: slack.url });
+    const record = channel({ type: 'slack', sealedCredentials: other.sealedCredentials });
+    const sent = slack.requests.length;
+    const err = await sinkOf(record)
+      .send({ id: DOWN_ID, body: down })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AlertDeliveryError);
+    expect((err as AlertDeliveryError).retryable).toBe(false);
+    expect(slack.requests.length).toBe(sent);
+    expect(log.map((l) => l.delivery)).toEqual([
+      expect.objectContaining({
+        ok: false,
+        latencyMs: 0,
+        error: 'the stored credentials of this channel cannot be opened',
+      }),
+    ]);
+    expect(logs).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        msg: 'alert channel credentials cannot be opened',
+        channelId: 'ach_aaaaaaaaaaaaaaaa',
+        workspaceId: 'ws_1',
+        err: expect.objectContaining({ name: 'SealedCredentialsError' }),
+      }),
+    ]);
+    const everything = JSON.stringify([logs, log, String(err)]);
+    expect(everything).not.toContain(slack.url);
+    expect(everything).not.toContain(other.sealedCredentials);
+  });
+
+  it('a key that cannot be read fails the send as retryable (the outbox tries again later), sending nothing', async () => {
+    const elsewhere = new FileSecretStore(join(dir, 'no-key-here'));
+    const record = await stored({ url: webhook.url, secret });
+    const sent = webhook.requests.length;
+    const noKey = new ChannelSink(
+      record,
+      new ChannelCredentialSealer(elsewhere, 'read'),
+      settings(),
+      async () => {},
+      createLogger('error', () => {}),
+    );
+    await expect(noKey.send({ id: DOWN_ID, body: down })).rejects.toBeInstanceOf(SecretNotFoundError);
+    expect(webhook.requests.length).toBe(sent);
   });
 });
