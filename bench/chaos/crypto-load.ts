@@ -28,6 +28,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { cpus, getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startDynamoDbLocal } from '../../local/dynamodb-local';
 import { MAX_BCRYPT_ROUNDS, parsePrivateKey } from '../../shared/keys';
 import { TunnelSchema } from '../../shared/schemas';
@@ -449,6 +450,9 @@ async function measureBurst(
   const healthz = loop(() => api.healthz(), PROBE_INTERVAL_MS, deadline);
   const connections = loop(() => newConnection(tunnel.host, tunnel.port), PROBE_INTERVAL_MS, deadline);
   const sched = watchEventLoopThread(pid, deadline);
+  // This process's own lateness: the probes' timings include it, and it is not the stack's.
+  const ownDelay = monitorEventLoopDelay({ resolution: 5 });
+  ownDelay.enable();
   const cpuBefore = await cpuSeconds(pid);
   const creates = await Promise.all(
     bodies.map((body) =>
@@ -459,6 +463,7 @@ async function measureBurst(
   // Unreadable when the stack died meanwhile: the check below says so with its last words.
   const cpuAfter = await cpuSeconds(pid).catch(() => undefined);
   const [, , thread] = await Promise.all([healthz.stop(), connections.stop(), sched.stop()]);
+  ownDelay.disable();
   if (thread instanceof Error || !cpuAfter || stack.child.exitCode !== null) {
     throw new Error(
       `${name}: the stack ${stack.child.exitCode !== null ? `exited (${stack.child.exitCode})` : 'could not be watched'}: ${stack.output.slice(-8).join(' | ')}`,
@@ -526,6 +531,9 @@ async function measureBurst(
     { name: `${name}.event_loop_runqueue_wait`, value: round(thread.runqueueWaitMs, 0), unit: 'ms' },
     { name: `${name}.main_thread_cpu`, value: round(mainCpu, 2), unit: 's' },
     { name: `${name}.off_loop_cpu`, value: round(allCpu - mainCpu, 2), unit: 's' },
+    // The load generator's own event-loop delay (nanoseconds from the histogram): part of every probe.
+    { name: `${name}.probe_loop_delay_p99`, value: round(ownDelay.percentile(99) / 1e6, 1), unit: 'ms' },
+    { name: `${name}.probe_loop_delay_max`, value: round(ownDelay.max / 1e6, 1), unit: 'ms' },
   ];
 }
 

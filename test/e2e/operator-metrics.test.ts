@@ -152,10 +152,11 @@ describe('operator metrics, end to end (issue 16, acceptance 7)', () => {
       { what: 'a sweep that saw the tunnel up' },
     );
 
-    // Per tunnel in the API, from the gateway's TRAFFIC item (written with a heartbeat).
+    // Per tunnel in the API, from the gateway's TRAFFIC item (written with a heartbeat): the first
+    // one after the connection ended (one written while it was open shows it open).
     const shown = await stack.waitForTunnel(
       tunnel.id,
-      (t) => (t.status.traffic?.connections ?? 0) >= 1,
+      (t) => (t.status.traffic?.connections ?? 0) >= 1 && t.status.traffic?.openConnections === 0,
       5_000,
     );
     expect(shown.status.traffic).toMatchObject({ connections: 1, openConnections: 0 });
