@@ -6,17 +6,18 @@
  * Its `GET /metrics` takes the stack's operator token (`ADMIN_TOKEN` or `DATA_DIR/admin-token`).
  * Stops on SIGINT/SIGTERM as `npm start` does, handing its tunnels over.
  */
-import { access, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access } from 'node:fs/promises';
 import { gatewayDepsFromEnv } from '../fargate/compose';
 import { Gateway } from '../fargate/gateway';
 import { parseEnv } from '../shared/config';
 import { sha256Hex } from '../shared/ids';
 import { createLogger } from '../shared/logger';
-import { FileSecretStore } from '../shared/secrets/file-secret-store';
 import { createDynamoClients } from '../shared/store/dynamo-client';
+import { storedAdminToken } from './admin-token';
 import { warnUnlessQueuedConnectionsMigrate } from './reuseport-check';
 import { runtimeMismatch } from './runtime-check';
+import { localSecretStore } from './secret-store';
+import { stopOnSignals } from './shutdown';
 
 const SHUTDOWN_DEADLINE_MS = 9_000;
 
@@ -32,24 +33,22 @@ async function main(): Promise<void> {
       'DYNAMODB_ENDPOINT is required: the endpoint of the running `npm start` (its log says "dynamodb local started")',
     );
   }
-  const secretsDir = join(env.DATA_DIR, 'secrets');
+  const secrets = localSecretStore(env);
   try {
-    await access(secretsDir);
+    await access(secrets.dir);
   } catch {
     throw new Error(
       `DATA_DIR ${env.DATA_DIR} holds no secrets/: give the DATA_DIR of the running \`npm start\` (its host key and control token)`,
     );
   }
   // The operator token of that `npm start`, for `GET /metrics` on this gateway's control endpoint.
-  const adminToken =
-    env.ADMIN_TOKEN ??
-    (await readFile(join(env.DATA_DIR, 'admin-token'), 'utf8').catch(() => undefined))?.trim();
+  const adminToken = await storedAdminToken(env);
   const { client, doc, health } = createDynamoClients({ region: env.AWS_REGION, endpoint });
   const gateway = new Gateway(
     gatewayDepsFromEnv(env, {
       doc,
       health,
-      secrets: new FileSecretStore(secretsDir),
+      secrets,
       logger,
       allowPrivateSshHostsByDefault: true,
       ...(adminToken ? { adminTokenHash: sha256Hex(adminToken) } : {}),
@@ -59,29 +58,14 @@ async function main(): Promise<void> {
   await gateway.start();
   logger.info('gateway ready', { workerId: gateway.workerId, sshPort: gateway.sshPort });
 
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info('shutting down', { signal });
-    setTimeout(() => {
-      logger.error('shutdown deadline passed; exiting', { deadlineMs: SHUTDOWN_DEADLINE_MS });
-      process.exit(1);
-    }, SHUTDOWN_DEADLINE_MS).unref();
-    gateway.stop().then(
-      () => {
-        client.destroy();
-        logger.info('stopped');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        logger.error('shutdown failed', { err });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  stopOnSignals(
+    logger,
+    async () => {
+      await gateway.stop();
+      client.destroy();
+    },
+    SHUTDOWN_DEADLINE_MS,
+  );
 }
 
 main().catch((err: unknown) => {

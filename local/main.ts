@@ -2,6 +2,7 @@
 import { parseEnv } from '../shared/config';
 import { createLogger } from '../shared/logger';
 import { runtimeMismatch } from './runtime-check';
+import { stopOnSignals } from './shutdown';
 import { startLocalStack } from './stack';
 
 const SHUTDOWN_DEADLINE_MS = 9_000;
@@ -24,28 +25,7 @@ async function main(): Promise<void> {
     );
   });
   void stack.buildConsoleNow();
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info('shutting down', { signal });
-    setTimeout(() => {
-      logger.error('shutdown deadline passed; exiting', { deadlineMs: SHUTDOWN_DEADLINE_MS });
-      process.exit(1);
-    }, SHUTDOWN_DEADLINE_MS).unref();
-    stack.stop().then(
-      () => {
-        logger.info('stopped');
-        process.exit(0);
-      },
-      (err) => {
-        logger.error('shutdown failed', { err });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  const shutdown = stopOnSignals(logger, () => stack.stop(), SHUTDOWN_DEADLINE_MS);
   // npm does not pass a SIGTERM sent to it on to us; it exits and leaves us orphaned. Notice that.
   const parent = process.ppid;
   setInterval(() => {

@@ -21,12 +21,13 @@ import { createKeyCrypto, keyCryptoSettingsFrom } from '../shared/crypto-pool/po
 import { availableBytes, MIN_FREE_BYTES } from '../shared/disk-space';
 import { StorageUnavailableError } from '../shared/errors';
 import { ensureHostKey } from '../shared/host-key';
-import { newAdminToken, sha256Hex } from '../shared/ids';
+import { sha256Hex } from '../shared/ids';
 import type { Logger } from '../shared/logger';
 import { OperatorMetrics } from '../shared/metrics/operator-metrics';
 import { createDynamoClients } from '../shared/store/dynamo-client';
 import { DynamoTunnelStore } from '../shared/store/dynamo-tunnel-store';
 import { ensureTable } from '../shared/store/table';
+import { adminToken } from './admin-token';
 import { ALERT_WEBHOOK_SECRET_FILE, alertWebhookSecret } from './alert-webhook-secret';
 import { type DynamoDbLocal, type DynamoDbLocalEvent, startDynamoDbLocal } from './dynamodb-local';
 import { localSecretStore } from './secret-store';
@@ -232,21 +233,6 @@ function logDynamoDbLocalEvent(logger: Logger, event: DynamoDbLocalEvent): void 
       logger.warn('dynamodb local restarted', { attempt: event.attempt, downMs: event.downMs });
       break;
   }
-}
-
-/** `ADMIN_TOKEN`, or the token kept in `DATA_DIR/admin-token`, generated on first start. */
-async function adminToken(env: Env): Promise<{ token: string; isNew: boolean }> {
-  if (env.ADMIN_TOKEN) return { token: env.ADMIN_TOKEN, isNew: false };
-  const file = join(env.DATA_DIR, 'admin-token');
-  try {
-    return { token: (await readFile(file, 'utf8')).trim(), isNew: false };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  const token = newAdminToken();
-  await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
-  await chmod(file, 0o600);
-  return { token, isNew: true };
 }
 
 /**

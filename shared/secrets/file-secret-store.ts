@@ -29,7 +29,7 @@ const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 export class FileSecretStore implements SecretStore {
   private keyPromise: Promise<Buffer> | undefined;
 
-  constructor(private readonly dir: string) {}
+  constructor(readonly dir: string) {}
 
   async put(name: string, value: string): Promise<void> {
     const file = this.fileFor(name);
