@@ -28,7 +28,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { cpus, getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { startDynamoDbLocal } from '../../local/dynamodb-local';
 import { MAX_BCRYPT_ROUNDS, parsePrivateKey } from '../../shared/keys';
 import { TunnelSchema } from '../../shared/schemas';
@@ -454,6 +454,7 @@ async function measureBurst(
   const ownDelay = monitorEventLoopDelay({ resolution: 5 });
   ownDelay.enable();
   const cpuBefore = await cpuSeconds(pid);
+  const startedAt = performance.now();
   const creates = await Promise.all(
     bodies.map((body) =>
       api.call('POST', '/v1/tunnels', body).catch(() => ({ status: 0, json: undefined, ms: Number.NaN })),
@@ -462,6 +463,7 @@ async function measureBurst(
   await minimum;
   // Unreadable when the stack died meanwhile: the check below says so with its last words.
   const cpuAfter = await cpuSeconds(pid).catch(() => undefined);
+  const wallSeconds = (performance.now() - startedAt) / 1000;
   const [, , thread] = await Promise.all([healthz.stop(), connections.stop(), sched.stop()]);
   ownDelay.disable();
   if (thread instanceof Error || !cpuAfter || stack.child.exitCode !== null) {
@@ -529,6 +531,7 @@ async function measureBurst(
       ok: thread.longestBusyMs <= HEALTHZ_TARGET_MS,
     },
     { name: `${name}.event_loop_runqueue_wait`, value: round(thread.runqueueWaitMs, 0), unit: 'ms' },
+    { name: `${name}.wall_time`, value: round(wallSeconds, 2), unit: 's' },
     { name: `${name}.main_thread_cpu`, value: round(mainCpu, 2), unit: 's' },
     { name: `${name}.off_loop_cpu`, value: round(allCpu - mainCpu, 2), unit: 's' },
     // The load generator's own event-loop delay (nanoseconds from the histogram): part of every probe.
