@@ -6,20 +6,18 @@
  */
 import { relative } from 'node:path';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
+import { WAITING_FILES } from './lanes.mjs';
 
-/** Longest first, from CI runs (seconds): a new file of minutes belongs here. */
+/** Longest first, from CI runs (seconds): a new file of minutes belongs here or in WAITING_FILES. */
 export const LONG_RUNNING_FILES = [
-  'test/e2e/restarts.test.ts', // 260
-  'test/e2e/storage-outage.test.ts', // 150
-  'test/fargate/standard/standard-rotation-drain.test.ts', // 75 (a 60 s query)
-  'test/e2e/alerts-restart.test.ts', // 45
-  'test/lambda/api/fuzz.test.ts', // 43
-  'test/shared/keys.test.ts', // 42
-  'test/lambda/sweeper/sweep.test.ts', // 39
-  'test/local/start.test.ts', // 39
-  'test/e2e/alerts-gateway-crash.test.ts', // 32
-  'test/fargate/reverse-abuse.test.ts', // 32
-  'test/fargate/standard/standard-failover.test.ts', // 31
+  ...WAITING_FILES,
+  'test/local/start.test.ts', // 67
+  'test/lambda/sweeper/sweep.test.ts', // 48
+  'test/fargate/reverse-abuse.test.ts', // 43
+  'test/lambda/api/fuzz.test.ts', // 42
+  'test/shared/keys.test.ts', // 40
+  'test/fargate/standard/standard-e2e.test.ts', // 38
+  'test/console/console-pages.test.ts', // 37
 ];
 
 export default class LongRunningFirst extends BaseSequencer {

@@ -342,14 +342,21 @@ describe('a reverse tunnel with two connectors on two gateways', () => {
     // B first (a gateway alone), then A (the gateway with the API and the sweeper): SIGTERM, start again.
     const marks: Record<string, number> = {};
     const seen: StartedStack[] = [a, b];
-    const nearLogs = (failed: { at: number }[]) =>
-      seen
+    // Every gateway's lines from 2 s before the first failed connection began to just after it
+    // ended: what each side did while it hung (the lines around its start alone said nothing).
+    const nearLogs = (failed: { at: number; endedAt: number }[]) => {
+      const [first] = failed;
+      if (!first) return '';
+      return seen
         .flatMap((g, i) => g.lines.map((l) => ({ g: i, ...l })))
-        .filter((l) =>
-          failed.some((f) => Math.abs(Date.parse(String((l as { time?: unknown }).time)) - f.at) < 150),
-        )
+        .filter((l) => {
+          const at = Date.parse(String((l as { time?: unknown }).time));
+          return at >= first.at - 2_000 && at <= first.endedAt + 500;
+        })
+        .slice(0, 80)
         .map((l) => JSON.stringify(l))
         .join('\n');
+    };
     const restartsBegan = Date.now();
     marks.stopB = restartsBegan;
     const stoppedB = await stopCleanly(b);
