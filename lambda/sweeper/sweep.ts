@@ -41,7 +41,9 @@ import type { WorkerHeartbeat } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
 import type { SweepFigures } from '../../shared/metrics/operator-metrics';
 import { evaluateStatus, type PlannedAlert, type StatusSettings } from '../../shared/status';
-import type { OutboxAlert, SinkDelivery } from '../../shared/status-items';
+import type { OutboxAlert, SinkDelivery, StatusRecord } from '../../shared/status-items';
+import { statusWakeAt } from '../../shared/status-wake';
+import { workerLiveness } from '../../shared/liveness';
 import type { UnreadableItem } from '../../shared/store/read-items';
 import {
   ownersToCheck,
@@ -119,9 +121,26 @@ export interface SweepReport {
   ms: number;
 }
 
-/** One sweep over every tunnel. Failures of one tunnel or shard are logged and counted, not thrown. */
+/**
+ * One sweep over every tunnel (the full pass: at start-up and as a backstop now and then). Failures
+ * of one tunnel or shard are logged and counted, not thrown.
+ */
 export async function sweep(deps: SweepDeps): Promise<SweepReport> {
-  return new Sweep(deps).run();
+  return new Sweep(deps).runFull();
+}
+
+/**
+ * The periodic pass, whose cost follows what happens rather than the fleet's size: the tunnels of
+ * workers that went silent (found through their holds) and the tunnels whose status timers are due
+ * (status-wake.ts). Every other change is a write, which `sweepTunnels` handles as it comes.
+ */
+export async function sweepDue(deps: SweepDeps): Promise<SweepReport> {
+  return new Sweep(deps).runDue();
+}
+
+/** The tunnels whose STATE or META item was just written (the table's stream says which). */
+export async function sweepTunnels(deps: SweepDeps, tunnelIds: string[]): Promise<SweepReport> {
+  return new Sweep(deps).runTunnels(tunnelIds);
 }
 
 export interface SweeperLoop {
@@ -169,7 +188,11 @@ export function newSweeperId(): string {
   return `sweeper-${randomBytes(6).toString('hex')}`;
 }
 
+type SweepTunnelFigure = NonNullable<SweepFigures['tunnels']>[number];
+
 const DEFAULT_CONCURRENCY = 8;
+/** Tunnels read at once by id: one batch read of META, then of STATE and STATUS. */
+const ID_PAGE_SIZE = 100;
 const DEFAULT_INTERVAL_MS = 60_000;
 
 class Sweep {
@@ -189,7 +212,9 @@ class Sweep {
   /** Since when the sweepers have seen the table without a gap (see `SweepMark`). */
   private observingSince: number | undefined;
   /** Tunnels seen, by `<state>/<type>`. */
-  private readonly seen = new Map<string, SweepFigures['tunnels'][number]>();
+  private readonly seen = new Map<string, SweepTunnelFigure>();
+  /** State changes recorded (a pass over some tunnels reports these instead of the counts). */
+  private readonly moves: NonNullable<SweepFigures['moves']> = [];
   /** Owner heartbeats, read once per sweep whatever the number of tunnels a worker holds. */
   private readonly beats = new Map<string, Promise<WorkerHeartbeat | undefined>>();
   /** Each workspace's channels, read at most once per sweep and only when an alert needs them. */
@@ -208,24 +233,80 @@ class Sweep {
     this.sweeperId = deps.sweeperId ?? newSweeperId();
   }
 
-  async run(): Promise<SweepReport> {
+  async runFull(): Promise<SweepReport> {
     const started = performance.now();
     this.observingSince = await this.readMark();
     await Promise.all(Array.from({ length: SHARD_COUNT }, (_, shard) => this.sweepShard(shard)));
     if (this.shardErrors === 0) await this.writeMark(this.now().getTime());
+    return this.finish('full', started);
+  }
+
+  async runDue(): Promise<SweepReport> {
+    const started = performance.now();
+    this.observingSince = await this.readMark();
+    const now = this.now();
+    const [silent, due] = await Promise.all([
+      this.silentWorkers(now),
+      Promise.all(Array.from({ length: SHARD_COUNT }, (_, shard) => this.deps.store.listDue(shard, now))),
+    ]);
+    const held = await Promise.all(silent.map((w) => this.deps.store.holdsOf(w)));
+    const errorsBefore = this.report.errors;
+    await this.sweepIds([...new Set([...held.flat(), ...due.flat()])]);
+    // Their tunnels are recorded as lost: the holds have told what they had to.
+    if (this.report.errors === errorsBefore) {
+      await Promise.all(silent.map((w, i) => this.deps.store.releaseHolds(w, held[i] ?? [])));
+      await this.writeMark(this.now().getTime());
+    }
+    return this.finish('due', started);
+  }
+
+  async runTunnels(tunnelIds: string[]): Promise<SweepReport> {
+    const started = performance.now();
+    this.observingSince = await this.readMark();
+    await this.sweepIds([...new Set(tunnelIds)]);
+    return this.finish('tunnels', started);
+  }
+
+  private finish(pass: 'full' | 'due' | 'tunnels', started: number): SweepReport {
     this.report.ms = Math.round(performance.now() - started);
     const { ms, ...counts } = this.report;
     const level =
       this.report.errors > 0 ? 'warn' : counts.transitions > 0 || counts.delivered > 0 ? 'info' : 'debug';
-    this.deps.logger[level]('sweep finished', { sweeperId: this.sweeperId, ...counts, ms });
+    this.deps.logger[level]('sweep finished', { sweeperId: this.sweeperId, pass, ...counts, ms });
     this.deps.metrics?.sweepFinished({
       durationMs: ms,
-      tunnels: [...this.seen.values()],
+      ...(pass === 'full' ? { tunnels: [...this.seen.values()] } : { moves: this.moves }),
       deliveries: { delivered: counts.delivered, retrying: counts.retrying, failed: counts.failed },
       transitions: counts.transitions,
       errors: counts.errors,
     });
     return this.report;
+  }
+
+  /** Workers whose heartbeat says they are gone (stopped, or silent past the bound) and that still hold tunnels. */
+  private async silentWorkers(now: Date): Promise<string[]> {
+    const view = this.observingSince === undefined ? { now } : { now, observingSince: this.observingSince };
+    const workers = await this.deps.store.listWorkers();
+    for (const beat of workers) this.beats.set(beat.workerId, Promise.resolve(beat));
+    return workers
+      .filter((beat) => !workerLiveness(beat, view, this.deps.settings).isAlive)
+      .map((beat) => beat.workerId);
+  }
+
+  /** Tunnels by id: read in pages like a shard's, then each through the status machine. */
+  private async sweepIds(ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += ID_PAGE_SIZE) {
+      const page = ids.slice(i, i + ID_PAGE_SIZE);
+      try {
+        const { found, unreadable } = await this.deps.store.getTunnels(page);
+        for (const item of unreadable) this.skipUnreadable(item);
+        // Deleted meanwhile: nothing to record (the delete took the STATUS item with it).
+        await this.sweepPage([...found.values()]);
+      } catch (err) {
+        this.report.errors++;
+        this.deps.logger.error('sweep of tunnels failed', { tunnels: page.length, err });
+      }
+    }
   }
 
   /**
@@ -269,24 +350,28 @@ class Sweep {
         const page = await this.deps.store.listShard(shard, cursor);
         cursor = page.cursor;
         for (const item of page.unreadable) this.skipUnreadable(item);
-        if (page.items.length === 0) continue;
-        const items = await this.deps.store.getStatusItems(page.items.map((t) => t.id));
-        const owners = [...items.values()].flatMap(ownersToCheck);
-        const beats = await this.heartbeats(owners);
-        await forEachLimit(page.items, this.deps.concurrency ?? DEFAULT_CONCURRENCY, async (tunnel) => {
-          const { unreadable, ...sources } = items.get(tunnel.id) ?? {};
-          if (unreadable) {
-            for (const item of unreadable) this.skipUnreadable(item);
-            return;
-          }
-          await this.sweepTunnel(tunnel, withHeartbeats(sources, beats));
-        });
+        await this.sweepPage(page.items);
       } while (cursor);
     } catch (err) {
       this.report.errors++;
       this.shardErrors++;
       this.deps.logger.error('sweep of a shard failed', { shard, err });
     }
+  }
+
+  private async sweepPage(tunnels: TunnelRecord[]): Promise<void> {
+    if (tunnels.length === 0) return;
+    const items = await this.deps.store.getStatusItems(tunnels.map((t) => t.id));
+    const owners = [...items.values()].flatMap(ownersToCheck);
+    const beats = await this.heartbeats(owners);
+    await forEachLimit(tunnels, this.deps.concurrency ?? DEFAULT_CONCURRENCY, async (tunnel) => {
+      const { unreadable, ...sources } = items.get(tunnel.id) ?? {};
+      if (unreadable) {
+        for (const item of unreadable) this.skipUnreadable(item);
+        return;
+      }
+      await this.sweepTunnel(tunnel, withHeartbeats(sources, beats));
+    });
   }
 
   /** One unreadable item leaves its tunnel out of this sweep; every other tunnel goes on. */
@@ -336,6 +421,7 @@ class Sweep {
       });
       this.count(evaluation.status.state, tunnel.type);
       let outbox = previous ? Object.values(previous.alerts) : [];
+      let record: StatusRecord | undefined = previous;
       if (evaluation.next) {
         const queued = await Promise.all(
           evaluation.alerts.map((alert) => this.outboxEntry(tunnel, alert, now)),
@@ -363,6 +449,10 @@ class Sweep {
           this.deps.logger.debug('status changed meanwhile; not recorded', { tunnelId: tunnel.id });
           return;
         }
+        record = evaluation.next;
+        for (const t of evaluation.transitions) {
+          if (t.from !== t.to) this.moves.push({ from: t.from, to: t.to, type: tunnel.type });
+        }
         for (const t of evaluation.transitions) {
           this.deps.logger.info('tunnel status changed', {
             tunnelId: tunnel.id,
@@ -377,14 +467,32 @@ class Sweep {
         this.report.alertsQueued += queued.length;
         outbox = [...outbox, ...queued];
       }
-      if (outbox.length > 0) await this.deliver(tunnel, outbox);
+      if (outbox.length > 0) outbox = await this.deliver(tunnel, outbox);
+      await this.keepWake(tunnel, record, outbox, previous?.wakeAt);
     } catch (err) {
       this.report.errors++;
       this.deps.logger.error('sweep of a tunnel failed', { tunnelId: tunnel.id, err });
     }
   }
 
-  private count(state: SweepFigures['tunnels'][number]['state'], type: TunnelRecord['type']): void {
+  /**
+   * The STATUS item is listed in the wake index at the time its status may next change by itself
+   * (status-wake.ts), and only then: written when that time changed, conditional on the one read,
+   * so a sweeper working from an older read never removes a newer one's timer.
+   */
+  private async keepWake(
+    tunnel: TunnelRecord,
+    record: StatusRecord | undefined,
+    outbox: OutboxAlert[],
+    stored: number | undefined,
+  ): Promise<void> {
+    if (!record) return;
+    const wakeAt = statusWakeAt({ tunnel, record, outbox, settings: this.deps.settings });
+    if (wakeAt === stored) return;
+    await this.deps.store.setWake(tunnel.id, wakeAt, stored);
+  }
+
+  private count(state: SweepTunnelFigure['state'], type: TunnelRecord['type']): void {
     const key = `${state}/${type}`;
     const entry = this.seen.get(key) ?? { state, type, count: 0 };
     entry.count++;
@@ -421,11 +529,13 @@ class Sweep {
   }
 
   /** Delivers a tunnel's due alerts oldest first; a sink still owed an older alert waits for it. */
-  private async deliver(tunnel: TunnelRecord, outbox: OutboxAlert[]): Promise<void> {
+  private async deliver(tunnel: TunnelRecord, outbox: OutboxAlert[]): Promise<OutboxAlert[]> {
     const tunnelId = tunnel.id;
     const owed = new Set<string>();
+    // The outbox as it stands after this round (what the wake is computed from).
+    const after = new Map(outbox.map((entry) => [entry.id, entry]));
     for (const entry of [...outbox].sort(oldestFirst)) {
-      if (this.deps.signal?.aborted) return;
+      if (this.deps.signal?.aborted) break;
       const now = this.now().getTime();
       const pending = Object.keys(entry.sinks).filter((name) => entry.sinks[name]?.state === 'pending');
       const expired = now > entry.deadline;
@@ -437,7 +547,11 @@ class Sweep {
       if ((pending.length > 0 && due.length === 0) || heldByOther) continue;
 
       const claim = { by: this.sweeperId, until: now + this.delivery.claimMs };
-      if (!(await this.deps.store.claimAlert(tunnelId, entry, claim, new Date(now)))) continue;
+      if (!(await this.deps.store.claimAlert(tunnelId, entry, claim, new Date(now)))) {
+        // Another sweeper has it: due again when its claim would lapse, at the latest.
+        after.set(entry.id, { ...entry, claim });
+        continue;
+      }
       const sinks: Record<string, SinkDelivery> = { ...entry.sinks };
       for (const name of due) {
         const current = sinks[name] ?? { state: 'pending', attempts: 0 };
@@ -450,10 +564,14 @@ class Sweep {
       if (!(await this.deps.store.settleAlert(tunnelId, entry.id, this.sweeperId, next))) {
         // Our claim ran out and another sweeper took the alert over: it may send it again.
         this.deps.logger.warn('alert claim lost during delivery', { tunnelId, alertId: entry.id });
+        after.set(entry.id, { ...entry, claim });
         continue;
       }
+      if (next) after.set(entry.id, next);
+      else after.delete(entry.id);
       for (const name of pending) if (sinks[name]?.state !== 'pending') owed.delete(name);
     }
+    return [...after.values()];
   }
 
   private async attempt(

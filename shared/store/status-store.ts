@@ -108,6 +108,21 @@ export interface AlertClaim {
 
 export interface StatusStore {
   listShard(shard: number, cursor?: ShardCursor): Promise<ShardPage>;
+  /** Tunnels of the shard whose status timer is due at `now` (the wake index). */
+  listDue(shard: number, now: Date): Promise<string[]>;
+  /** The tunnels by id; deleted ones are absent, unreadable ones named. */
+  getTunnels(ids: string[]): Promise<{ found: Map<string, TunnelRecord>; unreadable: UnreadableItem[] }>;
+  /** Every worker's latest heartbeat (fresh or not). */
+  listWorkers(): Promise<WorkerHeartbeat[]>;
+  /** The tunnels the worker has recorded `up` since its holds were last released. */
+  holdsOf(workerId: string): Promise<string[]>;
+  /** Forgets those holds: the sweeper has recorded what became of the tunnels. */
+  releaseHolds(workerId: string, tunnelIds: string[]): Promise<void>;
+  /**
+   * Lists the STATUS item in the wake index at `wakeAt` (or takes it out), if its wake is still
+   * `expected`; false, writing nothing, otherwise (another sweeper set it from a newer read).
+   */
+  setWake(tunnelId: string, wakeAt: number | undefined, expected: number | undefined): Promise<boolean>;
   /**
    * STATE and STATUS items (and SIGNALS with `signals`) of many tunnels, by tunnel id, in batch reads. An item that fails
    * validation is named in `unreadable` instead of failing the batch: one bad item must not silence
