@@ -7,8 +7,9 @@
  * from the workers' heartbeats. So the periodic sweep reads only the tunnels due by this time (a
  * sparse index), never the whole fleet.
  */
-import type { OutboxAlert, StatusRecord } from './status-items';
+
 import { reconnectWindowMs, type StatusSettings, type StatusTunnel } from './status';
+import type { OutboxAlert, StatusRecord } from './status-items';
 
 export interface WakeInput {
   tunnel: Pick<StatusTunnel, 'type' | 'alerts'>;

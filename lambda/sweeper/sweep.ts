@@ -38,12 +38,12 @@ import {
 } from '../../shared/alerts/channel-sink';
 import { AlertDeliveryError } from '../../shared/errors';
 import type { WorkerHeartbeat } from '../../shared/gateway-items';
+import { workerLiveness } from '../../shared/liveness';
 import type { Logger } from '../../shared/logger';
 import type { SweepFigures } from '../../shared/metrics/operator-metrics';
 import { evaluateStatus, type PlannedAlert, type StatusSettings } from '../../shared/status';
 import type { OutboxAlert, SinkDelivery, StatusRecord } from '../../shared/status-items';
 import { statusWakeAt } from '../../shared/status-wake';
-import { workerLiveness } from '../../shared/liveness';
 import type { UnreadableItem } from '../../shared/store/read-items';
 import {
   ownersToCheck,
@@ -144,42 +144,81 @@ export async function sweepTunnels(deps: SweepDeps, tunnelIds: string[]): Promis
 }
 
 export interface SweeperLoop {
-  /** Stops the timer, aborts deliveries in progress and waits for the running sweep to end. */
+  /** Tunnels whose STATE or META item was written (the table's stream): evaluated at once. */
+  changed(tunnelIds: string[]): void;
+  /** Writes may have gone unseen (the stream was lost for a while): the next pass reads every tunnel. */
+  gap(): void;
+  /** Stops the timer, aborts deliveries in progress and waits for the running pass to end. */
   stop(): Promise<void>;
 }
 
+/** Written tunnels gathered this long before their pass: a burst of writes costs one batch read. */
+const CHANGE_BATCH_MS = 50;
+/** How often a full pass reads every tunnel anyway, in case a change went unseen. */
+export const DEFAULT_FULL_INTERVAL_MS = 6 * 60 * 60 * 1000;
+
 /**
- * Runs a sweep at once and then `intervalMs` after each one ends (sweeps never overlap within a
- * process; across processes the conditional writes keep them apart).
+ * Runs a full pass at once, then a periodic pass (`sweepDue`) `intervalMs` after each one ends, a
+ * full pass instead every `fullIntervalMs` or after a gap, and a pass over written tunnels as the
+ * stream tells of them. Passes never overlap within a process; across processes the conditional
+ * writes keep them apart.
  */
-export function startSweeperLoop(options: SweepDeps & { intervalMs: number }): SweeperLoop {
-  const { intervalMs } = options;
-  const deps: SweepDeps = options;
+export function startSweeperLoop(
+  options: SweepDeps & { intervalMs: number; fullIntervalMs?: number },
+): SweeperLoop {
+  const { intervalMs, fullIntervalMs = DEFAULT_FULL_INTERVAL_MS } = options;
   const controller = new AbortController();
-  const signal = deps.signal ? AbortSignal.any([deps.signal, controller.signal]) : controller.signal;
-  const sweeperId = deps.sweeperId ?? newSweeperId();
+  const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+  const deps: SweepDeps = { ...options, sweeperId: options.sweeperId ?? newSweeperId(), signal };
+  const written = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
+  let changeTimer: NodeJS.Timeout | undefined;
+  let passes: Promise<void> = Promise.resolve();
+  let needsFull = true;
+  let lastFullAt = 0;
   let stopped = false;
 
+  const enqueue = (pass: () => Promise<unknown>): Promise<void> => {
+    passes = passes.then(pass).then(
+      () => undefined,
+      (err: unknown) => deps.logger.error('sweep failed', { err }),
+    );
+    return passes;
+  };
   const tick = () => {
-    running = sweep({ ...deps, sweeperId, signal })
-      .then(
-        () => undefined,
-        (err: unknown) => deps.logger.error('sweep failed', { err }),
-      )
-      .finally(() => {
-        running = undefined;
-        if (!stopped) timer = setTimeout(tick, intervalMs);
-      });
+    enqueue(() => {
+      if (needsFull || Date.now() - lastFullAt >= fullIntervalMs) {
+        needsFull = false;
+        lastFullAt = Date.now();
+        return sweep(deps);
+      }
+      return sweepDue(deps);
+    }).finally(() => {
+      if (!stopped) timer = setTimeout(tick, intervalMs);
+    });
+  };
+  const passWritten = () => {
+    changeTimer = undefined;
+    const ids = [...written];
+    written.clear();
+    if (ids.length > 0 && !stopped) enqueue(() => sweepTunnels(deps, ids));
   };
   tick();
   return {
+    changed(tunnelIds) {
+      if (stopped) return;
+      for (const id of tunnelIds) written.add(id);
+      changeTimer ??= setTimeout(passWritten, CHANGE_BATCH_MS);
+    },
+    gap() {
+      needsFull = true;
+    },
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      clearTimeout(changeTimer);
       controller.abort();
-      await running;
+      await passes;
     },
   };
 }

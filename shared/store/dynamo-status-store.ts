@@ -35,8 +35,10 @@ import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { TunnelSignalsSchema } from '../tunnel-signals';
 import { batchDeleteItems, batchGetItems } from './batch-get';
 import { isConditionalFailure } from './dynamo-errors';
-import { readEach, tunnelIdOf, unreadableReason } from './read-items';
+import { shardOf } from './dynamo-tunnel-store';
+import { listWorkerHeartbeats, queryAll } from './query';
 import type { UnreadableItem } from './read-items';
+import { readEach, tunnelIdOf, unreadableReason } from './read-items';
 import type {
   AlertClaim,
   ShardCursor,
@@ -48,8 +50,6 @@ import type {
   SweepMark,
 } from './status-store';
 import { ownersToCheck, withHeartbeats } from './status-store';
-import { shardOf } from './dynamo-tunnel-store';
-import { listWorkerHeartbeats, queryAll } from './query';
 import {
   GSI2,
   GSI3,
