@@ -119,13 +119,20 @@ async function diagnoseStandard(tunnel: TunnelRecord, deps: DiagnoseDeps): Promi
   const result = await testStandard(tunnel, read.secret, deps);
   if (result.checks.at(-1)?.code !== 'auth_failed') return result;
   const fresher = await deps.secrets.recheck(tunnel, read).catch((err: unknown) => {
-    deps.logger.warn('standard tunnel credentials not read again after a refusal', { tunnelId: tunnel.id, err });
+    deps.logger.warn('standard tunnel credentials not read again after a refusal', {
+      tunnelId: tunnel.id,
+      err,
+    });
     return undefined;
   });
   return fresher ? testStandard(tunnel, fresher.secret, deps) : result;
 }
 
-async function testStandard(tunnel: TunnelRecord, secret: TunnelSecret, deps: DiagnoseDeps): Promise<TestResult> {
+async function testStandard(
+  tunnel: TunnelRecord,
+  secret: TunnelSecret,
+  deps: DiagnoseDeps,
+): Promise<TestResult> {
   const steps = new Steps();
   const ssh = tunnel.ssh;
   if (!ssh) throw new Error(`standard tunnel ${tunnel.id} has no ssh settings`);

@@ -281,7 +281,10 @@ export class StandardTunnelRunner {
   }
 
   /** Newer credentials than `failed`, if the store has them; a failed read is only logged (the refusal stands). */
-  private async recheck(tunnel: TunnelRecord, failed: TunnelSecretRead): Promise<TunnelSecretRead | undefined> {
+  private async recheck(
+    tunnel: TunnelRecord,
+    failed: TunnelSecretRead,
+  ): Promise<TunnelSecretRead | undefined> {
     try {
       return await this.deps.secrets.recheck(tunnel, failed);
     } catch (err) {

@@ -97,7 +97,13 @@ export class SecretCache {
   async put(name: string, version: string, value: string): Promise<void> {
     this.entries.delete(name);
     await this.store.put(name, value);
-    this.remember(name, { version, readAt: this.now(), origin: 'read', promise: Promise.resolve(value), value });
+    this.remember(name, {
+      version,
+      readAt: this.now(),
+      origin: 'read',
+      promise: Promise.resolve(value),
+      value,
+    });
   }
 
   /** Drops what is held for `name` (only if held for `version`, when given). */

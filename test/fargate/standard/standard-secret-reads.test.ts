@@ -97,7 +97,10 @@ describe("a standard tunnel's secret reads", () => {
     // The customer installs the new key: the gateway switches, retires the old key (its own write,
     // kept in memory) and reconnects without reading.
     await bastion.setAuthorizedKeys([created.authorizedKeysLine, next.authorizedKeysLine]);
-    await stack.waitForLog((l) => l.msg === 'previous tunnel key retired' && l.tunnelId === created.id, 10_000);
+    await stack.waitForLog(
+      (l) => l.msg === 'previous tunnel key retired' && l.tunnelId === created.id,
+      10_000,
+    );
     await reconnect(created.id, 2);
     expect(await keyInUse(created.id)).toBe(next.publicKeyFingerprint);
     expect(reads(created.id)).toBe(3);

@@ -74,7 +74,9 @@ describe('TunnelSecrets', () => {
   it('reads a tunnel once per key fingerprint of its record', async () => {
     await write('tun_a', { keys: [key('a1')] });
     for (let i = 0; i < 5; i++) {
-      expect((await secrets.read(record('tun_a', 'SHA256:a1'))).secret.keys[0]?.fingerprint).toBe('SHA256:a1');
+      expect((await secrets.read(record('tun_a', 'SHA256:a1'))).secret.keys[0]?.fingerprint).toBe(
+        'SHA256:a1',
+      );
     }
     expect(reads('tun_a')).toBe(1);
     // A rotation: the secret with its new key first, then the record.

@@ -12,7 +12,11 @@ import {
 } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { SecretNotFoundError, SecretStoreUnavailableError, SecretThrottledError } from '../../../shared/errors';
+import {
+  SecretNotFoundError,
+  SecretStoreUnavailableError,
+  SecretThrottledError,
+} from '../../../shared/errors';
 import { AwsSecretStore } from '../../../shared/secrets/aws-secret-store';
 import { SecretCache, type SecretReadResult } from '../../../shared/secrets/secret-cache';
 import type { SecretStore } from '../../../shared/secrets/secret-store';
@@ -276,7 +280,9 @@ describe('SecretCache on the Secrets Manager adapter', () => {
   it('calls again after ResourceNotFoundException and throttling, neither of which is kept', async () => {
     const cache = new SecretCache(aws, { ttlMs: TTL_MS, maxEntries: 100 });
     sm.on(GetSecretValueCommand)
-      .rejectsOnce(new ResourceNotFoundException({ message: 'not found', $metadata: { httpStatusCode: 400 } }))
+      .rejectsOnce(
+        new ResourceNotFoundException({ message: 'not found', $metadata: { httpStatusCode: 400 } }),
+      )
       .rejectsOnce(Object.assign(new Error('slow down'), { name: 'ThrottlingException', $metadata: {} }))
       .resolves({ SecretString: 'finally' });
     await expect(cache.read(NAME, 'fp1')).rejects.toBeInstanceOf(SecretNotFoundError);
