@@ -4,8 +4,9 @@
  * own one, uncached), the gateway retiring the old key none; a key the store has but the record does
  * not show yet is read again when the bastion refuses the cached one. On the stack of `npm start`
  * (its real file secret store, whose reads are counted by a spy that calls through), a real OpenSSH
- * bastion restarted to force each reconnect. One tunnel, one stack.
+ * bastion dropping the tunnel's session to force each reconnect. One tunnel, one stack.
  */
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from 'vitest';
 import { authorizedKeysLine, generateKeyPair } from '../../../shared/keys';
 import { FileSecretStore } from '../../../shared/secrets/file-secret-store';
@@ -42,8 +43,16 @@ describe("a standard tunnel's secret reads", () => {
   /** Reads of the tunnel's secret from the store, by the API and the gateway. */
   const reads = (id: string) => storeGets.mock.calls.filter(([name]) => name === `tunnels/${id}`).length;
   const sessionsUp = (id: string) => stack.logsWith({ msg: 'standard tunnel up', tunnelId: id }).length;
-  const keyInUse = async (id: string) =>
-    (await gatewayItems(dynamo.doc, stack.tableName, [id])).get(id)?.state?.keyFingerprint;
+  /** Waits for the tunnel's state to say it is up on `fingerprint` (the state is written after the log line). */
+  const upOnKey = (id: string, fingerprint: string) =>
+    waitFor(
+      async () => {
+        const state = (await gatewayItems(dynamo.doc, stack.tableName, [id])).get(id)?.state;
+        return state?.state === 'up' && state.keyFingerprint === fingerprint;
+      },
+      10_000,
+      { what: `tunnel ${id} up on ${fingerprint}` },
+    );
   const secretReads = async () => {
     const families = await parsePrometheusText(await stack.gateway.metrics.text());
     return {
@@ -52,14 +61,17 @@ describe("a standard tunnel's secret reads", () => {
     };
   };
 
-  /** Reboots the bastion `times` times, each time waiting for the tunnel's next session. */
+  /** Ends the tunnel's bastion session `times` times, each time waiting for its next one. */
   async function reconnect(id: string, times: number): Promise<void> {
     for (let i = 0; i < times; i++) {
       const before = sessionsUp(id);
-      await bastion.restart({ dropSessions: true });
+      const started = Date.now();
+      // The session's processes on the bastion die (sshd keeps listening): our side sees the connection end.
+      execFileSync('pkill', ['-KILL', '-u', bastion.user]);
       await waitFor(() => sessionsUp(id) > before, 10_000, {
-        what: `tunnel ${id} up again after bastion reboot ${i + 1} (${bastion.output().slice(-500)})`,
+        what: `tunnel ${id} up again after its session was dropped (${i + 1}): ${bastion.output().slice(-500)}`,
       });
+      console.info(`figure: session dropped to the tunnel's next session: ${Date.now() - started} ms`);
     }
   }
 
@@ -90,9 +102,9 @@ describe("a standard tunnel's secret reads", () => {
       10_000,
     );
     expect(reads(created.id)).toBe(3);
-    await reconnect(created.id, 2);
+    await reconnect(created.id, 1);
     expect(reads(created.id)).toBe(3);
-    expect(await keyInUse(created.id)).toBe(created.publicKeyFingerprint);
+    await upOnKey(created.id, created.publicKeyFingerprint);
 
     // The customer installs the new key: the gateway switches, retires the old key (its own write,
     // kept in memory) and reconnects without reading.
@@ -101,22 +113,23 @@ describe("a standard tunnel's secret reads", () => {
       (l) => l.msg === 'previous tunnel key retired' && l.tunnelId === created.id,
       10_000,
     );
-    await reconnect(created.id, 2);
-    expect(await keyInUse(created.id)).toBe(next.publicKeyFingerprint);
+    await reconnect(created.id, 1);
+    await upOnKey(created.id, next.publicKeyFingerprint);
     expect(reads(created.id)).toBe(3);
 
     const counted = await secretReads();
     expect(counted.miss).toBe(2); // the gateway's reads; the API's is not through its cache
-    expect(counted.hit).toBeGreaterThanOrEqual(8); // one per reconnect and test at least (retries add more)
+    expect(counted.hit).toBeGreaterThanOrEqual(6); // one per reconnect and test at least (retries add more)
     console.info(
-      `figure: 7 reconnects, a test and a rotation of one standard tunnel: ${reads(created.id)} secret ` +
+      `figure: 5 reconnects, a test and a rotation of one standard tunnel: ${reads(created.id)} secret ` +
         `store reads (gateway: ${counted.miss} misses, ${counted.hit} hits)`,
     );
 
     // Deleted: the gateway stops serving it (and drops its keys); its bastion changes no longer matter.
     expect((await stack.api('DELETE', `/v1/tunnels/${created.id}`)).status).toBe(204);
     await stack.waitForLog((l) => l.msg === 'standard tunnel released' && l.tunnelId === created.id, 10_000);
-  });
+    // Reconnects take 0.3-2.5 s each on this busy 2-core machine (figures above).
+  }, 60_000);
 
   it('reads again when the bastion refuses the cached key and the store holds another', async () => {
     const created = await createStandard(stack.api, {
@@ -147,7 +160,7 @@ describe("a standard tunnel's secret reads", () => {
     );
     await bastion.setAuthorizedKeys([authorizedKeysLine(replacement.publicKey, created.service)]);
     await reconnect(created.id, 1);
-    expect(await keyInUse(created.id)).toBe(replacement.fingerprint);
+    await upOnKey(created.id, replacement.fingerprint);
     expect(
       stack.logsWith({
         msg: 'standard tunnel credentials changed since cached; connecting with the stored ones',
