@@ -2,7 +2,7 @@
  * The local all-in-one behind `npm start`: DynamoDB Local, the file secret store and the same API
  * app the Lambda serves, the gateway, and the sweeper on a worker thread (local/sweeper-thread.ts).
  */
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
