@@ -177,7 +177,6 @@ export async function startLocalStack(
     );
     const apiPort = (server.address() as AddressInfo).port;
     logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
-    gateway.startRelaying();
     // Only hashes of API keys are kept: a lost one is replaced, never shown again.
     logger.info(
       'lost an API key? the operator issues a new one for its workspace, then revoke the lost one with it',
@@ -190,7 +189,12 @@ export async function startLocalStack(
     );
     // Loaded once the stack serves: from source (tsx) that takes a core for a second or two, which
     // start-up (DynamoDB Local's Java above all) needs. Key work asked for before waits for them.
-    void keyCrypto.start();
+    // Only then does this gateway take a share of the ports other gateways carry: a restarted one
+    // that relayed while its workers loaded held connections until the clients gave up (CI).
+    void keyCrypto
+      .start()
+      .catch(() => {})
+      .finally(() => gateway.startRelaying());
     const buildConsoleNow = async () => {
       const started = performance.now();
       try {
