@@ -191,10 +191,7 @@ export async function startLocalStack(
     // start-up (DynamoDB Local's Java above all) needs. Key work asked for before waits for them.
     // Only then does this gateway take a share of the ports other gateways carry: a restarted one
     // that relayed while its workers loaded held connections until the clients gave up (CI).
-    void keyCrypto
-      .start()
-      .catch(() => {})
-      .finally(() => gateway.startRelaying());
+    void keyCrypto.start().finally(() => gateway.startRelaying());
     const buildConsoleNow = async () => {
       const started = performance.now();
       try {

@@ -118,13 +118,7 @@ async function diagnoseStandard(tunnel: TunnelRecord, deps: DiagnoseDeps): Promi
   const read = await deps.secrets.read(tunnel);
   const result = await testStandard(tunnel, read.secret, deps);
   if (result.checks.at(-1)?.code !== 'auth_failed') return result;
-  const fresher = await deps.secrets.recheck(tunnel, read).catch((err: unknown) => {
-    deps.logger.warn('standard tunnel credentials not read again after a refusal', {
-      tunnelId: tunnel.id,
-      err,
-    });
-    return undefined;
-  });
+  const fresher = await deps.secrets.recheck(tunnel, read, deps.logger);
   return fresher ? testStandard(tunnel, fresher.secret, deps) : result;
 }
 

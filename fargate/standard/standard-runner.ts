@@ -273,23 +273,10 @@ export class StandardTunnelRunner {
       return { conn: await this.connectAndProbe(tunnel, read.secret), secret: read.secret };
     } catch (err) {
       if (!(err instanceof TunnelFailure) || err.status.code !== 'auth_failed') throw err;
-      const fresher = await this.recheck(tunnel, read);
+      const fresher = await this.deps.secrets.recheck(tunnel, read, this.log);
       if (!fresher || !this.running) throw err;
       this.log.info('standard tunnel credentials changed since cached; connecting with the stored ones');
       return { conn: await this.connectAndProbe(tunnel, fresher.secret), secret: fresher.secret };
-    }
-  }
-
-  /** Newer credentials than `failed`, if the store has them; a failed read is only logged (the refusal stands). */
-  private async recheck(
-    tunnel: TunnelRecord,
-    failed: TunnelSecretRead,
-  ): Promise<TunnelSecretRead | undefined> {
-    try {
-      return await this.deps.secrets.recheck(tunnel, failed);
-    } catch (err) {
-      this.log.warn('standard tunnel credentials not read again after a refusal', { err });
-      return undefined;
     }
   }
 

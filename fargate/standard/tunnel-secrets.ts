@@ -9,6 +9,7 @@
  * never build a new secret on a stale one.
  */
 import { SecretStoreError } from '../../shared/errors';
+import type { Logger } from '../../shared/logger';
 import type { SecretCache, SecretRead } from '../../shared/secrets/secret-cache';
 import { secretNames } from '../../shared/secrets/secret-names';
 import { type TunnelRecord, type TunnelSecret, TunnelSecretSchema } from '../../shared/tunnel';
@@ -45,14 +46,23 @@ export class TunnelSecrets {
 
   /**
    * The bastion refused `failed`: the credentials as stored now, when they may be newer than `failed`
-   * (it came from memory) and are; else undefined.
+   * (it came from memory) and are; else undefined. A failed read is only logged: the refusal stands.
    */
-  async recheck(tunnel: TunnelRecord, failed: TunnelSecretRead): Promise<TunnelSecretRead | undefined> {
+  async recheck(
+    tunnel: TunnelRecord,
+    failed: TunnelSecretRead,
+    logger: Logger,
+  ): Promise<TunnelSecretRead | undefined> {
     const name = secretNames.tunnel(tunnel.id);
     const version = tunnel.publicKeyFingerprint;
-    const value = await this.cache.recheck(name, version, failed.read);
-    if (value === undefined) return undefined;
-    return { secret: this.parse(name, version, value), read: { value, mayBeStale: false } };
+    try {
+      const value = await this.cache.recheck(name, version, failed.read);
+      if (value === undefined) return undefined;
+      return { secret: this.parse(name, version, value), read: { value, mayBeStale: false } };
+    } catch (err) {
+      logger.warn('standard tunnel credentials not read again after a refusal', { tunnelId: tunnel.id, err });
+      return undefined;
+    }
   }
 
   /** Replaces the tunnel's credentials (in the store, then in memory). */

@@ -75,13 +75,19 @@ describe("a standard tunnel's secret reads", () => {
     }
   }
 
-  it('reads once per key, however often the tunnel reconnects; a rotation reads once more', async () => {
+  /** A standard tunnel through the bastion to the echo service, its key installed, up. */
+  async function standardUp() {
     const created = await createStandard(stack.api, {
       ssh: { host: '127.0.0.1', port: bastion.port, user: bastion.user },
       service: { host: '127.0.0.1', port: echo.port },
     });
     await bastion.setAuthorizedKeys([created.authorizedKeysLine]);
     await stack.waitForTunnel(created.id, isUp, 15_000, () => bastion.output());
+    return created;
+  }
+
+  it('reads once per key, however often the tunnel reconnects; a rotation reads once more', async () => {
+    const created = await standardUp();
     expect(reads(created.id)).toBe(1);
 
     await reconnect(created.id, 3);
@@ -132,12 +138,7 @@ describe("a standard tunnel's secret reads", () => {
   }, 60_000);
 
   it('reads again when the bastion refuses the cached key and the store holds another', async () => {
-    const created = await createStandard(stack.api, {
-      ssh: { host: '127.0.0.1', port: bastion.port, user: bastion.user },
-      service: { host: '127.0.0.1', port: echo.port },
-    });
-    await bastion.setAuthorizedKeys([created.authorizedKeysLine]);
-    await stack.waitForTunnel(created.id, isUp, 15_000, () => bastion.output());
+    const created = await standardUp();
     await reconnect(created.id, 1); // the session after this one reads from memory
     expect(reads(created.id)).toBe(1);
 

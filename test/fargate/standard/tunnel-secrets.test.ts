@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TunnelSecrets } from '../../../fargate/standard/tunnel-secrets';
 import { SecretStoreError } from '../../../shared/errors';
+import { createLogger } from '../../../shared/logger';
 import { FileSecretStore } from '../../../shared/secrets/file-secret-store';
 import { SecretCache } from '../../../shared/secrets/secret-cache';
 import type { SecretStore } from '../../../shared/secrets/secret-store';
@@ -111,21 +112,22 @@ describe('TunnelSecrets', () => {
   });
 
   it('rechecks refused credentials from memory, once, and gives the newer ones', async () => {
+    const logger = createLogger('error', () => {});
     await write('tun_d', { keys: [key('d1')] });
     await secrets.read(record('tun_d', 'SHA256:d1'));
     const cached = await secrets.read(record('tun_d', 'SHA256:d1'));
-    expect(await secrets.recheck(record('tun_d', 'SHA256:d1'), cached)).toBeUndefined();
+    expect(await secrets.recheck(record('tun_d', 'SHA256:d1'), cached, logger)).toBeUndefined();
     expect(reads('tun_d')).toBe(2);
     // Changed behind a record that has not moved (an operator's edit, a store ahead of the record).
     await write('tun_d', { keys: [key('d1')], password: 'changed' });
     const confirmed = await secrets.read(record('tun_d', 'SHA256:d1'));
-    expect(await secrets.recheck(record('tun_d', 'SHA256:d1'), confirmed)).toBeUndefined();
+    expect(await secrets.recheck(record('tun_d', 'SHA256:d1'), confirmed, logger)).toBeUndefined();
     expect(reads('tun_d')).toBe(2);
     secrets.forget('tun_d');
     await secrets.read(record('tun_d', 'SHA256:d1'));
     await write('tun_d', { keys: [key('d1')], password: 'changed again' });
     const stale = await secrets.read(record('tun_d', 'SHA256:d1'));
-    const fresher = await secrets.recheck(record('tun_d', 'SHA256:d1'), stale);
+    const fresher = await secrets.recheck(record('tun_d', 'SHA256:d1'), stale, logger);
     expect(fresher?.secret.password).toBe('changed again');
     expect(reads('tun_d')).toBe(4);
   });
