@@ -20,6 +20,11 @@ export interface Figure {
   unit: string;
   ours: number | null;
   openssh: number | null;
+  /**
+   * Without an OpenSSH counterpart, what the ratio is taken against instead (e.g. the same figure
+   * at 1 tunnel); the note says which.
+   */
+  baseline?: number | null;
   target?: Target;
   /** Shown under the table: ciphers, counts, how the figure was taken. */
   note?: string;
@@ -49,11 +54,12 @@ export interface BenchResults {
   details: Record<string, unknown>;
 }
 
-/** ours ÷ OpenSSH, when both were measured. */
+/** ours ÷ OpenSSH when both were measured, else ours ÷ the figure's baseline when it has one. */
 export function ratioOf(figure: Figure): number | null {
-  if (figure.ours === null || figure.openssh === null || figure.openssh === 0) return null;
-  if (!Number.isFinite(figure.ours) || !Number.isFinite(figure.openssh)) return null;
-  return figure.ours / figure.openssh;
+  const against = figure.openssh ?? figure.baseline ?? null;
+  if (figure.ours === null || against === null || against === 0) return null;
+  if (!Number.isFinite(figure.ours) || !Number.isFinite(against)) return null;
+  return figure.ours / against;
 }
 
 /** Three significant digits at most, without trailing noise (1234, 12.3, 0.771). */

@@ -53,6 +53,8 @@ export interface BenchStack {
     service: { host: string; port: number },
     publicKey: string,
   ): Promise<{ id: string; port: number }[]>;
+  /** Deletes tunnels `addReverseTunnels` wrote, as the API's delete does in the table. */
+  deleteTunnels(tunnels: { id: string; port: number }[]): Promise<void>;
   env: Record<string, string>;
   /** The stack's log lines so far (parsed JSON). */
   logs(): Record<string, unknown>[];
@@ -68,7 +70,7 @@ export async function startBenchStack(cleanup: Cleanup, options: StackOptions): 
   const javas = await descendantsNamed('java');
   cleanup.add('DynamoDB Local java', () => killIfNamed(javas, 'java'));
   cleanup.add('DynamoDB Local', () => dynamo.stop());
-  const proxy = await startCountingProxy(dynamo.endpoint);
+  const proxy = await startCountingProxy(dynamo.endpoint, { meter: true });
   cleanup.add('DynamoDB counting proxy', () => proxy.close());
   const direct = createDynamoClients({ region: 'us-east-1', endpoint: dynamo.endpoint });
   cleanup.add('DynamoDB client', () => direct.client.destroy());
@@ -160,6 +162,16 @@ export async function startBenchStack(cleanup: Cleanup, options: StackOptions): 
       await Promise.all(Array.from({ length: 16 }, worker));
       return created;
     },
+    async deleteTunnels(tunnels) {
+      let next = 0;
+      const worker = async () => {
+        for (let i = next++; i < tunnels.length; i = next++) {
+          const tunnel = tunnels[i];
+          if (tunnel) await tunnelStore.deleteTunnel({ ...tunnel, workspaceId: DEFAULT_WORKSPACE });
+        }
+      };
+      await Promise.all(Array.from({ length: 16 }, worker));
+    },
   };
 }
 
@@ -195,6 +207,17 @@ export class ApiClient {
     const text = await res.text();
     const ms = performance.now() - started;
     return { status: res.status, json: text ? JSON.parse(text) : undefined, ms };
+  }
+
+  /** GET /metrics (the operator's Prometheus text). */
+  async metricsText(): Promise<string> {
+    const res = await fetch(`${this.baseUrl}/metrics`, {
+      headers: { Authorization: `Bearer ${this.adminToken}` },
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`GET /metrics: ${res.status} ${text.slice(0, 200)}`);
+    return text;
   }
 
   /** Adds workspaces until there are `count` API keys. */

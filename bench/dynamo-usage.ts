@@ -1,0 +1,190 @@
+/**
+ * DynamoDB reads and writes in steady state: what reaches DynamoDB Local through the metering
+ * proxy over a window, at 1 idle tunnel and at more, in the units on-demand DynamoDB bills (read
+ * and write request units, as DynamoDB reports them for each request) and in items. "Steady"
+ * means after the sweeper has recorded every tunnel as up (read straight from the table), since
+ * coming up is a transition and transitions are supposed to cost. DESIGN.md: steady-state reads
+ * and writes are flat in the number of tunnels, so each count must stay within 2× the 1-tunnel one.
+ */
+import { METRIC_PREFIX } from '../shared/metrics/operator-metrics';
+import { waitFor } from '../test/helpers/wait-for';
+import type { Bench } from './context';
+import type { Figure } from './report';
+import type { DynamoUsage } from './support/dynamo-proxy';
+
+/** Every count within this factor of the 1-tunnel count. */
+export const FLAT_FACTOR = 2;
+
+export interface PerMinute {
+  readUnits: number;
+  writeUnits: number;
+  itemsRead: number;
+  itemsWritten: number;
+  requests: number;
+}
+
+export interface UsageCount {
+  tunnels: number;
+  windowMs: number;
+  settleMs: number;
+  perMinute: PerMinute;
+  /** Everything in the window, unscaled (requests by operation included). */
+  usage: DynamoUsage;
+  /** Mean duration of the status sweeps that ended in the window (the operator metric), if any. */
+  sweepMs: number | null;
+  sweeps: number;
+  /**
+   * What the step's logins cost beyond the steady rate: from the first login of the step until
+   * the sweeper recorded every tunnel up, less the steady rate over that time, per login (the
+   * login's reads, the state write, the recorded transition). An estimate: the steady rate is the
+   * one at the step's end, when the table was at its largest.
+   */
+  perLogin?: { logins: number; readUnits: number; writeUnits: number };
+}
+
+/** `<prefix>sweep_duration_seconds_{sum,count}` from the stack's Prometheus text. */
+export function sweepTotals(metricsText: string): { seconds: number; count: number } | undefined {
+  const value = (name: string) => {
+    const line = metricsText.split('\n').find((l) => l.startsWith(`${METRIC_PREFIX}${name} `));
+    const parsed = line ? Number(line.slice(line.indexOf(' ') + 1)) : Number.NaN;
+    return Number.isFinite(parsed) ? parsed : undefined;
+  };
+  const seconds = value('sweep_duration_seconds_sum');
+  const count = value('sweep_duration_seconds_count');
+  return seconds === undefined || count === undefined ? undefined : { seconds, count };
+}
+
+/** `usage` over `windowMs`, per minute. */
+export function perMinute(usage: DynamoUsage, windowMs: number): PerMinute {
+  const scale = 60_000 / windowMs;
+  const requests = Object.values(usage.requests).reduce((sum, n) => sum + n, 0);
+  return {
+    readUnits: usage.readUnits * scale,
+    writeUnits: usage.writeUnits * scale,
+    itemsRead: usage.itemsRead * scale,
+    itemsWritten: usage.itemsWritten * scale,
+    requests: requests * scale,
+  };
+}
+
+/** `total` less `ratePerMinute` over `ms`, per one of `n`, never below 0. */
+export function beyondSteady(total: number, ratePerMinute: number, ms: number, n: number): number {
+  return Math.max(0, total - (ratePerMinute * ms) / 60_000) / n;
+}
+
+/**
+ * Waits until the sweeper has recorded `ids` as up, then meters DynamoDB for the window; with
+ * `logins` (the step's logins and when they started), also what they cost beyond the steady rate.
+ */
+export async function countSteadyUsage(
+  bench: Bench,
+  ids: string[],
+  settleBudgetMs: number,
+  logins?: { count: number; from: number },
+): Promise<UsageCount> {
+  const { stack, settings } = bench;
+  const settleStarted = Date.now();
+  await waitFor(
+    async () => {
+      const states = await stack.persistedStates(ids);
+      const up = ids.filter((id) => states.get(id) === 'up').length;
+      return up === ids.length || (false as const);
+    },
+    settleBudgetMs,
+    { what: `the sweeper recording ${ids.length} tunnels as up`, intervalMs: 1_000 },
+  );
+  const settled = Date.now();
+  const settleMs = settled - settleStarted;
+  bench.log(
+    `  ${ids.length} tunnels recorded up after ${settleMs} ms; metering DynamoDB for ${settings.dynamoWindowMs} ms`,
+  );
+  const sweepsBefore = sweepTotals(await stack.api.metricsText());
+  const from = Date.now();
+  await new Promise((resolve) => setTimeout(resolve, settings.dynamoWindowMs));
+  const to = Date.now();
+  const sweepsAfter = sweepTotals(await stack.api.metricsText());
+  await stack.proxy.answered(to, 10_000);
+  const usage = stack.proxy.usageBetween(from, to);
+  const sweeps = sweepsBefore && sweepsAfter ? sweepsAfter.count - sweepsBefore.count : 0;
+  const sweepMs =
+    sweepsBefore && sweepsAfter && sweeps > 0
+      ? ((sweepsAfter.seconds - sweepsBefore.seconds) * 1000) / sweeps
+      : null;
+  const count: UsageCount = {
+    tunnels: ids.length,
+    windowMs: to - from,
+    settleMs,
+    perMinute: perMinute(usage, to - from),
+    usage,
+    sweepMs,
+    sweeps,
+  };
+  if (logins && logins.count > 0) {
+    const during = stack.proxy.usageBetween(logins.from, settled);
+    const ms = settled - logins.from;
+    count.perLogin = {
+      logins: logins.count,
+      readUnits: beyondSteady(during.readUnits, count.perMinute.readUnits, ms, logins.count),
+      writeUnits: beyondSteady(during.writeUnits, count.perMinute.writeUnits, ms, logins.count),
+    };
+  }
+  bench.log(
+    `  ${ids.length} tunnels: ${count.perMinute.readUnits.toFixed(1)} read units/min, ` +
+      `${count.perMinute.writeUnits.toFixed(1)} write units/min; ${sweeps} sweeps` +
+      (sweepMs === null ? '' : ` of ${Math.round(sweepMs)} ms`),
+  );
+  return count;
+}
+
+const tunnelsText = (n: number) => `${n.toLocaleString('en-US')} idle tunnel${n === 1 ? '' : 's'}`;
+
+/**
+ * Reads and writes per minute at each size, each larger size against the 1-tunnel figure (the
+ * ratio column is taken against it), and the sweep's duration at each size.
+ */
+export function dynamoFigures(counts: UsageCount[]): Figure[] {
+  const one = counts.find((c) => c.tunnels === 1);
+  const window = `${Math.round((counts[0]?.windowMs ?? 0) / 1000)} s windows scaled to a minute`;
+  const rows = (kind: 'reads' | 'writes'): Figure[] =>
+    counts.map((count) => {
+      const value = kind === 'reads' ? count.perMinute.readUnits : count.perMinute.writeUnits;
+      const items = kind === 'reads' ? count.perMinute.itemsRead : count.perMinute.itemsWritten;
+      const baseline = one ? (kind === 'reads' ? one.perMinute.readUnits : one.perMinute.writeUnits) : null;
+      const isBaseline = count === one;
+      return {
+        id: `dynamo.${kind}.${count.tunnels}`,
+        label: `DynamoDB ${kind} per minute, ${tunnelsText(count.tunnels)}`,
+        unit: `${kind === 'reads' ? 'read' : 'write'} units/min`,
+        ours: value,
+        openssh: null,
+        ...(isBaseline
+          ? {}
+          : {
+              baseline,
+              target: {
+                text: `≤ ${FLAT_FACTOR}× the 1-tunnel figure`,
+                met: baseline === null ? null : value <= FLAT_FACTOR * baseline,
+              },
+            }),
+        note:
+          `${Math.round(items).toLocaleString('en-US')} items ${kind === 'reads' ? 'read' : 'written'}/min` +
+          (isBaseline
+            ? `; ${window}; request units as DynamoDB reports them (ReturnConsumedCapacity), the unit on-demand tables bill; ` +
+              'ratio: ÷ this 1-tunnel figure'
+            : '') +
+          (count.usage.unmetered > 0 ? `; ${count.usage.unmetered} requests without units` : '') +
+          (kind === 'writes' && count.usage.estimatedWrites > 0
+            ? `; ${count.usage.estimatedWrites} writes refused by their condition, units estimated`
+            : ''),
+      };
+    });
+  const sweeps: Figure[] = counts.map((count) => ({
+    id: `dynamo.sweep.${count.tunnels}`,
+    label: `Status sweep, ${tunnelsText(count.tunnels)}`,
+    unit: 'ms',
+    ours: count.sweepMs,
+    openssh: null,
+    note: `mean of the ${count.sweeps} sweeps that ended in the window (${METRIC_PREFIX}sweep_duration_seconds)`,
+  }));
+  return [...rows('reads'), ...rows('writes'), ...sweeps];
+}
