@@ -139,21 +139,48 @@ export async function countSteadyUsage(
 const tunnelsText = (n: number) => `${n.toLocaleString('en-US')} idle tunnel${n === 1 ? '' : 's'}`;
 
 /**
- * Reads and writes per minute at each size, each larger size against the 1-tunnel figure (the
- * ratio column is taken against it), and the sweep's duration at each size.
+ * Reads and writes per minute at each of `sizes` (1 first), each larger size against the 1-tunnel
+ * figure (the ratio column is taken against it), and the sweep's duration at each size; a size not
+ * counted shows as not measured.
  */
-export function dynamoFigures(counts: UsageCount[]): Figure[] {
+export function dynamoFigures(counts: UsageCount[], sizes: number[]): Figure[] {
   const one = counts.find((c) => c.tunnels === 1);
   const window = `${Math.round((counts[0]?.windowMs ?? 0) / 1000)} s windows scaled to a minute`;
   const rows = (kind: 'reads' | 'writes'): Figure[] =>
-    counts.map((count) => {
-      const value = kind === 'reads' ? count.perMinute.readUnits : count.perMinute.writeUnits;
-      const items = kind === 'reads' ? count.perMinute.itemsRead : count.perMinute.itemsWritten;
-      const baseline = one ? (kind === 'reads' ? one.perMinute.readUnits : one.perMinute.writeUnits) : null;
-      const isBaseline = count === one;
+    sizes.map((tunnels) => {
+      const count = counts.find((c) => c.tunnels === tunnels);
+      const pick = (c: UsageCount | undefined) =>
+        c ? (kind === 'reads' ? c.perMinute.readUnits : c.perMinute.writeUnits) : null;
+      const value = pick(count);
+      const baseline = pick(one);
+      const isBaseline = tunnels === 1;
+      const items = count
+        ? kind === 'reads'
+          ? count.perMinute.itemsRead
+          : count.perMinute.itemsWritten
+        : null;
+      const notes = [
+        ...(items === null ? ['not counted (see the phase errors in results.json)'] : []),
+        ...(items === null
+          ? []
+          : [
+              `${Math.round(items).toLocaleString('en-US')} items ${kind === 'reads' ? 'read' : 'written'}/min`,
+            ]),
+        ...(isBaseline
+          ? [
+              window,
+              'request units as DynamoDB reports them (ReturnConsumedCapacity), the unit on-demand tables bill',
+              'ratio: ÷ this 1-tunnel figure',
+            ]
+          : []),
+        ...(count && count.usage.unmetered > 0 ? [`${count.usage.unmetered} requests without units`] : []),
+        ...(kind === 'writes' && count && count.usage.estimatedWrites > 0
+          ? [`${count.usage.estimatedWrites} writes refused by their condition, units estimated`]
+          : []),
+      ];
       return {
-        id: `dynamo.${kind}.${count.tunnels}`,
-        label: `DynamoDB ${kind} per minute, ${tunnelsText(count.tunnels)}`,
+        id: `dynamo.${kind}.${tunnels}`,
+        label: `DynamoDB ${kind} per minute, ${tunnelsText(tunnels)}`,
         unit: `${kind === 'reads' ? 'read' : 'write'} units/min`,
         ours: value,
         openssh: null,
@@ -163,28 +190,24 @@ export function dynamoFigures(counts: UsageCount[]): Figure[] {
               baseline,
               target: {
                 text: `≤ ${FLAT_FACTOR}× the 1-tunnel figure`,
-                met: baseline === null ? null : value <= FLAT_FACTOR * baseline,
+                met: baseline === null || value === null ? null : value <= FLAT_FACTOR * baseline,
               },
             }),
-        note:
-          `${Math.round(items).toLocaleString('en-US')} items ${kind === 'reads' ? 'read' : 'written'}/min` +
-          (isBaseline
-            ? `; ${window}; request units as DynamoDB reports them (ReturnConsumedCapacity), the unit on-demand tables bill; ` +
-              'ratio: ÷ this 1-tunnel figure'
-            : '') +
-          (count.usage.unmetered > 0 ? `; ${count.usage.unmetered} requests without units` : '') +
-          (kind === 'writes' && count.usage.estimatedWrites > 0
-            ? `; ${count.usage.estimatedWrites} writes refused by their condition, units estimated`
-            : ''),
+        note: notes.join('; '),
       };
     });
-  const sweeps: Figure[] = counts.map((count) => ({
-    id: `dynamo.sweep.${count.tunnels}`,
-    label: `Status sweep, ${tunnelsText(count.tunnels)}`,
-    unit: 'ms',
-    ours: count.sweepMs,
-    openssh: null,
-    note: `mean of the ${count.sweeps} sweeps that ended in the window (${METRIC_PREFIX}sweep_duration_seconds)`,
-  }));
+  const sweeps: Figure[] = sizes.map((tunnels) => {
+    const count = counts.find((c) => c.tunnels === tunnels);
+    return {
+      id: `dynamo.sweep.${tunnels}`,
+      label: `Status sweep, ${tunnelsText(tunnels)}`,
+      unit: 'ms',
+      ours: count?.sweepMs ?? null,
+      openssh: null,
+      note: count
+        ? `mean of the ${count.sweeps} sweeps that ended in the window (${METRIC_PREFIX}sweep_duration_seconds)`
+        : 'not counted',
+    };
+  });
   return [...rows('reads'), ...rows('writes'), ...sweeps];
 }

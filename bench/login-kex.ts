@@ -94,7 +94,11 @@ export async function measureLoginKex(bench: Bench): Promise<Measured> {
     clients.loginRate(target, sessions, options(kex, 1_000));
   const [java] = await descendantsNamed('java');
   const sshdPid = await sshd.listenerPid();
-  const oursSessions = (await poolTunnels(bench, CONCURRENCY)).map(({ id, port }) => ({ username: id, bindAddr: 'localhost', bindPort: port }));
+  const oursSessions = (await poolTunnels(bench, CONCURRENCY)).map(({ id, port }) => ({
+    username: id,
+    bindAddr: 'localhost',
+    bindPort: port,
+  }));
   const sshdSessions = Array.from({ length: CONCURRENCY }, () => ({
     username: sshd.user,
     bindAddr: 'localhost',

@@ -48,7 +48,8 @@ export function measuredFrom(results: unknown): { measured: Measured; provenance
   }
   const { details, figures } = parsed.data;
   const memory = figures.find((f) => f.id === 'idle.memory')?.ours;
-  if (memory === undefined || memory === null) throw new Error('bench/results.json has no idle.memory figure');
+  if (memory === undefined || memory === null)
+    throw new Error('bench/results.json has no idle.memory figure');
   const counts = [...details.idle.ours.dynamo].sort((a, b) => a.tunnels - b.tunnels);
   if (counts[0]?.tunnels !== 1) throw new Error('bench/results.json has no DynamoDB count at 1 tunnel');
   // Per login: the logins of every step together.

@@ -189,7 +189,9 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
     );
   }
   if (1 + connectNlbs > REGION_NLB_QUOTA) {
-    limits.push(`${count(1 + connectNlbs)} load balancers: the region's default quota is ${REGION_NLB_QUOTA}`);
+    limits.push(
+      `${count(1 + connectNlbs)} load balancers: the region's default quota is ${REGION_NLB_QUOTA}`,
+    );
   }
   if (tunnels > REGION_TARGET_GROUP_QUOTA) {
     limits.push(
@@ -204,7 +206,8 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
   );
   const connectNlcu = (tunnels * a.gbPerTunnelDay) / 24;
   const nlb =
-    (1 + connectNlbs) * p.nlbHour.usd * HOURS_PER_MONTH + (publicNlcu + connectNlcu) * p.nlcuHour.usd * HOURS_PER_MONTH;
+    (1 + connectNlbs) * p.nlbHour.usd * HOURS_PER_MONTH +
+    (publicNlcu + connectNlcu) * p.nlcuHour.usd * HOURS_PER_MONTH;
 
   // NAT: standard tunnels' SSH to bastions leaves through it (DynamoDB has a gateway endpoint).
   const natGb = standard * a.natGbPerStandardTunnelDay * DAYS_PER_MONTH;
@@ -263,7 +266,8 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
   // CloudWatch: logs (kept a month), VPC flow logs of every connection and health check, metrics, alarms.
   const logGb = (tunnels * a.logBytesPerTunnelDay * DAYS_PER_MONTH) / GB;
   const flowRecordsPerDay =
-    tunnels * a.flowRecordsPerConnectionDay + tunnels * tasks * a.healthChecksPerPortTaskDay * a.flowRecordsPerHealthCheck;
+    tunnels * a.flowRecordsPerConnectionDay +
+    tunnels * tasks * a.healthChecksPerPortTaskDay * a.flowRecordsPerHealthCheck;
   const flowLogGb = (flowRecordsPerDay * a.flowLogBytesPerRecord * DAYS_PER_MONTH) / GB;
   const logs = (logGb + flowLogGb) * (p.logsIngestedGb.usd + p.logsStoredGbMonth.usd);
   const metrics = a.customMetrics * p.metricMonth.usd + a.alarms * p.alarmMonth.usd;
@@ -279,7 +283,11 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
       usd: nlb,
       detail: `1 public + ${count(connectNlbs)} connect (${portsPerNlb} ports each); ${(publicNlcu + connectNlcu).toFixed(2)} NLCU`,
     },
-    { name: 'NAT gateways', usd: nat, detail: `${a.availabilityZones} gateways, ${count(natGb)} GB processed` },
+    {
+      name: 'NAT gateways',
+      usd: nat,
+      detail: `${a.availabilityZones} gateways, ${count(natGb)} GB processed`,
+    },
     { name: 'Data transfer out', usd: dataOut, detail: `${count(natGb * a.natOutShare)} GB` },
     { name: 'Public IPv4 addresses', usd: publicIps, detail: `${2 * a.availabilityZones} addresses` },
     { name: 'DynamoDB reads', usd: dynamoReads, detail: `${count(readUnits / 1e6)} M read units` },
@@ -291,13 +299,21 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
       detail: `${count(invocations / 1e6)} M requests, ${count(gbSeconds)} GB-s`,
     },
     { name: 'API Gateway (HTTP API)', usd: apiGateway, detail: `${count(calls / 1e6)} M requests` },
-    { name: 'Secrets Manager', usd: secretsUsd, detail: `${count(secrets)} secrets, ${count(secretCalls)} calls` },
+    {
+      name: 'Secrets Manager',
+      usd: secretsUsd,
+      detail: `${count(secrets)} secrets, ${count(secretCalls)} calls`,
+    },
     {
       name: 'CloudWatch logs (incl. VPC flow logs)',
       usd: logs,
       detail: `${count(logGb)} GB logs + ${count(flowLogGb)} GB flow logs`,
     },
-    { name: 'CloudWatch metrics and alarms', usd: metrics, detail: `${a.customMetrics} metrics, ${a.alarms} alarms` },
+    {
+      name: 'CloudWatch metrics and alarms',
+      usd: metrics,
+      detail: `${a.customMetrics} metrics, ${a.alarms} alarms`,
+    },
   ];
   for (const c of components) if (!Number.isFinite(c.usd)) throw new Error(`${c.name}: ${usd(c.usd)}`);
   return {

@@ -43,7 +43,11 @@ export const PRICES = {
   httpApiMillion: { usd: 1.0, per: 'million HTTP API requests', source: API_GATEWAY },
   secretMonth: { usd: 0.4, per: 'secret-month', source: SECRETS },
   secretCalls10k: { usd: 0.05, per: '10,000 Secrets Manager API calls', source: SECRETS },
-  logsIngestedGb: { usd: 0.5, per: 'GB of logs ingested (standard, and vended logs such as flow logs)', source: CLOUDWATCH },
+  logsIngestedGb: {
+    usd: 0.5,
+    per: 'GB of logs ingested (standard, and vended logs such as flow logs)',
+    source: CLOUDWATCH,
+  },
   logsStoredGbMonth: { usd: 0.03, per: 'GB-month of logs stored', source: CLOUDWATCH },
   metricMonth: { usd: 0.3, per: 'custom metric-month (first 10,000)', source: CLOUDWATCH },
   alarmMonth: { usd: 0.1, per: 'standard-resolution alarm metric-month', source: CLOUDWATCH },

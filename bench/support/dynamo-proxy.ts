@@ -45,6 +45,8 @@ export interface DynamoUsage {
   itemsWritten: number;
   /** Writes refused by their condition, whose units are estimated (dynamo-metering.ts). */
   estimatedWrites: number;
+  /** Reads DynamoDB Local reported below what DynamoDB bills at least, counted at that floor. */
+  raisedReads: number;
   /** Reads and writes whose answer carried no units (not metered, unreadable, or still pending). */
   unmetered: number;
 }
@@ -75,7 +77,10 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-export async function startCountingProxy(upstream: string, options: ProxyOptions = {}): Promise<CountingProxy> {
+export async function startCountingProxy(
+  upstream: string,
+  options: ProxyOptions = {},
+): Promise<CountingProxy> {
   const target = new URL(upstream);
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   let events: DynamoEvent[] = [];
@@ -204,6 +209,7 @@ export async function startCountingProxy(upstream: string, options: ProxyOptions
         itemsRead: 0,
         itemsWritten: 0,
         estimatedWrites: 0,
+        raisedReads: 0,
         unmetered: 0,
       };
       for (const event of events) {
@@ -217,6 +223,7 @@ export async function startCountingProxy(upstream: string, options: ProxyOptions
         if (metered.kind === 'other') continue;
         if (metered.units === null) usage.unmetered++;
         if (metered.estimated) usage.estimatedWrites++;
+        if (metered.raised) usage.raisedReads++;
         if (metered.kind === 'read') {
           usage.readUnits += metered.units ?? 0;
           usage.itemsRead += metered.items;

@@ -5,11 +5,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { COST_MODEL_MD, costSection, RESULTS_JSON } from '../../bench/cost-model';
 import { measuredFrom } from '../../bench/cost/inputs';
 import { ASSUMPTIONS, type Assumptions, estimate, interpolate, type Measured } from '../../bench/cost/model';
 import { PRICES } from '../../bench/cost/prices';
 import { formatUsd, replaceSection, sectionOf } from '../../bench/cost/render';
+import { COST_MODEL_MD, costSection, RESULTS_JSON } from '../../bench/cost-model';
 
 const MEASURED: Measured = {
   dynamo: [
@@ -31,7 +31,8 @@ const QUIET: Assumptions = {
   apiCallsPerTunnelDay: 0,
 };
 
-const usdOf = (e: ReturnType<typeof estimate>, name: string) => e.components.find((c) => c.name === name)?.usd;
+const usdOf = (e: ReturnType<typeof estimate>, name: string) =>
+  e.components.find((c) => c.name === name)?.usd;
 
 describe('interpolate', () => {
   const points = [
@@ -86,7 +87,10 @@ describe('estimate', () => {
     const quiet = estimate(100, MEASURED, QUIET, PRICES).quantities;
     const e = estimate(100, MEASURED, busy, PRICES).quantities;
     // 100 tunnels × 2 logins × 30 days × 3 read units; 100 × 10 calls × 30 days × 2 read units.
-    expect(e.readUnitsPerMonth - quiet.readUnitsPerMonth).toBeCloseTo(100 * 2 * 30 * 3 + 100 * 10 * 30 * 2, 3);
+    expect(e.readUnitsPerMonth - quiet.readUnitsPerMonth).toBeCloseTo(
+      100 * 2 * 30 * 3 + 100 * 10 * 30 * 2,
+      3,
+    );
     // Each login's `up` and the `down` before the next: 2 × 5 write units.
     expect(e.writeUnitsPerMonth - quiet.writeUnitsPerMonth).toBeCloseTo(100 * 2 * 30 * 10, 3);
   });
@@ -136,9 +140,9 @@ describe('formatUsd', () => {
 
 describe('the page', () => {
   it('refuses results without the counts it needs, naming them', () => {
-    expect(() => measuredFrom({ mode: 'full', command: 'npm run bench', startedAt: 'x', figures: [] })).toThrow(
-      /lacks what the cost model needs \(details\)/,
-    );
+    expect(() =>
+      measuredFrom({ mode: 'full', command: 'npm run bench', startedAt: 'x', figures: [] }),
+    ).toThrow(/lacks what the cost model needs \(details\)/);
   });
 
   it('replaces only the generated section', () => {

@@ -1,7 +1,7 @@
 /**
  * What one DynamoDB request costs as the bench's proxy meters it: units from the answer's
- * ConsumedCapacity, items from the request and the answer, refused writes estimated, other
- * failures free.
+ * ConsumedCapacity (raised to what DynamoDB bills at least), items from the request and the
+ * answer, refused writes estimated, other failures free.
  */
 import { describe, expect, it } from 'vitest';
 import { capacityUnits, meter, withCapacityRequested } from '../../bench/support/dynamo-metering';
@@ -67,24 +67,74 @@ describe('meter', () => {
     ['UpdateItem', {}, { ConsumedCapacity: { CapacityUnits: 1 } }, 'write', 1, 1],
     ['ListTables', {}, {}, 'other', 0, 0],
   ])('%s', (operation, request, answer, kind, units, items) => {
-    expect(meter(operation, request, 200, answer)).toEqual({ kind, units, items, estimated: false });
+    expect(meter(operation, request, 200, answer)).toEqual({
+      kind,
+      units,
+      items,
+      estimated: false,
+      raised: false,
+    });
+  });
+
+  it.each([
+    // 100 keys asked, 20 left: 80 read, at least half a unit each (DynamoDB Local: 0 for missing ones).
+    [
+      'BatchGetItem',
+      { RequestItems: { t: { Keys: keys(100) } } },
+      { UnprocessedKeys: { t: { Keys: keys(20) } } },
+      40,
+    ],
+    ['BatchGetItem', { RequestItems: { t: { Keys: keys(3), ConsistentRead: true } } }, {}, 3],
+    ['Query', {}, { Count: 0, ScannedCount: 0 }, 0.5],
+    ['Query', { ConsistentRead: true }, { Count: 0, ScannedCount: 0 }, 1],
+    ['TransactGetItems', { TransactItems: [{ Get: {} }, { Get: {} }] }, {}, 4],
+  ])('raises a reported %s below what DynamoDB bills at least to %d', (operation, request, answer, floor) => {
+    const metered = meter(operation, request, 200, { ...answer, ConsumedCapacity: { CapacityUnits: 0 } });
+    expect(metered).toMatchObject({ units: floor, raised: true });
+    expect(
+      meter(operation, request, 200, { ...answer, ConsumedCapacity: { CapacityUnits: 50 } }),
+    ).toMatchObject({
+      units: 50,
+      raised: false,
+    });
   });
 
   it('estimates a write refused by its condition (billed, reported without units)', () => {
     const refused = { __type: 'com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException' };
-    expect(meter('PutItem', {}, 400, refused)).toEqual({ kind: 'write', units: 1, items: 1, estimated: true });
+    expect(meter('PutItem', {}, 400, refused)).toEqual({
+      kind: 'write',
+      units: 1,
+      items: 1,
+      estimated: true,
+      raised: false,
+    });
     const cancelled = { __type: 'com.amazonaws.dynamodb.v20120810#TransactionCanceledException' };
-    expect(meter('TransactWriteItems', { TransactItems: [{ Put: {} }, { Delete: {} }] }, 400, cancelled)).toEqual({
+    expect(
+      meter('TransactWriteItems', { TransactItems: [{ Put: {} }, { Delete: {} }] }, 400, cancelled),
+    ).toEqual({
       kind: 'write',
       units: 4,
       items: 2,
       estimated: true,
+      raised: false,
     });
   });
 
   it('counts nothing for other failures', () => {
     const throttled = { __type: 'com.amazonaws.dynamodb.v20120810#ThrottlingException' };
-    expect(meter('PutItem', {}, 400, throttled)).toEqual({ kind: 'write', units: 0, items: 0, estimated: false });
-    expect(meter('GetItem', {}, 502, undefined)).toEqual({ kind: 'read', units: 0, items: 0, estimated: false });
+    expect(meter('PutItem', {}, 400, throttled)).toEqual({
+      kind: 'write',
+      units: 0,
+      items: 0,
+      estimated: false,
+      raised: false,
+    });
+    expect(meter('GetItem', {}, 502, undefined)).toEqual({
+      kind: 'read',
+      units: 0,
+      items: 0,
+      estimated: false,
+      raised: false,
+    });
   });
 });

@@ -133,11 +133,13 @@ describe('metering', () => {
         requests: { PutItem: 3, GetItem: 2, BatchGetItem: 1, ListTables: 1 },
         // 1 KB per write unit: 1 + 3; the refused write estimated at 1.
         writeUnits: 1 + 3 + 1,
-        // 4 KB per read unit, half when eventually consistent: 0.5 + 1, then 0.5 × 3 in the batch.
+        // 4 KB per read unit, half when eventually consistent: 0.5 + 1, then 0.5 × 3 in the batch
+        // (DynamoDB Local reports 0 for the missing key, DynamoDB bills it: raised to the floor).
         readUnits: 0.5 + 1 + 1.5,
         itemsRead: 1 + 1 + 3,
         itemsWritten: 3,
         estimatedWrites: 1,
+        raisedReads: 1,
         unmetered: 0,
       });
     } finally {
