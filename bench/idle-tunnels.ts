@@ -9,11 +9,15 @@ import type { Bench, Measured } from './context';
 import { countSteadyUsage, dynamoFigures, type UsageCount } from './dynamo-usage';
 import { latencyFigures, sampleNewConnections } from './new-connection';
 import type { Figure } from './report';
-import { rssBytes, treePssBytes } from './support/procfs';
+import { openFileCount, rssBytes, treePssBytes } from './support/procfs';
 import { median } from './support/stats';
 import type { ForwardSession } from './support/tunnel-clients-protocol';
 
 const WARM_UP_LOGINS = 50;
+/** Descriptors an idle reverse tunnel holds in the gateway (its SSH connection, its listener), until measured. */
+const FDS_PER_TUNNEL = 2;
+/** Descriptors left for everything else the stack opens meanwhile (DynamoDB and API sockets, probes). */
+const FD_RESERVE = 500;
 
 const CUSTOMERS_NOTE =
   'customers are ssh2 1.17 Clients in one separate process, each logging in with its key and holding one ' +
@@ -62,6 +66,8 @@ async function idleOurs(bench: Bench): Promise<{
   /** RSS at moments of the run, for the per-tunnel slope and the record. */
   rssTimeline: { at: string; tunnels: number; bytes: number }[];
   dynamo: UsageCount[];
+  /** The DynamoDB sizes as held: `dynamoTunnels` unless the open-files limit held fewer. */
+  countedSizes: number[];
   latencyAtLoad: number[];
   openMs: number;
   writeMs: number;
@@ -115,43 +121,62 @@ async function idleOurs(bench: Bench): Promise<{
     measured = await withGroup(bench, 'idle-ours', async () => {
       let opened = 0;
       let checkpoint = 0;
+      const countedSizes = [1];
       let openMs = 0;
       const errors: string[] = [];
+      let fdsPerTunnel = FDS_PER_TUNNEL;
+      const fdsAtStart = await openFileCount(stack.pid);
       for (const step of steps) {
-        await write(step);
+        // As many as the open-files limit leaves room for, in whole hundreds with the stock one.
+        const room = Math.floor(
+          (stack.openFiles - (await openFileCount(stack.pid)) - FD_RESERVE) / fdsPerTunnel,
+        );
+        const target = step <= opened + room ? step : Math.floor((opened + room + 1) / 100) * 100 - 1;
+        if (target < step) {
+          const why =
+            `held ${target + 1} idle tunnels, not ${step + 1}: the gateway's open-files limit of ` +
+            `${stack.openFiles} (hard RLIMIT_NOFILE; raising it needs CAP_SYS_RESOURCE) leaves room for no more ` +
+            `at ${fdsPerTunnel.toFixed(2)} descriptors a tunnel`;
+          bench.log(`  ${why}`);
+          errors.push(why);
+        }
+        if (target <= opened) break;
+        await write(target);
         bench.log(
-          `opening ${step - opened} more idle reverse tunnels on our gateway (${step + 1} with the stock one)`,
+          `opening ${target - opened} more idle reverse tunnels on our gateway (${target + 1} with the stock one)`,
         );
         const stepStarted = Date.now();
-        const result = await open(sessionsOf(written.slice(opened, step)));
+        const result = await open(sessionsOf(written.slice(opened, target)));
         bench.log(`  ${result.opened} open in ${Math.round(result.ms)} ms (${result.failed} failed)`);
         openMs += result.ms;
-        errors.push(...result.errors);
+        errors.push(...result.errors.slice(0, 5));
         if (step !== steps[steps.length - 1]) checkpoint = opened + result.opened;
         opened += result.opened;
-        await rss(`${step + 1}, just opened`, 1 + opened);
-        if (settings.dynamoTunnels.includes(step + 1)) {
-          if (result.failed > 0) {
-            errors.push(`DynamoDB not counted at ${step + 1}: ${result.failed} logins failed`);
-          } else {
-            bench.log(`DynamoDB at ${step + 1} idle tunnels`);
-            const ids = [stockId, ...written.slice(0, step).map((t) => t.id)];
-            try {
-              dynamo.push(
-                await countSteadyUsage(bench, ids, settleBudgetMs(settings.sweepIntervalMs, ids.length), {
-                  count: result.opened,
-                  from: stepStarted,
-                }),
-              );
-            } catch (err) {
-              // The counts so far, memory and latency are still worth having: say why this one is not.
-              const message = err instanceof Error ? err.message : String(err);
-              bench.log(`  DynamoDB not counted at ${step + 1}: ${message}`);
-              errors.push(`DynamoDB not counted at ${step + 1}: ${message.split('\n')[0]}`);
-            }
-            await rss(`${step + 1}, after the DynamoDB window`, 1 + opened);
-          }
+        if (opened > 0) fdsPerTunnel = Math.max(1, ((await openFileCount(stack.pid)) - fdsAtStart) / opened);
+        await rss(`${target + 1}, just opened`, 1 + opened);
+        if (!settings.dynamoTunnels.includes(step + 1)) continue;
+        countedSizes.push(target + 1);
+        if (result.failed > 0) {
+          errors.push(`DynamoDB not counted at ${target + 1}: ${result.failed} logins failed`);
+          continue;
         }
+        bench.log(`DynamoDB at ${target + 1} idle tunnels`);
+        const ids = [stockId, ...written.slice(0, target).map((t) => t.id)];
+        try {
+          dynamo.push(
+            await countSteadyUsage(bench, ids, settleBudgetMs(settings.sweepIntervalMs, ids.length), {
+              count: result.opened,
+              from: stepStarted,
+            }),
+          );
+        } catch (err) {
+          // The counts so far, memory and latency are still worth having: say why this one is not.
+          const message = err instanceof Error ? err.message : String(err);
+          bench.log(`  DynamoDB not counted at ${target + 1}: ${message}`);
+          errors.push(`DynamoDB not counted at ${target + 1}: ${message.split('\n')[0]}`);
+        }
+        await rss(`${target + 1}, after the DynamoDB window`, 1 + opened);
+        if (target < step) break;
       }
       // Idle, the tunnels still exchange keepalives and the heap saws up and down with collections:
       // the median over a while, not one sample.
@@ -169,6 +194,7 @@ async function idleOurs(bench: Bench): Promise<{
         rssAfter,
         rssTimeline,
         dynamo,
+        countedSizes,
         latencyAtLoad: latency.ours ?? [],
         openMs,
         writeMs,
@@ -278,7 +304,7 @@ export async function measureIdleTunnels(bench: Bench): Promise<Measured> {
       ours.latencyAtLoad,
       undefined,
     ),
-    ...dynamoFigures(ours.dynamo, [1, ...settings.dynamoTunnels]),
+    ...dynamoFigures(ours.dynamo, ours.countedSizes),
   ];
   return {
     figures,
