@@ -72,22 +72,53 @@ export function beyondSteady(total: number, ratePerMinute: number, ms: number, n
   return Math.max(0, total - (ratePerMinute * ms) / 60_000) / n;
 }
 
+/** The stack's sweep totals now (the operator metric), if it reports them. */
+export async function sweepsSoFar(bench: Bench): Promise<{ seconds: number; count: number } | undefined> {
+  return sweepTotals(await bench.stack.api.metricsText());
+}
+
+/** Polls until a sweep ends (the count passes `count`), or `timeoutMs`; the totals then, if one did. */
+async function nextSweepEnd(
+  bench: Bench,
+  count: number,
+  timeoutMs: number,
+): Promise<{ seconds: number; count: number } | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const totals = await sweepsSoFar(bench);
+    if (!totals) return undefined;
+    if (totals.count > count) return totals;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return undefined;
+}
+
 /**
- * Waits until the sweeper has recorded `ids` as up, then meters DynamoDB for the window; with
- * `logins` (the step's logins and when they started), also what they cost beyond the steady rate.
+ * Waits until the sweeper has recorded `ids` as up, then meters DynamoDB over whole sweep periods
+ * (from the end of one sweep to the end of the first one at least `dynamoWindowMs` later: a fixed
+ * window would hold one sweep or two by chance, halving or doubling the reads); with `logins` (the
+ * step's logins, when they started and the sweeps by then), also what they cost beyond the steady
+ * rate.
  */
 export async function countSteadyUsage(
   bench: Bench,
   ids: string[],
   settleBudgetMs: number,
-  logins?: { count: number; from: number },
+  logins?: { count: number; from: number; sweepsAtFrom: number | undefined },
 ): Promise<UsageCount> {
   const { stack, settings } = bench;
   const settleStarted = Date.now();
+  let told = settleStarted;
   await waitFor(
     async () => {
       const states = await stack.persistedStates(ids);
       const up = ids.filter((id) => states.get(id) === 'up').length;
+      if (up < ids.length && Date.now() - told >= 30_000) {
+        told = Date.now();
+        bench.log(
+          `  ${up} of ${ids.length} recorded up after ${Math.round((told - settleStarted) / 1000)} s`,
+        );
+      }
       return up === ids.length || (false as const);
     },
     settleBudgetMs,
@@ -95,21 +126,25 @@ export async function countSteadyUsage(
   );
   const settled = Date.now();
   const settleMs = settled - settleStarted;
-  bench.log(
-    `  ${ids.length} tunnels recorded up after ${settleMs} ms; metering DynamoDB for ${settings.dynamoWindowMs} ms`,
-  );
-  const sweepsBefore = sweepTotals(await stack.api.metricsText());
+  const sweepsAtSettle = await sweepsSoFar(bench);
+  // A sweep over many tunnels takes a while: wait for one to end as long as an interval and a
+  // sweep as long as the settle (which waited for a whole sweep) may take.
+  const sweepWaitMs = 2 * settings.sweepIntervalMs + settleMs + 30_000;
+  const first = sweepsAtSettle ? await nextSweepEnd(bench, sweepsAtSettle.count, sweepWaitMs) : undefined;
   const from = Date.now();
+  bench.log(
+    `  ${ids.length} tunnels recorded up after ${settleMs} ms; metering DynamoDB for ${settings.dynamoWindowMs} ms` +
+      (first ? ' and to the end of the sweep then running' : ' (no sweep metric: a fixed window)'),
+  );
   await new Promise((resolve) => setTimeout(resolve, settings.dynamoWindowMs));
+  const last = first
+    ? await nextSweepEnd(bench, (await sweepsSoFar(bench))?.count ?? first.count, sweepWaitMs)
+    : undefined;
   const to = Date.now();
-  const sweepsAfter = sweepTotals(await stack.api.metricsText());
   await stack.proxy.answered(to, 10_000);
   const usage = stack.proxy.usageBetween(from, to);
-  const sweeps = sweepsBefore && sweepsAfter ? sweepsAfter.count - sweepsBefore.count : 0;
-  const sweepMs =
-    sweepsBefore && sweepsAfter && sweeps > 0
-      ? ((sweepsAfter.seconds - sweepsBefore.seconds) * 1000) / sweeps
-      : null;
+  const sweeps = first && last ? last.count - first.count : 0;
+  const sweepMs = first && last && sweeps > 0 ? ((last.seconds - first.seconds) * 1000) / sweeps : null;
   const count: UsageCount = {
     tunnels: ids.length,
     windowMs: to - from,
@@ -120,17 +155,27 @@ export async function countSteadyUsage(
     sweeps,
   };
   if (logins && logins.count > 0) {
+    // Reads follow the sweeps (each reads every tunnel), writes the clock (heartbeats): take off
+    // the steady reads of as many sweep periods as ended meanwhile, and the steady writes of the time.
     const during = stack.proxy.usageBetween(logins.from, settled);
     const ms = settled - logins.from;
+    const sweepsDuring =
+      logins.sweepsAtFrom !== undefined && sweepsAtSettle
+        ? sweepsAtSettle.count - logins.sweepsAtFrom
+        : undefined;
+    const readsBackground =
+      sweepsDuring !== undefined && sweeps > 0
+        ? (usage.readUnits / sweeps) * sweepsDuring
+        : (count.perMinute.readUnits * ms) / 60_000;
     count.perLogin = {
       logins: logins.count,
-      readUnits: beyondSteady(during.readUnits, count.perMinute.readUnits, ms, logins.count),
+      readUnits: Math.max(0, during.readUnits - readsBackground) / logins.count,
       writeUnits: beyondSteady(during.writeUnits, count.perMinute.writeUnits, ms, logins.count),
     };
   }
   bench.log(
     `  ${ids.length} tunnels: ${count.perMinute.readUnits.toFixed(1)} read units/min, ` +
-      `${count.perMinute.writeUnits.toFixed(1)} write units/min; ${sweeps} sweeps` +
+      `${count.perMinute.writeUnits.toFixed(1)} write units/min over ${Math.round((to - from) / 1000)} s; ${sweeps} sweeps` +
       (sweepMs === null ? '' : ` of ${Math.round(sweepMs)} ms`),
   );
   return count;

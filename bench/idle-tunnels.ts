@@ -6,9 +6,10 @@
  * each size of `dynamoTunnels` (dynamo-usage.ts).
  */
 import type { Bench, Measured } from './context';
-import { countSteadyUsage, dynamoFigures, type UsageCount } from './dynamo-usage';
+import { countSteadyUsage, dynamoFigures, sweepsSoFar, type UsageCount } from './dynamo-usage';
 import { latencyFigures, sampleNewConnections } from './new-connection';
 import type { Figure } from './report';
+import { afterWritesSettle } from './support/dynamo-proxy';
 import { openFileCount, rssBytes, treePssBytes } from './support/procfs';
 import { median } from './support/stats';
 import type { ForwardSession } from './support/tunnel-clients-protocol';
@@ -18,6 +19,9 @@ const WARM_UP_LOGINS = 50;
 const FDS_PER_TUNNEL = 2;
 /** Descriptors left for everything else the stack opens meanwhile (DynamoDB and API sockets, probes). */
 const FD_RESERVE = 500;
+/** Writes a second the stack makes when nothing changes (heartbeats), with room to spare. */
+const QUIET_WRITES_PER_SECOND = 2;
+const CHURN_TIMEOUT_MS = 180_000;
 
 const CUSTOMERS_NOTE =
   'customers are ssh2 1.17 Clients in one separate process, each logging in with its key and holding one ' +
@@ -72,6 +76,8 @@ async function idleOurs(bench: Bench): Promise<{
   openMs: number;
   writeMs: number;
   deleteMs: number;
+  /** How long the stack's writes for the disconnects went on after the delete. */
+  churnMs: number;
   errors: string[];
 }> {
   const { settings, stack, clients, tunnels } = bench;
@@ -109,7 +115,7 @@ async function idleOurs(bench: Bench): Promise<{
     rssTimeline.push({ at, tunnels, bytes });
     return bytes;
   };
-  let measured: Omit<Awaited<ReturnType<typeof idleOurs>>, 'deleteMs'>;
+  let measured: Omit<Awaited<ReturnType<typeof idleOurs>>, 'deleteMs' | 'churnMs'>;
   let deleteStarted = 0;
   try {
     // Warm-up: the login path compiled and its pools allocated before the baseline, so the growth
@@ -145,6 +151,7 @@ async function idleOurs(bench: Bench): Promise<{
         bench.log(
           `opening ${target - opened} more idle reverse tunnels on our gateway (${target + 1} with the stock one)`,
         );
+        const sweepsAtStart = (await sweepsSoFar(bench))?.count;
         const stepStarted = Date.now();
         const result = await open(sessionsOf(written.slice(opened, target)));
         bench.log(`  ${result.opened} open in ${Math.round(result.ms)} ms (${result.failed} failed)`);
@@ -167,6 +174,7 @@ async function idleOurs(bench: Bench): Promise<{
             await countSteadyUsage(bench, ids, settleBudgetMs(settings.sweepIntervalMs, ids.length), {
               count: result.opened,
               from: stepStarted,
+              sweepsAtFrom: sweepsAtStart,
             }),
           );
         } catch (err) {
@@ -202,14 +210,18 @@ async function idleOurs(bench: Bench): Promise<{
       };
     });
   } finally {
-    // Later phases run on the table set-up left: the idle tunnels go, sessions closed first (withGroup).
+    // Later phases run on the table set-up left: the idle tunnels go, sessions closed first
+    // (withGroup), and the stack's writes for their disconnects pass before the next phase.
     bench.log(`deleting the ${written.length} idle-phase tunnels`);
     deleteStarted = performance.now();
     await stack.deleteTunnels(written);
   }
   const deleteMs = performance.now() - deleteStarted;
-  bench.log(`  deleted in ${Math.round(deleteMs)} ms`);
-  return { ...measured, deleteMs };
+  const settledMs = await afterWritesSettle(stack.proxy, QUIET_WRITES_PER_SECOND, CHURN_TIMEOUT_MS);
+  bench.log(
+    `  deleted in ${Math.round(deleteMs)} ms; the disconnects' writes passed ${Math.round(settledMs / 1000)} s later`,
+  );
+  return { ...measured, deleteMs, churnMs: settledMs };
 }
 
 /** sshd: summed PSS of the listener and all its descendants, before and with the tunnels. */

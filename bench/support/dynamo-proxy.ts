@@ -309,6 +309,25 @@ export function writesIn(counts: Record<string, number>): number {
 }
 
 /**
+ * Waits until writes reaching DynamoDB fall to `quietPerSecond` or fewer a second (over the last
+ * two seconds), or `timeoutMs`; resolves with how long it waited. After thousands of tunnels
+ * disconnect, their state writes and recorded transitions take a while on a busy machine.
+ */
+export async function afterWritesSettle(
+  proxy: CountingProxy,
+  quietPerSecond: number,
+  timeoutMs: number,
+): Promise<number> {
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    if (Date.now() - started < 2_000) continue;
+    if (writesIn(proxy.countsBetween(Date.now() - 2_000)) <= 2 * quietPerSecond) break;
+  }
+  return Date.now() - started;
+}
+
+/**
  * Waits for the next burst of `operation` requests (at least `burst` within a second) to pass (a
  * second without one), or `timeoutMs`. The stack's status sweep reads every tunnel's status items
  * in BatchGetItem pages, and DynamoDB Local spends seconds of CPU on it at 2,000 tunnels: right after
