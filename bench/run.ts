@@ -118,7 +118,7 @@ async function main(): Promise<number> {
       .finally(() => process.exit(code));
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => abort(signal, 130));
-  const deadlineMs = quick ? 5 * 60_000 : 25 * 60_000;
+  const deadlineMs = quick ? 8 * 60_000 : 25 * 60_000;
   const deadline = setTimeout(
     () => abort(`overall deadline of ${deadlineMs / 60_000} min passed`, 1),
     deadlineMs,
