@@ -109,20 +109,25 @@ export async function countSteadyUsage(
   const { stack, settings } = bench;
   const settleStarted = Date.now();
   let told = settleStarted;
+  // Only the ones not yet up are read again, and thousands less often: the reads go straight to
+  // DynamoDB Local (not metered), which the stack needs meanwhile.
+  let pending = ids;
   await waitFor(
     async () => {
-      const states = await stack.persistedStates(ids);
-      const up = ids.filter((id) => states.get(id) === 'up').length;
-      if (up < ids.length && Date.now() - told >= 30_000) {
+      const states = await stack.persistedStates(pending);
+      pending = pending.filter((id) => states.get(id) !== 'up');
+      if (pending.length > 0 && Date.now() - told >= 30_000) {
         told = Date.now();
-        bench.log(
-          `  ${up} of ${ids.length} recorded up after ${Math.round((told - settleStarted) / 1000)} s`,
-        );
+        const seconds = Math.round((told - settleStarted) / 1000);
+        bench.log(`  ${ids.length - pending.length} of ${ids.length} recorded up after ${seconds} s`);
       }
-      return up === ids.length || (false as const);
+      return pending.length === 0 || (false as const);
     },
     settleBudgetMs,
-    { what: `the sweeper recording ${ids.length} tunnels as up`, intervalMs: 1_000 },
+    {
+      what: `the sweeper recording ${ids.length} tunnels as up`,
+      intervalMs: ids.length > 1_000 ? 5_000 : 1_000,
+    },
   );
   const settled = Date.now();
   const settleMs = settled - settleStarted;

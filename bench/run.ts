@@ -177,7 +177,8 @@ async function main(): Promise<number> {
     return 130;
   }
 
-  const command = `npm run bench${quick ? ' -- --quick' : ''}${only ? ` -- --only=${only.join(',')}` : ''}`;
+  const flags = [...(quick ? ['--quick'] : []), ...(only ? [`--only=${only.join(',')}`] : [])];
+  const command = `npm run bench${flags.length > 0 ? ` -- ${flags.join(' ')}` : ''}`;
   const results: BenchResults = {
     mode: quick ? 'quick' : 'full',
     command,

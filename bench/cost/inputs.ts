@@ -72,6 +72,7 @@ export function measuredFrom(results: unknown): { measured: Measured; provenance
       perApiCall: details.api.status.dynamo,
       memoryPerTunnelKb: memory,
       baselineRssBytes: details.idle.ours.rssBefore,
+      sweepIntervalMs: details.settings.sweepIntervalMs,
     },
     provenance: {
       mode: parsed.data.mode,

@@ -18,6 +18,8 @@ export interface Measured {
   /** Gateway memory per idle reverse tunnel, and the process's own before any. */
   memoryPerTunnelKb: number;
   baselineRssBytes: number;
+  /** How often the bench's stack swept. */
+  sweepIntervalMs: number;
 }
 
 export interface Assumptions {
@@ -44,7 +46,8 @@ export interface Assumptions {
   apiCallsPerTunnelDay: number;
   apiLambdaMs: number;
   apiLambdaGb: number;
-  /** The sweeper runs once a minute in AWS (cdk/lib/sweeper.ts) with this memory and timeout. */
+  /** The sweeper runs this often in AWS (cdk/lib/sweeper.ts), with this memory and timeout. */
+  sweepIntervalMs: number;
   sweeperLambdaGb: number;
   sweeperTimeoutMs: number;
   connectTargetsLambdaSeconds: number;
@@ -88,6 +91,7 @@ export const ASSUMPTIONS: Assumptions = {
   apiCallsPerTunnelDay: 100,
   apiLambdaMs: 50,
   apiLambdaGb: 1,
+  sweepIntervalMs: 60_000,
   sweeperLambdaGb: 0.5,
   sweeperTimeoutMs: 55_000,
   connectTargetsLambdaSeconds: 2,
@@ -165,6 +169,9 @@ export function interpolate(points: { x: number; y: number }[], x: number): numb
 
 const usd = (n: number) => `$${n.toFixed(2)}`;
 const count = (n: number) => Math.round(n).toLocaleString('en-US');
+/** Millions as `12.3 M`, smaller counts whole. */
+const big = (n: number) =>
+  n >= 1e6 ? `${(n / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 })} M` : count(n);
 
 /** The bill at `tunnels` tunnels. */
 export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices): Estimate {
@@ -217,7 +224,9 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
 
   // DynamoDB: the measured steady rate of one gateway at this size, each further task's own
   // (its heartbeats: the 1-tunnel figure, which also holds the sweeper's fixed share), logins
-  // (each reconnect's `up` measured; its `down` taken to write as much), API calls.
+  // (each reconnect's `up` measured; its `down` taken to write as much), API calls. Reads beyond
+  // the 1-tunnel figure are the sweep's (it reads every tunnel's items each time): scaled from the
+  // bench's sweep interval to AWS's. Writes as measured (their growth follows the heartbeat).
   const at = (pick: (d: Measured['dynamo'][number]) => number) =>
     interpolate(
       m.dynamo.map((d) => ({ x: d.tunnels, y: pick(d) })),
@@ -225,10 +234,12 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
     );
   const one = m.dynamo[0];
   if (!one) throw new Error('no DynamoDB counts');
+  const sweepScale = m.sweepIntervalMs / a.sweepIntervalMs;
+  const steadyReads = one.readUnitsPerMin + (at((d) => d.readUnitsPerMin) - one.readUnitsPerMin) * sweepScale;
   const logins = tunnels * a.reconnectsPerTunnelDay * DAYS_PER_MONTH;
   const calls = tunnels * (a.apiCallsPerTunnelDay + a.testCallsPerTunnelDay) * DAYS_PER_MONTH;
   const readUnits =
-    (at((d) => d.readUnitsPerMin) + (tasks - 1) * one.readUnitsPerMin) * MINUTES_PER_MONTH +
+    (steadyReads + (tasks - 1) * one.readUnitsPerMin) * MINUTES_PER_MONTH +
     logins * m.perLogin.readUnits +
     calls * m.perApiCall.readUnits;
   const writeUnits =
@@ -281,7 +292,7 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
     {
       name: 'Network Load Balancers',
       usd: nlb,
-      detail: `1 public + ${count(connectNlbs)} connect (${portsPerNlb} ports each); ${(publicNlcu + connectNlcu).toFixed(2)} NLCU`,
+      detail: `1 public + ${count(connectNlbs)} connect (${portsPerNlb} ports each); ${(publicNlcu + connectNlcu).toLocaleString('en-US', { maximumFractionDigits: 1 })} NLCU`,
     },
     {
       name: 'NAT gateways',
@@ -290,19 +301,19 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
     },
     { name: 'Data transfer out', usd: dataOut, detail: `${count(natGb * a.natOutShare)} GB` },
     { name: 'Public IPv4 addresses', usd: publicIps, detail: `${2 * a.availabilityZones} addresses` },
-    { name: 'DynamoDB reads', usd: dynamoReads, detail: `${count(readUnits / 1e6)} M read units` },
-    { name: 'DynamoDB writes', usd: dynamoWrites, detail: `${count(writeUnits / 1e6)} M write units` },
+    { name: 'DynamoDB reads', usd: dynamoReads, detail: `${big(readUnits)} read units` },
+    { name: 'DynamoDB writes', usd: dynamoWrites, detail: `${big(writeUnits)} write units` },
     { name: 'DynamoDB storage and backup', usd: dynamoStorage, detail: `${storedGb.toFixed(2)} GB` },
     {
       name: 'Lambda (API, sweeper, connect targets)',
       usd: lambda,
-      detail: `${count(invocations / 1e6)} M requests, ${count(gbSeconds)} GB-s`,
+      detail: `${big(invocations)} requests, ${big(gbSeconds)} GB-s`,
     },
-    { name: 'API Gateway (HTTP API)', usd: apiGateway, detail: `${count(calls / 1e6)} M requests` },
+    { name: 'API Gateway (HTTP API)', usd: apiGateway, detail: `${big(calls)} requests` },
     {
       name: 'Secrets Manager',
       usd: secretsUsd,
-      detail: `${count(secrets)} secrets, ${count(secretCalls)} calls`,
+      detail: `${count(secrets)} secrets, ${big(secretCalls)} calls`,
     },
     {
       name: 'CloudWatch logs (incl. VPC flow logs)',

@@ -32,8 +32,10 @@ const ASSUMPTION_TEXT: Record<keyof Assumptions, string> = {
     'other API calls per tunnel per day (dashboards polling status), each costing what the bench measured for a status read',
   apiLambdaMs: 'API Lambda duration per call, ms',
   apiLambdaGb: 'API Lambda memory, GB (cdk/lib/api.ts)',
+  sweepIntervalMs:
+    'sweep interval in AWS, ms (cdk/lib/sweeper.ts): reads beyond the 1-tunnel figure are scaled to it from the bench’s',
   sweeperLambdaGb:
-    'sweeper Lambda memory, GB (cdk/lib/sweeper.ts), run once a minute for the measured sweep duration',
+    'sweeper Lambda memory, GB (cdk/lib/sweeper.ts), run every sweep interval for the measured sweep duration',
   sweeperTimeoutMs: 'sweeper Lambda timeout, ms (cdk/lib/sweeper.ts)',
   connectTargetsLambdaSeconds: 'connect-targets Lambda duration per run (once a minute), s',
   connectTargetsLambdaGb: 'connect-targets Lambda memory, GB (cdk/lib/connect-targets.ts)',
@@ -122,9 +124,8 @@ export function renderSection(
   return [
     BEGIN_MARKER,
     '',
-    `Computed from \`${provenance.command}\` (${provenance.mode} settings, ${provenance.startedAt}); ` +
-      `the bench swept every ${provenance.benchSweepIntervalMs / 1000} s (AWS: every 60 s), and its ` +
-      'per-minute counts are used as measured.',
+    `Computed from \`${provenance.command}\` (${provenance.mode} settings, ${provenance.startedAt}), whose ` +
+      `stack swept every ${provenance.benchSweepIntervalMs / 1000} s; AWS sweeps every ${assumptions.sweepIntervalMs / 1000} s.`,
     '',
     cost,
     '',

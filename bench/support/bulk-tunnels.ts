@@ -16,11 +16,27 @@ import type { TunnelRecord } from '../../shared/tunnel';
 const WRITE_BATCH = 25; // BatchWriteItem's maximum
 const MAX_ROUNDS = 10;
 const CONCURRENCY = 8;
+const SEND_ATTEMPTS = 5;
 
 export type TunnelTemplate = Omit<
   TunnelRecord,
   'id' | 'name' | 'port' | 'version' | 'createdAt' | 'updatedAt'
 >;
+
+/**
+ * `send`, tried again a few times with growing pauses when it fails: thousands of tunnels that just
+ * disconnected keep a busy machine's DynamoDB Local too busy to answer in the client's time.
+ */
+async function sendPatiently<T>(send: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (attempt >= SEND_ATTEMPTS) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 1_000 * 2 ** attempt));
+    }
+  }
+}
 
 /** Writes `requests` (puts and deletes) in batches of 25, several at once, retrying what is left. */
 async function batchWrite(
@@ -38,7 +54,8 @@ async function batchWrite(
         if (round >= MAX_ROUNDS)
           throw new Error(`DynamoDB left writes unprocessed after ${MAX_ROUNDS} rounds`);
         if (round > 0) await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** round));
-        const out = await db.send(new BatchWriteCommand({ RequestItems: { [tableName]: pending } }));
+        const requestItems = { [tableName]: pending };
+        const out = await sendPatiently(() => db.send(new BatchWriteCommand({ RequestItems: requestItems })));
         pending = out.UnprocessedItems?.[tableName];
       }
     }

@@ -21,6 +21,7 @@ const MEASURED: Measured = {
   perApiCall: { readUnits: 2, writeUnits: 0 },
   memoryPerTunnelKb: 40,
   baselineRssBytes: 100e6,
+  sweepIntervalMs: 60_000,
 };
 
 /** Only the fixed costs and the steady DynamoDB rate, for hand arithmetic. */
@@ -80,6 +81,14 @@ describe('estimate', () => {
     expect(usdOf(e, 'DynamoDB reads')).toBeCloseTo(((230 * 43_800) / 1e6) * 0.125, 6);
     // Writes: 4 + (5 - 4) / 9,000 × 10,000 past 10,000, and 4 more per minute for the 2 tasks.
     expect(e.quantities.writeUnitsPerMonth).toBeCloseTo((5 + 10_000 / 9_000 + 2 * 4) * 43_800, 3);
+  });
+
+  it('scales the reads beyond the 1-tunnel figure from the bench’s sweep interval to AWS’s', () => {
+    const fast = estimate(20_000, { ...MEASURED, sweepIntervalMs: 30_000 }, QUIET, PRICES).quantities;
+    // Swept twice as often as in AWS: the 200 read units/min of growth count half.
+    expect(fast.readUnitsPerMonth).toBeCloseTo((10 + 200 / 2 + 2 * 10) * 43_800, 3);
+    const slow = estimate(20_000, MEASURED, QUIET, PRICES).quantities;
+    expect(slow.writeUnitsPerMonth).toBe(fast.writeUnitsPerMonth);
   });
 
   it('charges logins and API calls what the bench measured for one', () => {
