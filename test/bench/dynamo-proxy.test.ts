@@ -6,7 +6,12 @@
 import { ConditionalCheckFailedException, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, inject, it } from 'vitest';
-import { afterBurstOf, type CountingProxy, startCountingProxy } from '../../bench/support/dynamo-proxy';
+import {
+  afterBurstOf,
+  afterWritesSettle,
+  type CountingProxy,
+  startCountingProxy,
+} from '../../bench/support/dynamo-proxy';
 import { StorageUnavailableError } from '../../shared/errors';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { outageReason } from '../../shared/store/storage-outage';
@@ -42,6 +47,37 @@ describe('afterBurstOf', () => {
     const waited = await afterBurstOf(proxy, 'BatchGetItem', 5, 800);
     expect(waited).toBeGreaterThanOrEqual(800);
     expect(waited).toBeLessThan(1_500);
+  });
+});
+
+describe('afterWritesSettle', () => {
+  /** A proxy whose writes over the last two seconds follow `writesAt(ms since start)`. */
+  function writingProxy(writesAt: (elapsedMs: number) => number): CountingProxy {
+    const started = Date.now();
+    return {
+      ...scriptedProxy(() => 0),
+      countsBetween: () => ({ PutItem: writesAt(Date.now() - started), Query: 50 }),
+    };
+  }
+
+  it('returns once writes fall to the quiet rate, however many reads go on', async () => {
+    const waited = await afterWritesSettle(
+      writingProxy((ms) => (ms < 2_500 ? 40 : 3)),
+      2,
+      10_000,
+    );
+    expect(waited).toBeGreaterThanOrEqual(2_500);
+    expect(waited).toBeLessThan(4_000);
+  });
+
+  it('gives up after the timeout while writes go on', async () => {
+    const waited = await afterWritesSettle(
+      writingProxy(() => 40),
+      2,
+      3_000,
+    );
+    expect(waited).toBeGreaterThanOrEqual(3_000);
+    expect(waited).toBeLessThan(4_000);
   });
 });
 
