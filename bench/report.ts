@@ -142,7 +142,7 @@ export function formatMarkdown(results: BenchResults): string {
     'hold up better than absolute figures on a noisy machine. MB = 10^6 bytes; KB = 10^3 bytes.',
     'Targets: DESIGN.md, "Performance targets" (goals, not CI tests). Needs what the end-to-end tests',
     'need: root (throwaway Unix users), the OpenSSH client and server, Java 17+ for DynamoDB Local.',
-    '`npm run bench -- --quick` (under 2 minutes) is for development and does not rewrite this page.',
+    '`npm run bench -- --quick` (a few minutes) is for development and does not rewrite this page.',
     '',
     `Latest: ${results.mode} run, ${results.startedAt}, ${Math.round(results.durationSec)} s:`,
     '',

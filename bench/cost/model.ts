@@ -169,6 +169,8 @@ export function interpolate(points: { x: number; y: number }[], x: number): numb
 
 const usd = (n: number) => `$${n.toFixed(2)}`;
 const count = (n: number) => Math.round(n).toLocaleString('en-US');
+/** Gigabytes: tenths below 10, whole above. */
+const gb = (n: number) => (n < 10 ? n.toFixed(1) : count(n));
 /** Millions as `12.3 M`, smaller counts whole. */
 const big = (n: number) =>
   n >= 1e6 ? `${(n / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 })} M` : count(n);
@@ -297,13 +299,13 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
     {
       name: 'NAT gateways',
       usd: nat,
-      detail: `${a.availabilityZones} gateways, ${count(natGb)} GB processed`,
+      detail: `${a.availabilityZones} gateways, ${gb(natGb)} GB processed`,
     },
-    { name: 'Data transfer out', usd: dataOut, detail: `${count(natGb * a.natOutShare)} GB` },
+    { name: 'Data transfer out', usd: dataOut, detail: `${gb(natGb * a.natOutShare)} GB` },
     { name: 'Public IPv4 addresses', usd: publicIps, detail: `${2 * a.availabilityZones} addresses` },
     { name: 'DynamoDB reads', usd: dynamoReads, detail: `${big(readUnits)} read units` },
     { name: 'DynamoDB writes', usd: dynamoWrites, detail: `${big(writeUnits)} write units` },
-    { name: 'DynamoDB storage and backup', usd: dynamoStorage, detail: `${storedGb.toFixed(2)} GB` },
+    { name: 'DynamoDB storage and backup', usd: dynamoStorage, detail: `${gb(storedGb)} GB` },
     {
       name: 'Lambda (API, sweeper, connect targets)',
       usd: lambda,
@@ -318,7 +320,7 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
     {
       name: 'CloudWatch logs (incl. VPC flow logs)',
       usd: logs,
-      detail: `${count(logGb)} GB logs + ${count(flowLogGb)} GB flow logs`,
+      detail: `${gb(logGb)} GB logs + ${gb(flowLogGb)} GB flow logs`,
     },
     {
       name: 'CloudWatch metrics and alarms',
