@@ -26,7 +26,7 @@ import {
   TunnelFailure,
 } from './bastion-connection';
 import { SessionDrain } from './session-drain';
-import type { TunnelSecretRead, TunnelSecrets } from './tunnel-secrets';
+import type { TunnelSecrets } from './tunnel-secrets';
 
 export interface StandardRunnerDeps {
   workerId: string;
