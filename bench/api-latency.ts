@@ -6,6 +6,7 @@
  */
 import type { Bench, Measured } from './context';
 import type { Figure } from './report';
+import type { CountingProxy } from './support/dynamo-proxy';
 import { median, percentile } from './support/stats';
 
 const WARM_UP = 10;
@@ -13,28 +14,39 @@ const WARM_UP = 10;
 interface Series {
   ms: number[];
   failures: Record<string, number>;
+  /**
+   * DynamoDB request units per call (the sweeper's and heartbeats' share over the same time
+   * included: an upper bound), for the cost model.
+   */
+  dynamo: { readUnits: number; writeUnits: number };
 }
 
 async function series(
+  proxy: CountingProxy,
   count: number,
   call: (i: number) => Promise<{ status: number; ms: number }>,
 ): Promise<Series> {
-  const out: Series = { ms: [], failures: {} };
+  const out: Series = { ms: [], failures: {}, dynamo: { readUnits: 0, writeUnits: 0 } };
   for (let i = 0; i < WARM_UP; i++) await call(i);
+  const from = Date.now();
   for (let i = 0; i < count; i++) {
     const res = await call(i);
     if (res.status >= 200 && res.status < 300) out.ms.push(res.ms);
     else out.failures[res.status] = (out.failures[res.status] ?? 0) + 1;
   }
+  const to = Date.now();
+  await proxy.answered(to, 10_000);
+  const usage = proxy.usageBetween(from, to);
+  out.dynamo = { readUnits: usage.readUnits / count, writeUnits: usage.writeUnits / count };
   return out;
 }
 
 export async function measureApi(bench: Bench): Promise<Measured> {
-  const { api } = bench.stack;
+  const { api, proxy } = bench.stack;
   const { create, get, status } = bench.settings.api;
   const keys = api.keys;
   const created: { id: string; key: string }[] = [];
-  const createSeries = await series(create, async (i) => {
+  const createSeries = await series(proxy, create, async (i) => {
     const key = keys[i % keys.length] ?? '';
     const res = await api.call(key, 'POST', '/v1/tunnels', {
       type: 'reverse',
@@ -48,11 +60,11 @@ export async function measureApi(bench: Bench): Promise<Measured> {
   });
   const targets = created.length > 0 ? created : [{ id: bench.tunnels.stock.id, key: keys[0] ?? '' }];
   const pick = (i: number) => targets[i % targets.length] ?? { id: 'none', key: '' };
-  const getSeries = await series(get, (i) => {
+  const getSeries = await series(proxy, get, (i) => {
     const t = pick(i);
     return api.call(t.key, 'GET', `/v1/tunnels/${t.id}`);
   });
-  const statusSeries = await series(status, (i) => {
+  const statusSeries = await series(proxy, status, (i) => {
     const t = pick(i);
     return api.call(t.key, 'GET', `/v1/tunnels/${t.id}/status`);
   });

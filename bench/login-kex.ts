@@ -12,6 +12,7 @@ import { hybridKexMethods } from '../fargate/pq-kex/post-quantum-kex';
 import type { Bench, Measured } from './context';
 import { metered } from './login-rate';
 import type { Figure } from './report';
+import { poolTunnels } from './setup';
 import { descendantsNamed, treeCpuSeconds } from './support/procfs';
 import type { ForwardSession, SshTarget } from './support/tunnel-clients-protocol';
 
@@ -78,7 +79,7 @@ async function serverComputeMs(): Promise<Record<string, number>> {
 }
 
 export async function measureLoginKex(bench: Bench): Promise<Measured> {
-  const { settings, clients, tunnels, sshd, stack } = bench;
+  const { settings, clients, sshd, stack } = bench;
   // Longer than a ladder step: a sntrup761 login costs the ssh2 customers a key pair each, so
   // fewer logins fit a second, and the figure is per login.
   const stepMs = Math.max(2 * settings.loginStepMs, 3_000);
@@ -93,9 +94,11 @@ export async function measureLoginKex(bench: Bench): Promise<Measured> {
     clients.loginRate(target, sessions, options(kex, 1_000));
   const [java] = await descendantsNamed('java');
   const sshdPid = await sshd.listenerPid();
-  const oursSessions = tunnels.pool
-    .slice(0, CONCURRENCY)
-    .map(({ id, port }) => ({ username: id, bindAddr: 'localhost', bindPort: port }));
+  const oursSessions = (await poolTunnels(bench, CONCURRENCY)).map(({ id, port }) => ({
+    username: id,
+    bindAddr: 'localhost',
+    bindPort: port,
+  }));
   const sshdSessions = Array.from({ length: CONCURRENCY }, () => ({
     username: sshd.user,
     bindAddr: 'localhost',

@@ -5,6 +5,7 @@
  */
 import type { Bench, Measured } from './context';
 import type { Figure } from './report';
+import { poolTunnels } from './setup';
 import { descendantsNamed, treeCpuSeconds } from './support/procfs';
 import type { LoginStep } from './support/tunnel-clients-protocol';
 
@@ -37,12 +38,13 @@ const formatCpu = (cpu: Record<string, number>) =>
     .join(', ');
 
 export async function measureLoginRate(bench: Bench): Promise<Measured> {
-  const { settings, clients, tunnels, sshd, stack } = bench;
+  const { settings, clients, sshd, stack } = bench;
   const loops = Math.max(...settings.loginLadder);
   const options = { ladder: settings.loginLadder, stepMs: settings.loginStepMs, timeoutMs: 20_000 };
   const [java] = await descendantsNamed('java');
   const sshdPid = await sshd.listenerPid();
   const client = () => treeCpuSeconds(clients.pid);
+  const pool = await poolTunnels(bench, loops);
   bench.log('login rate: our gateway');
   const oursRun = await metered(
     {
@@ -53,9 +55,7 @@ export async function measureLoginRate(bench: Bench): Promise<Measured> {
     () =>
       clients.loginRate(
         bench.targets.ours,
-        tunnels.pool
-          .slice(0, loops)
-          .map(({ id, port }) => ({ username: id, bindAddr: 'localhost', bindPort: port })),
+        pool.map(({ id, port }) => ({ username: id, bindAddr: 'localhost', bindPort: port })),
         options,
       ),
   );

@@ -20,6 +20,11 @@ export interface Figure {
   unit: string;
   ours: number | null;
   openssh: number | null;
+  /**
+   * Without an OpenSSH counterpart, what the ratio is taken against instead (e.g. the same figure
+   * at 1 tunnel); the note says which.
+   */
+  baseline?: number | null;
   target?: Target;
   /** Shown under the table: ciphers, counts, how the figure was taken. */
   note?: string;
@@ -49,11 +54,12 @@ export interface BenchResults {
   details: Record<string, unknown>;
 }
 
-/** ours ÷ OpenSSH, when both were measured. */
+/** ours ÷ OpenSSH when both were measured, else ours ÷ the figure's baseline when it has one. */
 export function ratioOf(figure: Figure): number | null {
-  if (figure.ours === null || figure.openssh === null || figure.openssh === 0) return null;
-  if (!Number.isFinite(figure.ours) || !Number.isFinite(figure.openssh)) return null;
-  return figure.ours / figure.openssh;
+  const against = figure.openssh ?? figure.baseline ?? null;
+  if (figure.ours === null || against === null || against === 0) return null;
+  if (!Number.isFinite(figure.ours) || !Number.isFinite(against)) return null;
+  return figure.ours / against;
 }
 
 /** Three significant digits at most, without trailing noise (1234, 12.3, 0.771). */
@@ -136,7 +142,7 @@ export function formatMarkdown(results: BenchResults): string {
     'hold up better than absolute figures on a noisy machine. MB = 10^6 bytes; KB = 10^3 bytes.',
     'Targets: DESIGN.md, "Performance targets" (goals, not CI tests). Needs what the end-to-end tests',
     'need: root (throwaway Unix users), the OpenSSH client and server, Java 17+ for DynamoDB Local.',
-    '`npm run bench -- --quick` (under 2 minutes) is for development and does not rewrite this page.',
+    '`npm run bench -- --quick` (a few minutes) is for development and does not rewrite this page.',
     '',
     `Latest: ${results.mode} run, ${results.startedAt}, ${Math.round(results.durationSec)} s:`,
     '',

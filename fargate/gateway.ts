@@ -15,6 +15,7 @@ import { parsePublicKey } from '../shared/keys';
 import { workerGoneAfterMs } from '../shared/liveness';
 import type { Logger } from '../shared/logger';
 import { type GatewayFigures, OperatorMetrics } from '../shared/metrics/operator-metrics';
+import { SecretCache } from '../shared/secrets/secret-cache';
 import type { SecretStore } from '../shared/secrets/secret-store';
 import type { GatewayStore } from '../shared/store/gateway-store';
 import type { TunnelRecord } from '../shared/tunnel';
@@ -35,6 +36,7 @@ import { SignalWriter } from './signals/signal-writer';
 import type { BastionConnectOptions } from './standard/bastion-connection';
 import { BastionKeyLoader } from './standard/bastion-keys';
 import { StandardPool } from './standard/standard-pool';
+import { TUNNEL_SECRET_MAX_ENTRIES, TUNNEL_SECRET_TTL_MS, TunnelSecrets } from './standard/tunnel-secrets';
 import { StateWriter } from './state-writer';
 import { TrafficMeter } from './traffic-meter';
 
@@ -178,6 +180,8 @@ export class Gateway {
 
   private readonly now: () => Date;
   private readonly bastionKeys: BastionKeyLoader;
+  /** Standard tunnels' credentials, cached for their reconnects and tests. */
+  private readonly tunnelSecrets: TunnelSecrets;
   readonly metrics: OperatorMetrics;
   private readonly meter: TrafficMeter;
   private detachMetrics: (() => void) | undefined;
@@ -193,6 +197,13 @@ export class Gateway {
     this.logger = deps.logger.child({ workerId: this.workerId });
     this.metrics = deps.metrics ?? new OperatorMetrics();
     this.meter = new TrafficMeter(now, this.metrics);
+    this.tunnelSecrets = new TunnelSecrets(
+      new SecretCache(
+        deps.secrets,
+        { ttlMs: TUNNEL_SECRET_TTL_MS, maxEntries: TUNNEL_SECRET_MAX_ENTRIES },
+        { now: () => now().getTime(), counter: this.metrics },
+      ),
+    );
     this.stateWriter = new StateWriter(deps.store, this.logger);
     this.signalWriter = new SignalWriter(deps.store, this.logger, {
       minIntervalMs: Math.min(SIGNAL_WRITE_INTERVAL_MS, deps.settings.heartbeatIntervalMs),
@@ -230,7 +241,7 @@ export class Gateway {
       runner: {
         stateWriter: this.stateWriter,
         signals: this.signals,
-        secrets: deps.secrets,
+        secrets: this.tunnelSecrets,
         bindHost: settings.bindHost,
         connectHost: settings.connectHost,
         maxChannelsPerTunnel: settings.maxChannelsPerTunnel,
@@ -344,7 +355,7 @@ export class Gateway {
       testTunnel: async (id) => {
         const result = await diagnoseTunnel(id, {
           store: this.deps.store,
-          secrets: this.deps.secrets,
+          secrets: this.tunnelSecrets,
           registry: this.registry,
           connect: this.bastionConnectOptions(),
           workerId: this.workerId,

@@ -2,7 +2,7 @@
  * The local all-in-one behind `npm start`: DynamoDB Local, the file secret store and the same API
  * app the Lambda serves, the gateway, and the sweeper on a worker thread (local/sweeper-thread.ts).
  */
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
@@ -177,7 +177,6 @@ export async function startLocalStack(
     );
     const apiPort = (server.address() as AddressInfo).port;
     logger.info('api listening', { host: env.HOST, port: apiPort, url: `http://${env.HOST}:${apiPort}` });
-    gateway.startRelaying();
     // Only hashes of API keys are kept: a lost one is replaced, never shown again.
     logger.info(
       'lost an API key? the operator issues a new one for its workspace, then revoke the lost one with it',
@@ -190,7 +189,9 @@ export async function startLocalStack(
     );
     // Loaded once the stack serves: from source (tsx) that takes a core for a second or two, which
     // start-up (DynamoDB Local's Java above all) needs. Key work asked for before waits for them.
-    void keyCrypto.start();
+    // Only then does this gateway take a share of the ports other gateways carry: a restarted one
+    // that relayed while its workers loaded held connections until the clients gave up (CI).
+    void keyCrypto.start().finally(() => gateway.startRelaying());
     const buildConsoleNow = async () => {
       const started = performance.now();
       try {

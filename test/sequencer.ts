@@ -6,13 +6,19 @@
  */
 import { relative } from 'node:path';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
-import { WAITING_FILES } from './lanes.mjs';
 
-/** Longest first, from CI runs (seconds): a new file of minutes belongs here or in WAITING_FILES. */
+/** Longest first, from CI runs (seconds): a new file of minutes belongs here. */
 export const LONG_RUNNING_FILES = [
-  ...WAITING_FILES,
+  'test/e2e/restarts.test.ts', // 257
+  'test/e2e/storage-outage.test.ts', // 170
+  'test/e2e/high-availability.test.ts', // 85
+  'test/e2e/alerts-restart.test.ts', // 82
+  'test/fargate/standard/standard-rotation-drain.test.ts', // 73 (a 60 s query)
   'test/local/start.test.ts', // 67
+  'test/e2e/alerts-gateway-crash.test.ts', // 49
   'test/lambda/sweeper/sweep.test.ts', // 48
+  'test/e2e/steady-writes.test.ts', // 45
+  'test/fargate/standard/standard-failover.test.ts', // 44
   'test/fargate/reverse-abuse.test.ts', // 43
   'test/lambda/api/fuzz.test.ts', // 42
   'test/shared/keys.test.ts', // 40

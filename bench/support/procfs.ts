@@ -218,3 +218,8 @@ export async function ensureOwnOpenFiles(needed: number): Promise<void> {
   if (after.soft < needed)
     throw new Error(`could not raise the open-files limit to ${needed} (now ${after.soft})`);
 }
+
+/** Open file descriptors of `pid` now. */
+export async function openFileCount(pid: number): Promise<number> {
+  return (await readdir(`/proc/${pid}/fd`)).length;
+}

@@ -11,13 +11,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startDynamoDbLocal } from '../../local/dynamodb-local';
 import type { PortRange } from '../../shared/config';
-import { newTunnelId } from '../../shared/ids';
 import { parsePublicKey } from '../../shared/keys';
 import { type Tunnel, TunnelSchema } from '../../shared/schemas';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { DynamoStatusStore } from '../../shared/store/dynamo-status-store';
-import { DynamoTunnelStore } from '../../shared/store/dynamo-tunnel-store';
 import { killGroup, type StartedStack, startStack } from '../../test/helpers/local-stack';
+import { deleteReverseTunnels, writeReverseTunnels } from './bulk-tunnels';
 import type { Cleanup } from './cleanup';
 import { type CountingProxy, startCountingProxy } from './dynamo-proxy';
 import { descendantsNamed, killIfNamed } from './procfs';
@@ -38,21 +37,26 @@ export interface StackOptions {
 
 export interface BenchStack {
   pid: number;
+  /** The stack process's open-files limit. */
+  openFiles: number;
   sshPort: number;
   api: ApiClient;
   proxy: CountingProxy;
   /** Persisted STATUS items, read straight from DynamoDB Local (not through the counting proxy). */
   persistedStates(ids: string[]): Promise<Map<string, string>>;
   /**
-   * Reverse tunnels of the default workspace written straight to the table with the store the API
-   * uses (thousands of API calls would only slow set-up and grow the stack's heap before the
-   * idle-memory baseline; the API is measured on its own).
+   * Reverse tunnels of the default workspace written straight to the table, the items the API's
+   * create writes, in batches (bulk-tunnels.ts): thousands of API calls or transactions would only
+   * slow the run and grow the stack's heap before the idle-memory baseline; the API is measured on
+   * its own.
    */
   addReverseTunnels(
     count: number,
     service: { host: string; port: number },
     publicKey: string,
   ): Promise<{ id: string; port: number }[]>;
+  /** Deletes tunnels `addReverseTunnels` wrote: the items the API's delete deletes. */
+  deleteTunnels(tunnels: { id: string; port: number }[]): Promise<void>;
   env: Record<string, string>;
   /** The stack's log lines so far (parsed JSON). */
   logs(): Record<string, unknown>[];
@@ -68,7 +72,7 @@ export async function startBenchStack(cleanup: Cleanup, options: StackOptions): 
   const javas = await descendantsNamed('java');
   cleanup.add('DynamoDB Local java', () => killIfNamed(javas, 'java'));
   cleanup.add('DynamoDB Local', () => dynamo.stop());
-  const proxy = await startCountingProxy(dynamo.endpoint);
+  const proxy = await startCountingProxy(dynamo.endpoint, { meter: true });
   cleanup.add('DynamoDB counting proxy', () => proxy.close());
   const direct = createDynamoClients({ region: 'us-east-1', endpoint: dynamo.endpoint });
   cleanup.add('DynamoDB client', () => direct.client.destroy());
@@ -115,10 +119,12 @@ export async function startBenchStack(cleanup: Cleanup, options: StackOptions): 
   const listening = await stack.waitForLog((line) => line.msg === 'ssh endpoint listening', 10_000);
   const sshPort = Number(listening.port);
   const statusStore = new DynamoStatusStore(direct.doc, TABLE_NAME);
-  const tunnelStore = new DynamoTunnelStore(direct.doc, TABLE_NAME);
+  /** Batches written so far: names their tunnels apart. */
+  let written = 0;
   const lines = stack.lines;
   return {
     pid,
+    openFiles: options.openFiles,
     sshPort,
     api: new ApiClient(stack.baseUrl, adminToken, apiKey),
     proxy,
@@ -134,32 +140,23 @@ export async function startBenchStack(cleanup: Cleanup, options: StackOptions): 
     },
     async addReverseTunnels(count, service, publicKey) {
       const key = parsePublicKey(publicKey, 'publicKey');
-      const created: { id: string; port: number }[] = [];
-      let next = 0;
-      const worker = async () => {
-        for (let i = next++; i < count; i = next++) {
-          const at = new Date().toISOString();
-          const record = await tunnelStore.createTunnel(
-            {
-              id: newTunnelId(),
-              workspaceId: DEFAULT_WORKSPACE,
-              name: `bench-pool-${i}`,
-              type: 'reverse',
-              enabled: true,
-              createdAt: at,
-              updatedAt: at,
-              service,
-              publicKey: key.publicKey,
-              publicKeyFingerprint: key.fingerprint,
-            },
-            options.portRange,
-          );
-          created.push({ id: record.id, port: record.port });
-        }
-      };
-      await Promise.all(Array.from({ length: 16 }, worker));
-      return created;
+      return writeReverseTunnels(
+        direct.doc,
+        TABLE_NAME,
+        options.portRange,
+        count,
+        {
+          workspaceId: DEFAULT_WORKSPACE,
+          type: 'reverse',
+          enabled: true,
+          service,
+          publicKey: key.publicKey,
+          publicKeyFingerprint: key.fingerprint,
+        },
+        `bench-pool-${++written}`,
+      );
     },
+    deleteTunnels: (tunnels) => deleteReverseTunnels(direct.doc, TABLE_NAME, DEFAULT_WORKSPACE, tunnels),
   };
 }
 
@@ -195,6 +192,17 @@ export class ApiClient {
     const text = await res.text();
     const ms = performance.now() - started;
     return { status: res.status, json: text ? JSON.parse(text) : undefined, ms };
+  }
+
+  /** GET /metrics (the operator's Prometheus text). */
+  async metricsText(): Promise<string> {
+    const res = await fetch(`${this.baseUrl}/metrics`, {
+      headers: { Authorization: `Bearer ${this.adminToken}` },
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`GET /metrics: ${res.status} ${text.slice(0, 200)}`);
+    return text;
   }
 
   /** Adds workspaces until there are `count` API keys. */

@@ -119,12 +119,22 @@ export class TunnelClients {
   private request(message: Record<string, unknown>, deadlineMs: number): Promise<unknown> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      // Gone already (killed on Ctrl-C or SIGTERM): a send would throw from the channel.
+      if (!this.child.connected) {
+        reject(new Error(`ssh2 customers: ${String(message.type)}: the process is gone`));
+        return;
+      }
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new Error(`ssh2 customers: ${String(message.type)} gave no answer within ${deadlineMs} ms`));
       }, deadlineMs);
       this.pending.set(id, { resolve, reject, timer });
-      this.child.send({ ...message, id });
+      this.child.send({ ...message, id }, (err) => {
+        if (!err) return;
+        this.pending.delete(id);
+        clearTimeout(timer);
+        reject(new Error(`ssh2 customers: ${String(message.type)}: ${err.message}`));
+      });
     });
   }
 }

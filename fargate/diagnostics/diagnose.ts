@@ -7,11 +7,9 @@
 
 import type { Logger } from '../../shared/logger';
 import type { StatusError, TestCheck, TestResult } from '../../shared/schemas';
-import { secretNames } from '../../shared/secrets/secret-names';
-import type { SecretStore } from '../../shared/secrets/secret-store';
 import { customerNotConnected, hostPort, serviceUnreachable } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
-import { type TunnelRecord, TunnelSecretSchema } from '../../shared/tunnel';
+import type { TunnelRecord, TunnelSecret } from '../../shared/tunnel';
 import type { ForwardRegistry } from '../reverse/forward-registry';
 import {
   type BastionConnection,
@@ -20,11 +18,13 @@ import {
   connectToBastion,
   TunnelFailure,
 } from '../standard/bastion-connection';
+import type { TunnelSecrets } from '../standard/tunnel-secrets';
 import { probeService } from './probes';
 
 export interface DiagnoseDeps {
   store: GatewayStore;
-  secrets: SecretStore;
+  /** Standard tunnels' credentials, through the gateway's secret cache (as the next reconnect reads them). */
+  secrets: TunnelSecrets;
   registry: ForwardRegistry;
   connect: BastionConnectOptions;
   workerId: string;
@@ -109,12 +109,28 @@ function failedStep(code: StatusError['code'], reached: Set<ConnectStage>): stri
   return 'auth';
 }
 
+/**
+ * The tunnel's record was just read, so a rotation it shows misses the cache; a refusal of cached
+ * credentials reads them again once and, when they changed, tests again with them (a rotation the
+ * store has before the record), so the test never reports a refusal of keys no longer current.
+ */
 async function diagnoseStandard(tunnel: TunnelRecord, deps: DiagnoseDeps): Promise<TestResult> {
+  const read = await deps.secrets.read(tunnel);
+  const result = await testStandard(tunnel, read.secret, deps);
+  if (result.checks.at(-1)?.code !== 'auth_failed') return result;
+  const fresher = await deps.secrets.recheck(tunnel, read, deps.logger);
+  return fresher ? testStandard(tunnel, fresher.secret, deps) : result;
+}
+
+async function testStandard(
+  tunnel: TunnelRecord,
+  secret: TunnelSecret,
+  deps: DiagnoseDeps,
+): Promise<TestResult> {
   const steps = new Steps();
   const ssh = tunnel.ssh;
   if (!ssh) throw new Error(`standard tunnel ${tunnel.id} has no ssh settings`);
   const target = hostPort(ssh.host, ssh.port);
-  const secret = TunnelSecretSchema.parse(JSON.parse(await deps.secrets.get(secretNames.tunnel(tunnel.id))));
   const reached = new Set<ConnectStage>();
   const messages: Record<ConnectStage, [string, string]> = {
     resolved: ['resolve', `${ssh.host} resolves to an allowed address`],

@@ -11,11 +11,9 @@ import type { ReconnectOutcome } from '../../shared/control';
 import { OverloadedError } from '../../shared/errors';
 import type { Logger } from '../../shared/logger';
 import type { StatusError } from '../../shared/schemas';
-import { secretNames } from '../../shared/secrets/secret-names';
-import type { SecretStore } from '../../shared/secrets/secret-store';
 import { connectionLost, handedOver, hostPort } from '../../shared/status-errors';
 import type { GatewayStore } from '../../shared/store/gateway-store';
-import { type TunnelRecord, type TunnelSecret, TunnelSecretSchema } from '../../shared/tunnel';
+import type { TunnelRecord, TunnelSecret } from '../../shared/tunnel';
 import type { GatewaySignals } from '../signals/gateway-signals';
 import { refusedByBastion, reportingOutcomes } from '../signals/service-outcome';
 import type { StateWriter } from '../state-writer';
@@ -28,6 +26,7 @@ import {
   TunnelFailure,
 } from './bastion-connection';
 import { SessionDrain } from './session-drain';
+import type { TunnelSecrets } from './tunnel-secrets';
 
 export interface StandardRunnerDeps {
   workerId: string;
@@ -36,7 +35,8 @@ export interface StandardRunnerDeps {
   /** Told how real connections through the tunnel went (the `service_unreachable` warning). */
   signals?: Pick<GatewaySignals, 'serviceOutcome'>;
   store: GatewayStore;
-  secrets: SecretStore;
+  /** The tunnel's credentials, through the gateway's secret cache. */
+  secrets: TunnelSecrets;
   bindHost: string;
   connectHost: string;
   maxChannelsPerTunnel: number;
@@ -176,6 +176,7 @@ export class StandardTunnelRunner {
     await Promise.race([this.loop, new Promise((resolve) => setTimeout(resolve, STOP_WAIT_MS).unref())]);
     this.draining?.close('tunnel stopped on this worker');
     await this.listener.close();
+    this.deps.secrets.forget(this.tunnel.id);
     if (handOver && wasUp) {
       const at = this.deps.now().toISOString();
       this.deps.stateWriter.write(this.tunnel.id, {
@@ -231,10 +232,7 @@ export class StandardTunnelRunner {
       let conn: BastionConnection;
       let secret: TunnelSecret;
       try {
-        secret = TunnelSecretSchema.parse(
-          JSON.parse(await this.deps.secrets.get(secretNames.tunnel(tunnel.id))),
-        );
-        conn = await this.connectAndProbe(tunnel, secret);
+        ({ conn, secret } = await this.connect(tunnel));
         if (!this.running) {
           // Stopped while connecting: the tunnel may have another owner now; write nothing.
           conn.close();
@@ -262,6 +260,23 @@ export class StandardTunnelRunner {
         continue;
       }
       await this.serve(tunnel, secret, conn);
+    }
+  }
+
+  /**
+   * Connects with the credentials as cached. A refusal of cached ones reads them again first: a
+   * rotation's new key may be in the store before this worker has seen the tunnel's new record.
+   */
+  private async connect(tunnel: TunnelRecord): Promise<{ conn: BastionConnection; secret: TunnelSecret }> {
+    const read = await this.deps.secrets.read(tunnel);
+    try {
+      return { conn: await this.connectAndProbe(tunnel, read.secret), secret: read.secret };
+    } catch (err) {
+      if (!(err instanceof TunnelFailure) || err.status.code !== 'auth_failed') throw err;
+      const fresher = await this.deps.secrets.recheck(tunnel, read, this.log);
+      if (!fresher || !this.running) throw err;
+      this.log.info('standard tunnel credentials changed since cached; connecting with the stored ones');
+      return { conn: await this.connectAndProbe(tunnel, fresher.secret), secret: fresher.secret };
     }
   }
 
@@ -340,9 +355,7 @@ export class StandardTunnelRunner {
       if (this.keysChanged && this.running) {
         this.keysChanged = false;
         try {
-          keys = TunnelSecretSchema.parse(
-            JSON.parse(await this.deps.secrets.get(secretNames.tunnel(tunnel.id))),
-          );
+          keys = (await this.deps.secrets.read(this.tunnel)).secret;
           armKeyProbe();
         } catch (err) {
           this.log.warn('rotated keys could not be read', { err });
@@ -426,10 +439,7 @@ export class StandardTunnelRunner {
     const [newest] = secret.keys;
     if (!newest) return;
     try {
-      await this.deps.secrets.put(
-        secretNames.tunnel(tunnel.id),
-        JSON.stringify({ ...secret, keys: [newest] }),
-      );
+      await this.deps.secrets.replace(tunnel.id, { ...secret, keys: [newest] });
       if (tunnel.previousPublicKey)
         await this.deps.store.retirePreviousKey(tunnel.id, tunnel.previousPublicKey);
       for (const retired of secret.keys.slice(1)) {

@@ -9,6 +9,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
+import type { SecretReadCounter, SecretReadResult } from '../secrets/secret-cache';
 
 export const METRIC_PREFIX = 'tunnelkeeper_';
 
@@ -74,7 +75,7 @@ export type SweepFigures = z.infer<typeof SweepFiguresSchema>;
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const SWEEP_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
-export class OperatorMetrics {
+export class OperatorMetrics implements SecretReadCounter {
   readonly registry = new Registry();
   private readonly sources = new Set<() => GatewayFigures>();
   /** What each source's byte totals were when last folded into the counter. */
@@ -93,6 +94,7 @@ export class OperatorMetrics {
   private readonly sweepTransitions: Counter;
   private readonly sweepErrors: Counter;
   private readonly deliveries: Counter<'result'>;
+  private readonly secretReads: Counter<'result'>;
 
   constructor(options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -205,6 +207,13 @@ export class OperatorMetrics {
       registers,
     });
     for (const result of ['delivered', 'retrying', 'failed'] as const) this.deliveries.inc({ result }, 0);
+    this.secretReads = new Counter({
+      name: name('secret_reads_total'),
+      help: "Reads of standard tunnels' credentials by the gateway, by result (hit: from its cache; miss: from the secret store).",
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['hit', 'miss'] as const) this.secretReads.inc({ result }, 0);
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
   }
 
@@ -258,6 +267,10 @@ export class OperatorMetrics {
   private moveTunnels(state: string, type: string, by: number): void {
     const key = `${state}/${type}`;
     this.tunnelCounts.set(key, (this.tunnelCounts.get(key) ?? 0) + by);
+  }
+
+  secretRead(result: SecretReadResult): void {
+    this.secretReads.inc({ result });
   }
 
   /** Reads `source` at each scrape from now on; the returned function stops that (bytes so far stay counted). */

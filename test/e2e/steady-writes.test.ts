@@ -4,7 +4,7 @@
  * (per-tunnel bytes and connections are in the API, so they must not cost a write per byte or per
  * tunnel). The whole local stack (gateway heartbeats and traffic, the sweeper thread) talks to
  * DynamoDB Local through the bench's counting proxy; intervals are short so a few seconds hold
- * many of them. The bench's `dynamo-writes` figures measure the same at the default intervals.
+ * many of them. The bench's `dynamo-usage` figures measure the same at the default intervals.
  */
 
 import { connect } from 'node:net';

@@ -57,7 +57,12 @@ describe('embedded metric format', () => {
     metrics.loginRefused('wrong_key');
     metrics.loginRefused('wrong_key');
     metrics.connectionOpened('reverse', 0.25);
+    metrics.secretRead('hit');
+    metrics.secretRead('hit');
+    metrics.secretRead('miss');
     const first = await report();
+    expect(first.get('SecretReads{Service=gateway,result=hit}')).toBe(2);
+    expect(first.get('SecretReads{Service=gateway,result=miss}')).toBe(1);
     expect(first.get('LoginsRefused{Service=gateway,reason=wrong_key}')).toBe(2);
     expect(first.get('LoginsRefused{Service=gateway,reason=no_such_tunnel}')).toBe(0);
     expect(first.get('TunnelConnectionOpenSecondsCount{Service=gateway,type=reverse}')).toBe(1);
