@@ -49,6 +49,7 @@ import {
   ownersToCheck,
   type StatusSources,
   type StatusStore,
+  type TunnelCount,
   withHeartbeats,
 } from '../../shared/store/status-store';
 import { SHARD_COUNT } from '../../shared/store/table';
@@ -252,8 +253,6 @@ class Sweep {
   private observingSince: number | undefined;
   /** Tunnels seen, by `<state>/<type>`. */
   private readonly seen = new Map<string, SweepTunnelFigure>();
-  /** State changes recorded (a pass over some tunnels reports these instead of the counts). */
-  private readonly moves: NonNullable<SweepFigures['moves']> = [];
   /** Owner heartbeats, read once per sweep whatever the number of tunnels a worker holds. */
   private readonly beats = new Map<string, Promise<WorkerHeartbeat | undefined>>();
   /** Each workspace's channels, read at most once per sweep and only when an alert needs them. */
@@ -276,8 +275,11 @@ class Sweep {
     const started = performance.now();
     this.observingSince = await this.readMark();
     await Promise.all(Array.from({ length: SHARD_COUNT }, (_, shard) => this.sweepShard(shard)));
-    if (this.shardErrors === 0) await this.writeMark(this.now().getTime());
-    return this.finish('full', started);
+    if (this.shardErrors === 0) {
+      await this.writeMark(this.now().getTime());
+      await this.writeCounts();
+    }
+    return this.finish('full', started, [...this.seen.values()]);
   }
 
   async runDue(): Promise<SweepReport> {
@@ -296,17 +298,41 @@ class Sweep {
       await Promise.all(silent.map((w, i) => this.deps.store.releaseHolds(w, held[i] ?? [])));
       await this.writeMark(this.now().getTime());
     }
-    return this.finish('due', started);
+    return this.finish('due', started, await this.readCounts());
   }
 
   async runTunnels(tunnelIds: string[]): Promise<SweepReport> {
     const started = performance.now();
     this.observingSince = await this.readMark();
     await this.sweepIds([...new Set(tunnelIds)]);
-    return this.finish('tunnels', started);
+    return this.finish('tunnels', started, await this.readCounts());
   }
 
-  private finish(pass: 'full' | 'due' | 'tunnels', started: number): SweepReport {
+  /** Tunnels by state and type as every process sees them (tunnel-counts.ts); none when unread. */
+  private async readCounts(): Promise<TunnelCount[] | undefined> {
+    try {
+      const counts = await this.deps.store.getTunnelCounts();
+      return counts.length > 0 ? counts : undefined;
+    } catch (err) {
+      this.deps.logger.warn('tunnel counts not read', { err });
+      return undefined;
+    }
+  }
+
+  /** A full pass saw every tunnel: its counts replace the kept ones. */
+  private async writeCounts(): Promise<void> {
+    try {
+      await this.deps.store.putTunnelCounts([...this.seen.values()]);
+    } catch (err) {
+      this.deps.logger.warn('tunnel counts not written', { err });
+    }
+  }
+
+  private finish(
+    pass: 'full' | 'due' | 'tunnels',
+    started: number,
+    tunnels: TunnelCount[] | undefined,
+  ): SweepReport {
     this.report.ms = Math.round(performance.now() - started);
     const { ms, ...counts } = this.report;
     const level =
@@ -314,7 +340,7 @@ class Sweep {
     this.deps.logger[level]('sweep finished', { sweeperId: this.sweeperId, pass, ...counts, ms });
     this.deps.metrics?.sweepFinished({
       durationMs: ms,
-      ...(pass === 'full' ? { tunnels: [...this.seen.values()] } : { moves: this.moves }),
+      ...(tunnels ? { tunnels } : {}),
       deliveries: { delivered: counts.delivered, retrying: counts.retrying, failed: counts.failed },
       transitions: counts.transitions,
       errors: counts.errors,
@@ -489,9 +515,7 @@ class Sweep {
           return;
         }
         record = evaluation.next;
-        for (const t of evaluation.transitions) {
-          if (t.from !== t.to) this.moves.push({ from: t.from, to: t.to, type: tunnel.type });
-        }
+        await this.moveCount(tunnel.type, previous?.state, record.state);
         for (const t of evaluation.transitions) {
           this.deps.logger.info('tunnel status changed', {
             tunnelId: tunnel.id,
@@ -529,6 +553,19 @@ class Sweep {
     const wakeAt = statusWakeAt({ tunnel, record, outbox, settings: this.deps.settings });
     if (wakeAt === stored) return;
     await this.deps.store.setWake(tunnel.id, wakeAt, stored);
+  }
+
+  /** The kept counts follow each recorded change (best effort: the next full pass sets them right). */
+  private async moveCount(
+    type: TunnelRecord['type'],
+    from: StatusRecord['state'] | undefined,
+    to: StatusRecord['state'],
+  ): Promise<void> {
+    try {
+      await this.deps.store.moveTunnelCount(type, from, to);
+    } catch (err) {
+      this.deps.logger.warn('tunnel count not moved', { type, from, to, err });
+    }
   }
 
   private count(state: SweepTunnelFigure['state'], type: TunnelRecord['type']): void {

@@ -51,19 +51,12 @@ const count = z.number().int().min(0);
 /** What one sweep reports (lambda/sweeper/sweep.ts); checked where it crosses a thread. */
 export const SweepFiguresSchema = z.object({
   durationMs: z.number().min(0),
-  /** Every tunnel, by state and type: only from a full pass, which reads them all. */
+  /**
+   * Every tunnel, by state and type: what a full pass saw, or what the kept counts say (absent when
+   * they could not be read: the gauge keeps what it showed).
+   */
   tunnels: z
     .array(z.object({ state: z.enum(TUNNEL_STATES), type: z.enum(['reverse', 'standard']), count }))
-    .optional(),
-  /** A pass over some tunnels: the state changes it recorded, which move the counts between full passes. */
-  moves: z
-    .array(
-      z.object({
-        from: z.enum(TUNNEL_STATES),
-        to: z.enum(TUNNEL_STATES),
-        type: z.enum(['reverse', 'standard']),
-      }),
-    )
     .optional(),
   deliveries: z.object({ delivered: count, retrying: count, failed: count }),
   transitions: count,
@@ -88,8 +81,6 @@ export class OperatorMetrics implements SecretReadCounter {
   private readonly connectionLatency: Histogram<'type'>;
   private readonly bytes: Counter<'type' | 'direction'>;
   private readonly tunnels: Gauge<'state' | 'type'>;
-  /** What `tunnels` shows, by `<state>/<type>`: full passes set it, the passes between move it. */
-  private readonly tunnelCounts = new Map<string, number>();
   private readonly sweepDuration: Histogram;
   private readonly sweepTransitions: Counter;
   private readonly sweepErrors: Counter;
@@ -249,24 +240,11 @@ export class OperatorMetrics implements SecretReadCounter {
     this.sweepErrors.inc(figures.errors);
     for (const [result, count] of Object.entries(figures.deliveries)) this.deliveries.inc({ result }, count);
     if (figures.tunnels) {
-      // A complete picture each full pass: states no tunnel is in any more read 0, not their old count.
-      this.tunnelCounts.clear();
-      for (const { state, type, count } of figures.tunnels) this.moveTunnels(state, type, count);
+      // A complete picture each sweep: states no tunnel is in any more read 0, not their old count.
+      for (const state of TUNNEL_STATES)
+        for (const type of TUNNEL_TYPES) this.tunnels.set({ state, type }, 0);
+      for (const { state, type, count } of figures.tunnels) this.tunnels.inc({ state, type }, count);
     }
-    for (const { from, to, type } of figures.moves ?? []) {
-      // A tunnel created since the last full pass was never counted in its first state.
-      if ((this.tunnelCounts.get(`${from}/${type}`) ?? 0) > 0) this.moveTunnels(from, type, -1);
-      this.moveTunnels(to, type, 1);
-    }
-    for (const state of TUNNEL_STATES) {
-      for (const type of TUNNEL_TYPES)
-        this.tunnels.set({ state, type }, this.tunnelCounts.get(`${state}/${type}`) ?? 0);
-    }
-  }
-
-  private moveTunnels(state: string, type: string, by: number): void {
-    const key = `${state}/${type}`;
-    this.tunnelCounts.set(key, (this.tunnelCounts.get(key) ?? 0) + by);
   }
 
   secretRead(result: SecretReadResult): void {

@@ -47,8 +47,6 @@ export class DynamoGatewayStore implements GatewayStore {
   ) {}
 
   async getTunnelById(id: string): Promise<TunnelRecord | undefined> {
-    type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
-
     const { Item } = await this.db.send(
       new GetCommand({ TableName: this.tableName, Key: keys.tunnel(id), ConsistentRead: true }),
     );

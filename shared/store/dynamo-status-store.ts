@@ -22,7 +22,7 @@ import {
   type WorkerTraffic,
   WorkerTrafficSchema,
 } from '../gateway-items';
-import type { Traffic } from '../schemas';
+import type { Traffic, TunnelStateName } from '../schemas';
 import {
   eventExpiresAt,
   eventSortKey,
@@ -48,6 +48,8 @@ import type {
   StatusSources,
   StatusStore,
   SweepMark,
+  TunnelCount,
+  TunnelType,
 } from './status-store';
 import { ownersToCheck, withHeartbeats } from './status-store';
 import {
@@ -60,6 +62,7 @@ import {
   wakeKeys,
   wakeSortKeyAfter,
 } from './table';
+import { countsItem, countsOf, moveCountUpdate } from './tunnel-counts';
 import { replaceFields, updateExpression } from './update-expression';
 
 const SweepMarkSchema = z.object({ lastCompleteAt: z.number(), observingSince: z.number() });
@@ -258,6 +261,26 @@ export class DynamoStatusStore implements StatusStore {
 
   async putSweepMark(mark: SweepMark): Promise<void> {
     await this.db.send(new PutCommand({ TableName: this.tableName, Item: { ...keys.sweepMark(), ...mark } }));
+  }
+
+  async getTunnelCounts(): Promise<TunnelCount[]> {
+    const { Item } = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: keys.tunnelCounts() }),
+    );
+    return countsOf(Item);
+  }
+
+  async putTunnelCounts(counts: TunnelCount[]): Promise<void> {
+    await this.db.send(new PutCommand({ TableName: this.tableName, Item: countsItem(counts, Date.now()) }));
+  }
+
+  async moveTunnelCount(
+    type: TunnelType,
+    from: TunnelStateName | undefined,
+    to: TunnelStateName | undefined,
+  ): Promise<void> {
+    const update = moveCountUpdate(this.tableName, type, from, to);
+    if (update) await this.db.send(new UpdateCommand(update));
   }
 
   /**

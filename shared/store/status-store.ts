@@ -4,7 +4,7 @@
  * happen once however many sweepers run.
  */
 import type { TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
-import type { Traffic, TunnelEvent } from '../schemas';
+import type { Traffic, TunnelEvent, TunnelStateName } from '../schemas';
 import type { OutboxAlert, StatusItem, StatusRecord } from '../status-items';
 import type { TunnelRecord } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
@@ -100,6 +100,15 @@ export interface SweepMark {
   observingSince: number;
 }
 
+export type TunnelType = TunnelRecord['type'];
+
+/** How many tunnels of a type are in a state (the `tunnels` gauge and CloudWatch's `Tunnels`). */
+export interface TunnelCount {
+  state: TunnelStateName;
+  type: TunnelType;
+  count: number;
+}
+
 export interface AlertClaim {
   by: string;
   /** Epoch ms; after it another sweeper may take the alert over. */
@@ -132,6 +141,20 @@ export interface StatusStore {
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
   getSweepMark(): Promise<SweepMark | undefined>;
   putSweepMark(mark: SweepMark): Promise<void>;
+  /**
+   * Tunnels by state and type, kept between full passes by `moveTunnelCount`; empty before the
+   * first full pass. A count moved by changes the full pass that set it had already seen may be
+   * off by those until the next full pass sets it again.
+   */
+  getTunnelCounts(): Promise<TunnelCount[]>;
+  /** Sets every count (a full pass, which saw every tunnel); states not given are 0. */
+  putTunnelCounts(counts: TunnelCount[]): Promise<void>;
+  /** One tunnel of `type` left `from` (absent: it is new) for `to` (absent: it was deleted). */
+  moveTunnelCount(
+    type: TunnelType,
+    from: TunnelStateName | undefined,
+    to: TunnelStateName | undefined,
+  ): Promise<void>;
   /**
    * Writes the next record, its events and new alerts at once, if the STATUS item is still at
    * `expectedVersion`, the STATE item is still the one read, and the tunnel still exists. False,

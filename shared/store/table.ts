@@ -55,6 +55,8 @@ export const keys = {
   workerHold: (workerId: string, tunnelId: string) => ({ pk: `WORKER#${workerId}`, sk: `HOLDS#${tunnelId}` }),
   /** The sweepers' record of how far they have seen (status-store.ts `SweepMark`). */
   sweepMark: () => ({ pk: 'SWEEPER', sk: 'MARK' }),
+  /** Tunnels by state and type (status-store.ts `TunnelCount`): set by full passes, moved by each change. */
+  tunnelCounts: () => ({ pk: 'SWEEPER', sk: 'COUNTS' }),
   /** A workspace's alert channel (its secrets included; see dynamo-alert-channels.ts). */
   alertChannel: (workspaceId: string, id: string) => ({ pk: `WS#${workspaceId}`, sk: `CHANNEL#${id}` }),
   /** How many alert channels the workspace has (`count`), kept with every create and delete. */
