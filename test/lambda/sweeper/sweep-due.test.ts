@@ -38,14 +38,12 @@ describe('sweep passes that follow change', () => {
     t = await createTestTable();
     clock = { ms: T0 };
     sink = new RecordingSink();
+    reported = [];
   });
   afterEach(() => t.drop());
 
   /** What the passes told the operator's metrics of the tunnels, the latest last. */
-  let reported: SweepFigures['tunnels'][];
-  beforeEach(() => {
-    reported = [];
-  });
+  let reported: SweepFigures['tunnels'][] = [];
   const countsReported = (state: string) =>
     (reported.at(-1) ?? []).filter((c) => c.state === state).reduce((sum, c) => sum + c.count, 0);
 
