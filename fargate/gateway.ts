@@ -12,6 +12,7 @@ import type { WorkerHeartbeat } from '../shared/gateway-items';
 import { ensureHostKey } from '../shared/host-key';
 import { inlineKeyCrypto, type KeyCrypto } from '../shared/key-crypto';
 import { parsePublicKey } from '../shared/keys';
+import { workerGoneAfterMs } from '../shared/liveness';
 import type { Logger } from '../shared/logger';
 import { type GatewayFigures, OperatorMetrics } from '../shared/metrics/operator-metrics';
 import { SecretCache } from '../shared/secrets/secret-cache';
@@ -159,6 +160,8 @@ export class Gateway {
   private readonly startedAt: string;
   private readonly logger: Logger;
   private readonly stateWriter: StateWriter;
+  /** When the last heartbeat write succeeded (epoch ms). */
+  private lastBeatWrittenAt: number | undefined;
   private readonly signalWriter: SignalWriter;
   private readonly signals: GatewaySignals;
   private readonly registry: ForwardRegistry;
@@ -522,6 +525,15 @@ export class Gateway {
     } catch (err) {
       this.logger.error('heartbeat write failed', { err });
       return false;
+    }
+    const silentMs = this.lastBeatWrittenAt === undefined ? 0 : Date.parse(at) - this.lastBeatWrittenAt;
+    this.lastBeatWrittenAt = Date.parse(at);
+    if (silentMs > workerGoneAfterMs(this.deps.settings)) {
+      const states = this.stateWriter.rewriteUps();
+      this.logger.warn('heartbeat written again after a silence; tunnel states recorded again', {
+        silentMs,
+        states,
+      });
     }
     await this.writeTraffic(at);
     if (!this.isRechecking) {

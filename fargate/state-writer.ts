@@ -23,6 +23,8 @@ export class StateWriter {
   private readonly waiting = new Map<string, TunnelStateItem>();
   /** Tunnels whose writing loop runs (at most one per tunnel, so writes stay in order). */
   private readonly loops = new Map<string, Promise<void>>();
+  /** The `up` last written of each slot still up (`rewriteUps`). */
+  private readonly lastWritten = new Map<string, TunnelStateItem>();
 
   constructor(
     private readonly store: GatewayStore,
@@ -37,6 +39,22 @@ export class StateWriter {
     if (this.loops.has(slot)) return;
     const loop = this.drain(slot).finally(() => this.loops.delete(slot));
     this.loops.set(slot, loop);
+  }
+
+  /**
+   * Queues again every `up` this writer last wrote. A worker the sweeper may have taken for gone
+   * (its heartbeats could not be written for a while) says so: the writes reach the sweeper, which
+   * records its tunnels up again; nothing else would, as nothing changed on the worker's side.
+   */
+  rewriteUps(): number {
+    let queued = 0;
+    for (const [slot, item] of this.lastWritten) {
+      if (this.waiting.has(slot) || this.loops.has(slot)) continue;
+      const { tunnelId, connectorId } = slotOf(slot);
+      this.write(tunnelId, item, connectorId);
+      queued++;
+    }
+    return queued;
   }
 
   /** Tunnel connectors with a state not yet written. */
@@ -83,6 +101,9 @@ export class StateWriter {
     for (let attempt = 1; ; attempt++) {
       try {
         const written = await write(item);
+        // Only the newest `up` of each slot is worth repeating; a down (or a lost race) ends it.
+        if (written && item.state === 'up') this.lastWritten.set(slot, item);
+        else this.lastWritten.delete(slot);
         this.logger.info(written ? 'tunnel state written' : 'tunnel state superseded by a newer connection', {
           tunnelId,
           connectorId: connectorId === PRIMARY_CONNECTOR_ID ? undefined : connectorId,

@@ -4,6 +4,7 @@
  * to the main thread, stopped when the main thread asks.
  */
 import { type MessagePort, threadId } from 'node:worker_threads';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { sweepDepsFromEnv } from '../lambda/sweeper/compose';
 import { newSweeperId, startSweeperLoop } from '../lambda/sweeper/sweep';
 import { parseEnv } from '../shared/config';
@@ -11,8 +12,14 @@ import { ConfigError } from '../shared/errors';
 import { createLogger } from '../shared/logger';
 import type { SweepFigures } from '../shared/metrics/operator-metrics';
 import { createDynamoClients } from '../shared/store/dynamo-client';
+import { streamArnOf } from '../shared/store/table';
+import { changedTunnels } from '../shared/store/table-changes';
 import { localSecretStore } from './secret-store';
 import { type FromSweeper, SweeperWorkerDataSchema, ToSweeperSchema } from './sweeper-thread';
+import { followTableStream } from './table-stream';
+
+/** How soon a write reaches the sweeper: DynamoDB Local's stream is read this often when idle. */
+const STREAM_POLL_MS = 250;
 
 /** Runs the sweeper loop until the main thread posts `stop`; then closes the port so the thread ends. */
 export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
@@ -44,6 +51,22 @@ export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
       port.postMessage({ type: 'sweep', figures } satisfies FromSweeper),
   };
   const loop = startSweeperLoop({ ...deps, sweeperId, intervalMs: env.SWEEP_INTERVAL_MS, metrics });
+  // The writes of every gateway and of the API, as the sweeper Lambda gets them in AWS.
+  const streams = new DynamoDBStreamsClient({
+    region: env.AWS_REGION,
+    endpoint: data.dynamoEndpoint,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  const following = new AbortController();
+  const followed = followTableStream({
+    client: streams,
+    streamArn: () => streamArnOf(client, env.TABLE_NAME),
+    onKeys: (keys) => loop.changed(changedTunnels(keys)),
+    onGap: () => loop.gap(),
+    logger,
+    pollMs: STREAM_POLL_MS,
+    signal: following.signal,
+  });
 
   const onMessage = (message: unknown) => {
     if (!ToSweeperSchema.safeParse(message).success) {
@@ -51,9 +74,11 @@ export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
       return;
     }
     port.off('message', onMessage);
-    loop.stop().then(
+    following.abort();
+    Promise.all([loop.stop(), followed]).then(
       () => {
         client.destroy();
+        streams.destroy();
         deps.logger.info('sweeper thread stopped', { threadId, sweeperId });
         // Nothing else holds the thread: it ends once the port is closed.
         port.close();

@@ -73,6 +73,8 @@ export const StatusItemSchema = StatusRecordSchema.extend({
   version: z.number().int().min(1),
   updatedAt: z.string(),
   alerts: z.record(z.string(), OutboxAlertSchema),
+  /** When the status may next change by time alone (status-wake.ts); the wake index lists it then. */
+  wakeAt: z.number().optional(),
 });
 export type StatusItem = z.infer<typeof StatusItemSchema>;
 

@@ -369,6 +369,11 @@ function ownerLost(
   return undefined;
 }
 
+/** How long a reverse tunnel lost with its worker is expected back before the customer is blamed. */
+export function reconnectWindowMs(settings: LivenessSettings): number {
+  return 3 * settings.keepaliveIntervalMs + settings.heartbeatIntervalMs;
+}
+
 /**
  * A reverse tunnel's session died with its worker; the customer's autossh or systemd unit
  * reconnects within about the contract's bound for noticing a drop (3 keepalives and a heartbeat).
@@ -376,9 +381,8 @@ function ownerLost(
  * forward (a plain ssh does not come back by itself).
  */
 function afterReconnectWindow(status: Status, now: Date, settings: StatusSettings): StatusError | undefined {
-  const windowMs = 3 * settings.keepaliveIntervalMs + settings.heartbeatIntervalMs;
   // Over at `>=`, as the grace is: with a grace equal to the window, the page says what is true then.
-  if (now.getTime() - Date.parse(status.since) < windowMs) return undefined;
+  if (now.getTime() - Date.parse(status.since) < reconnectWindowMs(settings)) return undefined;
   return customerNotConnected(
     `the gateway worker holding the session was lost at ${status.since} and no customer session has connected since ` +
       '(autossh or the systemd unit reconnects by itself; a plain ssh must be started again)',

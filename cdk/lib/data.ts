@@ -17,6 +17,7 @@ import {
   AttributeType,
   BillingMode,
   ProjectionType,
+  StreamViewType,
   Table,
   TableEncryption,
 } from 'aws-cdk-lib/aws-dynamodb';
@@ -24,7 +25,7 @@ import { type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { secretNames } from '../../shared/secrets/secret-names';
-import { GSI1, GSI2, TTL_ATTRIBUTE, tableDefinition } from '../../shared/store/table';
+import { GSI1, GSI2, GSI3, TTL_ATTRIBUTE, tableDefinition } from '../../shared/store/table';
 import type { Settings } from './settings';
 
 /** Data-plane actions the runtimes use: items, transactions and queries; no scans, no control plane. */
@@ -102,16 +103,23 @@ export class Data extends Construct {
       deletionProtection: true,
       encryption: TableEncryption.AWS_MANAGED,
       removalPolicy: RemovalPolicy.RETAIN,
+      // The sweeper's trigger: which tunnels' STATE or META items were written (keys only).
+      stream:
+        definition.StreamSpecification?.StreamViewType === 'KEYS_ONLY' ? StreamViewType.KEYS_ONLY : undefined,
     });
+    const projections = { ALL: ProjectionType.ALL, KEYS_ONLY: ProjectionType.KEYS_ONLY };
     for (const index of definition.GlobalSecondaryIndexes ?? []) {
-      if (!index.IndexName || index.Projection?.ProjectionType !== 'ALL') {
-        throw new Error(`index ${index.IndexName}: only named indexes projecting ALL are declared here`);
+      const projection = index.Projection?.ProjectionType;
+      if (!index.IndexName || (projection !== 'ALL' && projection !== 'KEYS_ONLY')) {
+        throw new Error(
+          `index ${index.IndexName}: only named indexes projecting ALL or KEYS_ONLY are declared here`,
+        );
       }
       this.table.addGlobalSecondaryIndex({
         indexName: index.IndexName,
         partitionKey: key(keyName(index.KeySchema, 'HASH')),
         sortKey: key(keyName(index.KeySchema, 'RANGE')),
-        projectionType: ProjectionType.ALL,
+        projectionType: projections[projection],
       });
     }
 
@@ -160,6 +168,7 @@ export class Data extends Construct {
           this.table.tableArn,
           `${this.table.tableArn}/index/${GSI1}`,
           `${this.table.tableArn}/index/${GSI2}`,
+          `${this.table.tableArn}/index/${GSI3}`,
         ],
       }),
     );

@@ -38,15 +38,18 @@ import {
 } from '../../shared/alerts/channel-sink';
 import { AlertDeliveryError } from '../../shared/errors';
 import type { WorkerHeartbeat } from '../../shared/gateway-items';
+import { workerLiveness } from '../../shared/liveness';
 import type { Logger } from '../../shared/logger';
 import type { SweepFigures } from '../../shared/metrics/operator-metrics';
 import { evaluateStatus, type PlannedAlert, type StatusSettings } from '../../shared/status';
-import type { OutboxAlert, SinkDelivery } from '../../shared/status-items';
+import type { OutboxAlert, SinkDelivery, StatusRecord } from '../../shared/status-items';
+import { statusWakeAt } from '../../shared/status-wake';
 import type { UnreadableItem } from '../../shared/store/read-items';
 import {
   ownersToCheck,
   type StatusSources,
   type StatusStore,
+  type TunnelCount,
   withHeartbeats,
 } from '../../shared/store/status-store';
 import { SHARD_COUNT } from '../../shared/store/table';
@@ -119,48 +122,104 @@ export interface SweepReport {
   ms: number;
 }
 
-/** One sweep over every tunnel. Failures of one tunnel or shard are logged and counted, not thrown. */
+/**
+ * One sweep over every tunnel (the full pass: at start-up and as a backstop now and then). Failures
+ * of one tunnel or shard are logged and counted, not thrown.
+ */
 export async function sweep(deps: SweepDeps): Promise<SweepReport> {
-  return new Sweep(deps).run();
-}
-
-export interface SweeperLoop {
-  /** Stops the timer, aborts deliveries in progress and waits for the running sweep to end. */
-  stop(): Promise<void>;
+  return new Sweep(deps).runFull();
 }
 
 /**
- * Runs a sweep at once and then `intervalMs` after each one ends (sweeps never overlap within a
- * process; across processes the conditional writes keep them apart).
+ * The periodic pass, whose cost follows what happens rather than the fleet's size: the tunnels of
+ * workers that went silent (found through their holds) and the tunnels whose status timers are due
+ * (status-wake.ts). Every other change is a write, which `sweepTunnels` handles as it comes.
  */
-export function startSweeperLoop(options: SweepDeps & { intervalMs: number }): SweeperLoop {
-  const { intervalMs } = options;
-  const deps: SweepDeps = options;
+export async function sweepDue(deps: SweepDeps): Promise<SweepReport> {
+  return new Sweep(deps).runDue();
+}
+
+/** The tunnels whose STATE or META item was just written (the table's stream says which). */
+export async function sweepTunnels(deps: SweepDeps, tunnelIds: string[]): Promise<SweepReport> {
+  return new Sweep(deps).runTunnels(tunnelIds);
+}
+
+export interface SweeperLoop {
+  /** Tunnels whose STATE or META item was written (the table's stream): evaluated at once. */
+  changed(tunnelIds: string[]): void;
+  /** Writes may have gone unseen (the stream was lost for a while): the next pass reads every tunnel. */
+  gap(): void;
+  /** Stops the timer, aborts deliveries in progress and waits for the running pass to end. */
+  stop(): Promise<void>;
+}
+
+/** Written tunnels gathered this long before their pass: a burst of writes costs one batch read. */
+const CHANGE_BATCH_MS = 50;
+/** How often a full pass reads every tunnel anyway, in case a change went unseen. */
+export const DEFAULT_FULL_INTERVAL_MS = 6 * 60 * 60 * 1000;
+
+/**
+ * Runs a full pass at once, then a periodic pass (`sweepDue`) `intervalMs` after each one ends, a
+ * full pass instead every `fullIntervalMs` or after a gap, and a pass over written tunnels as the
+ * stream tells of them. Passes never overlap within a process; across processes the conditional
+ * writes keep them apart.
+ */
+export function startSweeperLoop(
+  options: SweepDeps & { intervalMs: number; fullIntervalMs?: number },
+): SweeperLoop {
+  const { intervalMs, fullIntervalMs = DEFAULT_FULL_INTERVAL_MS } = options;
   const controller = new AbortController();
-  const signal = deps.signal ? AbortSignal.any([deps.signal, controller.signal]) : controller.signal;
-  const sweeperId = deps.sweeperId ?? newSweeperId();
+  const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+  const deps: SweepDeps = { ...options, sweeperId: options.sweeperId ?? newSweeperId(), signal };
+  const written = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
+  let changeTimer: NodeJS.Timeout | undefined;
+  let passes: Promise<void> = Promise.resolve();
+  let needsFull = true;
+  let lastFullAt = 0;
   let stopped = false;
 
+  const enqueue = (pass: () => Promise<unknown>): Promise<void> => {
+    passes = passes.then(pass).then(
+      () => undefined,
+      (err: unknown) => deps.logger.error('sweep failed', { err }),
+    );
+    return passes;
+  };
   const tick = () => {
-    running = sweep({ ...deps, sweeperId, signal })
-      .then(
-        () => undefined,
-        (err: unknown) => deps.logger.error('sweep failed', { err }),
-      )
-      .finally(() => {
-        running = undefined;
-        if (!stopped) timer = setTimeout(tick, intervalMs);
-      });
+    enqueue(() => {
+      if (needsFull || Date.now() - lastFullAt >= fullIntervalMs) {
+        needsFull = false;
+        lastFullAt = Date.now();
+        return sweep(deps);
+      }
+      return sweepDue(deps);
+    }).finally(() => {
+      if (!stopped) timer = setTimeout(tick, intervalMs);
+    });
+  };
+  const passWritten = () => {
+    changeTimer = undefined;
+    const ids = [...written];
+    written.clear();
+    if (ids.length > 0 && !stopped) enqueue(() => sweepTunnels(deps, ids));
   };
   tick();
   return {
+    changed(tunnelIds) {
+      if (stopped) return;
+      for (const id of tunnelIds) written.add(id);
+      changeTimer ??= setTimeout(passWritten, CHANGE_BATCH_MS);
+    },
+    gap() {
+      needsFull = true;
+    },
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      clearTimeout(changeTimer);
       controller.abort();
-      await running;
+      await passes;
     },
   };
 }
@@ -169,7 +228,11 @@ export function newSweeperId(): string {
   return `sweeper-${randomBytes(6).toString('hex')}`;
 }
 
+type SweepTunnelFigure = NonNullable<SweepFigures['tunnels']>[number];
+
 const DEFAULT_CONCURRENCY = 8;
+/** Tunnels read at once by id: one batch read of META, then of STATE and STATUS. */
+const ID_PAGE_SIZE = 100;
 const DEFAULT_INTERVAL_MS = 60_000;
 
 class Sweep {
@@ -189,7 +252,7 @@ class Sweep {
   /** Since when the sweepers have seen the table without a gap (see `SweepMark`). */
   private observingSince: number | undefined;
   /** Tunnels seen, by `<state>/<type>`. */
-  private readonly seen = new Map<string, SweepFigures['tunnels'][number]>();
+  private readonly seen = new Map<string, SweepTunnelFigure>();
   /** Owner heartbeats, read once per sweep whatever the number of tunnels a worker holds. */
   private readonly beats = new Map<string, Promise<WorkerHeartbeat | undefined>>();
   /** Each workspace's channels, read at most once per sweep and only when an alert needs them. */
@@ -208,24 +271,107 @@ class Sweep {
     this.sweeperId = deps.sweeperId ?? newSweeperId();
   }
 
-  async run(): Promise<SweepReport> {
+  async runFull(): Promise<SweepReport> {
     const started = performance.now();
     this.observingSince = await this.readMark();
     await Promise.all(Array.from({ length: SHARD_COUNT }, (_, shard) => this.sweepShard(shard)));
-    if (this.shardErrors === 0) await this.writeMark(this.now().getTime());
+    if (this.shardErrors === 0) {
+      await this.writeMark(this.now().getTime());
+      await this.writeCounts();
+    }
+    return this.finish('full', started, [...this.seen.values()]);
+  }
+
+  async runDue(): Promise<SweepReport> {
+    const started = performance.now();
+    this.observingSince = await this.readMark();
+    const now = this.now();
+    const [silent, due] = await Promise.all([
+      this.silentWorkers(now),
+      Promise.all(Array.from({ length: SHARD_COUNT }, (_, shard) => this.deps.store.listDue(shard, now))),
+    ]);
+    const held = await Promise.all(silent.map((w) => this.deps.store.holdsOf(w)));
+    const errorsBefore = this.report.errors;
+    await this.sweepIds([...new Set([...held.flat(), ...due.flat()])]);
+    // Their tunnels are recorded as lost: the holds have told what they had to.
+    if (this.report.errors === errorsBefore) {
+      await Promise.all(silent.map((w, i) => this.deps.store.releaseHolds(w, held[i] ?? [])));
+      await this.writeMark(this.now().getTime());
+    }
+    return this.finish('due', started, await this.readCounts());
+  }
+
+  async runTunnels(tunnelIds: string[]): Promise<SweepReport> {
+    const started = performance.now();
+    this.observingSince = await this.readMark();
+    await this.sweepIds([...new Set(tunnelIds)]);
+    return this.finish('tunnels', started, await this.readCounts());
+  }
+
+  /** Tunnels by state and type as every process sees them (tunnel-counts.ts); none when unread. */
+  private async readCounts(): Promise<TunnelCount[] | undefined> {
+    try {
+      const counts = await this.deps.store.getTunnelCounts();
+      return counts.length > 0 ? counts : undefined;
+    } catch (err) {
+      this.deps.logger.warn('tunnel counts not read', { err });
+      return undefined;
+    }
+  }
+
+  /** A full pass saw every tunnel: its counts replace the kept ones. */
+  private async writeCounts(): Promise<void> {
+    try {
+      await this.deps.store.putTunnelCounts([...this.seen.values()]);
+    } catch (err) {
+      this.deps.logger.warn('tunnel counts not written', { err });
+    }
+  }
+
+  private finish(
+    pass: 'full' | 'due' | 'tunnels',
+    started: number,
+    tunnels: TunnelCount[] | undefined,
+  ): SweepReport {
     this.report.ms = Math.round(performance.now() - started);
     const { ms, ...counts } = this.report;
     const level =
       this.report.errors > 0 ? 'warn' : counts.transitions > 0 || counts.delivered > 0 ? 'info' : 'debug';
-    this.deps.logger[level]('sweep finished', { sweeperId: this.sweeperId, ...counts, ms });
+    this.deps.logger[level]('sweep finished', { sweeperId: this.sweeperId, pass, ...counts, ms });
     this.deps.metrics?.sweepFinished({
       durationMs: ms,
-      tunnels: [...this.seen.values()],
+      ...(tunnels ? { tunnels } : {}),
       deliveries: { delivered: counts.delivered, retrying: counts.retrying, failed: counts.failed },
       transitions: counts.transitions,
       errors: counts.errors,
     });
     return this.report;
+  }
+
+  /** Workers whose heartbeat says they are gone (stopped, or silent past the bound) and that still hold tunnels. */
+  private async silentWorkers(now: Date): Promise<string[]> {
+    const view = this.observingSince === undefined ? { now } : { now, observingSince: this.observingSince };
+    const workers = await this.deps.store.listWorkers();
+    for (const beat of workers) this.beats.set(beat.workerId, Promise.resolve(beat));
+    return workers
+      .filter((beat) => !workerLiveness(beat, view, this.deps.settings).isAlive)
+      .map((beat) => beat.workerId);
+  }
+
+  /** Tunnels by id: read in pages like a shard's, then each through the status machine. */
+  private async sweepIds(ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += ID_PAGE_SIZE) {
+      const page = ids.slice(i, i + ID_PAGE_SIZE);
+      try {
+        const { found, unreadable } = await this.deps.store.getTunnels(page);
+        for (const item of unreadable) this.skipUnreadable(item);
+        // Deleted meanwhile: nothing to record (the delete took the STATUS item with it).
+        await this.sweepPage([...found.values()]);
+      } catch (err) {
+        this.report.errors++;
+        this.deps.logger.error('sweep of tunnels failed', { tunnels: page.length, err });
+      }
+    }
   }
 
   /**
@@ -269,24 +415,28 @@ class Sweep {
         const page = await this.deps.store.listShard(shard, cursor);
         cursor = page.cursor;
         for (const item of page.unreadable) this.skipUnreadable(item);
-        if (page.items.length === 0) continue;
-        const items = await this.deps.store.getStatusItems(page.items.map((t) => t.id));
-        const owners = [...items.values()].flatMap(ownersToCheck);
-        const beats = await this.heartbeats(owners);
-        await forEachLimit(page.items, this.deps.concurrency ?? DEFAULT_CONCURRENCY, async (tunnel) => {
-          const { unreadable, ...sources } = items.get(tunnel.id) ?? {};
-          if (unreadable) {
-            for (const item of unreadable) this.skipUnreadable(item);
-            return;
-          }
-          await this.sweepTunnel(tunnel, withHeartbeats(sources, beats));
-        });
+        await this.sweepPage(page.items);
       } while (cursor);
     } catch (err) {
       this.report.errors++;
       this.shardErrors++;
       this.deps.logger.error('sweep of a shard failed', { shard, err });
     }
+  }
+
+  private async sweepPage(tunnels: TunnelRecord[]): Promise<void> {
+    if (tunnels.length === 0) return;
+    const items = await this.deps.store.getStatusItems(tunnels.map((t) => t.id));
+    const owners = [...items.values()].flatMap(ownersToCheck);
+    const beats = await this.heartbeats(owners);
+    await forEachLimit(tunnels, this.deps.concurrency ?? DEFAULT_CONCURRENCY, async (tunnel) => {
+      const { unreadable, ...sources } = items.get(tunnel.id) ?? {};
+      if (unreadable) {
+        for (const item of unreadable) this.skipUnreadable(item);
+        return;
+      }
+      await this.sweepTunnel(tunnel, withHeartbeats(sources, beats));
+    });
   }
 
   /** One unreadable item leaves its tunnel out of this sweep; every other tunnel goes on. */
@@ -336,6 +486,7 @@ class Sweep {
       });
       this.count(evaluation.status.state, tunnel.type);
       let outbox = previous ? Object.values(previous.alerts) : [];
+      let record: StatusRecord | undefined = previous;
       if (evaluation.next) {
         const queued = await Promise.all(
           evaluation.alerts.map((alert) => this.outboxEntry(tunnel, alert, now)),
@@ -363,6 +514,8 @@ class Sweep {
           this.deps.logger.debug('status changed meanwhile; not recorded', { tunnelId: tunnel.id });
           return;
         }
+        record = evaluation.next;
+        await this.moveCount(tunnel.type, previous?.state, record.state);
         for (const t of evaluation.transitions) {
           this.deps.logger.info('tunnel status changed', {
             tunnelId: tunnel.id,
@@ -377,14 +530,45 @@ class Sweep {
         this.report.alertsQueued += queued.length;
         outbox = [...outbox, ...queued];
       }
-      if (outbox.length > 0) await this.deliver(tunnel, outbox);
+      if (outbox.length > 0) outbox = await this.deliver(tunnel, outbox);
+      await this.keepWake(tunnel, record, outbox, previous?.wakeAt);
     } catch (err) {
       this.report.errors++;
       this.deps.logger.error('sweep of a tunnel failed', { tunnelId: tunnel.id, err });
     }
   }
 
-  private count(state: SweepFigures['tunnels'][number]['state'], type: TunnelRecord['type']): void {
+  /**
+   * The STATUS item is listed in the wake index at the time its status may next change by itself
+   * (status-wake.ts), and only then: written when that time changed, conditional on the one read,
+   * so a sweeper working from an older read never removes a newer one's timer.
+   */
+  private async keepWake(
+    tunnel: TunnelRecord,
+    record: StatusRecord | undefined,
+    outbox: OutboxAlert[],
+    stored: number | undefined,
+  ): Promise<void> {
+    if (!record) return;
+    const wakeAt = statusWakeAt({ tunnel, record, outbox, settings: this.deps.settings });
+    if (wakeAt === stored) return;
+    await this.deps.store.setWake(tunnel.id, wakeAt, stored);
+  }
+
+  /** The kept counts follow each recorded change (best effort: the next full pass sets them right). */
+  private async moveCount(
+    type: TunnelRecord['type'],
+    from: StatusRecord['state'] | undefined,
+    to: StatusRecord['state'],
+  ): Promise<void> {
+    try {
+      await this.deps.store.moveTunnelCount(type, from, to);
+    } catch (err) {
+      this.deps.logger.warn('tunnel count not moved', { type, from, to, err });
+    }
+  }
+
+  private count(state: SweepTunnelFigure['state'], type: TunnelRecord['type']): void {
     const key = `${state}/${type}`;
     const entry = this.seen.get(key) ?? { state, type, count: 0 };
     entry.count++;
@@ -421,11 +605,13 @@ class Sweep {
   }
 
   /** Delivers a tunnel's due alerts oldest first; a sink still owed an older alert waits for it. */
-  private async deliver(tunnel: TunnelRecord, outbox: OutboxAlert[]): Promise<void> {
+  private async deliver(tunnel: TunnelRecord, outbox: OutboxAlert[]): Promise<OutboxAlert[]> {
     const tunnelId = tunnel.id;
     const owed = new Set<string>();
+    // The outbox as it stands after this round (what the wake is computed from).
+    const after = new Map(outbox.map((entry) => [entry.id, entry]));
     for (const entry of [...outbox].sort(oldestFirst)) {
-      if (this.deps.signal?.aborted) return;
+      if (this.deps.signal?.aborted) break;
       const now = this.now().getTime();
       const pending = Object.keys(entry.sinks).filter((name) => entry.sinks[name]?.state === 'pending');
       const expired = now > entry.deadline;
@@ -437,7 +623,11 @@ class Sweep {
       if ((pending.length > 0 && due.length === 0) || heldByOther) continue;
 
       const claim = { by: this.sweeperId, until: now + this.delivery.claimMs };
-      if (!(await this.deps.store.claimAlert(tunnelId, entry, claim, new Date(now)))) continue;
+      if (!(await this.deps.store.claimAlert(tunnelId, entry, claim, new Date(now)))) {
+        // Another sweeper has it: due again when its claim would lapse, at the latest.
+        after.set(entry.id, { ...entry, claim });
+        continue;
+      }
       const sinks: Record<string, SinkDelivery> = { ...entry.sinks };
       for (const name of due) {
         const current = sinks[name] ?? { state: 'pending', attempts: 0 };
@@ -450,10 +640,14 @@ class Sweep {
       if (!(await this.deps.store.settleAlert(tunnelId, entry.id, this.sweeperId, next))) {
         // Our claim ran out and another sweeper took the alert over: it may send it again.
         this.deps.logger.warn('alert claim lost during delivery', { tunnelId, alertId: entry.id });
+        after.set(entry.id, { ...entry, claim });
         continue;
       }
+      if (next) after.set(entry.id, next);
+      else after.delete(entry.id);
       for (const name of pending) if (sinks[name]?.state !== 'pending') owed.delete(name);
     }
+    return [...after.values()];
   }
 
   private async attempt(

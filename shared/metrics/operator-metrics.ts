@@ -51,8 +51,13 @@ const count = z.number().int().min(0);
 /** What one sweep reports (lambda/sweeper/sweep.ts); checked where it crosses a thread. */
 export const SweepFiguresSchema = z.object({
   durationMs: z.number().min(0),
-  /** Every tunnel the sweep saw, by state and type. */
-  tunnels: z.array(z.object({ state: z.enum(TUNNEL_STATES), type: z.enum(['reverse', 'standard']), count })),
+  /**
+   * Every tunnel, by state and type: what a full pass saw, or what the kept counts say (absent when
+   * they could not be read: the gauge keeps what it showed).
+   */
+  tunnels: z
+    .array(z.object({ state: z.enum(TUNNEL_STATES), type: z.enum(['reverse', 'standard']), count }))
+    .optional(),
   deliveries: z.object({ delivered: count, retrying: count, failed: count }),
   transitions: count,
   errors: count,
@@ -234,9 +239,12 @@ export class OperatorMetrics implements SecretReadCounter {
     this.sweepTransitions.inc(figures.transitions);
     this.sweepErrors.inc(figures.errors);
     for (const [result, count] of Object.entries(figures.deliveries)) this.deliveries.inc({ result }, count);
-    // A complete picture each sweep: states no tunnel is in any more read 0, not their old count.
-    for (const state of TUNNEL_STATES) for (const type of TUNNEL_TYPES) this.tunnels.set({ state, type }, 0);
-    for (const { state, type, count } of figures.tunnels) this.tunnels.inc({ state, type }, count);
+    if (figures.tunnels) {
+      // A complete picture each sweep: states no tunnel is in any more read 0, not their old count.
+      for (const state of TUNNEL_STATES)
+        for (const type of TUNNEL_TYPES) this.tunnels.set({ state, type }, 0);
+      for (const { state, type, count } of figures.tunnels) this.tunnels.inc({ state, type }, count);
+    }
   }
 
   secretRead(result: SecretReadResult): void {

@@ -6,6 +6,7 @@ import {
   GetCommand,
   PutCommand,
   TransactWriteCommand,
+  type TransactWriteCommandInput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import {
@@ -36,6 +37,8 @@ import {
 } from './read-items';
 import { GSI2, keys, SHARD_COUNT, shardSortKeyPrefix, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
 import { replaceFields, type UpdateParts, updateExpression } from './update-expression';
+
+type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
 
 export class DynamoGatewayStore implements GatewayStore {
   constructor(
@@ -88,6 +91,7 @@ export class DynamoGatewayStore implements GatewayStore {
                 ExpressionAttributeValues: { ...update.values, ':connectedAt': item.connectedAt ?? '' },
               },
             },
+            ...this.holdOf(tunnelId, item),
           ],
         }),
       );
@@ -142,6 +146,7 @@ export class DynamoGatewayStore implements GatewayStore {
                 ExpressionAttributeValues: values,
               },
             },
+            ...this.holdOf(tunnelId, item),
           ],
         }),
       );
@@ -153,6 +158,22 @@ export class DynamoGatewayStore implements GatewayStore {
       }
       throw err;
     }
+  }
+
+  /**
+   * With every `up`, the owner's hold on the tunnel (table.ts `workerHold`): in the same write, so
+   * no tunnel is up on a worker that the sweeper could not find its tunnels through.
+   */
+  private holdOf(tunnelId: string, item: TunnelStateItem): TransactItem[] {
+    if (item.state !== 'up' || !item.owner) return [];
+    return [
+      {
+        Put: {
+          TableName: this.tableName,
+          Item: { ...keys.workerHold(item.owner, tunnelId), tunnelId, since: item.since },
+        },
+      },
+    ];
   }
 
   async writeSignals(tunnelId: string, signals: TunnelSignals): Promise<boolean> {

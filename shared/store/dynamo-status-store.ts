@@ -22,7 +22,7 @@ import {
   type WorkerTraffic,
   WorkerTrafficSchema,
 } from '../gateway-items';
-import type { Traffic } from '../schemas';
+import type { Traffic, TunnelStateName } from '../schemas';
 import {
   eventExpiresAt,
   eventSortKey,
@@ -33,8 +33,11 @@ import {
 } from '../status-items';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { TunnelSignalsSchema } from '../tunnel-signals';
-import { batchGetItems } from './batch-get';
+import { batchDeleteItems, batchGetItems } from './batch-get';
 import { isConditionalFailure } from './dynamo-errors';
+import { shardOf } from './dynamo-tunnel-store';
+import { listWorkerHeartbeats, queryAll } from './query';
+import type { UnreadableItem } from './read-items';
 import { readEach, tunnelIdOf, unreadableReason } from './read-items';
 import type {
   AlertClaim,
@@ -45,9 +48,21 @@ import type {
   StatusSources,
   StatusStore,
   SweepMark,
+  TunnelCount,
+  TunnelType,
 } from './status-store';
 import { ownersToCheck, withHeartbeats } from './status-store';
-import { GSI2, keys, shardSortKeyOf, TTL_ATTRIBUTE } from './table';
+import {
+  GSI2,
+  GSI3,
+  HOLDS_SK_PREFIX,
+  keys,
+  shardSortKeyOf,
+  TTL_ATTRIBUTE,
+  wakeKeys,
+  wakeSortKeyAfter,
+} from './table';
+import { countsItem, countsOf, moveCountUpdate } from './tunnel-counts';
 import { replaceFields, updateExpression } from './update-expression';
 
 const SweepMarkSchema = z.object({ lastCompleteAt: z.number(), observingSince: z.number() });
@@ -112,6 +127,83 @@ export class DynamoStatusStore implements StatusStore {
     );
   }
 
+  async listDue(shard: number, now: Date): Promise<string[]> {
+    const items = await queryAll(this.db, this.tableName, GSI3, 'gsi3pk = :p AND gsi3sk <= :due', {
+      ':p': wakeKeys(shard, '', 0).gsi3pk,
+      ':due': wakeSortKeyAfter(now.getTime()),
+    });
+    return items.flatMap((item) => (typeof item.pk === 'string' ? [item.pk.slice('TUNNEL#'.length)] : []));
+  }
+
+  async getTunnels(
+    ids: string[],
+  ): Promise<{ found: Map<string, TunnelRecord>; unreadable: UnreadableItem[] }> {
+    const items = await batchGetItems(this.db, this.tableName, ids.map(keys.tunnel));
+    const { read, unreadable } = readEach(items, TunnelRecordSchema, tunnelIdOf);
+    return { found: new Map(read.map((r) => [r.id, r])), unreadable };
+  }
+
+  listWorkers(): Promise<WorkerHeartbeat[]> {
+    return listWorkerHeartbeats(this.db, this.tableName);
+  }
+
+  async holdsOf(workerId: string): Promise<string[]> {
+    const ids: string[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await this.db.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :holds)',
+          ExpressionAttributeValues: { ':pk': keys.worker(workerId).pk, ':holds': HOLDS_SK_PREFIX },
+          ProjectionExpression: 'sk',
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      for (const item of out.Items ?? []) ids.push(String(item.sk).slice(HOLDS_SK_PREFIX.length));
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return ids;
+  }
+
+  async releaseHolds(workerId: string, tunnelIds: string[]): Promise<void> {
+    await batchDeleteItems(
+      this.db,
+      this.tableName,
+      tunnelIds.map((id) => keys.workerHold(workerId, id)),
+    );
+  }
+
+  async setWake(
+    tunnelId: string,
+    wakeAt: number | undefined,
+    expected: number | undefined,
+  ): Promise<boolean> {
+    const names = { '#wakeAt': 'wakeAt' };
+    const condition =
+      expected === undefined
+        ? { ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(#wakeAt)' }
+        : { ConditionExpression: '#wakeAt = :expected' };
+    const values: Record<string, unknown> = expected === undefined ? {} : { ':expected': expected };
+    if (wakeAt === undefined) {
+      return this.conditionalUpdate({
+        Key: keys.tunnelStatus(tunnelId),
+        UpdateExpression: 'REMOVE #wakeAt, gsi3pk, gsi3sk',
+        ...condition,
+        ExpressionAttributeNames: names,
+        ...(Object.keys(values).length > 0 ? { ExpressionAttributeValues: values } : {}),
+      });
+    }
+    const wake = wakeKeys(shardOf(tunnelId), tunnelId, wakeAt);
+    return this.conditionalUpdate({
+      Key: keys.tunnelStatus(tunnelId),
+      UpdateExpression: 'SET #wakeAt = :wakeAt, gsi3pk = :wpk, gsi3sk = :wsk',
+      ...condition,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: { ...values, ':wakeAt': wakeAt, ':wpk': wake.gsi3pk, ':wsk': wake.gsi3sk },
+    });
+  }
+
   async getStatusItems(
     ids: string[],
     options: { signals?: boolean } = {},
@@ -169,6 +261,26 @@ export class DynamoStatusStore implements StatusStore {
 
   async putSweepMark(mark: SweepMark): Promise<void> {
     await this.db.send(new PutCommand({ TableName: this.tableName, Item: { ...keys.sweepMark(), ...mark } }));
+  }
+
+  async getTunnelCounts(): Promise<TunnelCount[]> {
+    const { Item } = await this.db.send(
+      new GetCommand({ TableName: this.tableName, Key: keys.tunnelCounts() }),
+    );
+    return countsOf(Item);
+  }
+
+  async putTunnelCounts(counts: TunnelCount[]): Promise<void> {
+    await this.db.send(new PutCommand({ TableName: this.tableName, Item: countsItem(counts, Date.now()) }));
+  }
+
+  async moveTunnelCount(
+    type: TunnelType,
+    from: TunnelStateName | undefined,
+    to: TunnelStateName | undefined,
+  ): Promise<void> {
+    const update = moveCountUpdate(this.tableName, type, from, to);
+    if (update) await this.db.send(new UpdateCommand(update));
   }
 
   /**

@@ -24,7 +24,7 @@ import {
   ValidationError,
 } from '../errors';
 import type { WorkerHeartbeat } from '../gateway-items';
-import { EventSchema, type TunnelEvent } from '../schemas';
+import { EventSchema, type TunnelEvent, type TunnelStateName, TunnelStateNameSchema } from '../schemas';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
 import { cancelledBy, isConditionalFailure } from './dynamo-errors';
@@ -47,6 +47,8 @@ const MAX_CREATE_ATTEMPTS = 20;
 
 const CursorSchema = z.object({ pk: z.string(), sk: z.string(), gsi1pk: z.string(), gsi1sk: z.string() });
 const UsageItemSchema = z.object({ tunnelCount: z.number().int() });
+
+const TunnelTypeSchema = TunnelRecordSchema.shape.type;
 
 export class DynamoTunnelStore implements TunnelStore {
   private readonly statusStore: DynamoStatusStore;
@@ -214,7 +216,9 @@ export class DynamoTunnelStore implements TunnelStore {
     return written;
   }
 
-  async deleteTunnel(tunnel: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number }): Promise<void> {
+  async deleteTunnel(
+    tunnel: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number; type?: string },
+  ): Promise<void> {
     await this.usage(tunnel.workspaceId);
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) await jitteredPause(attempt);
@@ -229,7 +233,7 @@ export class DynamoTunnelStore implements TunnelStore {
   }
 
   private async deleteOnce(
-    tunnel: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number },
+    tunnel: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number; type?: string },
   ): Promise<void> {
     const items: NonNullable<TransactWriteCommandInput['TransactItems']> = [
       {
@@ -263,12 +267,41 @@ export class DynamoTunnelStore implements TunnelStore {
         },
       });
     }
+    const counted = await this.countedState(tunnel);
     try {
       await this.db.send(new TransactWriteCommand({ TransactItems: items }));
     } catch (err) {
       if (cancelledBy(err, 0)) throw new NotFoundError('tunnel', tunnel.id, { cause: err });
       throw err;
     }
+    if (counted) await this.uncount(counted);
+  }
+
+  /** The state the tunnel counts in (tunnel-counts.ts), from its STATUS item; none when unknown. */
+  private async countedState(
+    tunnel: Pick<TunnelRecord, 'id'> & { type?: string },
+  ): Promise<{ type: TunnelRecord['type']; state: TunnelStateName } | undefined> {
+    const type = TunnelTypeSchema.safeParse(tunnel.type);
+    if (!type.success) return undefined;
+    const { Item } = await this.db.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: keys.tunnelStatus(tunnel.id),
+        ConsistentRead: true,
+        ProjectionExpression: '#state',
+        ExpressionAttributeNames: { '#state': 'state' },
+      }),
+    );
+    const state = TunnelStateNameSchema.safeParse(Item?.state);
+    return state.success ? { type: type.data, state: state.data } : undefined;
+  }
+
+  /**
+   * Best effort, and not the delete's failure: a count left too high shows in the operator's
+   * `tunnels` gauge only until the sweepers' next full pass sets every count again.
+   */
+  private async uncount(counted: { type: TunnelRecord['type']; state: TunnelStateName }): Promise<void> {
+    await this.statusStore.moveTunnelCount(counted.type, counted.state, undefined).catch(() => undefined);
   }
 
   listWorkers(): Promise<WorkerHeartbeat[]> {

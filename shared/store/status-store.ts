@@ -4,7 +4,7 @@
  * happen once however many sweepers run.
  */
 import type { TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
-import type { Traffic, TunnelEvent } from '../schemas';
+import type { Traffic, TunnelEvent, TunnelStateName } from '../schemas';
 import type { OutboxAlert, StatusItem, StatusRecord } from '../status-items';
 import type { TunnelRecord } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
@@ -100,6 +100,15 @@ export interface SweepMark {
   observingSince: number;
 }
 
+export type TunnelType = TunnelRecord['type'];
+
+/** How many tunnels of a type are in a state (the `tunnels` gauge and CloudWatch's `Tunnels`). */
+export interface TunnelCount {
+  state: TunnelStateName;
+  type: TunnelType;
+  count: number;
+}
+
 export interface AlertClaim {
   by: string;
   /** Epoch ms; after it another sweeper may take the alert over. */
@@ -108,6 +117,21 @@ export interface AlertClaim {
 
 export interface StatusStore {
   listShard(shard: number, cursor?: ShardCursor): Promise<ShardPage>;
+  /** Tunnels of the shard whose status timer is due at `now` (the wake index). */
+  listDue(shard: number, now: Date): Promise<string[]>;
+  /** The tunnels by id; deleted ones are absent, unreadable ones named. */
+  getTunnels(ids: string[]): Promise<{ found: Map<string, TunnelRecord>; unreadable: UnreadableItem[] }>;
+  /** Every worker's latest heartbeat (fresh or not). */
+  listWorkers(): Promise<WorkerHeartbeat[]>;
+  /** The tunnels the worker has recorded `up` since its holds were last released. */
+  holdsOf(workerId: string): Promise<string[]>;
+  /** Forgets those holds: the sweeper has recorded what became of the tunnels. */
+  releaseHolds(workerId: string, tunnelIds: string[]): Promise<void>;
+  /**
+   * Lists the STATUS item in the wake index at `wakeAt` (or takes it out), if its wake is still
+   * `expected`; false, writing nothing, otherwise (another sweeper set it from a newer read).
+   */
+  setWake(tunnelId: string, wakeAt: number | undefined, expected: number | undefined): Promise<boolean>;
   /**
    * STATE and STATUS items (and SIGNALS with `signals`) of many tunnels, by tunnel id, in batch reads. An item that fails
    * validation is named in `unreadable` instead of failing the batch: one bad item must not silence
@@ -117,6 +141,20 @@ export interface StatusStore {
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
   getSweepMark(): Promise<SweepMark | undefined>;
   putSweepMark(mark: SweepMark): Promise<void>;
+  /**
+   * Tunnels by state and type, kept between full passes by `moveTunnelCount`; empty before the
+   * first full pass. A count moved by changes the full pass that set it had already seen may be
+   * off by those until the next full pass sets it again.
+   */
+  getTunnelCounts(): Promise<TunnelCount[]>;
+  /** Sets every count (a full pass, which saw every tunnel); states not given are 0. */
+  putTunnelCounts(counts: TunnelCount[]): Promise<void>;
+  /** One tunnel of `type` left `from` (absent: it is new) for `to` (absent: it was deleted). */
+  moveTunnelCount(
+    type: TunnelType,
+    from: TunnelStateName | undefined,
+    to: TunnelStateName | undefined,
+  ): Promise<void>;
   /**
    * Writes the next record, its events and new alerts at once, if the STATUS item is still at
    * `expectedVersion`, the STATE item is still the one read, and the tunnel still exists. False,

@@ -71,7 +71,9 @@ export interface TunnelStore extends WorkspaceStore {
    * Deletes the tunnel with its state and frees its port (the port may be unknown for a tunnel
    * whose stored item cannot be read: then only its port item is left behind).
    */
-  deleteTunnel(tunnel: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number }): Promise<void>;
+  deleteTunnel(
+    tunnel: Pick<TunnelRecord, 'id' | 'workspaceId'> & { port?: number; type?: string },
+  ): Promise<void>;
 
   /**
    * What the status machine needs of the given tunnels, by id: STATE, STATUS and the owner's

@@ -8,7 +8,7 @@ import type { TunnelStateItem, WorkerHeartbeat } from '../../shared/gateway-item
 import { newTunnelId } from '../../shared/ids';
 import { DynamoGatewayStore } from '../../shared/store/dynamo-gateway-store';
 import { tunnelItem } from '../../shared/store/dynamo-tunnel-store';
-import { keys } from '../../shared/store/table';
+import { keys, WORKERS_PARTITION } from '../../shared/store/table';
 import type { TunnelRecord } from '../../shared/tunnel';
 
 export const T0 = Date.parse('2026-01-03T00:00:00.000Z');
@@ -61,7 +61,13 @@ export function gatewaySim(db: DynamoDBDocumentClient, tableName: string) {
         version: 'test',
         counts: { reverse: 1, standard: 0 },
       };
-      await db.send(new PutCommand({ TableName: tableName, Item: { ...keys.worker(workerId), ...beat } }));
+      // Listed with the workers as the gateway's store lists it (no TTL: test times are in the past).
+      await db.send(
+        new PutCommand({
+          TableName: tableName,
+          Item: { ...keys.worker(workerId), gsi2pk: WORKERS_PARTITION, gsi2sk: workerId, ...beat },
+        }),
+      );
     },
   };
 }

@@ -367,12 +367,19 @@ describe('IAM', () => {
       expect.arrayContaining([
         ['ecr:GetAuthorizationToken'],
         ['elasticloadbalancing:DescribeTargetGroups', 'elasticloadbalancing:DescribeTargetHealth'],
+        // It lists stream ARNs only; the records are read on the table's stream alone (below).
+        ['dynamodb:ListStreams'],
       ]),
     );
-    expect(wildcard).toHaveLength(2);
+    expect(wildcard).toHaveLength(3);
     for (const { statement } of iamStatements()) {
       const actions = list(statement.Action) as string[];
-      if (actions.some((a) => a.startsWith('secretsmanager:') || a.startsWith('dynamodb:'))) {
+      if (
+        actions.some(
+          (a) =>
+            a.startsWith('secretsmanager:') || (a.startsWith('dynamodb:') && a !== 'dynamodb:ListStreams'),
+        )
+      ) {
         for (const resource of list(statement.Resource)) expect(arnText(resource)).not.toBe('*');
       }
     }
@@ -397,17 +404,38 @@ describe('IAM', () => {
     }
   });
 
-  it('scopes table access to the table and its two indexes, without scans or table management', () => {
+  it('scopes table access to the table and its three indexes, without scans or table management', () => {
     const table = idOf(stack.data.table);
-    const tableStatements = iamStatements().filter(({ statement }) =>
+    const isStreamAction = (a: string) =>
+      [
+        'dynamodb:ListStreams',
+        'dynamodb:DescribeStream',
+        'dynamodb:GetRecords',
+        'dynamodb:GetShardIterator',
+      ].includes(a);
+    const dynamoStatements = iamStatements().filter(({ statement }) =>
       list(statement.Action).some((a: string) => a.startsWith('dynamodb:')),
     );
+    const tableStatements = dynamoStatements.filter(({ statement }) =>
+      list(statement.Action).some((a: string) => !isStreamAction(a)),
+    );
     expect(tableStatements).toHaveLength(3); // API, sweeper, gateway
+    // The sweeper's event source reads the table's stream, and nothing else through those statements.
+    const streamStatements = dynamoStatements.filter((s) => !tableStatements.includes(s));
+    for (const { statement } of streamStatements) {
+      expect(list(statement.Action).every(isStreamAction)).toBe(true);
+      for (const resource of list(statement.Resource)) {
+        const text = arnText(resource);
+        if (text !== '*') expect(text).toBe(`\${${table}.StreamArn}`);
+      }
+    }
+    expect(streamStatements.length).toBeGreaterThan(0);
     for (const { statement } of tableStatements) {
       expect(list(statement.Resource).map(arnText)).toEqual([
         `\${${table}.Arn}`,
         `\${${table}.Arn}/index/gsi1`,
         `\${${table}.Arn}/index/gsi2`,
+        `\${${table}.Arn}/index/gsi3`,
       ]);
       expect(list(statement.Action)).not.toContain('dynamodb:Scan');
       expect(list(statement.Action).some((a: string) => /Table|\*/.test(a))).toBe(false);

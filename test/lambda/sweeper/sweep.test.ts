@@ -473,7 +473,7 @@ describe('sweep on DynamoDB Local', () => {
     expect(logged('alert delivery gave up')).toHaveLength(1);
   });
 
-  it('keeps steady-state writes flat: one per sweep (its mark) for 1 and for 1,000 idle up tunnels', async () => {
+  it('keeps a full pass’s steady-state writes flat: its mark and its counts, for 1 and for 1,000 idle up tunnels', async () => {
     const perMinute: Record<number, { sweeper: number; heartbeats: number; itemsRead: number }> = {};
     for (const count of [1, 1_000]) {
       const table = count === 1 ? t : await createTestTable();
@@ -489,9 +489,10 @@ describe('sweep on DynamoDB Local', () => {
           tableName: table.tableName,
           concurrency: 32,
         });
-        // The first sweep records each tunnel's first transition (pending -> up), once, and its mark.
+        // The first sweep records each tunnel's first transition (pending -> up), once, and moves it
+        // into the kept counts; then its mark and the counts it saw.
         expect(await run()).toMatchObject({ tunnels: count, transitions: count, errors: 0 });
-        expect(counted.writes()).toBe(count + 1);
+        expect(counted.writes()).toBe(2 * count + 2);
 
         // Then a minute of steady state: a heartbeat every 15 s from the one worker, one sweep.
         counted.reset();
@@ -511,8 +512,8 @@ describe('sweep on DynamoDB Local', () => {
         if (table !== t) await table.drop();
       }
     }
-    expect(perMinute[1]).toEqual({ sweeper: 1, heartbeats: 4, itemsRead: 4 });
-    expect(perMinute[1_000]).toEqual({ sweeper: 1, heartbeats: 4, itemsRead: 2_002 });
+    expect(perMinute[1]).toEqual({ sweeper: 2, heartbeats: 4, itemsRead: 4 });
+    expect(perMinute[1_000]).toEqual({ sweeper: 2, heartbeats: 4, itemsRead: 2_002 });
   }, 120_000);
 
   describe('startSweeperLoop', () => {
