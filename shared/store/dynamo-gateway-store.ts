@@ -17,6 +17,8 @@ import {
   parseStateItem,
   type TunnelStateItem,
   TunnelStateItemSchema,
+  type WorkerCarries,
+  WorkerCarriesSchema,
   type WorkerHeartbeat,
   WorkerHeartbeatSchema,
   type WorkerTraffic,
@@ -371,6 +373,34 @@ export class DynamoGatewayStore implements GatewayStore {
         Item: { ...keys.workerTraffic(traffic.workerId), ...traffic, [TTL_ATTRIBUTE]: expiresAt },
       }),
     );
+  }
+
+  async putCarries(carries: WorkerCarries, ttlSeconds: number): Promise<void> {
+    const expiresAt = Math.floor(Date.parse(carries.writtenAt) / 1000) + ttlSeconds;
+    await this.db.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: {
+          ...keys.workerCarries(carries.workerId, carries.shard),
+          ...carries,
+          [TTL_ATTRIBUTE]: expiresAt,
+        },
+      }),
+    );
+  }
+
+  async getCarries(refs: readonly { workerId: string; shard: number }[]): Promise<WorkerCarries[]> {
+    if (refs.length === 0) return [];
+    const items = await batchGetItems(
+      this.db,
+      this.tableName,
+      refs.map((ref) => keys.workerCarries(ref.workerId, ref.shard)),
+    );
+    // One unreadable shard is left out (its peer is read again next time), never the others.
+    return items.flatMap((item) => {
+      const parsed = WorkerCarriesSchema.safeParse(item);
+      return parsed.success ? [parsed.data] : [];
+    });
   }
 
   async getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>> {
