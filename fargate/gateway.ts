@@ -41,6 +41,7 @@ import { StandardPool } from './standard/standard-pool';
 import { TUNNEL_SECRET_MAX_ENTRIES, TUNNEL_SECRET_TTL_MS, TunnelSecrets } from './standard/tunnel-secrets';
 import { StateWriter } from './state-writer';
 import { TrafficMeter } from './traffic-meter';
+import { TunnelChangeFollower } from './tunnel-change-follower';
 
 export const GATEWAY_VERSION = '0.1.0';
 /** Heartbeat items outlive their worker by this much, then DynamoDB's TTL removes them. */
@@ -188,6 +189,8 @@ export class Gateway {
   private readonly carriesWriter: CarriesWriter;
   /** What the peers carry, read as their shards change. */
   private readonly peerCarries: PeerCarries;
+  /** The table's log of tunnel changes, followed with each heartbeat. */
+  private readonly changes: TunnelChangeFollower;
 
   constructor(private readonly deps: GatewayDeps) {
     this.isRelaying = !deps.defersRelaying;
@@ -214,6 +217,10 @@ export class Gateway {
       now,
     });
     this.peerCarries = new PeerCarries((refs) => deps.store.getCarries(refs));
+    // The log's times are the writers' wall clocks, whatever clock the gateway is given.
+    this.changes = new TunnelChangeFollower((sinceMs, untilMs) =>
+      deps.store.listTunnelChanges(sinceMs, untilMs),
+    );
     this.signalWriter = new SignalWriter(deps.store, this.logger, {
       minIntervalMs: Math.min(SIGNAL_WRITE_INTERVAL_MS, deps.settings.heartbeatIntervalMs),
       maxPendingTunnels: SIGNAL_MAX_TUNNELS,
@@ -550,7 +557,7 @@ export class Gateway {
     await this.writeTraffic(at);
     if (!this.isRechecking) {
       this.isRechecking = true;
-      this.recheck(this.registry.tunnelIds())
+      this.recheckChanged()
         .catch((err) => this.logger.warn('tunnel reconciliation failed', { err }))
         .finally(() => {
           this.isRechecking = false;
@@ -603,6 +610,19 @@ export class Gateway {
     const carried = await this.peerCarries.carriedBy(peers);
     if (!this.isServing) return;
     await this.registry.syncPeers(peerHoldings(peers, carried));
+  }
+
+  /**
+   * Rereads the carried tunnels the table's change log names (all of them when it cannot tell), so
+   * the cost of keeping sessions in line with their records follows changes, not the tunnel count.
+   */
+  private async recheckChanged(): Promise<void> {
+    const changes = await this.changes.poll();
+    const held = this.registry.tunnelIds();
+    if (changes.everything) return this.recheck(held);
+    this.server?.confirmUnchanged(changes.completeUntil, changes.tunnelIds);
+    const changed = new Set(changes.tunnelIds);
+    await this.recheck(held.filter((id) => changed.has(id)));
   }
 
   /** Closes sessions whose tunnel was deleted, disabled, or whose login key is no longer valid. */

@@ -26,7 +26,7 @@ import {
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { type TunnelSignals, TunnelSignalsSchema } from '../tunnel-signals';
 import { batchGetItems } from './batch-get';
-import { isConditionalFailure } from './dynamo-errors';
+import { cancelledBy, isConditionalFailure } from './dynamo-errors';
 import type { GatewayStore, TunnelsRead } from './gateway-store';
 import { listWorkerHeartbeats, queryAll } from './query';
 import {
@@ -38,6 +38,7 @@ import {
   unreadableReason,
 } from './read-items';
 import { GSI2, keys, SHARD_COUNT, shardSortKeyPrefix, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
+import { listTunnelChanges, tunnelChangePut } from './tunnel-changes';
 import { replaceFields, type UpdateParts, updateExpression } from './update-expression';
 
 type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
@@ -219,17 +220,30 @@ export class DynamoGatewayStore implements GatewayStore {
   async retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void> {
     try {
       await this.db.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: keys.tunnel(tunnelId),
-          UpdateExpression: 'REMOVE previousPublicKey SET version = version + :one',
-          ConditionExpression: 'previousPublicKey = :old',
-          ExpressionAttributeValues: { ':old': previousPublicKey, ':one': 1 },
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Update: {
+                TableName: this.tableName,
+                Key: keys.tunnel(tunnelId),
+                UpdateExpression: 'REMOVE previousPublicKey SET version = version + :one',
+                ConditionExpression: 'previousPublicKey = :old',
+                ExpressionAttributeValues: { ':old': previousPublicKey, ':one': 1 },
+              },
+            },
+            // Sessions on the retired key, on any gateway, end with this change (tunnel-changes.ts).
+            tunnelChangePut(this.tableName, tunnelId, Date.now()),
+          ],
         }),
       );
     } catch (err) {
-      if (!isConditionalFailure(err)) throw err;
+      // The key changed meanwhile (another rotation, or retired already): nothing to do.
+      if (!cancelledBy(err, 0)) throw err;
     }
+  }
+
+  listTunnelChanges(sinceMs: number, untilMs: number): Promise<string[]> {
+    return listTunnelChanges(this.db, this.tableName, sinceMs, untilMs);
   }
 
   async putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void> {

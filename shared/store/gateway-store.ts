@@ -44,6 +44,8 @@ export interface GatewayStore {
   writeSignals(tunnelId: string, signals: TunnelSignals): Promise<boolean>;
   /** Forgets a rotated-away key once the new one has logged in; no-op if it changed meanwhile. */
   retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void>;
+  /** Ids of the tunnels whose records changed from `sinceMs` to `untilMs` (tunnel-changes.ts). */
+  listTunnelChanges(sinceMs: number, untilMs: number): Promise<string[]>;
   /** Writes the worker's heartbeat; its last one, with `stoppedAt`, tells the others it is gone. */
   putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void>;
   /** Writes the worker's per-tunnel traffic (replacing the last), expiring with its heartbeat. */
