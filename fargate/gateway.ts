@@ -25,7 +25,9 @@ import { ControlServer } from './control-server';
 import { diagnoseTunnel } from './diagnostics/diagnose';
 import { tuneGcForThroughput } from './gc-tuning';
 import { hasNativeSshCrypto } from './native-crypto';
-import { livePeers, peerHoldings } from './peers/peer-directory';
+import { CarriesWriter } from './peers/carries-writer';
+import { PeerCarries } from './peers/peer-carries';
+import { livePeerBeats, livePeers, peerHoldings } from './peers/peer-directory';
 import { PeerRelay } from './peers/peer-relay';
 import { nudgePeers } from './peers/pool-nudge';
 import { ForwardRegistry } from './reverse/forward-registry';
@@ -39,6 +41,7 @@ import { StandardPool } from './standard/standard-pool';
 import { TUNNEL_SECRET_MAX_ENTRIES, TUNNEL_SECRET_TTL_MS, TunnelSecrets } from './standard/tunnel-secrets';
 import { StateWriter } from './state-writer';
 import { TrafficMeter } from './traffic-meter';
+import { TunnelChangeFollower } from './tunnel-change-follower';
 
 export const GATEWAY_VERSION = '0.1.0';
 /** Heartbeat items outlive their worker by this much, then DynamoDB's TTL removes them. */
@@ -63,11 +66,6 @@ const SIGNAL_MAX_TUNNELS = 20_000;
 const NUDGE_TIMEOUT_MS = 1_000;
 /** A peer that has not taken a relayed connection by then is given up on for the next one. */
 const RELAY_TIMEOUT_MS = 2_000;
-/**
- * Tunnels a heartbeat tells the peers this worker carries: the item stays well under DynamoDB's
- * 400 KB (about 30 bytes each); beyond, the rest are reached only on the gateway that holds them.
- */
-const MAX_HOLDS_ADVERTISED = 10_000;
 /** Tunnels whose traffic one TRAFFIC item carries (the busiest): about 50 bytes each, far under 400 KB. */
 const TRAFFIC_MAX_TUNNELS = 2_000;
 
@@ -187,6 +185,12 @@ export class Gateway {
   private detachMetrics: (() => void) | undefined;
   /** The per-tunnel traffic last written, so an unchanged one is not written again. */
   private writtenTraffic = '{}';
+  /** The reverse tunnels carried here, told to the peers shard by shard as they change. */
+  private readonly carriesWriter: CarriesWriter;
+  /** What the peers carry, read as their shards change. */
+  private readonly peerCarries: PeerCarries;
+  /** The table's log of tunnel changes, followed with each heartbeat. */
+  private readonly changes: TunnelChangeFollower;
 
   constructor(private readonly deps: GatewayDeps) {
     this.isRelaying = !deps.defersRelaying;
@@ -205,6 +209,18 @@ export class Gateway {
       ),
     );
     this.stateWriter = new StateWriter(deps.store, this.logger);
+    this.carriesWriter = new CarriesWriter({
+      workerId: this.workerId,
+      putCarries: (carries, ttlSeconds) => deps.store.putCarries(carries, ttlSeconds),
+      ttlSeconds: HEARTBEAT_TTL_SECONDS,
+      logger: this.logger,
+      now,
+    });
+    this.peerCarries = new PeerCarries((refs) => deps.store.getCarries(refs));
+    // The log's times are the writers' wall clocks, whatever clock the gateway is given.
+    this.changes = new TunnelChangeFollower((sinceMs, untilMs) =>
+      deps.store.listTunnelChanges(sinceMs, untilMs),
+    );
     this.signalWriter = new SignalWriter(deps.store, this.logger, {
       minIntervalMs: Math.min(SIGNAL_WRITE_INTERVAL_MS, deps.settings.heartbeatIntervalMs),
       maxPendingTunnels: SIGNAL_MAX_TUNNELS,
@@ -458,7 +474,8 @@ export class Gateway {
     if (this.signalWriter.backlog > 0) {
       this.logger.warn('tunnel signals not written before shutdown', { tunnels: this.signalWriter.backlog });
     }
-    const stopped = this.heartbeat(this.now().toISOString());
+    // Stopped: it carries nothing any more (and peers relay to no stopped worker).
+    const stopped = this.heartbeat(this.now().toISOString(), []);
     stopped.stoppedAt = stopped.lastBeatAt;
     const written = await Promise.race([
       this.deps.store.putHeartbeat(stopped, HEARTBEAT_TTL_SECONDS).then(
@@ -501,7 +518,7 @@ export class Gateway {
     }
   }
 
-  private heartbeat(at: string): WorkerHeartbeat {
+  private heartbeat(at: string, carries: string[]): WorkerHeartbeat {
     return {
       workerId: this.workerId,
       lastBeatAt: at,
@@ -510,7 +527,7 @@ export class Gateway {
       version: GATEWAY_VERSION,
       controlUrl: this.controlUrl,
       counts: { reverse: this.registry.size, standard: this.pool.size },
-      holds: this.registry.heldTunnels().slice(0, MAX_HOLDS_ADVERTISED),
+      carries,
     };
   }
 
@@ -521,7 +538,9 @@ export class Gateway {
   private async beat(): Promise<boolean> {
     const at = this.now().toISOString();
     try {
-      await this.deps.store.putHeartbeat(this.heartbeat(at), HEARTBEAT_TTL_SECONDS);
+      // The shards first: the heartbeat names only revisions that are written.
+      const carries = await this.carriesWriter.write(this.registry.heldTunnels());
+      await this.deps.store.putHeartbeat(this.heartbeat(at, carries), HEARTBEAT_TTL_SECONDS);
     } catch (err) {
       this.logger.error('heartbeat write failed', { err });
       return false;
@@ -538,7 +557,7 @@ export class Gateway {
     await this.writeTraffic(at);
     if (!this.isRechecking) {
       this.isRechecking = true;
-      this.recheck(this.registry.tunnelIds())
+      this.recheckChanged()
         .catch((err) => this.logger.warn('tunnel reconciliation failed', { err }))
         .finally(() => {
           this.isRechecking = false;
@@ -587,7 +606,23 @@ export class Gateway {
     if (!this.isServing) return;
     const observingSince = this.deps.observingSince?.();
     const view = observingSince === undefined ? { now: this.now() } : { now: this.now(), observingSince };
-    await this.registry.syncPeers(peerHoldings(workers, this.workerId, view, this.deps.settings));
+    const peers = livePeerBeats(workers, this.workerId, view, this.deps.settings);
+    const carried = await this.peerCarries.carriedBy(peers);
+    if (!this.isServing) return;
+    await this.registry.syncPeers(peerHoldings(peers, carried));
+  }
+
+  /**
+   * Rereads the carried tunnels the table's change log names (all of them when it cannot tell), so
+   * the cost of keeping sessions in line with their records follows changes, not the tunnel count.
+   */
+  private async recheckChanged(): Promise<void> {
+    const changes = await this.changes.poll();
+    const held = this.registry.tunnelIds();
+    if (changes.everything) return this.recheck(held);
+    this.server?.confirmUnchanged(changes.completeUntil, changes.tunnelIds);
+    const changed = new Set(changes.tunnelIds);
+    await this.recheck(held.filter((id) => changed.has(id)));
   }
 
   /** Closes sessions whose tunnel was deleted, disabled, or whose login key is no longer valid. */

@@ -125,12 +125,28 @@ export const WorkerHeartbeatSchema = z.object({
   /** Set by the worker's clean shutdown: from then on it serves nothing. */
   stoppedAt: z.string().optional(),
   /**
-   * Reverse tunnels this worker carries through customer sessions of its own, with their ports:
-   * the other workers listen on those ports too and relay to it (fargate/peers/).
+   * The revision of each `CARRIES#<nn>` item (worker-carries.ts), in shard order; `''` for a shard
+   * that carries nothing. Peers read a shard again only when its revision changed.
    */
+  carries: z.array(z.string()).optional(),
+  /** What gateways before the CARRIES items advertised inline (read during a rolling deploy). */
   holds: z.array(z.tuple([z.string(), z.number().int()])).optional(),
 });
 export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeatSchema>;
+
+/**
+ * `WORKER#<id>/CARRIES#<nn>`: one shard of the reverse tunnels this worker carries through customer
+ * sessions of its own, with their ports: the other workers listen on those ports too and relay to
+ * it (fargate/peers/). Written only when the shard changed, so idle tunnels cost no write.
+ */
+export const WorkerCarriesSchema = z.object({
+  workerId: z.string(),
+  shard: z.number().int().min(0),
+  rev: z.string(),
+  holds: z.array(z.tuple([z.string(), z.number().int()])),
+  writtenAt: z.string(),
+});
+export type WorkerCarries = z.infer<typeof WorkerCarriesSchema>;
 
 /**
  * `WORKER#<id>/TRAFFIC`: connections and bytes per tunnel this worker serves, since it began serving

@@ -216,6 +216,11 @@ export class ReverseServer {
     this.lookup.sawRecords(ids, records);
   }
 
+  /** The table's change log vouches for every cached tunnel record but `changedIds` up to `atMs`. */
+  confirmUnchanged(atMs: number, changedIds: readonly string[]): void {
+    this.lookup.confirmUnchanged(atMs, changedIds);
+  }
+
   /** Stops accepting new connections; the logged-in ones go on (a shutdown's drain). */
   stopAccepting(): void {
     this.net.close();

@@ -19,6 +19,8 @@ interface Entry {
 export class TunnelCache {
   /** Insertion order is read order: the first entry was read longest ago. */
   private readonly entries = new Map<string, Entry>();
+  /** Every entry not forgotten since was still the stored record at this time (epoch ms). */
+  private confirmedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly settings: TunnelCacheSettings,
@@ -46,11 +48,20 @@ export class TunnelCache {
     this.entries.delete(id);
   }
 
-  /** The record as last read, if that was within the TTL. */
+  /**
+   * The table's log of changes says which tunnels changed up to `atMs` (fargate/tunnel-change-follower.ts):
+   * those are forgotten, and every other entry was still current then, as if read at that time.
+   */
+  confirmUnchanged(atMs: number, changedIds: readonly string[]): void {
+    for (const id of changedIds) this.entries.delete(id);
+    this.confirmedAt = Math.max(this.confirmedAt, atMs);
+  }
+
+  /** The record as last read or confirmed, if that was within the TTL. */
   recall(id: string): { record: TunnelRecord; ageMs: number } | undefined {
     const entry = this.entries.get(id);
     if (!entry) return undefined;
-    const ageMs = this.now() - entry.readAt;
+    const ageMs = this.now() - Math.max(entry.readAt, this.confirmedAt);
     if (ageMs > this.settings.ttlMs) {
       this.entries.delete(id);
       return undefined;

@@ -66,6 +66,11 @@ export class TunnelLookup {
     }
   }
 
+  /** No tunnel but `changedIds` changed up to `atMs`: the cached records of the others are still current. */
+  confirmUnchanged(atMs: number, changedIds: readonly string[]): void {
+    this.deps.cache.confirmUnchanged(atMs, changedIds);
+  }
+
   private fallback(id: string, cause: unknown): TunnelLookupResult {
     const cached = this.deps.cache.recall(id);
     if (cached) return { outcome: 'cached', tunnel: cached.record, ageMs: cached.ageMs, cause };

@@ -17,6 +17,8 @@ import {
   parseStateItem,
   type TunnelStateItem,
   TunnelStateItemSchema,
+  type WorkerCarries,
+  WorkerCarriesSchema,
   type WorkerHeartbeat,
   WorkerHeartbeatSchema,
   type WorkerTraffic,
@@ -24,7 +26,7 @@ import {
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { type TunnelSignals, TunnelSignalsSchema } from '../tunnel-signals';
 import { batchGetItems } from './batch-get';
-import { isConditionalFailure } from './dynamo-errors';
+import { cancelledBy, isConditionalFailure } from './dynamo-errors';
 import type { GatewayStore, TunnelsRead } from './gateway-store';
 import { listWorkerHeartbeats, queryAll } from './query';
 import {
@@ -36,6 +38,7 @@ import {
   unreadableReason,
 } from './read-items';
 import { GSI2, keys, SHARD_COUNT, shardSortKeyPrefix, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
+import { listTunnelChanges, tunnelChangePut } from './tunnel-changes';
 import { replaceFields, type UpdateParts, updateExpression } from './update-expression';
 
 type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
@@ -217,17 +220,30 @@ export class DynamoGatewayStore implements GatewayStore {
   async retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void> {
     try {
       await this.db.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: keys.tunnel(tunnelId),
-          UpdateExpression: 'REMOVE previousPublicKey SET version = version + :one',
-          ConditionExpression: 'previousPublicKey = :old',
-          ExpressionAttributeValues: { ':old': previousPublicKey, ':one': 1 },
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Update: {
+                TableName: this.tableName,
+                Key: keys.tunnel(tunnelId),
+                UpdateExpression: 'REMOVE previousPublicKey SET version = version + :one',
+                ConditionExpression: 'previousPublicKey = :old',
+                ExpressionAttributeValues: { ':old': previousPublicKey, ':one': 1 },
+              },
+            },
+            // Sessions on the retired key, on any gateway, end with this change (tunnel-changes.ts).
+            tunnelChangePut(this.tableName, tunnelId, Date.now()),
+          ],
         }),
       );
     } catch (err) {
-      if (!isConditionalFailure(err)) throw err;
+      // The key changed meanwhile (another rotation, or retired already): nothing to do.
+      if (!cancelledBy(err, 0)) throw err;
     }
+  }
+
+  listTunnelChanges(sinceMs: number, untilMs: number): Promise<string[]> {
+    return listTunnelChanges(this.db, this.tableName, sinceMs, untilMs);
   }
 
   async putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void> {
@@ -371,6 +387,34 @@ export class DynamoGatewayStore implements GatewayStore {
         Item: { ...keys.workerTraffic(traffic.workerId), ...traffic, [TTL_ATTRIBUTE]: expiresAt },
       }),
     );
+  }
+
+  async putCarries(carries: WorkerCarries, ttlSeconds: number): Promise<void> {
+    const expiresAt = Math.floor(Date.parse(carries.writtenAt) / 1000) + ttlSeconds;
+    await this.db.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: {
+          ...keys.workerCarries(carries.workerId, carries.shard),
+          ...carries,
+          [TTL_ATTRIBUTE]: expiresAt,
+        },
+      }),
+    );
+  }
+
+  async getCarries(refs: readonly { workerId: string; shard: number }[]): Promise<WorkerCarries[]> {
+    if (refs.length === 0) return [];
+    const items = await batchGetItems(
+      this.db,
+      this.tableName,
+      refs.map((ref) => keys.workerCarries(ref.workerId, ref.shard)),
+    );
+    // One unreadable shard is left out (its peer is read again next time), never the others.
+    return items.flatMap((item) => {
+      const parsed = WorkerCarriesSchema.safeParse(item);
+      return parsed.success ? [parsed.data] : [];
+    });
   }
 
   async getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>> {

@@ -35,6 +35,7 @@ import { listWorkerHeartbeats } from './query';
 import { readEach, salvage, tunnelIdOf, UnreadableItemError, unreadableReason } from './read-items';
 import type { StatusSources } from './status-store';
 import { EVENT_SK_PREFIX, GSI1, keys, SHARD_COUNT, shardSortKeyOf } from './table';
+import { tunnelChangePut } from './tunnel-changes';
 import type { TunnelPage, TunnelStore, Workspace } from './tunnel-store';
 
 /** Ports looked up per batch read while searching for a free one (BatchGetItem's maximum). */
@@ -200,15 +201,23 @@ export class DynamoTunnelStore implements TunnelStore {
     const written: TunnelRecord = { ...next, version: next.version + 1 };
     try {
       await this.db.send(
-        new PutCommand({
-          TableName: this.tableName,
-          Item: tunnelItem(written),
-          ConditionExpression: 'attribute_exists(pk) AND version = :v AND workspaceId = :ws',
-          ExpressionAttributeValues: { ':v': next.version, ':ws': next.workspaceId },
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Put: {
+                TableName: this.tableName,
+                Item: tunnelItem(written),
+                ConditionExpression: 'attribute_exists(pk) AND version = :v AND workspaceId = :ws',
+                ExpressionAttributeValues: { ':v': next.version, ':ws': next.workspaceId },
+              },
+            },
+            // The gateways carrying it learn of the change from this log (tunnel-changes.ts).
+            tunnelChangePut(this.tableName, next.id, Date.now()),
+          ],
         }),
       );
     } catch (err) {
-      if (isConditionalFailure(err)) {
+      if (cancelledBy(err, 0) || isTransactionConflict(err)) {
         throw new ConflictError(`tunnel ${next.id} was changed by another request; retry`, { cause: err });
       }
       throw err;
@@ -247,6 +256,7 @@ export class DynamoTunnelStore implements TunnelStore {
       { Delete: { TableName: this.tableName, Key: keys.tunnelState(tunnel.id) } },
       { Delete: { TableName: this.tableName, Key: keys.tunnelStatus(tunnel.id) } },
       { Delete: { TableName: this.tableName, Key: keys.tunnelSignals(tunnel.id) } },
+      tunnelChangePut(this.tableName, tunnel.id, Date.now()),
       {
         Update: {
           TableName: this.tableName,

@@ -2,7 +2,13 @@
  * Storage port of the gateway workers: tunnel lookups across workspaces (SSH logins name a tunnel
  * id, not a workspace), connection state on transitions, and one heartbeat per worker.
  */
-import type { LeaseItem, TunnelStateItem, WorkerHeartbeat, WorkerTraffic } from '../gateway-items';
+import type {
+  LeaseItem,
+  TunnelStateItem,
+  WorkerCarries,
+  WorkerHeartbeat,
+  WorkerTraffic,
+} from '../gateway-items';
 import type { TunnelRecord } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
 import type { UnreadableItem } from './read-items';
@@ -38,10 +44,16 @@ export interface GatewayStore {
   writeSignals(tunnelId: string, signals: TunnelSignals): Promise<boolean>;
   /** Forgets a rotated-away key once the new one has logged in; no-op if it changed meanwhile. */
   retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void>;
+  /** Ids of the tunnels whose records changed from `sinceMs` to `untilMs` (tunnel-changes.ts). */
+  listTunnelChanges(sinceMs: number, untilMs: number): Promise<string[]>;
   /** Writes the worker's heartbeat; its last one, with `stoppedAt`, tells the others it is gone. */
   putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void>;
   /** Writes the worker's per-tunnel traffic (replacing the last), expiring with its heartbeat. */
   putTraffic(traffic: WorkerTraffic, ttlSeconds: number): Promise<void>;
+  /** Writes one shard of the reverse tunnels the worker carries (replacing the last), expiring after `ttlSeconds`. */
+  putCarries(carries: WorkerCarries, ttlSeconds: number): Promise<void>;
+  /** Shards of the tunnels workers carry, in batch reads; missing ones (expired, never written) are absent. */
+  getCarries(refs: readonly { workerId: string; shard: number }[]): Promise<WorkerCarries[]>;
   getHeartbeats(workerIds: string[]): Promise<Map<string, WorkerHeartbeat>>;
   /** Every worker's latest heartbeat (fresh or not). */
   listWorkers(): Promise<WorkerHeartbeat[]>;

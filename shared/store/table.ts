@@ -48,6 +48,11 @@ export const keys = {
   worker: (id: string) => ({ pk: `WORKER#${id}`, sk: 'META' }),
   /** Per-tunnel connections and bytes of the worker's tunnels (gateway-items.ts `WorkerTraffic`). */
   workerTraffic: (id: string) => ({ pk: `WORKER#${id}`, sk: 'TRAFFIC' }),
+  /** One shard of the reverse tunnels the worker carries (gateway-items.ts `WorkerCarries`). */
+  workerCarries: (id: string, shard: number) => ({
+    pk: `WORKER#${id}`,
+    sk: `CARRIES#${String(shard).padStart(2, '0')}`,
+  }),
   /**
    * A tunnel the worker has carried (written with each `up` it records): when the worker goes
    * silent, the sweeper finds its tunnels here instead of reading every tunnel.

@@ -1,6 +1,6 @@
 /** Which gateways a gateway relays to and nudges: live peers with a control endpoint, never itself. */
 import { describe, expect, it } from 'vitest';
-import { livePeers, peerHoldings } from '../../../fargate/peers/peer-directory';
+import { livePeerBeats, livePeers, peerHoldings } from '../../../fargate/peers/peer-directory';
 import type { WorkerHeartbeat } from '../../../shared/gateway-items';
 
 const now = new Date('2026-12-05T12:00:00.000Z');
@@ -30,7 +30,10 @@ describe('the peer directory', () => {
   });
 
   it('relays a tunnel only to the live peers that carry it', () => {
-    const holdings = peerHoldings(workers, 'wk_self', { now }, settings);
+    const carried = new Map<string, [string, number][]>(
+      workers.map((w) => [w.workerId, w.holds ?? []] as [string, [string, number][]]),
+    );
+    const holdings = peerHoldings(livePeerBeats(workers, 'wk_self', { now }, settings), carried);
     expect([...holdings.keys()]).toEqual(['tun_a']);
     expect(holdings.get('tun_a')?.peers.map((p) => p.workerId)).toEqual(['wk_live']);
   });

@@ -157,6 +157,20 @@ describe('TunnelCache', () => {
     expect(['tn_a', 'tn_b', 'tn_c'].map((id) => cache.recall(id) !== undefined)).toEqual([true, false, true]);
   });
 
+  it('counts a record the change log vouches for as read then, and forgets the ones it names', () => {
+    let now = 0;
+    const cache = new TunnelCache({ maxTunnels: 10, ttlMs: 1_000 }, () => now);
+    cache.remember(record('tn_a'));
+    cache.remember(record('tn_b'));
+    now = 900;
+    cache.confirmUnchanged(800, ['tn_b']);
+    now = 1_500;
+    expect(cache.recall('tn_a')).toMatchObject({ ageMs: 700 });
+    expect(cache.recall('tn_b')).toBeUndefined();
+    now = 1_801;
+    expect(cache.recall('tn_a')).toBeUndefined();
+  });
+
   it.each([
     ['a size of 0', { maxTunnels: 0, ttlMs: 1_000 }],
     ['a TTL of 0', { maxTunnels: 10, ttlMs: 0 }],

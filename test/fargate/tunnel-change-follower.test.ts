@@ -1,0 +1,77 @@
+/**
+ * How a gateway learns that a tunnel it carries changed (issue 18): updates, deletes and key
+ * retirements log the tunnel in the same write, and each poll names the tunnels changed since the
+ * last, so a gateway rereads those instead of every tunnel it carries. On DynamoDB Local.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TunnelChangeFollower } from '../../fargate/tunnel-change-follower';
+import { DynamoGatewayStore } from '../../shared/store/dynamo-gateway-store';
+import { DynamoTunnelStore } from '../../shared/store/dynamo-tunnel-store';
+import { CHANGE_RETENTION_MS } from '../../shared/store/tunnel-changes';
+import { createTestTable } from '../helpers/dynamo';
+import { countingClient } from '../helpers/dynamo-count';
+import { storeTunnels } from '../helpers/gateway-sim';
+
+type Table = Awaited<ReturnType<typeof createTestTable>>;
+
+describe('the log of tunnel changes', () => {
+  let t: Table;
+  beforeEach(async () => {
+    t = await createTestTable();
+  });
+  afterEach(() => t.drop());
+
+  it('names the tunnels updated, deleted or whose previous key was retired, and no other', async () => {
+    const [updated, deleted, rotated, untouched] = await storeTunnels(t.doc, t.tableName, 'ws_1', 4);
+    if (!updated || !deleted || !rotated || !untouched) throw new Error('no tunnels');
+    const gateway = new DynamoGatewayStore(t.doc, t.tableName);
+    const tunnels = new DynamoTunnelStore(t.doc, t.tableName);
+    const counted = countingClient(t.doc);
+    const follower = new TunnelChangeFollower((since, until) =>
+      new DynamoGatewayStore(counted.doc, t.tableName).listTunnelChanges(since, until),
+    );
+    // The first poll cannot vouch for what came before it.
+    expect(await follower.poll()).toEqual({ everything: true });
+
+    await tunnels.updateTunnel({ ...updated, enabled: false });
+    await tunnels.deleteTunnel(deleted);
+    await tunnels.updateTunnel({ ...rotated, previousPublicKey: untouched.publicKey });
+    const afterRotation = await follower.poll();
+    expect(afterRotation.everything).toBe(false);
+    if (afterRotation.everything) return;
+    expect(afterRotation.tunnelIds.sort()).toEqual([updated.id, deleted.id, rotated.id].sort());
+
+    await gateway.retirePreviousKey(rotated.id, untouched.publicKey);
+    const afterRetire = await follower.poll();
+    expect(afterRetire.everything === false && afterRetire.tunnelIds).toContain(rotated.id);
+    expect(afterRetire.everything === false && afterRetire.tunnelIds).not.toContain(untouched.id);
+    // A retirement that no longer applies changes nothing and logs nothing new.
+    await gateway.retirePreviousKey(untouched.id, 'ssh-ed25519 AAAA');
+
+    // One query per poll, whatever the number of tunnels; the log reads only what changed.
+    counted.reset();
+    await follower.poll();
+    expect(counted.queries()).toBeLessThanOrEqual(2);
+    expect(counted.queriedItems()).toBeLessThanOrEqual(4);
+  });
+
+  it('reads behind the clock and overlaps, and vouches for nothing after an absence longer than the log keeps', async () => {
+    let now = 1_000_000_000_000;
+    const asked: [number, number][] = [];
+    const follower = new TunnelChangeFollower(
+      async (since, until) => {
+        asked.push([since, until]);
+        return [];
+      },
+      () => now,
+    );
+    expect(await follower.poll()).toEqual({ everything: true });
+    now += 15_000;
+    const next = await follower.poll();
+    expect(next).toEqual({ everything: false, tunnelIds: [], completeUntil: now - 30_000 });
+    // From 30 s before the first poll: a change carrying its writer's clock lands a little late.
+    expect(asked).toEqual([[now - 15_000 - 30_000, now + 1]]);
+    now += CHANGE_RETENTION_MS;
+    expect(await follower.poll()).toEqual({ everything: true });
+  });
+});
