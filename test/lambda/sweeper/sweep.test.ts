@@ -473,9 +473,9 @@ describe('sweep on DynamoDB Local', () => {
     expect(logged('alert delivery gave up')).toHaveLength(1);
   });
 
-  it('keeps a full pass’s steady-state writes flat: its mark and its counts, for 1 and for 1,000 idle up tunnels', async () => {
+  it('keeps a full pass’s steady-state writes flat: its mark and its counts, for 1 and for 200 idle up tunnels', async () => {
     const perMinute: Record<number, { sweeper: number; heartbeats: number; itemsRead: number }> = {};
-    for (const count of [1, 1_000]) {
+    for (const count of [1, 200]) {
       const table = count === 1 ? t : await createTestTable();
       try {
         const created = await storeTunnels(table.doc, table.tableName, `ws_${count}`, count);
@@ -513,7 +513,7 @@ describe('sweep on DynamoDB Local', () => {
       }
     }
     expect(perMinute[1]).toEqual({ sweeper: 2, heartbeats: 4, itemsRead: 4 });
-    expect(perMinute[1_000]).toEqual({ sweeper: 2, heartbeats: 4, itemsRead: 2_002 });
+    expect(perMinute[200]).toEqual({ sweeper: 2, heartbeats: 4, itemsRead: 402 });
   }, 120_000);
 
   describe('startSweeperLoop', () => {
