@@ -99,22 +99,52 @@ export async function writeReverseTunnels(
   template: TunnelTemplate,
   prefix: string,
 ): Promise<{ id: string; port: number }[]> {
-  if (count <= 0) return [];
-  const ports = await freePorts(db, tableName, range, count);
+  const [written = []] = await writeReverseTunnelGroups(db, tableName, range, [{ count, template, prefix }]);
+  return written;
+}
+
+/** A batch of tunnels like `template`, named `<prefix>-<i>`. */
+export interface TunnelGroup {
+  count: number;
+  template: TunnelTemplate;
+  prefix: string;
+}
+
+/**
+ * Writes several groups (of several workspaces, say) at once, the free ports read once for all:
+ * each group's ids and ports, in the order given.
+ */
+export async function writeReverseTunnelGroups(
+  db: DynamoDBDocumentClient,
+  tableName: string,
+  range: PortRange,
+  groups: TunnelGroup[],
+): Promise<{ id: string; port: number }[][]> {
+  const sizes = groups.map((g) => Math.max(0, g.count));
+  const total = sizes.reduce((sum, n) => sum + n, 0);
+  if (total === 0) return groups.map(() => []);
+  const ports = await freePorts(db, tableName, range, total);
   const at = new Date().toISOString();
-  const records: TunnelRecord[] = ports.map((port, i) => ({
-    ...template,
-    id: newTunnelId(),
-    name: `${prefix}-${i}`,
-    createdAt: at,
-    updatedAt: at,
-    port,
-    version: 1,
-  }));
+  let offset = 0;
+  const recordsOf = groups.map(({ template, prefix }, g) => {
+    const mine = ports.slice(offset, offset + (sizes[g] ?? 0));
+    offset += mine.length;
+    return mine.map(
+      (port, i): TunnelRecord => ({
+        ...template,
+        id: newTunnelId(),
+        name: `${prefix}-${i}`,
+        createdAt: at,
+        updatedAt: at,
+        port,
+        version: 1,
+      }),
+    );
+  });
   await batchWrite(
     db,
     tableName,
-    records.flatMap((record) => [
+    recordsOf.flat().flatMap((record) => [
       { PutRequest: { Item: tunnelItem(record) } },
       {
         PutRequest: {
@@ -123,8 +153,16 @@ export async function writeReverseTunnels(
       },
     ]),
   );
-  await changeCount(db, tableName, template.workspaceId, count);
-  return records.map((r) => ({ id: r.id, port: r.port }));
+  const counts = new Map<string, number>();
+  for (const [g, { template }] of groups.entries()) {
+    counts.set(template.workspaceId, (counts.get(template.workspaceId) ?? 0) + (sizes[g] ?? 0));
+  }
+  await Promise.all(
+    [...counts]
+      .filter(([, n]) => n > 0)
+      .map(([workspaceId, n]) => changeCount(db, tableName, workspaceId, n)),
+  );
+  return recordsOf.map((records) => records.map((r) => ({ id: r.id, port: r.port })));
 }
 
 /** Deletes what the API's delete deletes of `tunnels` (their events expire by TTL, as there). */

@@ -253,8 +253,11 @@ class Sweep {
   private observingSince: number | undefined;
   /** Tunnels seen, by `<state>/<type>`. */
   private readonly seen = new Map<string, SweepTunnelFigure>();
-  /** Owner heartbeats, read once per sweep whatever the number of tunnels a worker holds. */
-  private readonly beats = new Map<string, Promise<WorkerHeartbeat | undefined>>();
+  /**
+   * Owner heartbeats, read about once per sweep whatever the number of tunnels a worker holds:
+   * the newest read of each worker's, and when that read began (see `heartbeats`).
+   */
+  private readonly beats = new Map<string, { began: number; beat: Promise<WorkerHeartbeat | undefined> }>();
   /** Each workspace's channels, read at most once per sweep and only when an alert needs them. */
   private readonly channels = new Map<string, Promise<Map<string, ChannelSink>>>();
   private readonly sinks: Map<string, AlertSink>;
@@ -351,8 +354,9 @@ class Sweep {
   /** Workers whose heartbeat says they are gone (stopped, or silent past the bound) and that still hold tunnels. */
   private async silentWorkers(now: Date): Promise<string[]> {
     const view = this.observingSince === undefined ? { now } : { now, observingSince: this.observingSince };
+    const began = this.now().getTime();
     const workers = await this.deps.store.listWorkers();
-    for (const beat of workers) this.beats.set(beat.workerId, Promise.resolve(beat));
+    for (const beat of workers) this.beats.set(beat.workerId, { began, beat: Promise.resolve(beat) });
     return workers
       .filter((beat) => !workerLiveness(beat, view, this.deps.settings).isAlive)
       .map((beat) => beat.workerId);
@@ -426,16 +430,20 @@ class Sweep {
 
   private async sweepPage(tunnels: TunnelRecord[]): Promise<void> {
     if (tunnels.length === 0) return;
+    const readFrom = this.now().getTime();
     const items = await this.deps.store.getStatusItems(tunnels.map((t) => t.id));
     const owners = [...items.values()].flatMap(ownersToCheck);
-    const beats = await this.heartbeats(owners);
+    const beats = await this.heartbeats(owners, readFrom);
+    // The page is judged as of its reads: its writes may take seconds on a busy table, and a
+    // heartbeat read before them would otherwise age into a worker that looks gone.
+    const seenAt = this.now();
     await forEachLimit(tunnels, this.deps.concurrency ?? DEFAULT_CONCURRENCY, async (tunnel) => {
       const { unreadable, ...sources } = items.get(tunnel.id) ?? {};
       if (unreadable) {
         for (const item of unreadable) this.skipUnreadable(item);
         return;
       }
-      await this.sweepTunnel(tunnel, withHeartbeats(sources, beats));
+      await this.sweepTunnel(tunnel, withHeartbeats(sources, beats), seenAt);
     });
   }
 
@@ -449,26 +457,27 @@ class Sweep {
     });
   }
 
-  private async heartbeats(owners: string[]): Promise<Map<string, WorkerHeartbeat>> {
+  /**
+   * The heartbeats of `owners`, from a read that began at `readFrom` or later: the shards' pages
+   * that read at about the same time share one read; a page read after it (a long sweep) reads again.
+   */
+  private async heartbeats(owners: string[], readFrom: number): Promise<Map<string, WorkerHeartbeat>> {
     const unique = [...new Set(owners)];
-    const missing = unique.filter((id) => !this.beats.has(id));
+    const missing = unique.filter((id) => (this.beats.get(id)?.began ?? Number.NEGATIVE_INFINITY) < readFrom);
     if (missing.length > 0) {
+      const began = this.now().getTime();
       const batch = this.deps.store.getHeartbeats(missing);
-      for (const id of missing)
-        this.beats.set(
-          id,
-          batch.then((found) => found.get(id)),
-        );
+      for (const id of missing) this.beats.set(id, { began, beat: batch.then((found) => found.get(id)) });
     }
     const found = new Map<string, WorkerHeartbeat>();
     for (const id of unique) {
-      const beat = await this.beats.get(id);
+      const beat = await this.beats.get(id)?.beat;
       if (beat) found.set(id, beat);
     }
     return found;
   }
 
-  private async sweepTunnel(tunnel: TunnelRecord, sources: StatusSources): Promise<void> {
+  private async sweepTunnel(tunnel: TunnelRecord, sources: StatusSources, seenAt: Date): Promise<void> {
     this.report.tunnels++;
     try {
       const now = this.now();
@@ -480,7 +489,7 @@ class Sweep {
         ...(connectorStates ? { connectorStates } : {}),
         ...(heartbeats ? { heartbeats } : {}),
         previous,
-        now,
+        now: seenAt,
         observingSince: this.observingSince,
         settings: this.deps.settings,
       });
