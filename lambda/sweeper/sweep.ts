@@ -53,6 +53,7 @@ import {
   withHeartbeats,
 } from '../../shared/store/status-store';
 import { SHARD_COUNT } from '../../shared/store/table';
+import { type CountMove, movesOf } from '../../shared/store/tunnel-counts';
 import type { TunnelRecord } from '../../shared/tunnel';
 
 export interface DeliverySettings {
@@ -253,6 +254,8 @@ class Sweep {
   private observingSince: number | undefined;
   /** Tunnels seen, by `<state>/<type>`. */
   private readonly seen = new Map<string, SweepTunnelFigure>();
+  /** How the changes this pass recorded move the kept counts: applied in one write as it ends. */
+  private readonly moves: CountMove[] = [];
   /**
    * Owner heartbeats, read about once per sweep whatever the number of tunnels a worker holds:
    * the newest read of each worker's, and when that read began (see `heartbeats`).
@@ -281,8 +284,10 @@ class Sweep {
     if (this.shardErrors === 0) {
       await this.writeMark(this.now().getTime());
       await this.writeCounts();
+      return this.finish('full', started, [...this.seen.values()]);
     }
-    return this.finish('full', started, [...this.seen.values()]);
+    // It saw less than everything: what it changed moves the kept counts, which it reports.
+    return this.finish('full', started, await this.readCounts());
   }
 
   async runDue(): Promise<SweepReport> {
@@ -311,8 +316,16 @@ class Sweep {
     return this.finish('tunnels', started, await this.readCounts());
   }
 
-  /** Tunnels by state and type as every process sees them (tunnel-counts.ts); none when unread. */
+  /**
+   * The kept counts follow this pass's changes (best effort: the next full pass sets them right),
+   * then say how many tunnels are in each state as every process sees them; none when unread.
+   */
   private async readCounts(): Promise<TunnelCount[] | undefined> {
+    try {
+      await this.deps.store.moveTunnelCounts(this.moves);
+    } catch (err) {
+      this.deps.logger.warn('tunnel counts not moved', { moves: this.moves.length, err });
+    }
     try {
       const counts = await this.deps.store.getTunnelCounts();
       return counts.length > 0 ? counts : undefined;
@@ -430,13 +443,13 @@ class Sweep {
 
   private async sweepPage(tunnels: TunnelRecord[]): Promise<void> {
     if (tunnels.length === 0) return;
-    const readFrom = this.now().getTime();
     const items = await this.deps.store.getStatusItems(tunnels.map((t) => t.id));
-    const owners = [...items.values()].flatMap(ownersToCheck);
-    const beats = await this.heartbeats(owners, readFrom);
-    // The page is judged as of its reads: its writes may take seconds on a busy table, and a
-    // heartbeat read before them would otherwise age into a worker that looks gone.
+    // The page is judged as of its reads, with heartbeats read since: its writes (and other pages')
+    // may take seconds on a busy table, and a heartbeat read before them would age into a worker
+    // that looks gone.
     const seenAt = this.now();
+    const owners = [...items.values()].flatMap(ownersToCheck);
+    const beats = await this.heartbeats(owners, seenAt.getTime());
     await forEachLimit(tunnels, this.deps.concurrency ?? DEFAULT_CONCURRENCY, async (tunnel) => {
       const { unreadable, ...sources } = items.get(tunnel.id) ?? {};
       if (unreadable) {
@@ -524,7 +537,7 @@ class Sweep {
           return;
         }
         record = evaluation.next;
-        await this.moveCount(tunnel.type, previous?.state, record.state);
+        this.moves.push(...movesOf(tunnel.type, previous?.state, record.state));
         for (const t of evaluation.transitions) {
           this.deps.logger.info('tunnel status changed', {
             tunnelId: tunnel.id,
@@ -562,19 +575,6 @@ class Sweep {
     const wakeAt = statusWakeAt({ tunnel, record, outbox, settings: this.deps.settings });
     if (wakeAt === stored) return;
     await this.deps.store.setWake(tunnel.id, wakeAt, stored);
-  }
-
-  /** The kept counts follow each recorded change (best effort: the next full pass sets them right). */
-  private async moveCount(
-    type: TunnelRecord['type'],
-    from: StatusRecord['state'] | undefined,
-    to: StatusRecord['state'],
-  ): Promise<void> {
-    try {
-      await this.deps.store.moveTunnelCount(type, from, to);
-    } catch (err) {
-      this.deps.logger.warn('tunnel count not moved', { type, from, to, err });
-    }
   }
 
   private count(state: SweepTunnelFigure['state'], type: TunnelRecord['type']): void {

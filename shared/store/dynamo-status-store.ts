@@ -22,7 +22,7 @@ import {
   type WorkerTraffic,
   WorkerTrafficSchema,
 } from '../gateway-items';
-import type { Traffic, TunnelStateName } from '../schemas';
+import type { Traffic } from '../schemas';
 import {
   eventExpiresAt,
   eventSortKey,
@@ -49,7 +49,6 @@ import type {
   StatusStore,
   SweepMark,
   TunnelCount,
-  TunnelType,
 } from './status-store';
 import { ownersToCheck, withHeartbeats } from './status-store';
 import {
@@ -62,7 +61,7 @@ import {
   wakeKeys,
   wakeSortKeyAfter,
 } from './table';
-import { countsItem, countsOf, moveCountUpdate } from './tunnel-counts';
+import { type CountMove, countsItem, countsOf, moveCountsUpdate } from './tunnel-counts';
 import { replaceFields, updateExpression } from './update-expression';
 
 const SweepMarkSchema = z.object({ lastCompleteAt: z.number(), observingSince: z.number() });
@@ -274,12 +273,8 @@ export class DynamoStatusStore implements StatusStore {
     await this.db.send(new PutCommand({ TableName: this.tableName, Item: countsItem(counts, Date.now()) }));
   }
 
-  async moveTunnelCount(
-    type: TunnelType,
-    from: TunnelStateName | undefined,
-    to: TunnelStateName | undefined,
-  ): Promise<void> {
-    const update = moveCountUpdate(this.tableName, type, from, to);
+  async moveTunnelCounts(moves: readonly CountMove[]): Promise<void> {
+    const update = moveCountsUpdate(this.tableName, moves);
     if (update) await this.db.send(new UpdateCommand(update));
   }
 

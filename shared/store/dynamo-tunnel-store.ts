@@ -36,6 +36,7 @@ import { readEach, salvage, tunnelIdOf, UnreadableItemError, unreadableReason } 
 import type { StatusSources } from './status-store';
 import { EVENT_SK_PREFIX, GSI1, keys, SHARD_COUNT, shardSortKeyOf } from './table';
 import { tunnelChangePut } from './tunnel-changes';
+import { movesOf } from './tunnel-counts';
 import type { TunnelPage, TunnelStore, Workspace } from './tunnel-store';
 
 /** Ports looked up per batch read while searching for a free one (BatchGetItem's maximum). */
@@ -311,7 +312,9 @@ export class DynamoTunnelStore implements TunnelStore {
    * `tunnels` gauge only until the sweepers' next full pass sets every count again.
    */
   private async uncount(counted: { type: TunnelRecord['type']; state: TunnelStateName }): Promise<void> {
-    await this.statusStore.moveTunnelCount(counted.type, counted.state, undefined).catch(() => undefined);
+    await this.statusStore
+      .moveTunnelCounts(movesOf(counted.type, counted.state, undefined))
+      .catch(() => undefined);
   }
 
   listWorkers(): Promise<WorkerHeartbeat[]> {

@@ -10,6 +10,7 @@ import type { TunnelRecord } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
 import type { UptimeLedger } from '../uptime';
 import type { UnreadableItem } from './read-items';
+import type { CountMove } from './tunnel-counts';
 
 /** What the status machine reads for one tunnel besides its configuration. */
 export interface StatusSources {
@@ -142,19 +143,15 @@ export interface StatusStore {
   getSweepMark(): Promise<SweepMark | undefined>;
   putSweepMark(mark: SweepMark): Promise<void>;
   /**
-   * Tunnels by state and type, kept between full passes by `moveTunnelCount`; empty before the
+   * Tunnels by state and type, kept between full passes by `moveTunnelCounts`; empty before the
    * first full pass. A count moved by changes the full pass that set it had already seen may be
    * off by those until the next full pass sets it again.
    */
   getTunnelCounts(): Promise<TunnelCount[]>;
   /** Sets every count (a full pass, which saw every tunnel); states not given are 0. */
   putTunnelCounts(counts: TunnelCount[]): Promise<void>;
-  /** One tunnel of `type` left `from` (absent: it is new) for `to` (absent: it was deleted). */
-  moveTunnelCount(
-    type: TunnelType,
-    from: TunnelStateName | undefined,
-    to: TunnelStateName | undefined,
-  ): Promise<void>;
+  /** Applies tunnels' moves between states (tunnel-counts.ts `movesOf`), all in one write. */
+  moveTunnelCounts(moves: readonly CountMove[]): Promise<void>;
   /**
    * Writes the next record, its events and new alerts at once, if the STATUS item is still at
    * `expectedVersion`, the STATE item is still the one read, and the tunnel still exists. False,

@@ -41,32 +41,40 @@ export function countsOf(item: Record<string, unknown> | undefined): TunnelCount
   );
 }
 
-/** Moves one tunnel between states; undefined when there is nothing to move. */
-export function moveCountUpdate(
-  tableName: string,
+/** Tunnels moved into (`by` > 0) or out of (`by` < 0) a state. */
+export interface CountMove {
+  state: TunnelStateName;
+  type: TunnelType;
+  by: number;
+}
+
+/** The moves of one tunnel from `from` (absent: new) to `to` (absent: deleted). */
+export function movesOf(
   type: TunnelType,
   from: TunnelStateName | undefined,
   to: TunnelStateName | undefined,
+): CountMove[] {
+  if (from === to) return [];
+  return [...(from ? [{ state: from, type, by: -1 }] : []), ...(to ? [{ state: to, type, by: 1 }] : [])];
+}
+
+/** One update applying every move at once (summed per state); undefined when they cancel out. */
+export function moveCountsUpdate(
+  tableName: string,
+  moves: readonly CountMove[],
 ): UpdateCommandInput | undefined {
-  if (from === to) return undefined;
-  const adds: string[] = [];
-  const names: Record<string, string> = {};
-  const values: Record<string, number> = {};
-  if (from) {
-    adds.push('#from :minus');
-    names['#from'] = attributeOf(from, type);
-    values[':minus'] = -1;
+  const sums = new Map<string, number>();
+  for (const { state, type, by } of moves) {
+    const attribute = attributeOf(state, type);
+    sums.set(attribute, (sums.get(attribute) ?? 0) + by);
   }
-  if (to) {
-    adds.push('#to :plus');
-    names['#to'] = attributeOf(to, type);
-    values[':plus'] = 1;
-  }
+  const changed = [...sums].filter(([, by]) => by !== 0);
+  if (changed.length === 0) return undefined;
   return {
     TableName: tableName,
     Key: keys.tunnelCounts(),
-    UpdateExpression: `ADD ${adds.join(', ')}`,
-    ExpressionAttributeNames: names,
-    ExpressionAttributeValues: values,
+    UpdateExpression: `ADD ${changed.map((_, i) => `#a${i} :v${i}`).join(', ')}`,
+    ExpressionAttributeNames: Object.fromEntries(changed.map(([attribute], i) => [`#a${i}`, attribute])),
+    ExpressionAttributeValues: Object.fromEntries(changed.map(([, by], i) => [`:v${i}`, by])),
   };
 }
