@@ -11,7 +11,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 export const LONG_RUNNING_FILES = [
   'test/e2e/restarts.test.ts', // 257
   'test/e2e/storage-outage.test.ts', // 170
-  'test/e2e/gateway-crash-1000.test.ts', // 110 (measured locally on a busy machine)
+  'test/e2e/gateway-crash-1000.test.ts', // 90-150 (measured locally, load 4-10)
   'test/e2e/high-availability.test.ts', // 85
   'test/e2e/alerts-restart.test.ts', // 82
   'test/fargate/standard/standard-rotation-drain.test.ts', // 73 (a 60 s query)

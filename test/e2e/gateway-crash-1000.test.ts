@@ -55,7 +55,7 @@ import { requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { apiClient } from '../helpers/http-api';
 import { disposeStacks, type StartedStack, startStack } from '../helpers/local-stack';
-import { waitForMoreSweeps } from '../helpers/sweeps';
+import { waitForSweepBegunAfter } from '../helpers/sweeps';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
 const TUNNELS = 1_000;
@@ -127,14 +127,19 @@ describe('a gateway killed with SIGKILL while holding 1,000 reverse tunnels', ()
       ALERT_WEBHOOK_SECRET: secret,
     };
     // B first: it writes DATA_DIR's host key and control token, which A reads. B logs at debug
-    // level for its `sweep finished` lines (sweeps.ts).
+    // level for all its `sweep finished` lines (a sweep with nothing to do logs at debug).
     b = await startStack({ ...env, LOG_LEVEL: 'debug' }, 30_000, 'node');
     stacks.push(b);
-    [a, clients] = await Promise.all([
+    // Both at once, each kept for clean-up even when the other fails.
+    const [startedA, startedClients] = await Promise.allSettled([
       startStack(env, 30_000, 'node', 'gateway'),
       TunnelClients.start(cleanup, openFiles),
     ]);
-    stacks.push(a);
+    if (startedA.status === 'fulfilled') stacks.push(startedA.value);
+    if (startedA.status === 'rejected') throw startedA.reason;
+    if (startedClients.status === 'rejected') throw startedClients.reason;
+    a = startedA.value;
+    clients = startedClients.value;
     for (const stack of [a, b]) {
       await run('prlimit', ['--pid', String(stack.child.pid), `--nofile=${openFiles}:${openFiles}`]);
     }
@@ -226,11 +231,11 @@ describe('a gateway killed with SIGKILL while holding 1,000 reverse tunnels', ()
       }
       throw new Error('GET /v1/tunnels: no last page within 20 calls');
     };
-    /** Every workspace listed at once: each tunnel, and when the answer that listed it arrived. */
-    const listEverything = async () => {
+    /** The workspaces listed at once (all by default): each tunnel, and when its answer arrived. */
+    const listEverything = async (which: readonly Workspace[] = workspaces) => {
       const listed = new Map<string, { tunnel: Tunnel; at: number }>();
       await Promise.all(
-        workspaces.map(async (ws) => {
+        which.map(async (ws) => {
           const items = await listAll(ws);
           const at = Date.now();
           for (const tunnel of items) listed.set(tunnel.id, { tunnel, at });
@@ -306,13 +311,14 @@ describe('a gateway killed with SIGKILL while holding 1,000 reverse tunnels', ()
     // Each tunnel counts as shown down when the answer that first said so arrived (polling time
     // included, so the bound is never flattered), and is judged by that answer: later ones may
     // already be past the reconnect window, where the cause becomes the customer's absence.
+    // A workspace whose tunnels have all been shown down is not listed again until the end.
     const firstDown = new Map<string, { tunnel: Tunnel; at: number }>();
-    let last = new Map<string, { tunnel: Tunnel; at: number }>();
     const stillUp = () => [...byId.keys()].filter((id) => !firstDown.has(id));
     await waitFor(
       async () => {
-        last = await listEverything();
-        for (const [id, seen] of last) {
+        const pending = new Set(stillUp().map((id) => workspaceOf.get(id)));
+        const listed = await listEverything(workspaces.filter((ws) => pending.has(ws.id)));
+        for (const [id, seen] of listed) {
           if (seen.tunnel.status.state === 'down' && !firstDown.has(id)) firstDown.set(id, seen);
         }
         return stillUp().length === 0;
@@ -326,6 +332,7 @@ describe('a gateway killed with SIGKILL while holding 1,000 reverse tunnels', ()
     const downMs = [...firstDown].map(([id, { at }]) => ({ id, ms: at - killedAt }));
     const late = downMs.filter((d) => d.ms > DOWN_BOUND_MS).map((d) => `${d.id} after ${d.ms} ms`);
     expect(late, `shown down later than ${DOWN_BOUND_MS} ms after the kill: ${some(late)}`).toEqual([]);
+    const last = await listEverything();
     const upAgain = [...byId.keys()].filter((id) => last.get(id)?.tunnel.status.state !== 'down');
     expect(upAgain, `no longer down in the last listing: ${some(upAgain)}`).toEqual([]);
     const wrong = [...firstDown]
@@ -354,10 +361,11 @@ describe('a gateway killed with SIGKILL while holding 1,000 reverse tunnels', ()
       throw new Error(`${(err as Error).message}; no tunnel.down for ${some(missing)}`);
     });
     phase('all paged');
-    // B's sweeper has run twice since, so at least one whole sweep began after the last page:
-    // whatever it would send again (or send for no reason) is in by now.
-    await waitForMoreSweeps(stackB.lines, 2, 60_000);
-    phase('two more sweeps');
+    // A whole sweep of B's began after the last page: whatever it would send again (or send for
+    // no reason) is in by now.
+    const lastPageAt = Math.max(...alerts.requests.map((r) => r.at));
+    await waitForSweepBegunAfter(stackB.lines, lastPageAt, 60_000);
+    phase('a whole sweep after the last page');
 
     const requests = alerts.requests;
     const refused = requests.filter((r) => r.answered !== 200).map(brief);

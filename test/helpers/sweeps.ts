@@ -20,3 +20,23 @@ export async function waitForMoreSweeps(lines: Lines, count: number, timeoutMs: 
     what: `${count} more sweeps (seen ${sweepsIn(lines)} of ${target})`,
   });
 }
+
+/**
+ * Resolves once a sweep that began after `at` (epoch ms) has finished, by the start its
+ * `sweep finished` line implies (its time less its `ms`): that sweep looked at every tunnel
+ * after whatever happened at `at`.
+ */
+export async function waitForSweepBegunAfter(lines: Lines, at: number, timeoutMs: number): Promise<void> {
+  await waitFor(
+    () =>
+      lines.some(
+        (line) =>
+          line.msg === 'sweep finished' &&
+          typeof line.time === 'string' &&
+          typeof line.ms === 'number' &&
+          Date.parse(line.time) - line.ms > at,
+      ),
+    timeoutMs,
+    { intervalMs: 20, what: `a sweep begun after ${new Date(at).toISOString()}` },
+  );
+}
