@@ -17,7 +17,6 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +30,7 @@ import { ALERT_LATENCY_BOUND_MS, alertTimingEnv, DOWN_BOUND_MS } from '../helper
 import { Customer, type CustomerProcess, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { apiClient } from '../helpers/http-api';
-import { disposeStacks, type StartedStack, startStack } from '../helpers/local-stack';
+import { disposeStacks, killStack, type StartedStack, startStack } from '../helpers/local-stack';
 import { waitForMoreSweeps } from '../helpers/sweeps';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
@@ -163,12 +162,7 @@ describe('a gateway killed with SIGKILL while holding 10 reverse tunnels', () =>
     expect(owners).toEqual(ids);
 
     // SIGKILL: no state written, no listener closed politely; the kernel drops A's connections.
-    const pid = a.child.pid;
-    if (pid === undefined) throw new Error('A has no pid');
-    const exited = once(a.child, 'exit');
-    const killedAt = Date.now();
-    process.kill(pid, 'SIGKILL');
-    await withTimeout(exited, 10_000, 'A exit after SIGKILL');
+    const killedAt = await killStack(a, 'A');
     const down = await waitFor(() => allOf((t) => t.status.state === 'down'), DOWN_BOUND_MS + 10_000, {
       what: `all ${TUNNELS} tunnels down on B`,
       intervalMs: 50,

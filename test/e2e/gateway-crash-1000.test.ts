@@ -32,7 +32,6 @@
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,9 +53,9 @@ import { type AlertClocks, alertTimingEnv, downBoundMs } from '../helpers/alert-
 import { requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { apiClient } from '../helpers/http-api';
-import { disposeStacks, type StartedStack, startStack } from '../helpers/local-stack';
+import { disposeStacks, killStack, type StartedStack, startStack } from '../helpers/local-stack';
 import { waitForSweepBegunAfter } from '../helpers/sweeps';
-import { waitFor, withTimeout } from '../helpers/wait-for';
+import { waitFor } from '../helpers/wait-for';
 
 const TUNNELS = 1_000;
 const WORKSPACES = 10;
@@ -301,12 +300,7 @@ describe('a gateway killed with SIGKILL while holding 1,000 reverse tunnels', ()
     );
 
     // SIGKILL: no state written, no listener closed politely; the kernel drops A's connections.
-    const pid = a.child.pid;
-    if (pid === undefined) throw new Error('A has no pid');
-    const exited = once(a.child, 'exit');
-    const killedAt = Date.now();
-    process.kill(pid, 'SIGKILL');
-    await withTimeout(exited, 10_000, 'A exit after SIGKILL');
+    const killedAt = await killStack(a, 'A');
 
     // Each tunnel counts as shown down when the answer that first said so arrived (polling time
     // included, so the bound is never flattered), and is judged by that answer: later ones may

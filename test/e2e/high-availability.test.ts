@@ -28,7 +28,7 @@ import { startConnectionLoop } from '../helpers/connection-loop';
 import { Customer, customerFor, requireTools, sshKeygen } from '../helpers/customer';
 import { type EchoServer, startEchoServer } from '../helpers/echo';
 import { apiClient } from '../helpers/http-api';
-import { disposeStacks, type StartedStack, startStack } from '../helpers/local-stack';
+import { disposeStacks, killStack, type StartedStack, startStack } from '../helpers/local-stack';
 import { migrateQueuedConnections } from '../helpers/migrate-req';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
@@ -245,12 +245,7 @@ describe('a reverse tunnel with two connectors on two gateways', () => {
     // Acceptance 2: B, which holds connector 2, dies without a word.
     loop = startConnectionLoop('127.0.0.1', port);
     await waitFor(() => loop.attempts().length >= 10, 5_000, { what: 'the loop running' });
-    const pid = gatewayB.child.pid;
-    if (pid === undefined) throw new Error('B has no pid');
-    const exited = once(gatewayB.child, 'exit');
-    const killedAt = Date.now();
-    process.kill(pid, 'SIGKILL');
-    await withTimeout(exited, 10_000, 'B exit after SIGKILL');
+    const killedAt = await killStack(gatewayB, 'B');
     const detected = await waitFor(
       async () => ((await status()).connectors?.live === 1 ? Date.now() : undefined),
       15_000,

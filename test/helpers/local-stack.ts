@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { freePort } from '../../local/free-port';
+import { withTimeout } from './wait-for';
 
 /** A running `npm start`, with its JSON log lines as they arrive. */
 export interface StartedStack {
@@ -136,4 +137,18 @@ export function killGroup(child: ChildProcess): void {
   } catch {
     // already gone
   }
+}
+
+/**
+ * SIGKILLs a started process (no state written, no listener closed politely: the kernel drops its
+ * connections) and waits for it to exit; when it was killed (epoch ms), for bounds measured from it.
+ */
+export async function killStack(stack: Pick<StartedStack, 'child'>, name: string): Promise<number> {
+  const pid = stack.child.pid;
+  if (pid === undefined) throw new Error(`${name} has no pid`);
+  const exited = once(stack.child, 'exit');
+  const killedAt = Date.now();
+  process.kill(pid, 'SIGKILL');
+  await withTimeout(exited, 10_000, `${name} exit after SIGKILL`);
+  return killedAt;
 }
