@@ -212,9 +212,12 @@ export class OperatorMetrics implements SecretReadCounter {
     return this.registry.contentType;
   }
 
-  /** The Prometheus text exposition of every metric. */
-  text(): Promise<string> {
-    return this.registry.metrics();
+  /**
+   * The Prometheus text exposition of every metric. prom-client writes a NaN (the event loop lag
+   * gauges before their first sample) as `Nan`; the format's spelling is `NaN`.
+   */
+  async text(): Promise<string> {
+    return (await this.registry.metrics()).replace(/ Nan$/gm, ' NaN');
   }
 
   loginAccepted(): void {

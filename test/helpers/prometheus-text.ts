@@ -8,9 +8,17 @@ import { getMetricsFromIterator, type PromMetric } from 'prom2javascript';
 
 export type MetricFamily = PromMetric;
 
+/** A sample line whose value is NaN, as the text format spells it. */
+const NAN_SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? NaN$/;
+
 /** Parses and checks the text; throws naming what is wrong. Families by name. */
 export async function parsePrometheusText(text: string): Promise<Map<string, MetricFamily>> {
-  const families = await getMetricsFromIterator(text.split('\n')[Symbol.iterator]());
+  // The format allows a NaN sample (a gauge with nothing measured yet), which prom2javascript does
+  // not read: such lines are checked here, whole, and left out of what it parses.
+  const lines = text.split('\n').filter((line) => !NAN_SAMPLE.test(line));
+  const misspelt = text.split('\n').find((line) => /\s(nan|Nan|NAN)$/.test(line));
+  if (misspelt) throw new Error(`a NaN not spelt NaN: ${misspelt}`);
+  const families = await getMetricsFromIterator(lines[Symbol.iterator]());
   const byName = new Map<string, MetricFamily>();
   for (const [name, family] of Object.entries(families)) {
     if (!['counter', 'gauge', 'histogram', 'summary'].includes(family.type))

@@ -47,6 +47,9 @@ async function failureOf(promise: Promise<unknown>): Promise<ValidationError> {
   return err;
 }
 
+/** How long the event loop may be busy at a stretch while a key is derived on the pool. */
+const LOOP_BUSY_BOUND_MS = 100;
+
 describe('the key crypto pool', () => {
   let crypto: KeyCryptoService;
   let key64: { privateKey: string; publicKey: string };
@@ -81,7 +84,7 @@ describe('the key crypto pool', () => {
     console.info(
       `figure: a 64-round key derivation on the pool: event loop busy at most ${longestBusyMs.toFixed(0)} ms at a stretch, longest timer stall ${longestStallMs.toFixed(0)} ms`,
     );
-    expect(longestBusyMs).toBeLessThan(100); // inline, the same call holds it for ~2 s of CPU
+    expect(longestBusyMs).toBeLessThan(LOOP_BUSY_BOUND_MS); // inline, the same call holds it for ~2 s of CPU
     expect(completed()).toBe(before + 1);
     expect(value.publicKey).toBe(key64.publicKey.split(' ').slice(0, 2).join(' '));
     expect(value).toMatchObject({ type: 'ssh-ed25519', fingerprint: expect.stringMatching(/^SHA256:/) });
@@ -104,7 +107,8 @@ describe('the key crypto pool', () => {
     const { longestBusyMs } = await measureLoopBusy(() =>
       inlineKeyCrypto.parsePrivateKey(key16.privateKey, PASSPHRASE, 'auth.privateKey'),
     );
-    expect(longestBusyMs).toBeGreaterThan(200); // 16 rounds: ~0.5 s of CPU in one stretch
+    // 16 rounds: 0.2-0.5 s of CPU in one stretch, by machine: the bound above would catch it.
+    expect(longestBusyMs).toBeGreaterThan(LOOP_BUSY_BOUND_MS);
   });
 
   it('answers exactly as parsePrivateKey inline does: the key, and the same 422 issues', async () => {
