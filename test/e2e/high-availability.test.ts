@@ -222,8 +222,13 @@ describe('a reverse tunnel with two connectors on two gateways', () => {
     expect(degraded.warnings?.map((w) => w.code)).toContain('connectors_missing');
     expect(degraded.warnings?.find((w) => w.code === 'connectors_missing')?.message).toContain(connectorId);
     await waitFor(async () => (await status()).connectors?.live === 2, 30_000, { what: 'connector 2 back' });
+    const backAt = Date.now();
+    // A while longer, carried by both again (on a loaded machine the whole loss can take 2 s).
+    await waitFor(() => loop.attempts().filter((x) => x.at > backAt).length >= 10, 10_000, {
+      what: '10 connections after connector 2 came back',
+    });
     let attempts = await loop.stop();
-    expect(attempts.length).toBeGreaterThan(20);
+    expect(attempts.filter((x) => x.at >= killedConnectorAt && x.at <= backAt).length).toBeGreaterThan(0);
     // Open through host 2's ssh at the instant it died (in flight then): counted, not required to survive.
     const inFlight = attempts.filter((x) => !x.ok && x.at <= closedAt && x.endedAt >= killedConnectorAt);
     const failed = attempts.filter((x) => !x.ok && !inFlight.includes(x));
