@@ -8,7 +8,8 @@
  * cost no write of their own, whatever the traffic.
  */
 import type { Socket } from 'node:net';
-import { type ByteTotals, type TunnelType, zeroBytes } from '../shared/metrics/operator-metrics';
+import { type ByteTotals, zeroBytes } from '../shared/metrics/operator-metrics';
+import type { TunnelType } from '../shared/tunnel';
 
 /** One tunnel's figures: `[sinceMs, connections, open, bytesToService, bytesFromService]`. */
 export type TunnelTraffic = [number, number, number, number, number];

@@ -5,7 +5,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../shared/logger';
-import type { TunnelType } from '../shared/metrics/operator-metrics';
+import type { TunnelType } from '../shared/tunnel';
 import { joinWithFirstByteRetry } from './first-byte-retry';
 import { joinSocketAndChannel, type SshChannel } from './pipe';
 import type { TrafficMeter } from './traffic-meter';

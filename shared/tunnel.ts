@@ -15,11 +15,15 @@ export const ConnectorKeySchema = z.object({
 });
 export type ConnectorKey = z.infer<typeof ConnectorKeySchema>;
 
+/** The two kinds of tunnel, in the order metrics and counts list them. */
+export const TUNNEL_TYPES = ['reverse', 'standard'] as const;
+export type TunnelType = (typeof TUNNEL_TYPES)[number];
+
 export const TunnelRecordSchema = z.object({
   id: z.string(),
   workspaceId: z.string(),
   name: z.string(),
-  type: z.enum(['standard', 'reverse']),
+  type: z.enum(TUNNEL_TYPES),
   enabled: z.boolean(),
   createdAt: z.string(),
   updatedAt: z.string(),

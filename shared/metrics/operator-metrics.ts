@@ -10,6 +10,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
 import type { SecretReadCounter, SecretReadResult } from '../secrets/secret-cache';
+import { TUNNEL_TYPES, type TunnelType } from '../tunnel';
 
 export const METRIC_PREFIX = 'tunnelkeeper_';
 
@@ -29,8 +30,6 @@ export const LOGIN_REFUSAL_REASONS = [
 ] as const;
 export type LoginRefusalReason = (typeof LOGIN_REFUSAL_REASONS)[number];
 
-export type TunnelType = 'reverse' | 'standard';
-const TUNNEL_TYPES: readonly TunnelType[] = ['reverse', 'standard'];
 const TUNNEL_STATES = ['pending', 'up', 'down', 'disabled'] as const;
 export type DeliveryResult = 'delivered' | 'retrying' | 'failed';
 

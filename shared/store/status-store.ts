@@ -6,7 +6,7 @@
 import type { TunnelStateItem, WorkerHeartbeat } from '../gateway-items';
 import type { Traffic, TunnelEvent, TunnelStateName } from '../schemas';
 import type { OutboxAlert, StatusItem, StatusRecord } from '../status-items';
-import type { TunnelRecord } from '../tunnel';
+import type { TunnelRecord, TunnelType } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
 import type { UptimeLedger } from '../uptime';
 import type { UnreadableItem } from './read-items';
@@ -100,8 +100,6 @@ export interface SweepMark {
   /** Epoch ms. */
   observingSince: number;
 }
-
-export type TunnelType = TunnelRecord['type'];
 
 /** How many tunnels of a type are in a state (the `tunnels` gauge and CloudWatch's `Tunnels`). */
 export interface TunnelCount {

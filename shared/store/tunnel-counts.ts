@@ -7,10 +7,9 @@
  */
 import type { UpdateCommandInput } from '@aws-sdk/lib-dynamodb';
 import { type TunnelStateName, TunnelStateNameSchema } from '../schemas';
-import type { TunnelCount, TunnelType } from './status-store';
+import { TUNNEL_TYPES, type TunnelType } from '../tunnel';
+import type { TunnelCount } from './status-store';
 import { keys } from './table';
-
-const TUNNEL_TYPES: readonly TunnelType[] = ['reverse', 'standard'];
 
 const attributeOf = (state: TunnelStateName, type: TunnelType) => `${state}_${type}`;
 

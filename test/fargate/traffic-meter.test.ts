@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TrafficMeter } from '../../fargate/traffic-meter';
-import type { TunnelType } from '../../shared/metrics/operator-metrics';
+import type { TunnelType } from '../../shared/tunnel';
 import { waitFor } from '../helpers/wait-for';
 
 describe('TrafficMeter', () => {
