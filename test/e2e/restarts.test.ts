@@ -117,7 +117,8 @@ describe('ten clean restarts of npm start with 20 tunnels up, then a crash', () 
         // 50 requests a second, and the 429s hid which tunnels were not up.
         const wanted = new Set(ids);
         const tunnels = (await api.listTunnels()).filter((t) => wanted.has(t.id));
-        if (tunnels.length !== ids.length) throw new Error(`listed ${tunnels.length} of ${ids.length} tunnels`);
+        if (tunnels.length !== ids.length)
+          throw new Error(`listed ${tunnels.length} of ${ids.length} tunnels`);
         const notUp = tunnels.filter((t) => !isUp(t));
         if (notUp.length === 0) return tunnels;
         const notUpIds = new Set(notUp.map((t) => t.id));
