@@ -94,25 +94,24 @@ async function nextSweepEnd(
 }
 
 /**
- * Waits until the sweeper's passes come no faster than its periodic one (at most two in two
- * intervals): the passes over written tunnels that the stream feeds after thousands of logins are
- * the logins' cost, not the steady state's, and the stream may still be delivering them once every
- * tunnel reads `up`. False when they still came at the deadline.
+ * Waits until no sweeper pass has ended for a while (five seconds, or half an interval when that
+ * is shorter, so the periodic pass fits between): the passes over written tunnels that the stream
+ * feeds after thousands of logins run back to back, and they are the logins' cost, not the steady
+ * state's. False when passes still came at the deadline.
  */
 async function streamDrained(bench: Bench, timeoutMs: number): Promise<boolean> {
-  // Two periodic passes may end within two intervals; more are the stream's.
-  const quietMs = 2 * bench.settings.sweepIntervalMs + 1_000;
+  const quietMs = Math.min(5_000, bench.settings.sweepIntervalMs / 2);
   const deadline = Date.now() + timeoutMs;
-  let since = await sweepsSoFar(bench);
-  let sinceAt = Date.now();
-  while (since && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  let last = await sweepsSoFar(bench);
+  let lastChangeAt = Date.now();
+  while (last && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
     const now = await sweepsSoFar(bench);
     if (!now) return false;
-    if (now.count - since.count > 2) {
-      since = now;
-      sinceAt = Date.now();
-    } else if (Date.now() - sinceAt >= quietMs) return true;
+    if (now.count !== last.count) {
+      last = now;
+      lastChangeAt = Date.now();
+    } else if (Date.now() - lastChangeAt >= quietMs) return true;
   }
   return false;
 }
