@@ -10,7 +10,7 @@ import { waitFor } from '../test/helpers/wait-for';
 import type { Bench, Measured } from './context';
 import { latencyFigures, sampleNewConnections } from './new-connection';
 import { opensshLocalCommand, startCustomerSsh } from './support/openssh';
-import { AES_GCM, afterNextSweep, bulkFigures, bulkMethod, sampleBulk } from './throughput';
+import { AES_GCM, bulkFigures, bulkMethod, sampleBulk } from './throughput';
 
 export async function measureStandard(bench: Bench): Promise<Measured> {
   const { stack, bastion, service, settings } = bench;
@@ -53,8 +53,6 @@ export async function measureStandard(bench: Bench): Promise<Measured> {
       settings.bulkBytes,
       settings.bulkRuns,
       bench.log,
-      {},
-      () => afterNextSweep(bench),
     );
     const latency = await sampleNewConnections(
       { ours: up.port, openssh: stock.port },

@@ -7,7 +7,6 @@
 import { freePort } from '../local/free-port';
 import type { Bench, Measured } from './context';
 import type { Figure } from './report';
-import { afterBurstOf } from './support/dynamo-proxy';
 import {
   opensshReverseCommand,
   ourReverseCommand,
@@ -20,26 +19,14 @@ import { transfer } from './support/traffic';
 
 export const AES_GCM = 'aes128-gcm@openssh.com';
 const WARM_UP_BYTES = 64 * 1024 * 1024;
-/** Longer than a sweep of 2,000 tunnels keeps DynamoDB Local busy (6–10 s). */
+/** Long enough for a burst of the stack's own work (a sweeper pass, a heartbeat) to pass. */
 const QUIET_TIMEOUT_MS = 20_000;
-/** BatchGetItem requests within a second that mark a sweep (the gateway alone makes one or two). */
-const SWEEP_BURST = 5;
 
 /** How the bulk figures were sampled, for their note. */
 export function bulkMethod(bytes: number, runs: number): string {
   return (
-    `${bytes / 1024 / 1024} MiB each way, median of ${runs} runs; each round of runs starts right after a status ` +
-    'sweep and each run once the machine is quiet, so no side takes the CPU DynamoDB Local spends on a sweep'
-  );
-}
-
-/** Waits out the stack's next status sweep (bounded by one interval and a margin). */
-export function afterNextSweep(bench: Bench): Promise<number> {
-  return afterBurstOf(
-    bench.stack.proxy,
-    'BatchGetItem',
-    SWEEP_BURST,
-    bench.settings.sweepIntervalMs + 20_000,
+    `${bytes / 1024 / 1024} MiB each way, median of ${runs} runs; each run starts once the machine is quiet, ` +
+    "so no side takes the CPU of the stack's own bursts (DynamoDB Local, a sweeper pass)"
   );
 }
 
@@ -68,7 +55,6 @@ export async function sampleBulk(
   runs: number,
   log: (line: string) => void,
   meters: Record<string, Record<string, CpuMeter>> = {},
-  beforeRound: () => Promise<number> = async () => 0,
 ): Promise<Record<string, BulkSamples>> {
   // Slower than 20 MB/s is a failure, not a figure.
   const timeoutMs = Math.max(30_000, (bytes / 20e6) * 1000);
@@ -90,8 +76,6 @@ export async function sampleBulk(
     await transfer(port, 'D', warmUpBytes, timeoutMs);
   }
   for (let run = 1; run <= runs; run++) {
-    const waitedForRound = await beforeRound();
-    if (waitedForRound > 1_000) log(`  waited ${(waitedForRound / 1000).toFixed(1)} s for a sweep to pass`);
     for (const [name, port] of Object.entries(ports)) {
       const entry = samples[name] ?? { up: [], down: [], cpuSecondsPerGB: {}, quietWaitMs: 0 };
       // Each run starts on a quiet machine, so neither side's figures take a sweep's CPU burst.
@@ -208,7 +192,6 @@ export async function measureReverseBulk(bench: Bench): Promise<Measured> {
         oursAes: { server: gateway, client: client(aesOurs), bench: benchCpu },
         opensshAes: { server: sshd, client: client(aesOpenssh), bench: benchCpu },
       },
-      () => afterNextSweep(bench),
     );
     const ciphers = {
       oursStock: bench.stockSsh.ours.cipher(),

@@ -326,26 +326,3 @@ export async function afterWritesSettle(
   }
   return Date.now() - started;
 }
-
-/**
- * Waits for the next burst of `operation` requests (at least `burst` within a second) to pass (a
- * second without one), or `timeoutMs`. The stack's status sweep reads every tunnel's status items
- * in BatchGetItem pages, and DynamoDB Local spends seconds of CPU on it at 2,000 tunnels: right after
- * a sweep, most of a sweep interval is free of that load. Resolves with how long it waited.
- */
-export async function afterBurstOf(
-  proxy: CountingProxy,
-  operation: string,
-  burst: number,
-  timeoutMs: number,
-): Promise<number> {
-  const started = Date.now();
-  let seen = false;
-  while (Date.now() - started < timeoutMs) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const lastSecond = proxy.countsBetween(Date.now() - 1_000)[operation] ?? 0;
-    if (!seen) seen = lastSecond >= burst;
-    else if (lastSecond === 0) break;
-  }
-  return Date.now() - started;
-}

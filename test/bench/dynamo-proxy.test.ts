@@ -1,23 +1,17 @@
 /**
  * The counting proxy in front of DynamoDB Local: cut and restored, and metering, against the run's
- * real DynamoDB Local; the bench's wait for a sweep's burst of requests to pass, against a scripted
- * proxy.
+ * real DynamoDB Local; the bench's wait for the stack's writes to settle, against a scripted proxy.
  */
 import { ConditionalCheckFailedException, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { describe, expect, inject, it } from 'vitest';
-import {
-  afterBurstOf,
-  afterWritesSettle,
-  type CountingProxy,
-  startCountingProxy,
-} from '../../bench/support/dynamo-proxy';
+import { afterWritesSettle, type CountingProxy, startCountingProxy } from '../../bench/support/dynamo-proxy';
 import { StorageUnavailableError } from '../../shared/errors';
 import { createDynamoClients } from '../../shared/store/dynamo-client';
 import { outageReason } from '../../shared/store/storage-outage';
 import { createTestTable } from '../helpers/dynamo';
 
-/** A proxy whose BatchGetItem count over the last second follows `countAt(ms since start)`. */
+/** A scripted proxy whose BatchGetItem count follows `countAt(ms since start)`. */
 function scriptedProxy(countAt: (elapsedMs: number) => number): CountingProxy {
   const started = Date.now();
   return {
@@ -33,22 +27,6 @@ function scriptedProxy(countAt: (elapsedMs: number) => number): CountingProxy {
     close: async () => {},
   };
 }
-
-describe('afterBurstOf', () => {
-  it('returns once a burst has come and gone, not before it starts', async () => {
-    const proxy = scriptedProxy((ms) => (ms < 500 ? 1 : ms < 1_200 ? 8 : 0));
-    const waited = await afterBurstOf(proxy, 'BatchGetItem', 5, 10_000);
-    expect(waited).toBeGreaterThanOrEqual(1_200);
-    expect(waited).toBeLessThan(2_500);
-  });
-
-  it('ignores other operations and gives up after the timeout when no burst comes', async () => {
-    const proxy = scriptedProxy(() => 2);
-    const waited = await afterBurstOf(proxy, 'BatchGetItem', 5, 800);
-    expect(waited).toBeGreaterThanOrEqual(800);
-    expect(waited).toBeLessThan(1_500);
-  });
-});
 
 describe('afterWritesSettle', () => {
   /** A proxy whose writes over the last two seconds follow `writesAt(ms since start)`. */
