@@ -50,6 +50,13 @@ export interface Assumptions {
   sweepIntervalMs: number;
   sweeperLambdaGb: number;
   sweeperTimeoutMs: number;
+  /**
+   * The backstop full pass (cdk/lib/sweeper.ts, every 6 h) reads every tunnel's items, which the
+   * bench's steady windows do not hold: read units and milliseconds per tunnel for each.
+   */
+  fullPassesPerDay: number;
+  fullPassReadUnitsPerTunnel: number;
+  fullPassMsPerTunnel: number;
   connectTargetsLambdaSeconds: number;
   connectTargetsLambdaGb: number;
   /** Secrets: one per standard tunnel, the shared ones; reads per standard reconnect and /test. */
@@ -94,6 +101,11 @@ export const ASSUMPTIONS: Assumptions = {
   sweepIntervalMs: 60_000,
   sweeperLambdaGb: 0.5,
   sweeperTimeoutMs: 55_000,
+  fullPassesPerDay: 4,
+  // META, STATE and STATUS, each under 4 KB and read strongly consistent: at most a unit each.
+  fullPassReadUnitsPerTunnel: 3,
+  // The previous design swept every tunnel each minute: 5.1 s over 9,700 in the bench of 2026-12-05.
+  fullPassMsPerTunnel: 0.53,
   connectTargetsLambdaSeconds: 2,
   connectTargetsLambdaGb: 0.25,
   secretsPerStandardTunnel: 1,
@@ -226,9 +238,10 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
 
   // DynamoDB: the measured steady rate of one gateway at this size, each further task's own
   // (its heartbeats: the 1-tunnel figure, which also holds the sweeper's fixed share), logins
-  // (each reconnect's `up` measured; its `down` taken to write as much), API calls. Reads beyond
-  // the 1-tunnel figure are the sweep's (it reads every tunnel's items each time): scaled from the
-  // bench's sweep interval to AWS's. Writes as measured (their growth follows the heartbeat).
+  // (each reconnect's `up` measured; its `down` taken to write as much), API calls, and the
+  // backstop full passes. Reads beyond the 1-tunnel figure would be the periodic pass's (status
+  // follows changes, so it should have none): scaled from the bench's sweep interval to AWS's.
+  // Writes as measured (their growth follows the heartbeat).
   const at = (pick: (d: Measured['dynamo'][number]) => number) =>
     interpolate(
       m.dynamo.map((d) => ({ x: d.tunnels, y: pick(d) })),
@@ -240,10 +253,12 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
   const steadyReads = one.readUnitsPerMin + (at((d) => d.readUnitsPerMin) - one.readUnitsPerMin) * sweepScale;
   const logins = tunnels * a.reconnectsPerTunnelDay * DAYS_PER_MONTH;
   const calls = tunnels * (a.apiCallsPerTunnelDay + a.testCallsPerTunnelDay) * DAYS_PER_MONTH;
+  const fullPasses = a.fullPassesPerDay * DAYS_PER_MONTH;
   const readUnits =
     (steadyReads + (tasks - 1) * one.readUnitsPerMin) * MINUTES_PER_MONTH +
     logins * m.perLogin.readUnits +
-    calls * m.perApiCall.readUnits;
+    calls * m.perApiCall.readUnits +
+    fullPasses * tunnels * a.fullPassReadUnitsPerTunnel;
   const writeUnits =
     (at((d) => d.writeUnitsPerMin) + (tasks - 1) * one.writeUnitsPerMin) * MINUTES_PER_MONTH +
     logins * 2 * m.perLogin.writeUnits +
@@ -253,8 +268,8 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
   const dynamoWrites = (writeUnits / 1e6) * p.dynamoWriteMillion.usd;
   const dynamoStorage = storedGb * (p.dynamoStorageGbMonth.usd + p.dynamoPitrGbMonth.usd);
 
-  // Lambda: the API per call, the sweeper once a minute for as long as the bench's sweep took at
-  // this size, the connect-targets function once a minute.
+  // Lambda: the API per call, the sweeper's periodic pass once a minute for as long as the bench's
+  // took at this size and its full pass four times a day, the connect-targets function once a minute.
   const swept = m.dynamo.filter((d) => d.sweepMs !== null).map((d) => ({ x: d.tunnels, y: d.sweepMs ?? 0 }));
   const sweepMs = swept.length > 0 ? interpolate(swept, tunnels) : 0;
   if (sweepMs > a.sweeperTimeoutMs) {
@@ -262,10 +277,17 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
       `a sweep takes ${Math.round(sweepMs / 1000)} s, past the sweeper's ${a.sweeperTimeoutMs / 1000} s timeout`,
     );
   }
-  const invocations = calls + 2 * MINUTES_PER_MONTH;
+  const fullPassMs = tunnels * a.fullPassMsPerTunnel;
+  if (fullPassMs > a.sweeperTimeoutMs) {
+    limits.push(
+      `a full pass takes ${Math.round(fullPassMs / 1000)} s, past the sweeper's ${a.sweeperTimeoutMs / 1000} s timeout`,
+    );
+  }
+  const invocations = calls + 2 * MINUTES_PER_MONTH + fullPasses;
   const gbSeconds =
     calls * (a.apiLambdaMs / 1000) * a.apiLambdaGb +
     MINUTES_PER_MONTH * (Math.min(sweepMs, a.sweeperTimeoutMs) / 1000) * a.sweeperLambdaGb +
+    fullPasses * (Math.min(fullPassMs, a.sweeperTimeoutMs) / 1000) * a.sweeperLambdaGb +
     MINUTES_PER_MONTH * a.connectTargetsLambdaSeconds * a.connectTargetsLambdaGb;
   const lambda = (invocations / 1e6) * p.lambdaRequestMillion.usd + gbSeconds * p.lambdaGbSecond.usd;
   const apiGateway = (calls / 1e6) * p.httpApiMillion.usd;

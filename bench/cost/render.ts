@@ -37,6 +37,12 @@ const ASSUMPTION_TEXT: Record<keyof Assumptions, string> = {
   sweeperLambdaGb:
     'sweeper Lambda memory, GB (cdk/lib/sweeper.ts), run every sweep interval for the measured sweep duration',
   sweeperTimeoutMs: 'sweeper Lambda timeout, ms (cdk/lib/sweeper.ts)',
+  fullPassesPerDay:
+    'full passes over every tunnel a day, the backstop behind the stream (cdk/lib/sweeper.ts: every 6 h)',
+  fullPassReadUnitsPerTunnel:
+    'read units a full pass spends per tunnel (META, STATE and STATUS: at most one each)',
+  fullPassMsPerTunnel:
+    'ms a full pass spends per tunnel (the previous design swept 9,700 in 5.1 s in the bench)',
   connectTargetsLambdaSeconds: 'connect-targets Lambda duration per run (once a minute), s',
   connectTargetsLambdaGb: 'connect-targets Lambda memory, GB (cdk/lib/connect-targets.ts)',
   secretsPerStandardTunnel:

@@ -30,6 +30,7 @@ const QUIET: Assumptions = {
   reconnectsPerTunnelDay: 0,
   testCallsPerTunnelDay: 0,
   apiCallsPerTunnelDay: 0,
+  fullPassesPerDay: 0,
 };
 
 const usdOf = (e: ReturnType<typeof estimate>, name: string) =>
@@ -102,6 +103,22 @@ describe('estimate', () => {
     );
     // Each login's `up` and the `down` before the next: 2 × 5 write units.
     expect(e.writeUnitsPerMonth - quiet.writeUnitsPerMonth).toBeCloseTo(100 * 2 * 30 * 10, 3);
+  });
+
+  it('reads every tunnel in each backstop full pass, and says when a full pass outgrows the timeout', () => {
+    const passes: Assumptions = { ...QUIET, fullPassesPerDay: 4 };
+    const quiet = estimate(20_000, MEASURED, QUIET, PRICES);
+    const e = estimate(20_000, MEASURED, passes, PRICES);
+    // 4 a day × 30 days × 20,000 tunnels × 3 read units.
+    expect(e.quantities.readUnitsPerMonth - quiet.quantities.readUnitsPerMonth).toBeCloseTo(
+      4 * 30 * 20_000 * 3,
+      3,
+    );
+    expect(e.limits).toEqual(quiet.limits);
+    // 0.53 ms a tunnel: 106 s at 200,000, past 55 s.
+    expect(estimate(200_000, MEASURED, passes, PRICES).limits).toContain(
+      "a full pass takes 106 s, past the sweeper's 55 s timeout",
+    );
   });
 
   it('builds a connect load balancer per 50 ports and names each limit it passes', () => {
