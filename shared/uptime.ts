@@ -139,7 +139,9 @@ export function uptimeOf(
     if (open > 0 && current.state === 'down') down += open;
     else if (open > 0 && current.state !== 'up') excluded += open;
     const counted = nowMs - start - excluded;
-    if (counted <= 0) return null;
+    // Less than half a millisecond is rounding in the spans' shares (times are whole ms): a window
+    // that was all excluded time has no figure, not 100 %.
+    if (counted < 0.5) return null;
     const fraction = Math.min(1, Math.max(0, (counted - down) / counted));
     return Math.round(fraction * 1e6) / 1e6;
   };

@@ -12,6 +12,7 @@ import { createTestApi } from '../helpers/api';
 import { type Listening, launchChromium, listen } from '../helpers/browser';
 import { Cleanups } from '../helpers/cleanups';
 import { openConsole, PHONE, signIn } from '../helpers/console-page';
+import { waitFor } from '../helpers/wait-for';
 
 type Api = Awaited<ReturnType<typeof createTestApi>>;
 
@@ -235,8 +236,13 @@ describe('the tunnel list', () => {
       await page.keyboard.press('Enter');
       await page.goto(`${server.origin}/#/tunnels/new`);
       await page.getByRole('heading', { name: 'Add a tunnel' }).waitFor();
-      // The heading takes focus as the page opens; Tab goes on to the type choice, then the name.
-      expect(await page.evaluate('document.activeElement?.tagName')).toBe('H1');
+      // The heading takes focus as the page opens (an effect, just after it shows); Tab goes on to
+      // the type choice, then the name.
+      // Polled from here: the console's CSP refuses the string evaluation waitForFunction polls with.
+      await waitFor(async () => (await page.evaluate('document.activeElement?.tagName')) === 'H1', 5_000, {
+        what: 'the heading focused',
+        intervalMs: 20,
+      });
       await page.keyboard.press('Tab');
       expect(await page.evaluate('document.activeElement?.name')).toBe('type');
       await page.keyboard.press('ArrowRight');

@@ -112,6 +112,21 @@ describe('uptime', () => {
     }
   });
 
+  it('has no figure for a window that holds only excluded time, however the spans divide', () => {
+    // Up for 1 ms two days ago, disabled since (recorded again later): the 24 h window is all
+    // disabled, which the spans' shares summed to a hair under the window (then read 100 %).
+    const disabled = T0 + 2 + 169_419_774;
+    const steps: [number, TunnelStateName][] = [
+      [T0, 'pending'],
+      [T0 + 1, 'up'],
+      [T0 + 2, 'disabled'],
+      [disabled, 'disabled'],
+    ];
+    const { uptime } = replay(steps, disabled + 22);
+    expect(uptime['24h']).toBeNull();
+    expect(uptime['7d']).toBe(1);
+  });
+
   it('matches a brute-force count for any history (property)', () => {
     const state = fc.constantFrom<TunnelStateName>('up', 'down', 'disabled');
     fc.assert(
