@@ -6,7 +6,7 @@
 import { type MessagePort, threadId } from 'node:worker_threads';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { sweepDepsFromEnv } from '../lambda/sweeper/compose';
-import { newSweeperId, startSweeperLoop } from '../lambda/sweeper/sweep';
+import { newSweeperId, type SweeperLoop, startSweeperLoop } from '../lambda/sweeper/sweep';
 import { parseEnv } from '../shared/config';
 import { ConfigError } from '../shared/errors';
 import { createLogger } from '../shared/logger';
@@ -20,6 +20,8 @@ import { followTableStream } from './table-stream';
 
 /** How soon a write reaches the sweeper: DynamoDB Local's stream is read this often when idle. */
 const STREAM_POLL_MS = 250;
+/** How long the first full pass waits for the stream to be followed before it runs anyway. */
+const LOOP_START_BOUND_MS = 5_000;
 
 /** Runs the sweeper loop until the main thread posts `stop`; then closes the port so the thread ends. */
 export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
@@ -50,7 +52,16 @@ export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
     sweepFinished: (figures: SweepFigures) =>
       port.postMessage({ type: 'sweep', figures } satisfies FromSweeper),
   };
-  const loop = startSweeperLoop({ ...deps, sweeperId, intervalMs: env.SWEEP_INTERVAL_MS, metrics });
+  // The loop's first full pass starts once the stream is followed (or after a bound, if it cannot
+  // be): a write between a full pass's read and the stream's tip would otherwise go unseen until
+  // the tunnel's next timer. Until then, what the stream hands on is the full pass's to read.
+  let loop: SweeperLoop | undefined;
+  let stopping = false;
+  const startLoop = () => {
+    if (loop || stopping) return;
+    loop = startSweeperLoop({ ...deps, sweeperId, intervalMs: env.SWEEP_INTERVAL_MS, metrics });
+  };
+  const startAnyway = setTimeout(startLoop, LOOP_START_BOUND_MS);
   // The writes of every gateway and of the API, as the sweeper Lambda gets them in AWS.
   const streams = new DynamoDBStreamsClient({
     region: env.AWS_REGION,
@@ -61,8 +72,12 @@ export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
   const followed = followTableStream({
     client: streams,
     streamArn: () => streamArnOf(client, env.TABLE_NAME),
-    onKeys: (keys) => loop.changed(changedTunnels(keys)),
-    onGap: () => loop.gap(),
+    onKeys: (keys) => loop?.changed(changedTunnels(keys)),
+    onGap: () => loop?.gap(),
+    onFollowing: () => {
+      clearTimeout(startAnyway);
+      startLoop();
+    },
     logger,
     pollMs: STREAM_POLL_MS,
     signal: following.signal,
@@ -74,8 +89,10 @@ export function runSweeperWorker(port: MessagePort, workerData: unknown): void {
       return;
     }
     port.off('message', onMessage);
+    stopping = true;
+    clearTimeout(startAnyway);
     following.abort();
-    Promise.all([loop.stop(), followed]).then(
+    Promise.all([loop?.stop(), followed]).then(
       () => {
         client.destroy();
         streams.destroy();

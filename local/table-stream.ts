@@ -23,6 +23,11 @@ export interface TableStreamOptions {
   onKeys: (keys: ChangedKey[]) => void;
   /** Records may have been missed (after an error): the caller should look at everything again. */
   onGap: () => void;
+  /**
+   * Called when a look holds an iterator on every shard: every write from then on will be handed
+   * on (a full pass that starts after the first call misses nothing between the two).
+   */
+  onFollowing?: () => void;
   logger: Logger;
   /** Between reads of a shard that had nothing new. */
   pollMs: number;
@@ -59,14 +64,19 @@ async function followShards(options: TableStreamOptions, seen: Set<string>): Pro
   const arn = await options.streamArn();
   const shards = await openShards(client, arn);
   const isFirstLook = seen.size === 0;
-  await Promise.all(
-    shards.map((shard) => {
+  const iterators = await Promise.all(
+    shards.map(async (shard) => {
       const id = shard.ShardId ?? '';
       const start = isFirstLook || seen.has(id) ? 'LATEST' : 'TRIM_HORIZON';
       seen.add(id);
-      return followShard(options, arn, id, start);
+      const out = await client.send(
+        new GetShardIteratorCommand({ StreamArn: arn, ShardId: id, ShardIteratorType: start }),
+      );
+      return out.ShardIterator;
     }),
   );
+  options.onFollowing?.();
+  await Promise.all(iterators.map((iterator) => followShard(options, iterator)));
   if (!signal.aborted && shards.length === 0) await sleep(options.pollMs, signal);
 }
 
@@ -83,18 +93,9 @@ async function openShards(client: DynamoDBStreamsClient, arn: string): Promise<S
   return shards.filter((s) => s.ShardId && !s.SequenceNumberRange?.EndingSequenceNumber);
 }
 
-async function followShard(
-  options: TableStreamOptions,
-  arn: string,
-  shardId: string,
-  start: 'LATEST' | 'TRIM_HORIZON',
-): Promise<void> {
+async function followShard(options: TableStreamOptions, first: string | undefined): Promise<void> {
   const { client, signal } = options;
-  let iterator = (
-    await client.send(
-      new GetShardIteratorCommand({ StreamArn: arn, ShardId: shardId, ShardIteratorType: start }),
-    )
-  ).ShardIterator;
+  let iterator = first;
   // A closed shard ends with no next iterator; its children are found by the next look.
   while (iterator && !signal.aborted) {
     const out = await client.send(new GetRecordsCommand({ ShardIterator: iterator }));
