@@ -54,9 +54,7 @@ export const SweepFiguresSchema = z.object({
    * Every tunnel, by state and type: what a full pass saw, or what the kept counts say (absent when
    * they could not be read: the gauge keeps what it showed).
    */
-  tunnels: z
-    .array(z.object({ state: z.enum(TUNNEL_STATES), type: z.enum(['reverse', 'standard']), count }))
-    .optional(),
+  tunnels: z.array(z.object({ state: z.enum(TUNNEL_STATES), type: z.enum(TUNNEL_TYPES), count })).optional(),
   deliveries: z.object({ delivered: count, retrying: count, failed: count }),
   transitions: count,
   errors: count,
