@@ -86,8 +86,8 @@ export class StandardTunnelRunner {
   private reconnectRequested = false;
   /** A rotation changed the keys: the live session stays, the new key gets tried. */
   private keysChanged = false;
-  /** Host key of the bastion session serving now, if one is. */
-  private liveHostKey: string | undefined;
+  /** Host key the bastion presented to this runner's latest session (kept after it ends). */
+  private lastHostKey: string | undefined;
   private loop: Promise<void> = Promise.resolve();
   private readonly log: Logger;
 
@@ -145,10 +145,11 @@ export class StandardTunnelRunner {
   /** Applies a changed configuration; reconnects when where or how it connects changed. */
   update(next: TunnelRecord): void {
     const pin = next.ssh?.hostKeyFingerprint;
-    // A new pin matters unless the live session already presented that key (our own pin after the
-    // first success is exactly that); a customer's correction after a mismatch retries at once.
+    // A new pin matters unless the bastion presented that key to our latest session: our own pin
+    // after the first success is exactly that, also when the poll brings it after that session
+    // ended. A customer's correction after a mismatch retries at once.
     const repinned =
-      pin !== undefined && pin !== this.tunnel.ssh?.hostKeyFingerprint && pin !== this.liveHostKey;
+      pin !== undefined && pin !== this.tunnel.ssh?.hostKeyFingerprint && pin !== this.lastHostKey;
     const reconnect = connectionShape(next) !== connectionShape(this.tunnel) || repinned;
     const rotated = next.publicKeyFingerprint !== this.tunnel.publicKeyFingerprint;
     this.tunnel = next;
@@ -364,7 +365,6 @@ export class StandardTunnelRunner {
     }
     clearInterval(probeTimer);
     this.listener.setOpener(undefined);
-    this.liveHostKey = undefined;
     conn.close();
     // Another bastion, user or service: what the old session carries goes as the live session's does.
     if (this.reconnectRequested) this.draining?.close('tunnel configuration changed');
@@ -391,7 +391,7 @@ export class StandardTunnelRunner {
         (outcome) => this.deps.signals?.serviceOutcome(tunnel.id, outcome),
       ),
     );
-    this.liveHostKey = conn.hostKeyFingerprint;
+    this.lastHostKey = conn.hostKeyFingerprint;
     const at = this.deps.now().toISOString();
     this.lastWritten = `up:${conn.authenticatedWith}`;
     this.deps.stateWriter.write(tunnel.id, {

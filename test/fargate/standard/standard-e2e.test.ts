@@ -24,6 +24,7 @@ import {
   psql,
   startStandardWorld,
 } from '../../helpers/standard';
+import { waitFor } from '../../helpers/wait-for';
 
 const MiB = 1024 * 1024;
 const RECONNECT_INITIAL_MS = 100;
@@ -215,6 +216,36 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
       expect(await keyInUse(res.json.id)).toBe('password');
       expect(withPassword.output()).toMatch(/Accepted password for /);
     });
+  });
+
+  it('takes its own pin when the pool brings it after the session ended, without reconnecting for it', async () => {
+    const down = await Bastion.start();
+    cleanups.add(() => down.dispose());
+    const created = await createStandard(stack.api, { ssh: target(down), service: echoService() });
+    await down.setAuthorizedKeys([created.authorizedKeysLine]);
+    await stack.waitForTunnel(created.id, isUp, 15_000, () => down.output());
+    // Within milliseconds of the pin, before the pool's next poll (500 ms) brings the pinned record,
+    // the bastion goes away: the record arrives while the tunnel is between sessions.
+    await stack.waitForLog((l) => l.msg === 'bastion host key pinned' && l.tunnelId === created.id, 5_000);
+    await down.stop();
+    execFileSync('pkill', ['-KILL', '-u', down.user]);
+    await stack.waitForLog(
+      (l) => l.msg === 'standard tunnel reconnect scheduled' && l.tunnelId === created.id,
+      5_000,
+    );
+    const sentinel = await createStandard(stack.api, { ssh: target(), service: echoService() });
+    await stack.waitForLog((l) => l.msg === 'standard tunnel claimed' && l.tunnelId === sentinel.id, 5_000);
+    expect((await stack.api('DELETE', `/v1/tunnels/${sentinel.id}`)).status).toBe(204);
+
+    await down.restart();
+    const sessionsUp = () => stack.logsWith({ msg: 'standard tunnel up', tunnelId: created.id }).length;
+    await waitFor(() => sessionsUp() === 2, RECONNECT_MAX_MS + 3_000, { what: 'the tunnel up again' });
+    // Our own pin is no configuration change: the session that comes back is not dropped for it.
+    expect(
+      stack.logsWith({ msg: 'standard tunnel configuration changed; reconnecting', tunnelId: created.id }),
+    ).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 1_000)); // two more polls
+    expect(sessionsUp()).toBe(2);
   });
 
   it('comes back by itself after the bastion reboots, within the backoff cap, and carries new connections', async () => {
