@@ -539,7 +539,7 @@ export class Gateway {
     const at = this.now().toISOString();
     try {
       // The shards first: the heartbeat names only revisions that are written.
-      const carries = await this.carriesWriter.write(this.registry.heldTunnels());
+      const carries = await this.carriesWriter.write(this.registry.carriedShards);
       await this.deps.store.putHeartbeat(this.heartbeat(at, carries), HEARTBEAT_TTL_SECONDS);
     } catch (err) {
       this.logger.error('heartbeat write failed', { err });
@@ -618,11 +618,10 @@ export class Gateway {
    */
   private async recheckChanged(): Promise<void> {
     const changes = await this.changes.poll();
-    const held = this.registry.tunnelIds();
-    if (changes.everything) return this.recheck(held);
+    if (changes.everything) return this.recheck(this.registry.carriedIds());
     this.server?.confirmUnchanged(changes.completeUntil, changes.tunnelIds);
     const changed = new Set(changes.tunnelIds);
-    await this.recheck(held.filter((id) => changed.has(id)));
+    await this.recheck([...changed].filter((id) => this.registry.carries(id)));
   }
 
   /** Closes sessions whose tunnel was deleted, disabled, or whose login key is no longer valid. */

@@ -6,7 +6,7 @@
  */
 import type { WorkerCarries } from '../../shared/gateway-items';
 import type { Logger } from '../../shared/logger';
-import { CARRIES_SHARDS, type CarriedTunnel, carriesRev, splitCarried } from '../../shared/worker-carries';
+import { CARRIES_SHARDS, type CarriedShards } from '../../shared/worker-carries';
 
 /** A shard unchanged this long is written again, so its item never expires while it is advertised. */
 const REFRESH_FRACTION = 0.25;
@@ -29,15 +29,12 @@ export class CarriesWriter {
   constructor(private readonly deps: CarriesWriterDeps) {}
 
   /** Writes the changed shards (at once); the revisions to advertise, each as far as its write went. */
-  async write(tunnels: readonly CarriedTunnel[]): Promise<string[]> {
+  async write(carried: Pick<CarriedShards, 'shard'>): Promise<string[]> {
     const now = (this.deps.now ?? (() => new Date()))();
     const refreshMs = this.deps.ttlSeconds * 1000 * REFRESH_FRACTION;
-    const shards = splitCarried(tunnels);
     await Promise.all(
-      shards.map(async (holds, shard) => {
-        const rev = carriesRev(holds);
-        const last = this.written[shard];
-        if (!last) return;
+      this.written.map(async (last, shard) => {
+        const { holds, rev } = carried.shard(shard);
         const isFresh = now.getTime() - last.at < refreshMs;
         // An emptied shard needs no item: its revision '' tells the peers there is nothing to read.
         if (rev === last.rev && (rev === '' || isFresh)) return;

@@ -9,7 +9,12 @@ import { PeerCarries } from '../../../fargate/peers/peer-carries';
 import type { WorkerHeartbeat } from '../../../shared/gateway-items';
 import { createLogger } from '../../../shared/logger';
 import { DynamoGatewayStore } from '../../../shared/store/dynamo-gateway-store';
-import { CARRIES_SHARDS, type CarriedTunnel, carriesShardOf } from '../../../shared/worker-carries';
+import {
+  CARRIES_SHARDS,
+  CarriedShards,
+  type CarriedTunnel,
+  carriesShardOf,
+} from '../../../shared/worker-carries';
 import { createTestTable } from '../../helpers/dynamo';
 import { countingClient } from '../../helpers/dynamo-count';
 
@@ -53,7 +58,8 @@ describe('carried tunnels between gateways', () => {
     const writes = countingClient(t.doc);
     const writer = writerOver(writes.doc);
     let held = tunnels(1_000);
-    const first = await writer.write(held);
+    const carried = CarriedShards.of(held);
+    const first = await writer.write(carried);
     expect(first).toHaveLength(CARRIES_SHARDS);
     expect(writes.writes()).toBe(first.filter((rev) => rev !== '').length);
 
@@ -66,7 +72,7 @@ describe('carried tunnels between gateways', () => {
     // Idle: no write, and the peer reads nothing.
     writes.reset();
     reads.reset();
-    const idle = await writer.write(held);
+    const idle = await writer.write(carried);
     expect(idle).toEqual(first);
     expect(writes.writes()).toBe(0);
     await peer.carriedBy([beat('wk_a', idle)]);
@@ -74,18 +80,21 @@ describe('carried tunnels between gateways', () => {
 
     // One customer connects: one shard written, one shard read.
     held = [...held, ['tun_new', 29_999]];
-    const after = await writer.write(held);
+    carried.set('tun_new', 29_999);
+    const after = await writer.write(carried);
     expect(writes.writes()).toBe(1);
     expect(after.filter((rev, shard) => rev !== first[shard])).toHaveLength(1);
     expect(after[carriesShardOf('tun_new')]).not.toBe(first[carriesShardOf('tun_new')]);
-    const carried = (await peer.carriedBy([beat('wk_a', after)])).get('wk_a') ?? [];
+    const read = (await peer.carriedBy([beat('wk_a', after)])).get('wk_a') ?? [];
     expect(reads.itemsRead()).toBe(1);
-    expect(sorted(carried)).toEqual(sorted(held));
+    expect(sorted(read)).toEqual(sorted(held));
 
     // Every customer leaves: nothing written (an empty shard is its revision ''), nothing read.
     writes.reset();
     reads.reset();
-    const emptied = await writer.write([]);
+    for (const [tunnelId] of held) carried.delete(tunnelId);
+    expect(carried.size).toBe(0);
+    const emptied = await writer.write(carried);
     expect(emptied.every((rev) => rev === '')).toBe(true);
     expect(writes.writes()).toBe(0);
     expect((await peer.carriedBy([beat('wk_a', emptied)])).get('wk_a')).toEqual([]);
@@ -102,11 +111,11 @@ describe('carried tunnels between gateways', () => {
       ttlSeconds: 24 * 3600,
       logger: createLogger('error'),
     });
-    const before = await writer.write(tunnels(10));
+    const before = await writer.write(CarriedShards.of(tunnels(10)));
     failing = true;
-    expect(await writer.write(tunnels(20))).toEqual(before);
+    expect(await writer.write(CarriedShards.of(tunnels(20)))).toEqual(before);
     failing = false;
-    const after = await writer.write(tunnels(20));
+    const after = await writer.write(CarriedShards.of(tunnels(20)));
     expect(after).not.toEqual(before);
     const peer = new PeerCarries((refs) => store.getCarries(refs));
     expect(sorted((await peer.carriedBy([beat('wk_a', after)])).get('wk_a') ?? [])).toEqual(
@@ -119,7 +128,7 @@ describe('carried tunnels between gateways', () => {
     const old = await peer.carriedBy([beat('wk_old', undefined, tunnels(3))]);
     expect(old.get('wk_old')).toEqual(tunnels(3));
     const writer = writerOver(t.doc);
-    const revs = await writer.write(tunnels(5));
+    const revs = await writer.write(CarriedShards.of(tunnels(5)));
     expect((await peer.carriedBy([beat('wk_a', revs)])).has('wk_old')).toBe(false);
   });
 });
