@@ -219,16 +219,16 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
   });
 
   it('takes its own pin when the pool brings it after the session ended, without reconnecting for it', async () => {
-    const down = await Bastion.start();
-    cleanups.add(() => down.dispose());
-    const created = await createStandard(stack.api, { ssh: target(down), service: echoService() });
-    await down.setAuthorizedKeys([created.authorizedKeysLine]);
-    await stack.waitForTunnel(created.id, isUp, 15_000, () => down.output());
+    const leaving = await Bastion.start();
+    cleanups.add(() => leaving.dispose());
+    const created = await createStandard(stack.api, { ssh: target(leaving), service: echoService() });
+    await leaving.setAuthorizedKeys([created.authorizedKeysLine]);
+    await stack.waitForTunnel(created.id, isUp, 15_000, () => leaving.output());
     // Within milliseconds of the pin, before the pool's next poll (500 ms) brings the pinned record,
     // the bastion goes away: the record arrives while the tunnel is between sessions.
     await stack.waitForLog((l) => l.msg === 'bastion host key pinned' && l.tunnelId === created.id, 5_000);
-    await down.stop();
-    execFileSync('pkill', ['-KILL', '-u', down.user]);
+    await leaving.stop();
+    execFileSync('pkill', ['-KILL', '-u', leaving.user]);
     await stack.waitForLog(
       (l) => l.msg === 'standard tunnel reconnect scheduled' && l.tunnelId === created.id,
       5_000,
@@ -237,7 +237,7 @@ describe('standard tunnels through a real OpenSSH bastion', () => {
     await stack.waitForLog((l) => l.msg === 'standard tunnel claimed' && l.tunnelId === sentinel.id, 5_000);
     expect((await stack.api('DELETE', `/v1/tunnels/${sentinel.id}`)).status).toBe(204);
 
-    await down.restart();
+    await leaving.restart();
     const sessionsUp = () => stack.logsWith({ msg: 'standard tunnel up', tunnelId: created.id }).length;
     await waitFor(() => sessionsUp() === 2, RECONNECT_MAX_MS + 3_000, { what: 'the tunnel up again' });
     // Our own pin is no configuration change: the session that comes back is not dropped for it.
