@@ -617,11 +617,10 @@ export class Gateway {
    * the cost of keeping sessions in line with their records follows changes, not the tunnel count.
    */
   private async recheckChanged(): Promise<void> {
-    const changes = await this.changes.poll();
-    if (changes.everything) return this.recheck(this.registry.carriedIds());
-    this.server?.confirmUnchanged(changes.completeUntil, changes.tunnelIds);
-    const changed = new Set(changes.tunnelIds);
-    await this.recheck([...changed].filter((id) => this.registry.carries(id)));
+    const polled = await this.changes.poll();
+    if (polled.everything) return this.recheck(this.registry.carriedIds());
+    this.server?.confirmUnchanged(polled.completeUntil, polled.changes);
+    await this.recheck(polled.tunnelIds.filter((id) => this.registry.carries(id)));
   }
 
   /** Closes sessions whose tunnel was deleted, disabled, or whose login key is no longer valid. */

@@ -5,7 +5,7 @@
  * writer's clock and land a moment after it), and says `everything` when it cannot vouch for what
  * happened: at first, and after an absence longer than the log keeps changes.
  */
-import { CHANGE_RETENTION_MS } from '../shared/store/tunnel-changes';
+import { CHANGE_RETENTION_MS, type TunnelChange } from '../shared/store/tunnel-changes';
 
 /** A change is read until this long after the time it carries: clock skew and write latency. */
 export const CHANGE_OVERLAP_MS = 30_000;
@@ -14,7 +14,10 @@ export type ChangesSince =
   | { everything: true }
   | {
       everything: false;
+      /** The tunnels changed, each once. */
       tunnelIds: string[];
+      /** The changes, oldest first; those the last poll read are read again (the polls overlap). */
+      changes: TunnelChange[];
       /** Every change written before this time (epoch ms) has been read. */
       completeUntil: number;
     };
@@ -24,7 +27,7 @@ export class TunnelChangeFollower {
   private readUntil: number | undefined;
 
   constructor(
-    private readonly listTunnelChanges: (sinceMs: number, untilMs: number) => Promise<string[]>,
+    private readonly listTunnelChanges: (sinceMs: number, untilMs: number) => Promise<TunnelChange[]>,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -37,8 +40,9 @@ export class TunnelChangeFollower {
       this.readUntil = now - CHANGE_OVERLAP_MS;
       return { everything: true };
     }
-    const tunnelIds = await this.listTunnelChanges(from, now + 1);
+    const changes = await this.listTunnelChanges(from, now + 1);
     this.readUntil = now - CHANGE_OVERLAP_MS;
-    return { everything: false, tunnelIds, completeUntil: now - CHANGE_OVERLAP_MS };
+    const tunnelIds = [...new Set(changes.map((change) => change.tunnelId))];
+    return { everything: false, tunnelIds, changes, completeUntil: now - CHANGE_OVERLAP_MS };
   }
 }

@@ -17,6 +17,7 @@ import {
   withPostQuantum,
 } from '../../shared/ssh-algorithms';
 import type { GatewayStore } from '../../shared/store/gateway-store';
+import type { TunnelChange } from '../../shared/store/tunnel-changes';
 import type { TunnelRecord } from '../../shared/tunnel';
 import {
   AdmissionControl,
@@ -216,9 +217,9 @@ export class ReverseServer {
     this.lookup.sawRecords(ids, records);
   }
 
-  /** The table's change log vouches for every cached tunnel record but `changedIds` up to `atMs`. */
-  confirmUnchanged(atMs: number, changedIds: readonly string[]): void {
-    this.lookup.confirmUnchanged(atMs, changedIds);
+  /** The table's change log vouches for every cached tunnel record up to `atMs` but those `changes` outdate. */
+  confirmUnchanged(atMs: number, changes: readonly TunnelChange[]): void {
+    this.lookup.confirmUnchanged(atMs, changes);
   }
 
   /** Stops accepting new connections; the logged-in ones go on (a shutdown's drain). */

@@ -4,6 +4,7 @@
  * a network blip must not fail because DynamoDB blinked). Bounded (least recently read go first)
  * and only ever consulted when a read failed with an outage, never instead of an answer.
  */
+import type { TunnelChange } from '../../shared/store/tunnel-changes';
 import type { TunnelRecord } from '../../shared/tunnel';
 
 export interface TunnelCacheSettings {
@@ -21,6 +22,8 @@ export class TunnelCache {
   private readonly entries = new Map<string, Entry>();
   /** Every entry not forgotten since was still the stored record at this time (epoch ms). */
   private confirmedAt = Number.NEGATIVE_INFINITY;
+  /** The newest version of each tunnel the change log's last poll named (Infinity: deleted). */
+  private named = new Map<string, number>();
 
   constructor(
     private readonly settings: TunnelCacheSettings,
@@ -31,9 +34,13 @@ export class TunnelCache {
     return this.entries.size;
   }
 
-  /** Storage answered with this record. */
+  /**
+   * Storage answered with this record. An answer older than a change the log names is not kept:
+   * its read started before that change landed.
+   */
   remember(record: TunnelRecord): void {
     if (this.settings.maxTunnels <= 0 || this.settings.ttlMs <= 0) return;
+    if (record.version < (this.named.get(record.id) ?? Number.NEGATIVE_INFINITY)) return;
     this.entries.delete(record.id);
     this.entries.set(record.id, { record, readAt: this.now() });
     while (this.entries.size > this.settings.maxTunnels) {
@@ -49,11 +56,21 @@ export class TunnelCache {
   }
 
   /**
-   * The table's log of changes says which tunnels changed up to `atMs` (fargate/tunnel-change-follower.ts):
-   * those are forgotten, and every other entry was still current then, as if read at that time.
+   * The table's log of changes has every change up to `atMs` (fargate/tunnel-change-follower.ts):
+   * records older than a change it names are forgotten, and every other entry was still current
+   * then, as if read at that time. Its polls overlap, so a change is named for a while: a record
+   * read after the change landed stays, whatever poll named it first.
    */
-  confirmUnchanged(atMs: number, changedIds: readonly string[]): void {
-    for (const id of changedIds) this.entries.delete(id);
+  confirmUnchanged(atMs: number, changes: readonly TunnelChange[]): void {
+    const named = new Map<string, number>();
+    for (const { tunnelId, version = Number.POSITIVE_INFINITY } of changes) {
+      named.set(tunnelId, Math.max(version, named.get(tunnelId) ?? version));
+    }
+    for (const [id, version] of named) {
+      const entry = this.entries.get(id);
+      if (entry && entry.record.version < version) this.entries.delete(id);
+    }
+    this.named = named;
     this.confirmedAt = Math.max(this.confirmedAt, atMs);
   }
 

@@ -6,6 +6,7 @@
  */
 import { StorageUnavailableError, type StorageUnavailableReason } from '../../shared/errors';
 import { outageReason } from '../../shared/store/storage-outage';
+import type { TunnelChange } from '../../shared/store/tunnel-changes';
 import type { TunnelRecord } from '../../shared/tunnel';
 import type { TunnelCache } from './tunnel-cache';
 
@@ -66,9 +67,9 @@ export class TunnelLookup {
     }
   }
 
-  /** No tunnel but `changedIds` changed up to `atMs`: the cached records of the others are still current. */
-  confirmUnchanged(atMs: number, changedIds: readonly string[]): void {
-    this.deps.cache.confirmUnchanged(atMs, changedIds);
+  /** The change log has every change up to `atMs`: `changes`, and no other. */
+  confirmUnchanged(atMs: number, changes: readonly TunnelChange[]): void {
+    this.deps.cache.confirmUnchanged(atMs, changes);
   }
 
   private fallback(id: string, cause: unknown): TunnelLookupResult {

@@ -15,7 +15,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
   GetCommand,
@@ -32,7 +31,7 @@ import {
   type SealedAlertChannel,
 } from '../alerts/channel-schemas';
 import { NotFoundError, QuotaExceededError } from '../errors';
-import { cancelledBy } from './dynamo-errors';
+import { cancelledBy, isTransactionConflict } from './dynamo-errors';
 import { keys, TTL_ATTRIBUTE } from './table';
 
 /** The delivery log keeps each attempt this long (issue 16: 30 days). */
@@ -42,13 +41,6 @@ const CHANNEL_SK_PREFIX = 'CHANNEL#';
 const TRANSACT_ATTEMPTS = 4;
 
 type TransactItems = NonNullable<TransactWriteCommandInput['TransactItems']>;
-
-function isTransactionConflict(err: unknown): boolean {
-  return (
-    err instanceof TransactionCanceledException &&
-    (err.CancellationReasons ?? []).some((r) => r.Code === 'TransactionConflict')
-  );
-}
 
 export interface AlertChannelStore {
   /** `QuotaExceededError` when the workspace holds `max` channels already. */

@@ -9,6 +9,7 @@ import {
   type TransactWriteCommandInput,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
 import {
   connectorStateAttributes,
   type LeaseItem,
@@ -26,7 +27,7 @@ import {
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { type TunnelSignals, TunnelSignalsSchema } from '../tunnel-signals';
 import { batchGetItems } from './batch-get';
-import { cancelledBy, isConditionalFailure } from './dynamo-errors';
+import { cancelledBy, isConditionalFailure, isTransactionConflict, jitteredPause } from './dynamo-errors';
 import type { GatewayStore, TunnelsRead } from './gateway-store';
 import { listWorkerHeartbeats, queryAll } from './query';
 import {
@@ -38,10 +39,14 @@ import {
   unreadableReason,
 } from './read-items';
 import { GSI2, keys, SHARD_COUNT, shardSortKeyPrefix, TTL_ATTRIBUTE, WORKERS_PARTITION } from './table';
-import { listTunnelChanges, tunnelChangePut } from './tunnel-changes';
+import { listTunnelChanges, type TunnelChange, tunnelChangePut } from './tunnel-changes';
 import { replaceFields, type UpdateParts, updateExpression } from './update-expression';
 
 type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
+
+/** Reads and writes of a key retirement, when other writes keep changing the record in between. */
+const MAX_RETIRE_ATTEMPTS = 3;
+const RetireReadSchema = z.object({ previousPublicKey: z.string().optional(), version: z.number().int() });
 
 export class DynamoGatewayStore implements GatewayStore {
   constructor(
@@ -218,31 +223,52 @@ export class DynamoGatewayStore implements GatewayStore {
   }
 
   async retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void> {
-    try {
-      await this.db.send(
-        new TransactWriteCommand({
-          TransactItems: [
-            {
-              Update: {
-                TableName: this.tableName,
-                Key: keys.tunnel(tunnelId),
-                UpdateExpression: 'REMOVE previousPublicKey SET version = version + :one',
-                ConditionExpression: 'previousPublicKey = :old',
-                ExpressionAttributeValues: { ':old': previousPublicKey, ':one': 1 },
-              },
-            },
-            // Sessions on the retired key, on any gateway, end with this change (tunnel-changes.ts).
-            tunnelChangePut(this.tableName, tunnelId, Date.now()),
-          ],
+    // The change log names the version the retirement writes, so the record is read for it first;
+    // a write in between (another field changed) is read again, a bounded number of times.
+    for (let attempt = 0; attempt < MAX_RETIRE_ATTEMPTS; attempt++) {
+      if (attempt > 0) await jitteredPause(attempt);
+      const { Item } = await this.db.send(
+        new GetCommand({
+          TableName: this.tableName,
+          Key: keys.tunnel(tunnelId),
+          ProjectionExpression: 'previousPublicKey, version',
+          ConsistentRead: true,
         }),
       );
-    } catch (err) {
-      // The key changed meanwhile (another rotation, or retired already): nothing to do.
-      if (!cancelledBy(err, 0)) throw err;
+      const read = RetireReadSchema.safeParse(Item);
+      // Gone, unreadable, or the key changed meanwhile (another rotation, or retired already).
+      if (!read.success || read.data.previousPublicKey !== previousPublicKey) return;
+      const { version } = read.data;
+      try {
+        await this.db.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              {
+                Update: {
+                  TableName: this.tableName,
+                  Key: keys.tunnel(tunnelId),
+                  UpdateExpression: 'REMOVE previousPublicKey SET version = :next',
+                  ConditionExpression: 'previousPublicKey = :old AND version = :v',
+                  ExpressionAttributeValues: {
+                    ':old': previousPublicKey,
+                    ':v': version,
+                    ':next': version + 1,
+                  },
+                },
+              },
+              // Sessions on the retired key, on any gateway, end with this change (tunnel-changes.ts).
+              tunnelChangePut(this.tableName, tunnelId, Date.now(), version + 1),
+            ],
+          }),
+        );
+        return;
+      } catch (err) {
+        if (!cancelledBy(err, 0) && !isTransactionConflict(err)) throw err;
+      }
     }
   }
 
-  listTunnelChanges(sinceMs: number, untilMs: number): Promise<string[]> {
+  listTunnelChanges(sinceMs: number, untilMs: number): Promise<TunnelChange[]> {
     return listTunnelChanges(this.db, this.tableName, sinceMs, untilMs);
   }
 

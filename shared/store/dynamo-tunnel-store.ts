@@ -4,7 +4,6 @@
  * they read, deletes free the port only if it still belongs to the tunnel.
  */
 import { createHash, randomInt } from 'node:crypto';
-import { TransactionCanceledException } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
   GetCommand,
@@ -27,7 +26,7 @@ import type { WorkerHeartbeat } from '../gateway-items';
 import { EventSchema, type TunnelEvent, type TunnelStateName, TunnelStateNameSchema } from '../schemas';
 import { type TunnelRecord, TunnelRecordSchema } from '../tunnel';
 import { batchGetItems } from './batch-get';
-import { cancelledBy, isConditionalFailure } from './dynamo-errors';
+import { cancelledBy, isConditionalFailure, isTransactionConflict, jitteredPause } from './dynamo-errors';
 import { DynamoStatusStore } from './dynamo-status-store';
 import { DynamoWorkspaces, type FoundApiKey } from './dynamo-workspaces';
 import { decodeCursor, encodeCursor } from './page-cursor';
@@ -213,7 +212,7 @@ export class DynamoTunnelStore implements TunnelStore {
               },
             },
             // The gateways carrying it learn of the change from this log (tunnel-changes.ts).
-            tunnelChangePut(this.tableName, next.id, Date.now()),
+            tunnelChangePut(this.tableName, next.id, Date.now(), written.version),
           ],
         }),
       );
@@ -448,17 +447,4 @@ function decodeListingCursor(cursor: string, partition: string): z.infer<typeof 
   if (key.gsi1pk !== partition)
     throw ValidationError.field('cursor', 'is not a cursor returned by this listing');
   return key;
-}
-
-function isTransactionConflict(err: unknown): boolean {
-  return (
-    err instanceof TransactionCanceledException &&
-    (err.CancellationReasons ?? []).some((r) => r.Code === 'TransactionConflict')
-  );
-}
-
-/** A short jittered pause before retrying a write that collided with a concurrent one. */
-function jitteredPause(attempt: number): Promise<void> {
-  const cap = Math.min(500, 20 * 2 ** attempt);
-  return new Promise((resolve) => setTimeout(resolve, randomInt(Math.floor(cap / 2), cap + 1)));
 }

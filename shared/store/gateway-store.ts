@@ -12,6 +12,7 @@ import type {
 import type { TunnelRecord } from '../tunnel';
 import type { TunnelSignals } from '../tunnel-signals';
 import type { UnreadableItem } from './read-items';
+import type { TunnelChange } from './tunnel-changes';
 
 /** Tunnels read by id: those found, and those stored but unreadable (neither is "deleted"). */
 export interface TunnelsRead {
@@ -44,8 +45,8 @@ export interface GatewayStore {
   writeSignals(tunnelId: string, signals: TunnelSignals): Promise<boolean>;
   /** Forgets a rotated-away key once the new one has logged in; no-op if it changed meanwhile. */
   retirePreviousKey(tunnelId: string, previousPublicKey: string): Promise<void>;
-  /** Ids of the tunnels whose records changed from `sinceMs` to `untilMs` (tunnel-changes.ts). */
-  listTunnelChanges(sinceMs: number, untilMs: number): Promise<string[]>;
+  /** The logged changes of tunnel records from `sinceMs` to `untilMs` (tunnel-changes.ts). */
+  listTunnelChanges(sinceMs: number, untilMs: number): Promise<TunnelChange[]>;
   /** Writes the worker's heartbeat; its last one, with `stoppedAt`, tells the others it is gone. */
   putHeartbeat(beat: WorkerHeartbeat, ttlSeconds: number): Promise<void>;
   /** Writes the worker's per-tunnel traffic (replacing the last), expiring with its heartbeat. */

@@ -17,8 +17,11 @@ const BUCKET_MS = 10 * 60 * 1000;
 const bucketOf = (atMs: number) => Math.floor(atMs / BUCKET_MS);
 const sortKeyOf = (atMs: number, suffix: string) => `${String(atMs).padStart(15, '0')}#${suffix}`;
 
-/** The item logging a change of `tunnelId` at `atMs`, for the transaction that makes the change. */
-export function tunnelChangePut(tableName: string, tunnelId: string, atMs: number) {
+/**
+ * The item logging a change of `tunnelId` at `atMs`, for the transaction that makes the change:
+ * `version` is the record's version it writes, absent for a delete.
+ */
+export function tunnelChangePut(tableName: string, tunnelId: string, atMs: number, version?: number) {
   return {
     Put: {
       TableName: tableName,
@@ -26,22 +29,32 @@ export function tunnelChangePut(tableName: string, tunnelId: string, atMs: numbe
         pk: `CHANGES#${bucketOf(atMs)}`,
         sk: sortKeyOf(atMs, tunnelId),
         tunnelId,
+        ...(version === undefined ? {} : { version }),
         [TTL_ATTRIBUTE]: Math.floor((atMs + CHANGE_RETENTION_MS) / 1000),
       },
     },
   };
 }
 
-const ChangeSchema = z.object({ tunnelId: z.string() });
+const ChangeSchema = z.object({ tunnelId: z.string(), version: z.number().int().optional() });
 
-/** Ids of the tunnels changed from `sinceMs` (inclusive) to `untilMs` (exclusive), oldest first, each once. */
+/**
+ * One logged change: a record of the tunnel older than `version` predates it. Without a version
+ * (a delete, or an item logged before versions were), every record of it does.
+ */
+export interface TunnelChange {
+  tunnelId: string;
+  version?: number;
+}
+
+/** The changes logged from `sinceMs` (inclusive) to `untilMs` (exclusive), oldest first. */
 export async function listTunnelChanges(
   db: DynamoDBDocumentClient,
   tableName: string,
   sinceMs: number,
   untilMs: number,
-): Promise<string[]> {
-  const ids = new Set<string>();
+): Promise<TunnelChange[]> {
+  const changes: TunnelChange[] = [];
   for (let bucket = bucketOf(sinceMs); bucket <= bucketOf(untilMs); bucket++) {
     let startKey: Record<string, unknown> | undefined;
     do {
@@ -60,10 +73,10 @@ export async function listTunnelChanges(
       );
       for (const item of out.Items ?? []) {
         const change = ChangeSchema.safeParse(item);
-        if (change.success) ids.add(change.data.tunnelId);
+        if (change.success) changes.push(change.data);
       }
       startKey = out.LastEvaluatedKey;
     } while (startKey);
   }
-  return [...ids];
+  return changes;
 }

@@ -13,6 +13,7 @@ import { type EchoServer, echoProbe, startEchoServer } from '../helpers/echo';
 import { type LogLine, startTestStack, type TestStack } from '../helpers/gateway-stack';
 import { waitFor, withTimeout } from '../helpers/wait-for';
 
+const HEARTBEAT_MS = 2_000;
 const isUp = (t: Tunnel) => t.status.state === 'up' && t.connect !== null;
 /** What OpenSSH prints for our DISCONNECT with reason 7 (the port is the endpoint's). */
 const unavailable = (port: number) =>
@@ -44,7 +45,11 @@ describe('reverse logins while storage is down', () => {
   beforeAll(async () => {
     requireTools('ssh', 'ssh-keygen', 'runuser', 'useradd', 'userdel', 'pgrep');
     proxy = await startCountingProxy(inject('dynamoEndpoint'));
-    stack = await startTestStack({ portRange: '12700-12799', env: { DYNAMODB_ENDPOINT: proxy.endpoint } });
+    stack = await startTestStack({
+      portRange: '12700-12799',
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      env: { DYNAMODB_ENDPOINT: proxy.endpoint },
+    });
     echo = await startEchoServer();
   });
 
@@ -146,7 +151,9 @@ describe('reverse logins while storage is down', () => {
     expect(
       logsSince(afterDisable, { msg: 'ssh login refused', user: tunnel.id }).map((l) => l.reason),
     ).toContain('tunnel is disabled');
-    // ...and it stays refused while storage is down again: the cache now holds the disabled record.
+    // ...and it stays refused while storage is down again: the cache now holds the disabled record,
+    // also after the next heartbeats' polls of the change log, which overlap and name the change again.
+    await new Promise((resolve) => setTimeout(resolve, 2 * HEARTBEAT_MS + 500));
     await cutStorage('refuse');
     const stillRefused = await customer.exec(reverse.commands.ssh, 15_000);
     expect(stillRefused.stderr).toContain('Permission denied (publickey)');

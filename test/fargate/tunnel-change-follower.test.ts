@@ -33,18 +33,33 @@ describe('the log of tunnel changes', () => {
     // The first poll cannot vouch for what came before it.
     expect(await follower.poll()).toEqual({ everything: true });
 
-    await tunnels.updateTunnel({ ...updated, enabled: false });
+    const disabled = await tunnels.updateTunnel({ ...updated, enabled: false });
     await tunnels.deleteTunnel(deleted);
-    await tunnels.updateTunnel({ ...rotated, previousPublicKey: untouched.publicKey });
+    const withPrevious = await tunnels.updateTunnel({ ...rotated, previousPublicKey: untouched.publicKey });
     const afterRotation = await follower.poll();
     expect(afterRotation.everything).toBe(false);
     if (afterRotation.everything) return;
     expect(afterRotation.tunnelIds.sort()).toEqual([updated.id, deleted.id, rotated.id].sort());
+    // Each change names the version it wrote (a login cache keeps records at least that new); a delete, none.
+    expect(afterRotation.changes).toEqual([
+      { tunnelId: updated.id, version: disabled.version },
+      { tunnelId: deleted.id },
+      { tunnelId: rotated.id, version: withPrevious.version },
+    ]);
 
+    // A write in between does not stop the retirement, and the log names the version it wrote.
+    await tunnels.updateTunnel({ ...withPrevious, name: 'renamed' });
     await gateway.retirePreviousKey(rotated.id, untouched.publicKey);
+    const retired = await gateway.getTunnelById(rotated.id);
+    expect(retired).toMatchObject({ name: 'renamed', version: withPrevious.version + 2 });
+    expect(retired?.previousPublicKey).toBeUndefined();
     const afterRetire = await follower.poll();
-    expect(afterRetire.everything === false && afterRetire.tunnelIds).toContain(rotated.id);
-    expect(afterRetire.everything === false && afterRetire.tunnelIds).not.toContain(untouched.id);
+    if (afterRetire.everything) throw new Error('the log was followed');
+    expect(afterRetire.changes.filter((c) => c.tunnelId === rotated.id).at(-1)).toEqual({
+      tunnelId: rotated.id,
+      version: withPrevious.version + 2,
+    });
+    expect(afterRetire.tunnelIds).not.toContain(untouched.id);
     // A retirement that no longer applies changes nothing and logs nothing new.
     await gateway.retirePreviousKey(untouched.id, 'ssh-ed25519 AAAA');
 
@@ -52,7 +67,7 @@ describe('the log of tunnel changes', () => {
     counted.reset();
     await follower.poll();
     expect(counted.queries()).toBeLessThanOrEqual(2);
-    expect(counted.queriedItems()).toBeLessThanOrEqual(4);
+    expect(counted.queriedItems()).toBeLessThanOrEqual(5); // the five changes above
   });
 
   it('reads behind the clock and overlaps, and vouches for nothing after an absence longer than the log keeps', async () => {
@@ -68,7 +83,7 @@ describe('the log of tunnel changes', () => {
     expect(await follower.poll()).toEqual({ everything: true });
     now += 15_000;
     const next = await follower.poll();
-    expect(next).toEqual({ everything: false, tunnelIds: [], completeUntil: now - 30_000 });
+    expect(next).toEqual({ everything: false, tunnelIds: [], changes: [], completeUntil: now - 30_000 });
     // From 30 s before the first poll: a change carrying its writer's clock lands a little late.
     expect(asked).toEqual([[now - 15_000 - 30_000, now + 1]]);
     now += CHANGE_RETENTION_MS;

@@ -32,8 +32,11 @@ const networkError = (code: string) => Object.assign(new Error(`connect ${code} 
 const serviceError = (name: string, httpStatusCode: number, fault: 'client' | 'server') =>
   new DynamoDBServiceException({ name, $fault: fault, $metadata: { httpStatusCode }, message: name });
 
-/** A lookup over a scripted store: each read takes the next answer (a record, undefined, an error, or 'hang'). */
-type Answer = TunnelRecord | undefined | { throws: unknown } | 'hang';
+/**
+ * A lookup over a scripted store: each read takes the next answer (a record, undefined, an error,
+ * 'hang', or a record that comes when its promise resolves).
+ */
+type Answer = TunnelRecord | undefined | { throws: unknown } | 'hang' | Promise<TunnelRecord>;
 const fails = (err: unknown) => ({ throws: err });
 function harness(options: { timeoutMs?: number; maxInFlight?: number; ttlMs?: number } = {}) {
   let now = 0;
@@ -144,6 +147,19 @@ describe('TunnelLookup', () => {
     expect(await h.lookup.find('tn_a')).toMatchObject({ outcome: 'cached' });
     expect(await h.lookup.find('tn_b')).toMatchObject({ outcome: 'unavailable' });
   });
+
+  it('does not remember an answer older than a change the log names: its read began before the change landed', async () => {
+    const h = harness();
+    let answer: (record: TunnelRecord) => void = () => {};
+    h.answers.push(new Promise<TunnelRecord>((resolve) => (answer = resolve)));
+    const login = h.lookup.find('tn_a');
+    h.lookup.confirmUnchanged(0, [{ tunnelId: 'tn_a', version: 2 }]);
+    answer(record('tn_a', { version: 1 }));
+    expect(await login).toMatchObject({ outcome: 'read', tunnel: { version: 1 } });
+    h.lookup.sawRecords(['tn_a'], new Map([['tn_a', record('tn_a', { version: 1 })]]));
+    h.answers.push(fails(networkError('ECONNREFUSED')));
+    expect(await h.lookup.find('tn_a')).toMatchObject({ outcome: 'unavailable' });
+  });
 });
 
 describe('TunnelCache', () => {
@@ -163,12 +179,36 @@ describe('TunnelCache', () => {
     cache.remember(record('tn_a'));
     cache.remember(record('tn_b'));
     now = 900;
-    cache.confirmUnchanged(800, ['tn_b']);
+    cache.confirmUnchanged(800, [{ tunnelId: 'tn_b', version: 2 }]);
     now = 1_500;
     expect(cache.recall('tn_a')).toMatchObject({ ageMs: 700 });
     expect(cache.recall('tn_b')).toBeUndefined();
     now = 1_801;
     expect(cache.recall('tn_a')).toBeUndefined();
+  });
+
+  it('keeps a record as new as the changes the log names, however many polls name them', () => {
+    let now = 0;
+    const cache = new TunnelCache({ maxTunnels: 10, ttlMs: 600_000 }, () => now);
+    const disabled = record('tn_a', { enabled: false, version: 2 });
+    cache.remember(disabled);
+    cache.remember(record('tn_b', { version: 5 }));
+    cache.remember(record('tn_c'));
+    // The polls overlap by 30 s: a change is named by several of them.
+    for (const at of [1_000, 3_000, 5_000]) {
+      now = at;
+      cache.confirmUnchanged(0, [
+        { tunnelId: 'tn_a', version: 2 },
+        { tunnelId: 'tn_b', version: 6 },
+        { tunnelId: 'tn_c' }, // deleted
+      ]);
+    }
+    expect(cache.recall('tn_a')).toMatchObject({ record: disabled, ageMs: 5_000 });
+    expect(cache.recall('tn_b')).toBeUndefined();
+    expect(cache.recall('tn_c')).toBeUndefined();
+    // A late answer of a deleted tunnel is not kept while the log names the delete.
+    cache.remember(record('tn_c'));
+    expect(cache.recall('tn_c')).toBeUndefined();
   });
 
   it.each([
