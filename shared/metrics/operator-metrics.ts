@@ -174,7 +174,7 @@ export class OperatorMetrics implements SecretReadCounter {
     });
     this.sweepDuration = new Histogram({
       name: name('sweep_duration_seconds'),
-      help: 'How long a status sweep over every tunnel took.',
+      help: 'How long a sweeper pass took: a full pass (every tunnel), a periodic one (what is due) or one over written tunnels.',
       buckets: SWEEP_BUCKETS,
       registers,
     });
