@@ -67,7 +67,7 @@ export class TunnelLookup {
     }
   }
 
-  /** The change log has every change up to `atMs`: `changes`, and no other. */
+  /** The change log has every change up to `atMs`; its latest poll read `changes`. */
   confirmUnchanged(atMs: number, changes: readonly TunnelChange[]): void {
     this.deps.cache.confirmUnchanged(atMs, changes);
   }

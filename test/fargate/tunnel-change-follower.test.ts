@@ -70,6 +70,34 @@ describe('the log of tunnel changes', () => {
     expect(counted.queriedItems()).toBeLessThanOrEqual(5); // the five changes above
   });
 
+  it("retires a key whose record another write changed between the retirement's read and its write", async () => {
+    const [tunnel, other] = await storeTunnels(t.doc, t.tableName, 'ws_1', 2);
+    if (!tunnel || !other) throw new Error('no tunnels');
+    const tunnels = new DynamoTunnelStore(t.doc, t.tableName);
+    const rotated = await tunnels.updateTunnel({ ...tunnel, previousPublicKey: other.publicKey });
+    // The first read of the retirement is answered, then an API rename lands before its write.
+    let renamed = false;
+    const send = t.doc.send.bind(t.doc) as (command: unknown) => Promise<unknown>;
+    const racing = new Proxy(t.doc, {
+      get(target, prop, receiver) {
+        if (prop !== 'send') return Reflect.get(target, prop, receiver);
+        return async (command: { constructor: { name: string } }) => {
+          const out = await send(command);
+          if (command.constructor.name === 'GetCommand' && !renamed) {
+            renamed = true;
+            await tunnels.updateTunnel({ ...rotated, name: 'renamed meanwhile' });
+          }
+          return out;
+        };
+      },
+    });
+    await new DynamoGatewayStore(racing, t.tableName).retirePreviousKey(tunnel.id, other.publicKey);
+    expect(renamed).toBe(true);
+    const after = await new DynamoGatewayStore(t.doc, t.tableName).getTunnelById(tunnel.id);
+    expect(after).toMatchObject({ name: 'renamed meanwhile', version: rotated.version + 2 });
+    expect(after?.previousPublicKey).toBeUndefined();
+  });
+
   it('reads behind the clock and overlaps, and vouches for nothing after an absence longer than the log keeps', async () => {
     let now = 1_000_000_000_000;
     const asked: [number, number][] = [];
