@@ -7,6 +7,7 @@
  */
 import type { Bench, Measured } from './context';
 import { countSteadyUsage, dynamoFigures, sweepsSoFar, type UsageCount } from './dynamo-usage';
+import { type FullPass, fullPassFigures, measureFullPass } from './full-pass';
 import { latencyFigures, sampleNewConnections } from './new-connection';
 import type { Figure } from './report';
 import { afterWritesSettle } from './support/dynamo-proxy';
@@ -73,6 +74,8 @@ async function idleOurs(bench: Bench): Promise<{
   /** The DynamoDB sizes as held: `dynamoTunnels` unless the open-files limit held fewer. */
   countedSizes: number[];
   latencyAtLoad: number[];
+  /** One full status pass with every tunnel held, when the steady counts at the largest size were taken. */
+  fullPass: FullPass | null;
   openMs: number;
   writeMs: number;
   deleteMs: number;
@@ -210,6 +213,22 @@ async function idleOurs(bench: Bench): Promise<{
         settings.connections,
         settings.quick ? 20_000 : 60_000,
       );
+      // Last, so its load on DynamoDB Local does not touch the figures above.
+      const steady = dynamo.at(-1);
+      let fullPass: FullPass | null = null;
+      if (steady && steady.tunnels > 1 && !incomplete) {
+        bench.log(`a full status pass over the table, ${opened + 1} idle tunnels held`);
+        fullPass = await measureFullPass(stack, steady.perMinute.readUnits).catch((err: unknown) => {
+          const message = err instanceof Error ? err.message : String(err);
+          errors.push(`full pass not measured: ${message.split('\n')[0]}`);
+          return null;
+        });
+        if (fullPass) {
+          bench.log(
+            `  ${fullPass.tunnels} tunnels in ${fullPass.ms} ms, ${Math.round(fullPass.readUnits)} read units`,
+          );
+        }
+      }
       return {
         opened,
         checkpoint,
@@ -219,6 +238,7 @@ async function idleOurs(bench: Bench): Promise<{
         dynamo,
         countedSizes,
         latencyAtLoad: latency.ours ?? [],
+        fullPass,
         openMs,
         writeMs,
         incomplete,
@@ -344,6 +364,7 @@ export async function measureIdleTunnels(bench: Bench): Promise<Measured> {
       undefined,
     ),
     ...dynamoFigures(ours.dynamo, ours.countedSizes),
+    ...fullPassFigures(ours.fullPass),
   ];
   return {
     figures,

@@ -1,7 +1,7 @@
 /**
  * The cost model's measured inputs, read from bench/results.json as `npm run bench` writes it:
- * the idle phase's DynamoDB counts (bench/dynamo-usage.ts) and memory, the API phase's units per
- * call. Checked with zod: a results file from before these were measured is refused by name.
+ * the idle phase's DynamoDB counts (bench/dynamo-usage.ts), its full status pass (bench/full-pass.ts)
+ * and memory, the API phase's units per call. Checked with zod: a results file from before these were measured is refused by name.
  */
 import { z } from 'zod';
 import type { Measured } from './model';
@@ -23,7 +23,15 @@ const ResultsSchema = z.object({
   details: z.object({
     settings: z.object({ sweepIntervalMs: z.number().positive() }),
     idle: z.object({
-      ours: z.object({ rssBefore: z.number().positive(), dynamo: z.array(CountSchema).min(2) }),
+      ours: z.object({
+        rssBefore: z.number().positive(),
+        dynamo: z.array(CountSchema).min(2),
+        fullPass: z.object({
+          tunnels: z.number().int().positive(),
+          ms: z.number().nonnegative(),
+          readUnits: z.number().nonnegative(),
+        }),
+      }),
     }),
     api: z.object({ status: z.object({ dynamo: UnitsSchema }) }),
   }),
@@ -70,6 +78,11 @@ export function measuredFrom(results: unknown): { measured: Measured; provenance
       })),
       perLogin,
       perApiCall: details.api.status.dynamo,
+      fullPass: {
+        tunnels: details.idle.ours.fullPass.tunnels,
+        msPerTunnel: details.idle.ours.fullPass.ms / details.idle.ours.fullPass.tunnels,
+        readUnitsPerTunnel: details.idle.ours.fullPass.readUnits / details.idle.ours.fullPass.tunnels,
+      },
       memoryPerTunnelKb: memory,
       baselineRssBytes: details.idle.ours.rssBefore,
       sweepIntervalMs: details.settings.sweepIntervalMs,

@@ -15,6 +15,8 @@ export interface Measured {
   perLogin: { readUnits: number; writeUnits: number };
   /** DynamoDB request units of one API call (a status read). */
   perApiCall: { readUnits: number; writeUnits: number };
+  /** One full status pass (the backstop) over every tunnel the idle phase held: per tunnel. */
+  fullPass: { tunnels: number; msPerTunnel: number; readUnitsPerTunnel: number };
   /** Gateway memory per idle reverse tunnel, and the process's own before any. */
   memoryPerTunnelKb: number;
   baselineRssBytes: number;
@@ -50,13 +52,8 @@ export interface Assumptions {
   sweepIntervalMs: number;
   sweeperLambdaGb: number;
   sweeperTimeoutMs: number;
-  /**
-   * The backstop full pass (cdk/lib/sweeper.ts, every 6 h) reads every tunnel's items, which the
-   * bench's steady windows do not hold: read units and milliseconds per tunnel for each.
-   */
+  /** The backstop full pass (cdk/lib/sweeper.ts, every 6 h): its cost per tunnel is measured. */
   fullPassesPerDay: number;
-  fullPassReadUnitsPerTunnel: number;
-  fullPassMsPerTunnel: number;
   connectTargetsLambdaSeconds: number;
   connectTargetsLambdaGb: number;
   /** Secrets: one per standard tunnel, the shared ones; reads per standard reconnect and /test. */
@@ -102,10 +99,6 @@ export const ASSUMPTIONS: Assumptions = {
   sweeperLambdaGb: 0.5,
   sweeperTimeoutMs: 55_000,
   fullPassesPerDay: 4,
-  // META, STATE and STATUS, each under 4 KB and read strongly consistent: at most a unit each.
-  fullPassReadUnitsPerTunnel: 3,
-  // The previous design swept every tunnel each minute: 5.1 s over 9,700 in the bench of 2026-12-05.
-  fullPassMsPerTunnel: 0.53,
   connectTargetsLambdaSeconds: 2,
   connectTargetsLambdaGb: 0.25,
   secretsPerStandardTunnel: 1,
@@ -258,7 +251,7 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
     (steadyReads + (tasks - 1) * one.readUnitsPerMin) * MINUTES_PER_MONTH +
     logins * m.perLogin.readUnits +
     calls * m.perApiCall.readUnits +
-    fullPasses * tunnels * a.fullPassReadUnitsPerTunnel;
+    fullPasses * tunnels * m.fullPass.readUnitsPerTunnel;
   const writeUnits =
     (at((d) => d.writeUnitsPerMin) + (tasks - 1) * one.writeUnitsPerMin) * MINUTES_PER_MONTH +
     logins * 2 * m.perLogin.writeUnits +
@@ -277,7 +270,7 @@ export function estimate(tunnels: number, m: Measured, a: Assumptions, p: Prices
       `a sweep takes ${Math.round(sweepMs / 1000)} s, past the sweeper's ${a.sweeperTimeoutMs / 1000} s timeout`,
     );
   }
-  const fullPassMs = tunnels * a.fullPassMsPerTunnel;
+  const fullPassMs = tunnels * m.fullPass.msPerTunnel;
   if (fullPassMs > a.sweeperTimeoutMs) {
     limits.push(
       `a full pass takes ${Math.round(fullPassMs / 1000)} s, past the sweeper's ${a.sweeperTimeoutMs / 1000} s timeout`,

@@ -39,10 +39,6 @@ const ASSUMPTION_TEXT: Record<keyof Assumptions, string> = {
   sweeperTimeoutMs: 'sweeper Lambda timeout, ms (cdk/lib/sweeper.ts)',
   fullPassesPerDay:
     'full passes over every tunnel a day, the backstop behind the stream (cdk/lib/sweeper.ts: every 6 h)',
-  fullPassReadUnitsPerTunnel:
-    'read units a full pass spends per tunnel (META, STATE and STATUS: at most one each)',
-  fullPassMsPerTunnel:
-    'ms a full pass spends per tunnel (the previous design swept 9,700 in 5.1 s in the bench)',
   connectTargetsLambdaSeconds: 'connect-targets Lambda duration per run (once a minute), s',
   connectTargetsLambdaGb: 'connect-targets Lambda memory, GB (cdk/lib/connect-targets.ts)',
   secretsPerStandardTunnel:
@@ -148,6 +144,8 @@ export function renderSection(
       `${num(measured.perLogin.writeUnits, 2)} write units`,
     `- per API status read: ${num(measured.perApiCall.readUnits, 2)} read and ` +
       `${num(measured.perApiCall.writeUnits, 2)} write units`,
+    `- a full status pass (the backstop) over ${num(measured.fullPass.tunnels)} tunnels: ` +
+      `${num(measured.fullPass.msPerTunnel, 3)} ms and ${num(measured.fullPass.readUnitsPerTunnel, 2)} read units per tunnel`,
     `- gateway memory: ${num(measured.memoryPerTunnelKb, 1)} KB per idle reverse tunnel over a ` +
       `${num(measured.baselineRssBytes / 1e6)} MB process`,
     '',

@@ -19,6 +19,7 @@ const MEASURED: Measured = {
   ],
   perLogin: { readUnits: 3, writeUnits: 5 },
   perApiCall: { readUnits: 2, writeUnits: 0 },
+  fullPass: { tunnels: 10_000, msPerTunnel: 0.53, readUnitsPerTunnel: 3 },
   memoryPerTunnelKb: 40,
   baselineRssBytes: 100e6,
   sweepIntervalMs: 60_000,
