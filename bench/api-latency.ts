@@ -6,7 +6,7 @@
  */
 import type { Bench, Measured } from './context';
 import type { Figure } from './report';
-import type { CountingProxy } from './support/dynamo-proxy';
+import { afterWritesSettle, type CountingProxy } from './support/dynamo-proxy';
 import { median, percentile } from './support/stats';
 
 const WARM_UP = 10;
@@ -19,15 +19,31 @@ interface Series {
    * included: an upper bound), for the cost model.
    */
   dynamo: { readUnits: number; writeUnits: number };
+  /** Requests by operation in the window: whose they were, when a read-only call shows writes. */
+  requests: Record<string, number>;
+  /** How long the stack's writes took to go quiet before the window. */
+  settleMs: number;
 }
+
+/** Writes a second the stack makes when nothing happens (heartbeats), with room to spare. */
+const QUIET_WRITES_PER_SECOND = 2;
+const SETTLE_TIMEOUT_MS = 60_000;
 
 async function series(
   proxy: CountingProxy,
   count: number,
   call: (i: number) => Promise<{ status: number; ms: number }>,
 ): Promise<Series> {
-  const out: Series = { ms: [], failures: {}, dynamo: { readUnits: 0, writeUnits: 0 } };
+  const out: Series = {
+    ms: [],
+    failures: {},
+    dynamo: { readUnits: 0, writeUnits: 0 },
+    requests: {},
+    settleMs: 0,
+  };
   for (let i = 0; i < WARM_UP; i++) await call(i);
+  // What earlier calls set off (the sweeper recording new tunnels) is theirs, not this series'.
+  out.settleMs = await afterWritesSettle(proxy, QUIET_WRITES_PER_SECOND, SETTLE_TIMEOUT_MS);
   const from = Date.now();
   for (let i = 0; i < count; i++) {
     const res = await call(i);
@@ -38,6 +54,7 @@ async function series(
   await proxy.answered(to, 10_000);
   const usage = proxy.usageBetween(from, to);
   out.dynamo = { readUnits: usage.readUnits / count, writeUnits: usage.writeUnits / count };
+  out.requests = usage.requests;
   return out;
 }
 
