@@ -1,7 +1,8 @@
 /**
  * The cost model's measured inputs, read from bench/results.json as `npm run bench` writes it:
- * the idle phase's DynamoDB counts (bench/dynamo-usage.ts), its full status pass (bench/full-pass.ts)
- * and memory, the API phase's units per call. Checked with zod: a results file from before these were measured is refused by name.
+ * the idle phase's DynamoDB counts (bench/dynamo-usage.ts), its full status pass
+ * (bench/full-pass.ts) and memory, the API phase's units per call. Checked with zod: a results
+ * file from before these were measured is refused by name.
  */
 import { z } from 'zod';
 import type { Measured } from './model';
