@@ -178,15 +178,18 @@ describe('the customer console, end to end', () => {
   it('the list shows both green; the screenshots at phone width too (acceptance 6)', async () => {
     const { page } = desktop;
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Tunnels' }).click();
+    // The list's rows: the tunnel page just left carries the same data-tunnel-id until it is gone.
     for (const id of [reverseId, standardId]) {
-      await page.locator(`[data-tunnel-id="${id}"] .status[data-state="up"]`).waitFor({ timeout: UI_MS });
+      await page
+        .locator(`.tunnel-row[data-tunnel-id="${id}"] .status[data-state="up"]`)
+        .waitFor({ timeout: UI_MS });
     }
     await screenshot(page, 'tunnel-list');
     const phone = await openConsole(browser, world.stack.baseUrl, PHONE);
     try {
       await signIn(phone.page, world.stack.apiKey);
       await phone.page
-        .locator(`[data-tunnel-id="${reverseId}"] .status[data-state="up"]`)
+        .locator(`.tunnel-row[data-tunnel-id="${reverseId}"] .status[data-state="up"]`)
         .waitFor({ timeout: UI_MS });
       await screenshot(phone.page, 'tunnel-list');
       await phone.page.goto(`${world.stack.baseUrl}/#/tunnels/new`);

@@ -446,11 +446,22 @@ describe('a fuzzer over every route of /openapi.json', () => {
     for (const t of fixtures.own) workspaceOfId.set(t.id, own.id);
     for (const t of fixtures.other) workspaceOfId.set(t.id, other.id);
     const victims = { own: [] as string[], other: [] as string[] };
-    const targetOf = (p: PathId, method: string): string => {
+    /** Victims a DELETE took, by plan: given back unless the DELETE removed the tunnel. */
+    const taken = new Map<Plan, { kind: 'own' | 'other'; id: string }[]>();
+    const targetOf = (p: PathId, plan: Plan): string => {
       if (p.kind === 'raw') return p.encode ? encodeURIComponent(wellFormed(p.text)) : p.text;
-      if (method !== 'DELETE')
+      if (plan.method !== 'DELETE')
         return fixtures[p.kind][p.index % fixtures[p.kind].length]?.id ?? 'tun_missing';
-      return victims[p.kind].pop() ?? 'tun_aaaaaaaaaaaaaaaa';
+      const victim = victims[p.kind].pop();
+      if (!victim) return 'tun_aaaaaaaaaaaaaaaa';
+      taken.set(plan, [...(taken.get(plan) ?? []), { kind: p.kind, id: victim }]);
+      return victim;
+    };
+    // A DELETE of another route (a connector, a channel), refused, or with the other workspace's
+    // key leaves the tunnel in place: kept as a victim, not leaked against the quota.
+    const giveBack = (plan: Plan, deleted: boolean) => {
+      for (const { kind, id } of taken.get(plan) ?? []) if (!deleted) victims[kind].push(id);
+      taken.delete(plan);
     };
 
     const rendered = new Map<string, RenderedTunnel>();
@@ -504,7 +515,7 @@ describe('a fuzzer over every route of /openapi.json', () => {
     }
 
     async function send(plan: Plan): Promise<void> {
-      const ids = plan.pathIds.map((p) => targetOf(p, plan.method));
+      const ids = plan.pathIds.map((p) => targetOf(p, plan));
       let path = plan.op.path;
       for (const [i, name] of plan.op.pathParams.entries()) path = path.replace(`{${name}}`, ids[i] ?? '');
       const url = plan.query ? `${path}?${plan.query}` : path;
@@ -543,8 +554,10 @@ describe('a fuzzer over every route of /openapi.json', () => {
         text = plan.method === 'HEAD' ? '' : await res.text();
       } catch (err) {
         failures.push(`the request threw ${err instanceof Error ? err.message : String(err)}: ${shown()}`);
+        giveBack(plan, false);
         return;
       }
+      giveBack(plan, plan.op.path === '/v1/tunnels/{id}' && res.status === 204);
       statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
       if (res.status >= 500) failures.push(`${res.status} ${text.slice(0, 200)} for ${shown()}`);
 
