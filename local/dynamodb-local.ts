@@ -71,9 +71,9 @@ function bundledJar(): { jar: string; libDir: string } {
 
 /** Starts DynamoDB Local and keeps it running until `stop()`. */
 export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Promise<DynamoDbLocal> {
-  const port = options.port ?? (await freePort());
+  const { port, run: first } = await launchFirst(options);
   const backoff = new Backoff(options.restart ?? RESTART_DEFAULTS);
-  let current = await launch(port, options.dataDir);
+  let current = first;
   let isStopping = false;
   let restartTimer: NodeJS.Timeout | undefined;
 
@@ -127,6 +127,28 @@ export async function startDynamoDbLocal(options: DynamoDbLocalOptions = {}): Pr
       await stopChild(current.child);
     },
   };
+}
+
+/** Ports tried when none is given and the free one found is taken before java binds it. */
+const FREE_PORT_ATTEMPTS = 3;
+
+/**
+ * The first launch. A free port found by us can be taken by another process (an outgoing
+ * connection's ephemeral port) before java binds it: then another free port is tried. A port
+ * the caller gave is used or refused as it is.
+ */
+async function launchFirst(options: DynamoDbLocalOptions): Promise<{ port: number; run: Launched }> {
+  if (options.port !== undefined)
+    return { port: options.port, run: await launch(options.port, options.dataDir) };
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { port, run: await launch(port, options.dataDir) };
+    } catch (err) {
+      const taken = err instanceof Error && /Address already in use|Failed to bind/.test(err.message);
+      if (!taken || attempt >= FREE_PORT_ATTEMPTS) throw err;
+    }
+  }
 }
 
 interface Launched {
