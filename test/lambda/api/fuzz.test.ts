@@ -242,8 +242,8 @@ function planArb(operations: Operation[], ctx: BodyContext): fc.Arbitrary<Plan> 
   );
   const queryValue = (schema: Operation['query'][number]['schema'], name: string) =>
     valueArb(schema, name, ctx).map((v) => (typeof v === 'string' ? v : (JSON.stringify(v) ?? '')));
-  // Creates and changes reach the renderers: send more of them (a create costs ~10 cheap requests).
-  // Creating tunnels weighs most: the renderers are reached only through the tunnels created.
+  // Creates and changes reach the renderers: send more of them (a create costs ~10 cheap requests),
+  // tunnel creates most, as every rendering starts from a tunnel created.
   const weightOf = (op: Operation) =>
     op.security !== 'apiKey' || !op.body
       ? 1
@@ -446,22 +446,21 @@ describe('a fuzzer over every route of /openapi.json', () => {
     for (const t of fixtures.own) workspaceOfId.set(t.id, own.id);
     for (const t of fixtures.other) workspaceOfId.set(t.id, other.id);
     const victims = { own: [] as string[], other: [] as string[] };
-    /** Victims a DELETE took, by plan: given back unless the DELETE removed the tunnel. */
-    const taken = new Map<Plan, { kind: 'own' | 'other'; id: string }[]>();
-    const targetOf = (p: PathId, plan: Plan): string => {
+    type Victim = { kind: 'own' | 'other'; id: string };
+    /** A DELETE's path id: a victim, added to `taken` (given back unless the DELETE removed it). */
+    const targetOf = (p: PathId, method: string, taken: Victim[]): string => {
       if (p.kind === 'raw') return p.encode ? encodeURIComponent(wellFormed(p.text)) : p.text;
-      if (plan.method !== 'DELETE')
+      if (method !== 'DELETE')
         return fixtures[p.kind][p.index % fixtures[p.kind].length]?.id ?? 'tun_missing';
       const victim = victims[p.kind].pop();
       if (!victim) return 'tun_aaaaaaaaaaaaaaaa';
-      taken.set(plan, [...(taken.get(plan) ?? []), { kind: p.kind, id: victim }]);
+      taken.push({ kind: p.kind, id: victim });
       return victim;
     };
     // A DELETE of another route (a connector, a channel), refused, or with the other workspace's
     // key leaves the tunnel in place: kept as a victim, not leaked against the quota.
-    const giveBack = (plan: Plan, deleted: boolean) => {
-      for (const { kind, id } of taken.get(plan) ?? []) if (!deleted) victims[kind].push(id);
-      taken.delete(plan);
+    const giveBack = (taken: Victim[]) => {
+      for (const { kind, id } of taken) victims[kind].push(id);
     };
 
     const rendered = new Map<string, RenderedTunnel>();
@@ -515,7 +514,8 @@ describe('a fuzzer over every route of /openapi.json', () => {
     }
 
     async function send(plan: Plan): Promise<void> {
-      const ids = plan.pathIds.map((p) => targetOf(p, plan));
+      const taken: Victim[] = [];
+      const ids = plan.pathIds.map((p) => targetOf(p, plan.method, taken));
       let path = plan.op.path;
       for (const [i, name] of plan.op.pathParams.entries()) path = path.replace(`{${name}}`, ids[i] ?? '');
       const url = plan.query ? `${path}?${plan.query}` : path;
@@ -554,10 +554,10 @@ describe('a fuzzer over every route of /openapi.json', () => {
         text = plan.method === 'HEAD' ? '' : await res.text();
       } catch (err) {
         failures.push(`the request threw ${err instanceof Error ? err.message : String(err)}: ${shown()}`);
-        giveBack(plan, false);
+        giveBack(taken);
         return;
       }
-      giveBack(plan, plan.op.path === '/v1/tunnels/{id}' && res.status === 204);
+      if (plan.op.path !== '/v1/tunnels/{id}' || res.status !== 204) giveBack(taken);
       statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
       if (res.status >= 500) failures.push(`${res.status} ${text.slice(0, 200)} for ${shown()}`);
 
